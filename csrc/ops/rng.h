@@ -1,0 +1,21 @@
+// Host-side access to the generator state the Philox kernels start from.
+#pragma once
+
+#include <ATen/core/Generator.h>
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+namespace mmgen {
+
+// (seed, offset) for one op call on a CPU generator, reserving `increment` offsets.
+// The CPU generator (an MT19937) has no offset of its own, so mmgen keeps one per generator:
+// it starts at 0 right after the generator is seeded, so that the CPU and CUDA generators seeded
+// alike give the same numbers, and it advances by `increment` per call. A call also draws one
+// 32-bit value from the MT19937, which is how a re-seed is told apart from a later call. If other
+// ops drew from the generator since mmgen last did, the offset restarts at a fresh random value.
+std::pair<uint64_t, uint64_t> cpu_philox_seed_offset(const std::optional<at::Generator>& generator,
+                                                     uint64_t increment);
+
+}  // namespace mmgen

@@ -1,0 +1,18 @@
+"""mmgen's fused operators. Each takes ``backend="auto" | "native" | "reference"``."""
+from mmgen._extension import NativeFallbackWarning, has_native, native_required, require_native
+from mmgen._extension import build_info as _build_info
+
+if native_required():
+    require_native("MMGEN_REQUIRE_NATIVE=1")
+
+from mmgen.ops import reference  # noqa: E402
+from mmgen.ops.reparameterize import gaussian_kl, reparameterize  # noqa: E402
+
+
+def build_info() -> dict:
+    """What the native library was built for: native, cuda, torch/CUDA versions, arch list."""
+    return _build_info()
+
+
+__all__ = ["reparameterize", "gaussian_kl", "build_info", "has_native", "reference",
+           "NativeFallbackWarning"]

@@ -1,0 +1,101 @@
+"""Fused reparameterization with in-kernel Philox RNG, and the Gaussian KL."""
+from __future__ import annotations
+
+import torch
+
+from mmgen._extension import has_native
+from mmgen.ops import reference
+from mmgen.ops._dispatch import check_float, check_generator, check_same, check_tensor, use_native
+
+__all__ = ["reparameterize", "gaussian_kl"]
+
+
+def _check(mu, logvar, op: str) -> None:
+    check_tensor(mu, "mu", op)
+    check_tensor(logvar, "logvar", op)
+    check_float(mu, "mu", op)
+    check_same(mu, logvar, ("mu", "logvar"), op)
+    if mu.dim() == 0:
+        raise ValueError(f"{op}: mu must have at least 1 dimension (dim 0 is the batch), got a "
+                         "0-dim tensor")
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None = None,
+                   return_kl: bool = False, backend: str = "auto"):
+    """Sample ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)`` drawn inside the kernel.
+
+    eps comes from counter-based Philox keyed by the generator's seed and offset (the default
+    generator of ``mu``'s device when ``generator`` is None), so ``torch.manual_seed`` makes it
+    reproducible and CPU and CUDA generators seeded alike draw the same eps. The backward pass
+    regenerates eps instead of saving it.
+
+    Args:
+        mu, logvar: tensors of the same shape ``[B, ...]`` and floating dtype, on one device.
+        generator: a ``torch.Generator`` of the inputs' device, or None.
+        return_kl: also return ``KL(N(mu, exp(logvar)) || N(0, I))`` summed over all dims but 0.
+        backend: ``"auto"`` (native kernel, else the reference with a warning), ``"native"`` or
+            ``"reference"``.
+
+    Returns:
+        ``z`` shaped like ``mu``, or ``(z, kl)`` with ``kl`` of shape ``[B]`` when ``return_kl``.
+    """
+    op = "mmgen.ops.reparameterize"
+    _check(mu, logvar, op)
+    check_generator(generator, mu.device, op)
+    if use_native(backend, op, mu.device):
+        z, kl, _ = torch.ops.mmgen.reparameterize(mu, logvar, generator, return_kl)
+    else:
+        seed, offset = reference.philox_seed_offset(generator, mu.device)
+        z, kl = reference.reparameterize(mu, logvar, seed, offset, return_kl)
+    return (z, kl) if return_kl else z
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` per sample: summed over all dims but 0, shape ``[B]``."""
+    op = "mmgen.ops.gaussian_kl"
+    _check(mu, logvar, op)
+    if use_native(backend, op, mu.device):
+        return torch.ops.mmgen.gaussian_kl(mu, logvar)
+    return reference.gaussian_kl(mu, logvar)
+
+
+if has_native():
+    @torch.library.register_fake("mmgen::reparameterize")
+    def _reparameterize_fake(mu, logvar, generator=None, return_kl=False):
+        z = torch.empty_like(mu, memory_format=torch.contiguous_format)
+        kl = mu.new_empty((mu.shape[0] if return_kl else 0,))
+        return z, kl, mu.new_empty((2,), dtype=torch.int64)
+
+    @torch.library.register_fake("mmgen::_reparameterize_backward")
+    def _reparameterize_backward_fake(grad_z, grad_kl, mu, logvar, rng_state):
+        return (torch.empty_like(mu, memory_format=torch.contiguous_format),
+                torch.empty_like(mu, memory_format=torch.contiguous_format))
+
+    @torch.library.register_fake("mmgen::gaussian_kl")
+    def _gaussian_kl_fake(mu, logvar):
+        return mu.new_empty((mu.shape[0],))
+
+    def _reparameterize_setup(ctx, inputs, output):
+        mu, logvar, _, return_kl = inputs
+        ctx.return_kl = return_kl
+        ctx.save_for_backward(mu, logvar, output[2])
+
+    def _reparameterize_backward(ctx, grad_z, grad_kl, _grad_rng):
+        mu, logvar, rng_state = ctx.saved_tensors
+        grad_mu, grad_logvar = torch.ops.mmgen._reparameterize_backward(
+            grad_z, grad_kl if ctx.return_kl else None, mu, logvar, rng_state)
+        return grad_mu, grad_logvar, None, None
+
+    torch.library.register_autograd("mmgen::reparameterize", _reparameterize_backward,
+                                    setup_context=_reparameterize_setup)
+
+    def _gaussian_kl_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _gaussian_kl_backward(ctx, grad):
+        mu, logvar = ctx.saved_tensors
+        no_rng = mu.new_empty((0,), dtype=torch.int64)
+        return torch.ops.mmgen._reparameterize_backward(None, grad, mu, logvar, no_rng)
+
+    torch.library.register_autograd("mmgen::gaussian_kl", _gaussian_kl_backward,
+                                    setup_context=_gaussian_kl_setup)

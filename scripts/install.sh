@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs mmgen from this checkout: pinned torch, build tools, the native extension (editable),
+# and any extras named as arguments (e.g. `scripts/install.sh test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=$(IFS=,; echo "$*")
+python -m pip install --disable-pip-version-check -q "torch==2.11.0" "setuptools>=64" wheel ninja
+export MAX_JOBS="${MAX_JOBS:-2}"
+python -m pip install --disable-pip-version-check --no-build-isolation -e ".${extras:+[$extras]}"
