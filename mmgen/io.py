@@ -1,0 +1,59 @@
+"""Small file helpers: atomic writes and PNG image grids (no imaging library needed)."""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+
+import torch
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
+    """Tile images [N, C, H, W] with values in [0, 1] into one uint8 image [H', W', C]."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid expects [N, 1 or 3, H, W], got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    ncol = min(nrow, max(n, 1))
+    nrows = (n + ncol - 1) // ncol
+    grid = torch.ones(c, nrows * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top:top + h, left:left + w] = images[i].detach().float().cpu().clamp(0, 1)
+    return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def save_png(image: torch.Tensor, path: str, scale: int = 1) -> None:
+    """Save a uint8 image [H, W, C] (C = 1 or 3) as PNG, each pixel repeated ``scale`` times."""
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f"save_png expects uint8 [H, W, 1 or 3], got {image.dtype} {tuple(image.shape)}")
+    if scale > 1:
+        image = image.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    h, w, c = image.shape
+    rows = torch.cat([torch.zeros(h, 1, dtype=torch.uint8), image.reshape(h, w * c)], 1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+           + chunk(b"IDAT", zlib.compress(rows.numpy().tobytes(), 9)) + chunk(b"IEND", b""))
+    atomic_write_bytes(path, png)

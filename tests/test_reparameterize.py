@@ -1,0 +1,249 @@
+import math
+
+import pytest
+import torch
+from conftest import DEVICES
+
+import mmgen
+from mmgen.ops import reference
+
+pytestmark = pytest.mark.skipif(not mmgen.ops.has_native(), reason="needs the native extension")
+
+DTYPE_TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}
+
+
+def sample_inputs(device, dtype=torch.float32, shape=(6, 37), requires_grad=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(shape, generator=g, dtype=torch.float64).to(device, dtype)
+    logvar = (0.5 * torch.randn(shape, generator=g, dtype=torch.float64)).to(device, dtype)
+    return mu.requires_grad_(requires_grad), logvar.requires_grad_(requires_grad)
+
+
+def native_with_state(mu, logvar, return_kl=True):
+    return torch.ops.mmgen.reparameterize(mu, logvar, None, return_kl)
+
+
+def assert_close(a, b, dtype):
+    tol = DTYPE_TOL[dtype]
+    torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(6, 37), (3, 4, 5), (1, 70001), (129, 3), (2, 1)])
+def test_forward_matches_reference(device, dtype, shape):
+    mu, logvar = sample_inputs(device, dtype, shape)
+    z, kl, state = native_with_state(mu, logvar)
+    seed, offset = state.tolist()
+    z_ref, kl_ref = reference.reparameterize(mu, logvar, seed, offset, return_kl=True)
+    assert z.shape == mu.shape and z.dtype == dtype and kl.shape == (shape[0],)
+    assert_close(z, z_ref, dtype)
+    assert_close(kl, kl_ref, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backward_matches_reference(device, dtype):
+    mu, logvar = sample_inputs(device, dtype, (5, 131), requires_grad=True)
+    z, kl, state = native_with_state(mu, logvar)
+    gz, gk = torch.randn_like(z), torch.randn_like(kl)
+    grads = torch.autograd.grad((z * gz).sum() + (kl * gk).sum(), (mu, logvar))
+    seed, offset = state.tolist()
+    z_ref, kl_ref = reference.reparameterize(mu, logvar, seed, offset, return_kl=True)
+    grads_ref = torch.autograd.grad((z_ref * gz).sum() + (kl_ref * gk).sum(), (mu, logvar))
+    for g, g_ref in zip(grads, grads_ref):
+        assert_close(g, g_ref, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(device):
+    mu, logvar = sample_inputs(device, torch.float64, (3, 9), requires_grad=True)
+    gen = torch.Generator(device=device)
+
+    def f(m, lv):
+        gen.manual_seed(7)
+        return mmgen.ops.reparameterize(m, lv, generator=gen, return_kl=True)
+
+    assert torch.autograd.gradcheck(f, (mu, logvar))
+    assert torch.autograd.gradcheck(mmgen.ops.gaussian_kl, (mu, logvar))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    mu, logvar = sample_inputs(device, torch.float32, (4, 10), requires_grad=True)
+    torch.library.opcheck(torch.ops.mmgen.gaussian_kl.default, (mu, logvar))
+    # The aot_dispatch check compares two runs of the op, which draw different noise by design.
+    torch.library.opcheck(torch.ops.mmgen.reparameterize.default, (mu, logvar, None, True),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+    _, _, state = native_with_state(mu.detach(), logvar.detach())
+    grads = (torch.randn(4, 10, device=device), torch.randn(4, device=device))
+    torch.library.opcheck(torch.ops.mmgen._reparameterize_backward.default,
+                          (*grads, mu.detach(), logvar.detach(), state))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_matches_eager(device):
+    mu, logvar = sample_inputs(device, torch.float32, (8, 16), requires_grad=True)
+
+    def loss_fn(m, lv):
+        z, kl = mmgen.ops.reparameterize(m, lv, return_kl=True)
+        return (z ** 2).sum() + kl.sum()
+
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    torch.manual_seed(3)
+    eager = loss_fn(mu, logvar)
+    eager_grads = torch.autograd.grad(eager, (mu, logvar))
+    torch.manual_seed(3)
+    out = compiled(mu, logvar)
+    grads = torch.autograd.grad(out, (mu, logvar))
+    torch.testing.assert_close(out, eager)
+    for g, ge in zip(grads, eager_grads):
+        torch.testing.assert_close(g, ge)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eps_is_standard_normal(device):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    n = 1_000_000
+    gen = torch.Generator(device=device).manual_seed(1234)
+    zeros = torch.zeros(1, n, device=device)
+    eps = mmgen.ops.reparameterize(zeros, zeros, generator=gen)[0].double().cpu()
+    assert abs(eps.mean().item()) < 5 / math.sqrt(n)
+    assert abs(eps.var().item() - 1.0) < 5 * math.sqrt(2 / n)
+    assert scipy_stats.normaltest(eps.numpy()).pvalue > 1e-3
+    assert scipy_stats.kstest(eps.numpy(), "norm").pvalue > 1e-3
+    lanes = eps.view(-1, 4)  # the four normals of one Philox draw must be uncorrelated
+    corr = torch.corrcoef(lanes.T)
+    assert (corr - torch.eye(4, dtype=corr.dtype)).abs().max() < 5 / math.sqrt(n / 4)
+    assert abs(torch.corrcoef(torch.stack([eps[:-1], eps[1:]]))[0, 1]) < 5 / math.sqrt(n)
+
+
+def test_seed_reproducibility_cpu():
+    mu, logvar = sample_inputs("cpu")
+    torch.manual_seed(0)
+    a = mmgen.ops.reparameterize(mu, logvar)
+    b = mmgen.ops.reparameterize(mu, logvar)
+    torch.randn(3)  # another op draws from the generator in between
+    c = mmgen.ops.reparameterize(mu, logvar)
+    torch.manual_seed(0)
+    a2 = mmgen.ops.reparameterize(mu, logvar)
+    torch.manual_seed(1)
+    d = mmgen.ops.reparameterize(mu, logvar)
+    assert torch.equal(a, a2)
+    assert not torch.equal(a, b) and not torch.equal(b, c) and not torch.equal(a, c)
+    assert not torch.equal(a, d)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(mmgen.ops.reparameterize(mu, logvar, generator=g), a)
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_draw_the_same_eps():
+    mu, logvar = sample_inputs("cpu", shape=(7, 333))
+    torch.manual_seed(5)
+    z_cpu = [mmgen.ops.reparameterize(mu, logvar) for _ in range(2)]
+    z_cuda = [mmgen.ops.reparameterize(mu.cuda(), logvar.cuda()) for _ in range(2)]
+    for a, b in zip(z_cpu, z_cuda):
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_draws_fresh_noise():
+    mu, logvar = sample_inputs("cuda", shape=(4, 256))
+    mmgen.ops.reparameterize(mu, logvar)  # warm up outside the graph
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        z = mmgen.ops.reparameterize(mu, logvar)
+    graph.replay()
+    first = z.clone()
+    graph.replay()
+    assert not torch.equal(first, z)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_noncontiguous_and_empty(device):
+    mu, logvar = sample_inputs(device, shape=(40, 30))
+    mu_t, lv_t = mu.t(), logvar.t()
+    z, kl, state = native_with_state(mu_t, lv_t)
+    seed, offset = state.tolist()
+    z_ref, kl_ref = reference.reparameterize(mu_t.contiguous(), lv_t.contiguous(), seed, offset, True)
+    assert_close(z, z_ref, torch.float32)
+    assert_close(kl, kl_ref, torch.float32)
+    for shape in [(0, 5), (3, 0)]:
+        m = torch.zeros(shape, device=device, requires_grad=True)
+        z, kl = mmgen.ops.reparameterize(m, torch.zeros(shape, device=device), return_kl=True)
+        assert z.shape == shape and kl.shape == (shape[0],)
+        assert torch.equal(kl, torch.zeros(shape[0], device=device))
+        (z.sum() + kl.sum()).backward()
+        assert m.grad.shape == shape
+
+
+def test_backward_saves_nothing_of_eps_size():
+    mu, logvar = sample_inputs("cpu", shape=(16, 64), requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+    inputs = {mu.data_ptr(), logvar.data_ptr()}
+    fresh = [t for t in saved if t.data_ptr() not in inputs]
+    assert all(t.numel() <= 2 for t in fresh), [t.shape for t in fresh]
+
+
+def test_bad_inputs_give_clear_errors():
+    mu, logvar = sample_inputs("cpu")
+    with pytest.raises(ValueError, match="same shape"):
+        mmgen.ops.reparameterize(mu, logvar[:, :-1])
+    with pytest.raises(TypeError, match="floating dtype"):
+        mmgen.ops.reparameterize(mu.long(), logvar.long())
+    with pytest.raises(TypeError, match="same dtype"):
+        mmgen.ops.reparameterize(mu, logvar.double())
+    with pytest.raises(ValueError, match="same device"):
+        mmgen.ops.reparameterize(mu, logvar.to("meta"))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        mmgen.ops.reparameterize(mu[0, 0], logvar[0, 0])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        mmgen.ops.reparameterize(mu, logvar, backend="fast")
+    with pytest.raises(TypeError, match="torch.Generator"):
+        mmgen.ops.reparameterize(mu, logvar, generator=3)
+    with pytest.raises(RuntimeError, match="same shape"):  # the kernel checks too
+        torch.ops.mmgen.reparameterize(mu, logvar[:, :-1], None, False)
+
+
+def test_reference_backend_draws_the_same_noise():
+    mu, logvar = sample_inputs("cpu", shape=(5, 33))
+    torch.manual_seed(11)
+    native = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+    native_next = mmgen.ops.reparameterize(mu, logvar)
+    torch.manual_seed(11)
+    ref = mmgen.ops.reparameterize(mu, logvar, return_kl=True, backend="reference")
+    ref_next = mmgen.ops.reparameterize(mu, logvar, backend="reference")
+    for a, b in [(native[0], ref[0]), (native[1], ref[1]), (native_next, ref_next)]:
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(mmgen.ops.gaussian_kl(mu, logvar),
+                               mmgen.ops.gaussian_kl(mu, logvar, backend="reference"))
+
+
+def test_fallback_warns_once_and_require_native_raises(monkeypatch):
+    from mmgen import _extension
+    from mmgen.ops import _dispatch
+    mu, logvar = sample_inputs("cpu")
+    monkeypatch.setattr(_dispatch, "has_native", lambda: False)
+    monkeypatch.setattr(_extension, "_warned", False)
+    monkeypatch.delenv("MMGEN_REQUIRE_NATIVE", raising=False)
+    with pytest.warns(mmgen.ops.NativeFallbackWarning):
+        mmgen.ops.reparameterize(mu, logvar)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mmgen.ops.gaussian_kl(mu, logvar)  # second fallback: no second warning
+    monkeypatch.setenv("MMGEN_REQUIRE_NATIVE", "1")
+    monkeypatch.setattr(_extension, "_INFO", None)
+    with pytest.raises(RuntimeError, match="compiled extension"):
+        mmgen.ops.reparameterize(mu, logvar)
+
+
+def test_build_info_reports_the_build():
+    info = mmgen.ops.build_info()
+    assert info["native"] is True
+    assert info["torch_version"] == torch.__version__
+    if info["cuda"]:
+        assert info["cuda_version"] == torch.version.cuda
+        assert "9.0" in info["arch_list"] and "8.0" in info["arch_list"]
