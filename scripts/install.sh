@@ -7,3 +7,6 @@ extras=$(IFS=,; echo "$*")
 python -m pip install --disable-pip-version-check -q "torch==2.11.0" "setuptools>=64" wheel ninja
 export MAX_JOBS="${MAX_JOBS:-2}"
 python -m pip install --disable-pip-version-check --no-build-isolation -e ".${extras:+[$extras]}"
+# First-party plugins (entry points image, text, audio); naming torch again keeps pip on the pin.
+python -m pip install --disable-pip-version-check --no-build-isolation "torch==2.11.0" \
+    -e plugins/mmgen-image -e plugins/mmgen-text -e plugins/mmgen-audio

