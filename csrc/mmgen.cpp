@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "generated/build_info.h"
+#include "ops/rng.h"
 
 TORCH_LIBRARY(mmgen, m) {
   // Reparameterization: z = mu + exp(logvar / 2) * eps with eps drawn in-kernel by Philox.
@@ -16,6 +17,10 @@ TORCH_LIBRARY(mmgen, m) {
       "_reparameterize_backward(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar,"
       " Tensor rng_state) -> (Tensor grad_mu, Tensor grad_logvar)");
   m.def("gaussian_kl(Tensor mu, Tensor logvar) -> Tensor");
+  // The per-generator Philox offset mmgen keeps for CPU generators (saved with checkpoints).
+  m.def("_cpu_philox_offset(Generator? generator=None) -> int", &mmgen::cpu_philox_next_offset);
+  m.def("_set_cpu_philox_offset(Generator? generator, int offset) -> ()",
+        &mmgen::set_cpu_philox_next_offset);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("mmgen.commands.plugins",)
+COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.train", "mmgen.commands.sample",
+            "mmgen.commands.evaluate")
 
 
 def make_parser() -> argparse.ArgumentParser:

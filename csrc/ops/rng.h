@@ -18,4 +18,12 @@ namespace mmgen {
 std::pair<uint64_t, uint64_t> cpu_philox_seed_offset(const std::optional<at::Generator>& generator,
                                                      uint64_t increment);
 
+// The offset the next call on this CPU generator will use if nothing else draws from it first, or
+// -1 when mmgen has no record for the generator's current state (the next call then starts fresh).
+int64_t cpu_philox_next_offset(const std::optional<at::Generator>& generator);
+
+// Record `offset` as the next offset for the generator's current state (to restore a checkpoint:
+// set the generator's state first, then this).
+void set_cpu_philox_next_offset(const std::optional<at::Generator>& generator, int64_t offset);
+
 }  // namespace mmgen

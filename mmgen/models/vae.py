@@ -1,0 +1,117 @@
+"""VAE, beta-VAE and IWAE (Kingma & Welling 2014; Higgins et al. 2017; Burda et al. 2016)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+import mmgen
+from mmgen import likelihoods
+from mmgen.models.base import GenerativeModel, component
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def make_likelihood(spec):
+    """A likelihood from a name ("bernoulli"), a spec {"name": ..., **kwargs}, or an instance."""
+    if isinstance(spec, str):
+        return likelihoods.get(spec), {"name": spec}
+    if isinstance(spec, dict):
+        kwargs = dict(spec)
+        return likelihoods.get(kwargs.pop("name"), **kwargs), dict(spec)
+    if hasattr(spec, "log_prob") and hasattr(spec, "sample"):
+        return spec, {"name": spec.name, **({"levels": spec.levels} if hasattr(spec, "levels") else {})}
+    raise TypeError(f"likelihood must be a name ({', '.join(likelihoods.NAMES)}), a spec dict or a "
+                    f"likelihood object, got {type(spec).__name__}")
+
+
+class VAE(GenerativeModel):
+    """Gaussian-latent VAE: ``q(z|x) = N(mu(x), diag exp(logvar(x)))``, ``p(z) = N(0, I)``.
+
+    Args:
+        encoder: module or spec with ``out_features``; the VAE adds the Gaussian heads itself.
+        decoder: module or spec with ``in_features == latent_dim``, output read by the likelihood.
+        latent_dim: size of z.
+        likelihood: "bernoulli", "gaussian" or {"name": "categorical", "levels": L}. Categorical
+            data (integer levels) is fed to the encoder scaled to [0, 1].
+        beta: weight of the KL term in the training loss (beta-VAE); the ELBO always uses 1.
+        k: importance samples of the training objective; ``k > 1`` trains on the IWAE bound.
+    """
+
+    def __init__(self, encoder, decoder, latent_dim: int = 16, likelihood="bernoulli",
+                 beta: float = 1.0, k: int = 1):
+        super().__init__()
+        self.encoder, enc_spec = component(encoder, "encoder", "VAE encoder")
+        self.decoder, dec_spec = component(decoder, "decoder", "VAE decoder")
+        self.likelihood, lik_spec = make_likelihood(likelihood)
+        for module, attr, what in ((self.encoder, "out_features", "encoder"),
+                                   (self.decoder, "in_features", "decoder")):
+            if not isinstance(getattr(module, attr, None), int):
+                raise ValueError(f"VAE {what} {type(module).__name__} has no integer attribute {attr!r} "
+                                 "(see the component contract)")
+        if self.decoder.in_features != latent_dim:
+            raise ValueError(f"VAE decoder takes in_features={self.decoder.in_features} but "
+                             f"latent_dim={latent_dim}; they must match")
+        if beta < 0 or k < 1:
+            raise ValueError(f"VAE needs beta >= 0 and k >= 1, got beta={beta}, k={k}")
+        self.heads = nn.Linear(self.encoder.out_features, 2 * latent_dim)
+        self.latent_dim, self.beta, self.k = latent_dim, float(beta), int(k)
+        self.config = {"model": "vae", "encoder": enc_spec, "decoder": dec_spec,
+                       "latent_dim": latent_dim, "likelihood": lik_spec, "beta": self.beta, "k": self.k}
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        levels = getattr(self.likelihood, "levels", None)
+        return x.float() / (levels - 1) if levels else x
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.heads(self.encoder(self.encoder_input(x))).chunk(2, dim=1)
+        return mu, logvar
+
+    def elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """Evidence lower bound per sample, in nats (one z sample, analytic KL)."""
+        mu, logvar = self.encode(x)
+        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+        return self.likelihood.log_prob(self.decoder(z), x) - kl
+
+    def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int = 256) -> torch.Tensor:
+        """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO)."""
+        mu, logvar = self.encode(x)
+        log_w = []
+        for start in range(0, k, chunk):
+            kk = min(chunk, k - start)
+            m, lv = mu.repeat(kk, 1), logvar.repeat(kk, 1)
+            z = mmgen.ops.reparameterize(m, lv)
+            eps = (z - m) * torch.exp(-0.5 * lv)
+            log_q = (-0.5 * eps.square() - 0.5 * lv - 0.5 * _LOG_2PI).sum(1)
+            log_p_z = (-0.5 * z.square() - 0.5 * _LOG_2PI).sum(1)
+            log_px = self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1)))
+            log_w.append((log_px + log_p_z - log_q).view(kk, -1))
+        return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+
+    def loss(self, x: torch.Tensor, **cond) -> torch.Tensor:
+        """Training objective to minimize: -(E log p(x|z) - beta KL), or the negative IWAE bound."""
+        if self.k > 1:
+            return -self.iwae_bound(x, self.k).mean()
+        mu, logvar = self.encode(x)
+        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+        return -(self.likelihood.log_prob(self.decoder(z), x) - self.beta * kl).mean()
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
+        """Importance-weighted estimate of -log p(x) in nats per sample (an upper bound in expectation)."""
+        return -self.iwae_bound(x, k)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws from the model (``mean=True``: the likelihood's mean instead of a draw)."""
+        device = self.heads.weight.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        out = self.decoder(z)
+        return self.likelihood.mean(out) if mean else self.likelihood.sample(out, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean at the posterior mean of z."""
+        mu, _ = self.encode(x)
+        return self.likelihood.mean(self.decoder(mu))

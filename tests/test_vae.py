@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+
+import mmgen
+from mmgen.data import load
+from mmgen.models import VAE, GenerativeModel
+
+pytest.importorskip("sklearn")
+
+
+def digits_vae(latent=8, hidden=16, **kw):
+    enc = {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 64, "hidden": hidden}
+    dec = {"name": "image.conv", "in_features": latent, "out_channels": 1, "size": 8,
+           "params_per_channel": 17, "hidden": hidden}
+    return VAE(enc, dec, latent_dim=latent, likelihood={"name": "categorical", "levels": 17}, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = digits_vae()
+    data = load("digits", "train")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for epoch in range(4):
+        for batch in data.batches(64, shuffle=True, epoch=epoch):
+            loss = model.loss(batch["x"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return model, losses
+
+
+def test_training_lowers_the_loss_on_real_digits(trained):
+    _, losses = trained
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    uniform = 64 * math.log(17)  # 181.3 nats
+    assert first > last + 20, (first, last)
+    assert last < uniform
+
+
+def test_elbo_below_iwae_bound_below_zero_and_bound_grows_with_k(trained):
+    model, _ = trained
+    x = load("digits", "test").x[:64]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        elbo = torch.stack([model.elbo(x) for _ in range(20)]).mean(0)
+        bounds = {k: model.iwae_bound(x, k).mean().item() for k in (1, 10, 200)}
+    assert (elbo <= 0).all()
+    assert bounds[1] <= bounds[10] <= bounds[200] <= 0, bounds
+    assert elbo.mean().item() < bounds[200]
+    assert abs(bounds[1] - elbo.mean().item()) < 3.0  # k = 1 is a sampled ELBO
+
+
+def test_iwae_training_objective_and_beta():
+    torch.manual_seed(0)
+    x = load("digits", "train").x[:32]
+    iwae = digits_vae(k=5)
+    assert torch.isfinite(iwae.loss(x))
+    beta = digits_vae(beta=4.0)
+    torch.manual_seed(2)
+    heavy = beta.loss(x)
+    beta.beta = 1.0
+    torch.manual_seed(2)
+    assert heavy > beta.loss(x)  # same noise, larger KL weight
+
+
+def test_save_and_reload_round_trip(tmp_path, trained):
+    model, _ = trained
+    model.save_pretrained(str(tmp_path / "m"))
+    again = GenerativeModel.from_pretrained(str(tmp_path / "m"))
+    assert isinstance(again, VAE) and again.config == model.config
+    x = load("digits", "test").x[:8]
+    torch.manual_seed(3)
+    a = model.elbo(x)
+    torch.manual_seed(3)
+    b = again.elbo(x)
+    torch.testing.assert_close(a, b)
+
+
+def test_samples_have_the_data_shape_and_levels(trained):
+    model, _ = trained
+    s = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (5, 1, 8, 8)
+    assert s.min() >= 0 and s.max() <= 16 and torch.equal(s, s.round())
+
+
+def test_mismatched_components_are_caught_at_build_time():
+    enc = {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 64}
+    dec = {"name": "image.conv", "in_features": 12, "out_channels": 1, "size": 8}
+    with pytest.raises(ValueError, match="in_features=12 but latent_dim=8"):
+        VAE(enc, dec, latent_dim=8)
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        VAE(enc, {**dec, "in_features": 8}, latent_dim=8, likelihood="poisson")
+
+
+def test_dataset_splits_are_fixed_and_disjoint():
+    parts = [load("digits", s) for s in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [1297, 200, 300]
+    assert parts[0].levels == 17 and parts[0].shape == (1, 8, 8)
+    flat = [p.x.view(len(p), -1) for p in parts]
+    assert torch.equal(load("digits", "test").x, parts[2].x)
+    b1 = next(parts[0].batches(16, shuffle=True, seed=1, epoch=3))["x"]
+    b2 = next(parts[0].batches(16, shuffle=True, seed=1, epoch=3))["x"]
+    assert torch.equal(b1, b2) and flat[0].shape[1] == 64
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load("cifar")
