@@ -21,6 +21,27 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_cpu_philox_offset(Generator? generator=None) -> int", &mmgen::cpu_philox_next_offset);
   m.def("_set_cpu_philox_offset(Generator? generator, int offset) -> ()",
         &mmgen::set_cpu_philox_next_offset);
+  // Vector quantization: nearest code (ties to the lowest index) without an N x K buffer; the
+  // straight-through quantizer with loss = codebook + beta * commitment (mean squared errors); and
+  // the per-code counts and sums of rows for EMA codebook updates.
+  m.def("vq_nearest(Tensor x, Tensor codebook) -> (Tensor indices, Tensor sqdist)");
+  m.def(
+      "vector_quantize(Tensor x, Tensor codebook, float beta=0.25)"
+      " -> (Tensor quantized, Tensor indices, Tensor loss)");
+  m.def(
+      "_vector_quantize_backward(Tensor? grad_quantized, Tensor? grad_loss, Tensor x,"
+      " Tensor codebook, Tensor indices, float beta) -> (Tensor grad_x, Tensor grad_codebook)");
+  m.def("vq_ema_stats(Tensor x, Tensor indices, int num_codes) -> (Tensor counts, Tensor sums)");
+
+  // Masked convolution (PixelCNN): "same" padding, only the causal taps of the mask are computed.
+  // The backward returns an empty tensor for each gradient whose output_mask entry is false.
+  m.def(
+      "masked_conv2d(Tensor x, Tensor weight, Tensor? bias, str mask_type, int dilation,"
+      " int color_groups) -> Tensor");
+  m.def(
+      "_masked_conv2d_backward(Tensor grad_out, Tensor x, Tensor weight, str mask_type,"
+      " int dilation, int color_groups, bool[3] output_mask)"
+      " -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

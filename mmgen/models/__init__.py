@@ -2,9 +2,10 @@
 it has one, ``log_prob`` / ``nll``; saves as ``config.json`` + ``model.safetensors``."""
 from mmgen.models.base import GenerativeModel
 from mmgen.models.vae import VAE
+from mmgen.models.pixelcnn import PixelCNN
 
 # config["model"] -> class; from_config / from_pretrained rebuild models through this table.
-MODELS = {"vae": VAE}
+MODELS = {"vae": VAE, "pixelcnn": PixelCNN}
 
 
 def from_config(config: dict, **modules):
@@ -28,4 +29,4 @@ def from_config(config: dict, **modules):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["GenerativeModel", "VAE", "MODELS", "from_config"]
+__all__ = ["GenerativeModel", "VAE", "PixelCNN", "MODELS", "from_config"]

@@ -7,6 +7,8 @@ if native_required():
 
 from mmgen.ops import reference  # noqa: E402
 from mmgen.ops.reparameterize import gaussian_kl, reparameterize  # noqa: E402
+from mmgen.ops.masked_conv2d import masked_conv2d  # noqa: E402
+from mmgen.ops.vq import vector_quantize, vq_ema_stats, vq_nearest  # noqa: E402
 
 
 def build_info() -> dict:
@@ -14,5 +16,7 @@ def build_info() -> dict:
     return _build_info()
 
 
-__all__ = ["reparameterize", "gaussian_kl", "build_info", "has_native", "reference",
+__all__ = ["reparameterize", "gaussian_kl", "masked_conv2d",
+           "vq_nearest", "vector_quantize", "vq_ema_stats",
+           "build_info", "has_native", "reference",
            "NativeFallbackWarning"]

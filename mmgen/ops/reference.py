@@ -106,3 +106,76 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, seed: int, offset: in
     m, lv = mu.to(eps.dtype), logvar.to(eps.dtype)
     z = (m + torch.exp(0.5 * lv) * eps).to(mu.dtype)
     return z, (gaussian_kl(mu, logvar) if return_kl else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Vector quantization
+# ----------------------------------------------------------------------------------------------
+def vq_nearest(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(argmin_k ||x_i - e_k||^2, ||x_i - e_idx||^2) for x [N, D], codebook [K, D].
+
+    Distances are ranked as ``||e||^2 - 2 x.e``; ties go to the lowest index, a code at NaN
+    distance is never chosen, and a row with no non-NaN distance (e.g. NaN in x) gets index 0
+    (its sqdist is then NaN).
+    """
+    dt = _opmath(x.dtype)
+    a, e = x.to(dt), codebook.to(dt)
+    dist = (e * e).sum(1) - 2.0 * (a @ e.T)
+    indices = dist.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf).argmin(1)
+    sqdist = ((a - e[indices]) ** 2).sum(1)
+    return indices, sqdist.to(x.dtype)
+
+
+def vector_quantize(x: torch.Tensor, codebook: torch.Tensor, beta: float = 0.25):
+    """Straight-through VQ of x [..., D]: (x + (q - x).detach(), indices [...], loss) with
+    q = codebook[indices] and loss = mse(q, x.detach()) + beta * mse(x, q.detach())."""
+    with torch.no_grad():
+        indices, _ = vq_nearest(x.detach().reshape(-1, x.shape[-1]), codebook.detach())
+    q = codebook[indices].view(x.shape)
+    out = x + (q - x).detach()
+    loss = (torch.nn.functional.mse_loss(q, x.detach())
+            + beta * torch.nn.functional.mse_loss(x, q.detach()))
+    return out, indices.view(x.shape[:-1]), loss
+
+
+def vq_ema_stats(x: torch.Tensor, indices: torch.Tensor, num_codes: int):
+    """(counts [K], sums [K, D]): rows of x [..., D] per code and their sum (float32, or float64
+    for float64 x)."""
+    dt = _opmath(x.dtype)
+    flat, idx = x.reshape(-1, x.shape[-1]).to(dt), indices.reshape(-1)
+    counts = torch.zeros(num_codes, dtype=dt, device=x.device).index_add_(
+        0, idx, torch.ones_like(idx, dtype=dt))
+    sums = torch.zeros(num_codes, x.shape[-1], dtype=dt, device=x.device).index_add_(0, idx, flat)
+    return counts, sums
+
+
+# ----------------------------------------------------------------------------------------------
+# Masked convolution (PixelCNN)
+# ----------------------------------------------------------------------------------------------
+def masked_conv2d_mask(c_out: int, c_in: int, kh: int, kw: int, mask_type: str = "B",
+                       color_groups: int = 1, *, dtype: torch.dtype = torch.float32,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+    """The [c_out, c_in, kh, kw] 0/1 PixelCNN mask.
+
+    Taps above the centre row and left of the centre are kept. At the centre, with channels split
+    into ``color_groups`` contiguous groups, output group g sees input groups < g (mask "A") or
+    <= g (mask "B"); with one group that is "nothing" for "A" and "everything" for "B".
+    """
+    mask = torch.zeros(c_out, c_in, kh, kw, dtype=dtype, device=device)
+    mask[:, :, : kh // 2] = 1
+    mask[:, :, kh // 2, : kw // 2] = 1
+    out_group = torch.arange(c_out, device=device) // (c_out // color_groups)
+    in_group = torch.arange(c_in, device=device) // (c_in // color_groups)
+    sees = in_group[None, :] < out_group[:, None] if mask_type == "A" else in_group[None, :] <= out_group[:, None]
+    mask[:, :, kh // 2, kw // 2] = sees.to(dtype)
+    return mask
+
+
+def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  mask_type: str = "B", dilation: int = 1, color_groups: int = 1) -> torch.Tensor:
+    """F.conv2d with the PixelCNN-masked weight and "same" padding."""
+    c_out, c_in, kh, kw = weight.shape
+    mask = masked_conv2d_mask(c_out, c_in, kh, kw, mask_type, color_groups, dtype=weight.dtype,
+                              device=weight.device)
+    padding = (dilation * (kh // 2), dilation * (kw // 2))
+    return torch.nn.functional.conv2d(x, weight * mask, bias, padding=padding, dilation=dilation)

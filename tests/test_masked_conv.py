@@ -1,0 +1,230 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import DEVICES
+from mmgen.nn import MaskedConv2d
+from mmgen.ops import masked_conv2d, reference
+
+TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.float64: dict(atol=1e-12, rtol=1e-12)}
+
+
+def paper_mask(c_out, c_in, kh, kw, mask_type, groups):
+    """The PixelCNN mask written out tap by tap (van den Oord et al. 2016)."""
+    mask = torch.zeros(c_out, c_in, kh, kw)
+    for o in range(c_out):
+        for i in range(c_in):
+            for y in range(kh):
+                for x in range(kw):
+                    if (y, x) < (kh // 2, kw // 2):
+                        mask[o, i, y, x] = 1
+                    elif (y, x) == (kh // 2, kw // 2):
+                        go, gi = o // (c_out // groups), i // (c_in // groups)
+                        mask[o, i, y, x] = float(gi < go if mask_type == "A" else gi <= go)
+    return mask
+
+
+def sample_inputs(device, dtype=torch.float32, requires_grad=False, n=2, c_in=6, c_out=9, k=(3, 3),
+                  size=(7, 6), bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c_in, *size, generator=g, dtype=dtype).to(device)
+    w = torch.randn(c_out, c_in, *k, generator=g, dtype=dtype).to(device)
+    b = torch.randn(c_out, generator=g, dtype=dtype).to(device) if bias else None
+    return [t.requires_grad_(requires_grad) if t is not None else None for t in (x, w, b)]
+
+
+def masked_weight_conv(x, w, b, mask_type, dilation, groups):
+    """What a user writes without mmgen: F.conv2d on the masked weight."""
+    mask = paper_mask(*w.shape, mask_type, groups).to(w)
+    pad = (dilation * (w.shape[2] // 2), dilation * (w.shape[3] // 2))
+    return F.conv2d(x, w * mask, b, padding=pad, dilation=dilation)
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("kh, kw", [(1, 1), (3, 3), (5, 3), (7, 7)])
+def test_mask_matches_paper(mask_type, groups, kh, kw):
+    assert torch.equal(reference.masked_conv2d_mask(9, 6, kh, kw, mask_type, groups),
+                       paper_mask(9, 6, kh, kw, mask_type, groups))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_matches_conv2d_on_masked_weight(device, mask_type, groups, k, dilation):
+    x, w, b = sample_inputs(device, requires_grad=True, k=(k, k))
+    out = masked_conv2d(x, w, b, mask_type=mask_type, dilation=dilation, color_groups=groups,
+                        backend="native")
+    expected = masked_weight_conv(x, w, b, mask_type, dilation, groups)
+    torch.testing.assert_close(out, expected, **TOL[torch.float32])
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, w, b), grad)
+    want = torch.autograd.grad(expected, (x, w, b), grad)
+    for name, a, e in zip(("x", "weight", "bias"), got, want):
+        torch.testing.assert_close(a, e, **TOL[torch.float32], msg=lambda m: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", ["non_square", "no_bias", "non_contiguous", "odd_sizes", "big_dilation"])
+def test_shapes_and_layouts(device, dtype, case):
+    kwargs = dict(k=(3, 5)) if case == "non_square" else {}
+    kwargs.update(dict(bias=False) if case == "no_bias" else {})
+    kwargs.update(dict(size=(1, 11), c_in=3, c_out=3, n=3) if case == "odd_sizes" else {})
+    x, w, b = sample_inputs(device, dtype, True, **kwargs)
+    dilation = 4 if case == "big_dilation" else 1  # taps fall entirely outside the 7x6 image
+    if case == "non_contiguous":
+        x = x.detach().transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
+        w = w.detach().permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).requires_grad_()
+        assert not x.is_contiguous() and not w.is_contiguous()
+    out = masked_conv2d(x, w, b, mask_type="B", dilation=dilation, color_groups=3, backend="native")
+    expected = masked_weight_conv(x, w, b, "B", dilation, 3)
+    torch.testing.assert_close(out, expected, **TOL[dtype])
+    inputs = [t for t in (x, w, b) if t is not None]
+    grad = torch.randn_like(out)
+    for a, e in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        torch.testing.assert_close(a, e, **TOL[dtype])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision(device, dtype):
+    x, w, b = sample_inputs(device, dtype, k=(5, 5))
+    out = masked_conv2d(x, w, b, mask_type="A", color_groups=3, backend="native")
+    assert out.dtype == dtype
+    expected = masked_weight_conv(x.float(), w.float(), b.float(), "A", 1, 3)
+    tol = 1e-2 if dtype == torch.float16 else 5e-2
+    torch.testing.assert_close(out.float(), expected, atol=tol * expected.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch_and_fully_masked_kernel(device):
+    x, w, b = sample_inputs(device, n=0)
+    assert masked_conv2d(x, w, b, backend="native").shape == (0, 9, 7, 6)
+    # A 1x1 "A" mask with one group keeps no tap at all: the output is the bias, grads are zero.
+    x, w, b = sample_inputs(device, requires_grad=True, k=(1, 1))
+    out = masked_conv2d(x, w, b, mask_type="A", backend="native")
+    torch.testing.assert_close(out, b[None, :, None, None].expand_as(out).detach())
+    gx, gw = torch.autograd.grad(out.sum(), (x, w))
+    assert not gx.any() and not gw.any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_masked_taps_get_zero_gradient(device, mask_type):
+    x, w, b = sample_inputs(device, requires_grad=True, k=(5, 5))
+    out = masked_conv2d(x, w, b, mask_type=mask_type, color_groups=3, backend="native")
+    (gw,) = torch.autograd.grad(out.square().sum(), (w,))
+    mask = paper_mask(*w.shape, mask_type, 3).to(device).bool()
+    assert not gw[~mask].any()
+    assert (gw[mask] != 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_causality(device, mask_type, groups):
+    """d out[o, p] / d x[i, q] is zero unless q comes before p in raster order or, at q == p, the
+    centre mask lets output group g(o) see input group g(i)."""
+    c_in, c_out, h, w_ = 3, 6, 5, 4
+    _, weight, bias = sample_inputs(device, torch.float64, c_in=c_in, c_out=c_out, k=(3, 3))
+    x = torch.randn(1, c_in, h, w_, dtype=torch.float64, device=device)
+
+    def f(inp):
+        return masked_conv2d(inp, weight, bias, mask_type=mask_type, color_groups=groups, backend="native")
+
+    jac = torch.autograd.functional.jacobian(f, x).reshape(c_out, h * w_, c_in, h * w_).cpu()
+    for o in range(c_out):
+        for i in range(c_in):
+            go, gi = o // (c_out // groups), i // (c_in // groups)
+            sees_centre = gi < go if mask_type == "A" else gi <= go
+            for p in range(h * w_):
+                allowed = torch.arange(h * w_) < p
+                allowed[p] = sees_centre
+                assert not jac[o, p, i][~allowed].any(), (o, p, i)
+            # the centre tap itself is live where allowed
+            assert bool((jac[o, :, i].diagonal() != 0).all()) == sees_centre
+
+
+def test_opcheck():
+    for mask_type, groups, k, dilation in [("A", 1, (3, 3), 1), ("B", 3, (5, 3), 2), ("A", 3, (1, 1), 1)]:
+        x, w, b = sample_inputs("cpu", requires_grad=True, k=k, size=(5, 4))
+        torch.library.opcheck(torch.ops.mmgen.masked_conv2d, (x, w, b, mask_type, dilation, groups))
+        torch.library.opcheck(torch.ops.mmgen.masked_conv2d, (x, w, None, mask_type, dilation, groups))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(device):
+    x, w, b = sample_inputs(device, torch.float64, True, n=2, c_in=3, c_out=3, k=(3, 3), size=(4, 3))
+    for mask_type in ("A", "B"):
+        assert torch.autograd.gradcheck(
+            lambda *t: masked_conv2d(*t, mask_type=mask_type, dilation=2, color_groups=3, backend="native"),
+            (x, w, b))
+
+
+def test_compile_fullgraph():
+    x, w, b = sample_inputs("cpu", requires_grad=True, k=(5, 5))
+
+    def f(x, w, b):
+        return masked_conv2d(x, w, b, mask_type="B", color_groups=3).tanh().sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(x, w, b), (x, w, b))
+    want = torch.autograd.grad(f(x, w, b), (x, w, b))
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference"])
+@pytest.mark.parametrize("change, match", [
+    (dict(k=(4, 3)), "odd"),
+    (dict(mask_type="C"), "mask_type must be 'A' or 'B'"),
+    (dict(groups=4), "color_groups=4 must divide"),
+    (dict(c_out=8, groups=3), "color_groups=3 must divide"),
+    (dict(w_in=5), "weight has 5 input channels but x has 6"),
+    (dict(dilation=0), "dilation must be"),
+    (dict(bias_shape=(8,)), "bias must have shape"),
+    (dict(dtype_w=torch.float64), "same dtype"),
+    (dict(device_w="meta"), "same device"),
+    (dict(x_int=True), "floating dtype"),
+])
+def test_bad_inputs(backend, change, match):
+    x, w, b = sample_inputs("cpu", k=change.get("k", (3, 3)), c_out=change.get("c_out", 9))
+    if "w_in" in change:
+        w = w[:, : change["w_in"]]
+    if "bias_shape" in change:
+        b = torch.zeros(change["bias_shape"])
+    if "dtype_w" in change:
+        w = w.to(change["dtype_w"])
+    if "device_w" in change:
+        w = w.to(change["device_w"])
+    if change.get("x_int"):
+        x = x.long()
+    with pytest.raises((ValueError, TypeError), match=match):
+        masked_conv2d(x, w, b, mask_type=change.get("mask_type", "B"), dilation=change.get("dilation", 1),
+                      color_groups=change.get("groups", 1), backend=backend)
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(k=(3, 2)), "kernel sizes must be odd"),
+    (dict(mask_type="a"), "mask_type must be 'A' or 'B'"),
+    (dict(groups=2), "color_groups=2 must divide both C_in \\(6\\) and C_out \\(9\\)"),
+    (dict(dilation=-1), "dilation must be >= 1"),
+])
+def test_native_checks(args, match):
+    x, w, b = sample_inputs("cpu", k=args.get("k", (3, 3)))
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.mmgen.masked_conv2d(x, w, b, args.get("mask_type", "B"), args.get("dilation", 1),
+                                      args.get("groups", 1))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer(device):
+    layer = MaskedConv2d(6, 9, 5, mask_type="A", color_groups=3).to(device)
+    x = torch.randn(2, 6, 8, 8, device=device)
+    torch.testing.assert_close(layer(x), F.conv2d(x, layer.masked_weight(), layer.bias, padding=2))
+    assert layer.taps == 13 and layer.tap_weight().shape == (9, 6 * 13)
+    with pytest.raises(ValueError, match="odd"):
+        MaskedConv2d(6, 9, 4)
