@@ -4,6 +4,7 @@
 // [C_in * taps, chunk * H * W], one cuBLAS GEMM (at::mm) with the kept weights, and for the input
 // gradient a gather-style col2im (each input element sums its taps; no atomics, deterministic).
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
@@ -23,15 +24,6 @@ using at::Tensor;
 
 constexpr int kThreads = 256;
 constexpr int64_t kColumnBudget = int64_t(1) << 26;  // elements of the column buffer per chunk
-
-template <typename T>
-struct Opmath {
-  using type = float;
-};
-template <>
-struct Opmath<double> {
-  using type = double;
-};
 
 // Kernel geometry passed by value.
 struct Geo {
@@ -67,7 +59,7 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, Geo
 // grad_x[n][c][y][xx] = sum_t gcols[(c * taps + t)][n * HW + (y - dy(t)) * W + (xx - dx(t))].
 template <typename T>
 __global__ void col2im_kernel(const T* __restrict__ gcols, T* __restrict__ grad_x, Geo g, int64_t nb) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t hw = g.height * g.width;
   const int64_t total = nb * g.c_in * hw;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;

@@ -5,6 +5,7 @@
 // row and then summed per row in a fixed order, so it is deterministic. The generator offset comes
 // from philox_cuda_state and is unpacked on the device, so the ops are safe under CUDA graphs.
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/core/Generator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -26,15 +27,6 @@ constexpr int kThreads = 256;
 constexpr int kWarp = 32;
 constexpr int64_t kQuadsPerLane = 4;                     // quads per lane per segment
 constexpr int64_t kSegment = kWarp * 4 * kQuadsPerLane;  // elements of a row reduced by one warp
-
-template <typename T>
-struct Opmath {
-  using type = float;
-};
-template <>
-struct Opmath<double> {
-  using type = double;
-};
 
 __device__ __forceinline__ float exp_op(float x) { return philox::exp_f32(x); }
 __device__ __forceinline__ double exp_op(double x) { return exp(x); }
@@ -114,7 +106,7 @@ template <typename T>
 __global__ void forward_flat_kernel(const T* __restrict__ mu, const T* __restrict__ lv,
                                     T* __restrict__ z, int64_t numel, bool vec,
                                     at::PhiloxCudaState rng, int64_t* rng_state) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const auto seeds = at::cuda::philox::unpack(rng);
   const uint64_t seed = std::get<0>(seeds), offset = std::get<1>(seeds);
   if (blockIdx.x == 0 && threadIdx.x == 0) record_rng(rng, rng_state);
@@ -137,10 +129,10 @@ __global__ void forward_flat_kernel(const T* __restrict__ mu, const T* __restric
 // One warp per segment of kSegment elements of one row: optional z, and the KL partial sum.
 template <typename T, bool WITH_Z>
 __global__ void segment_kernel(const T* __restrict__ mu, const T* __restrict__ lv,
-                               T* __restrict__ z, typename Opmath<T>::type* __restrict__ partial,
+                               T* __restrict__ z, at::opmath_type<T>* __restrict__ partial,
                                int64_t rows, int64_t cols, int64_t segs_per_row, bool vec,
                                at::PhiloxCudaState rng, int64_t* rng_state) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   uint64_t seed = 0, offset = 0;
   if constexpr (WITH_Z) {
     const auto seeds = at::cuda::philox::unpack(rng);
@@ -183,9 +175,9 @@ __global__ void segment_kernel(const T* __restrict__ mu, const T* __restrict__ l
 }
 
 template <typename T>
-__global__ void sum_rows_kernel(const typename Opmath<T>::type* __restrict__ partial, T* __restrict__ kl,
+__global__ void sum_rows_kernel(const at::opmath_type<T>* __restrict__ partial, T* __restrict__ kl,
                                 int64_t rows, int64_t segs_per_row) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (r >= rows) return;
   A s = 0;
@@ -198,7 +190,7 @@ __global__ void backward_kernel(const T* __restrict__ gz, const T* __restrict__ 
                                 const T* __restrict__ mu, const T* __restrict__ lv,
                                 T* __restrict__ gmu, T* __restrict__ glv, int64_t numel,
                                 int64_t cols, bool vec, const int64_t* __restrict__ rng_state) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   uint64_t seed = 0, offset = 0;
   if (gz != nullptr) {
     seed = static_cast<uint64_t>(rng_state[0]);
@@ -242,7 +234,7 @@ int64_t grid_for(int64_t work_items) {
 template <typename T, bool WITH_Z>
 void launch_segments(const Tensor& mu, const Tensor& lv, Tensor* z, Tensor& kl,
                      at::PhiloxCudaState rng, int64_t* rng_state, bool vec) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
   const int64_t segs_per_row = std::max<int64_t>(1, (cols + kSegment - 1) / kSegment);
   Tensor partial = at::empty({rows * segs_per_row},

@@ -11,6 +11,7 @@
 // Segmented sums (codebook gradient, EMA statistics): rows are stably sorted by code, and each
 // code sums its rows in row order, so results are deterministic.
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
@@ -39,15 +40,6 @@ constexpr int kTN = kBN / kGroup;          // codes per thread
 constexpr int kThreads = kGroup * kGroup;  // 256
 constexpr int kWarp = 32;
 
-template <typename T>
-struct Opmath {
-  using type = float;
-};
-template <>
-struct Opmath<double> {
-  using type = double;
-};
-
 template <typename A>
 __device__ __forceinline__ A infinity() {
   return std::numeric_limits<A>::infinity();
@@ -55,9 +47,9 @@ __device__ __forceinline__ A infinity() {
 
 // norms[k] = ||e_k||^2, one warp per code.
 template <typename T>
-__global__ void code_norms_kernel(const T* __restrict__ codebook, typename Opmath<T>::type* __restrict__ norms,
+__global__ void code_norms_kernel(const T* __restrict__ codebook, at::opmath_type<T>* __restrict__ norms,
                                   int64_t K, int64_t D) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t k = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (k >= K) return;
@@ -74,9 +66,9 @@ __global__ void code_norms_kernel(const T* __restrict__ codebook, typename Opmat
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
 nearest_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
-               const typename Opmath<T>::type* __restrict__ norms, int64_t N, int64_t K, int64_t D,
+               const at::opmath_type<T>* __restrict__ norms, int64_t N, int64_t K, int64_t D,
                int64_t* __restrict__ out) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   __shared__ A xs[kBK][kBM + 1];
   __shared__ A es[kBK][kBN + 1];
   const int tx = threadIdx.x % kGroup;  // code lane
@@ -161,9 +153,9 @@ nearest_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
 template <typename T>
 __global__ void finish_rows_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
                                    const int64_t* __restrict__ indices, int64_t N, int64_t D,
-                                   T* __restrict__ sqdist, typename Opmath<T>::type* __restrict__ sqdist_acc,
+                                   T* __restrict__ sqdist, at::opmath_type<T>* __restrict__ sqdist_acc,
                                    T* __restrict__ quantized) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t row = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= N) return;
@@ -185,9 +177,9 @@ __global__ void finish_rows_kernel(const T* __restrict__ x, const T* __restrict_
 
 // loss = (1 + beta) * sum(sqdist) / elems, summed by one block in a fixed order.
 template <typename T>
-__global__ void loss_kernel(const typename Opmath<T>::type* __restrict__ sqdist, int64_t N, double elems,
+__global__ void loss_kernel(const at::opmath_type<T>* __restrict__ sqdist, int64_t N, double elems,
                             double beta, T* __restrict__ loss) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   __shared__ A partial[kThreads];
   A s = 0;
   for (int64_t i = threadIdx.x; i < N; i += kThreads) s += sqdist[i];
@@ -203,11 +195,11 @@ __global__ void loss_kernel(const typename Opmath<T>::type* __restrict__ sqdist,
 // grad_x = grad_quantized + beta * 2 * grad_loss / elems * (x - e_idx).
 template <typename T>
 __global__ void grad_x_kernel(const T* __restrict__ grad_quantized,
-                              const typename Opmath<T>::type* __restrict__ grad_loss,
+                              const at::opmath_type<T>* __restrict__ grad_loss,
                               const T* __restrict__ x, const T* __restrict__ codebook,
                               const int64_t* __restrict__ indices, int64_t N, int64_t K, int64_t D,
                               double beta, double elems, T* __restrict__ grad_x) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const A scale = static_cast<A>(2.0 * beta / elems) * grad_loss[0];
   const int64_t total = N * D;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -230,9 +222,9 @@ __global__ void check_offsets_kernel(const int64_t* __restrict__ offsets, int64_
 template <typename T, typename Out, bool DIFF>
 __global__ void segment_sum_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
                                    const int64_t* __restrict__ order, const int64_t* __restrict__ offsets,
-                                   int64_t D, const typename Opmath<T>::type* __restrict__ grad_loss,
+                                   int64_t D, const at::opmath_type<T>* __restrict__ grad_loss,
                                    double scale, Out* __restrict__ out, Out* __restrict__ counts) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t k = blockIdx.x;
   const int64_t d = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t begin = offsets[k], end = offsets[k + 1];
@@ -268,7 +260,7 @@ int64_t blocks_for(int64_t work, int64_t threads) {
 // indices[N] of the nearest codes of x [N, D] (N > 0).
 template <typename T>
 void launch_nearest(const Tensor& x, const Tensor& codebook, Tensor& indices) {
-  using A = typename Opmath<T>::type;
+  using A = at::opmath_type<T>;
   const int64_t N = x.size(0), K = codebook.size(0), D = codebook.size(1);
   auto stream = at::cuda::getCurrentCUDAStream();
   Tensor norms = at::empty({K}, x.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
@@ -314,7 +306,7 @@ std::tuple<Tensor, Tensor, Tensor> vector_quantize_forward_kernel(const Tensor& 
   Tensor loss = at::empty({}, x.options());
   const double elems = static_cast<double>(N) * static_cast<double>(D);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vector_quantize", [&] {
-    using A = typename Opmath<scalar_t>::type;
+    using A = at::opmath_type<scalar_t>;
     auto stream = at::cuda::getCurrentCUDAStream();
     Tensor sq = at::empty({N}, x.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
     if (N > 0) {
@@ -368,7 +360,7 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
   }
   const double elems = static_cast<double>(N) * static_cast<double>(D);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vector_quantize_backward", [&] {
-    using A = typename Opmath<scalar_t>::type;
+    using A = at::opmath_type<scalar_t>;
     auto stream = at::cuda::getCurrentCUDAStream();
     const Tensor gl = grad_loss->reshape({1}).to(
         x.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
@@ -411,7 +403,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
   Tensor sums = at::zeros({num_codes, D}, x.options().dtype(stats_dtype));
   if (N == 0) return {counts, sums};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vq_ema_stats", [&] {
-    using A = typename Opmath<scalar_t>::type;
+    using A = at::opmath_type<scalar_t>;
     const auto groups = group_rows(indices, num_codes);
     const int threads = D >= 128 ? 128 : 32;
     const dim3 blocks(static_cast<unsigned>(num_codes), static_cast<unsigned>(blocks_for(std::max<int64_t>(D, 1), threads)));
