@@ -82,9 +82,10 @@ class PixelCNN(GenerativeModel):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.channels:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"PixelCNN: x must be [B, {self.channels}, H, W], got {shape}")
-        if x.is_floating_point() or x.is_complex():
+        if x.is_complex() or (x.is_floating_point() and not torch.equal(x, x.round())):
             raise TypeError(f"PixelCNN: x must hold integer levels in [0, {self.levels}) (an integer "
-                            f"or bool tensor), got dtype {x.dtype}")
+                            f"or bool tensor, or floats with integral values), got {x.dtype} values "
+                            "with a fractional part")
 
     def _check_cond(self, cond, batch: int):
         if self.num_classes is None and self.cond_dim is None:
