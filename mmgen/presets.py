@@ -18,6 +18,24 @@ def _conv(size: int, channels: int, latent: int, params: int, hidden: int) -> tu
 
 _DIGITS_ENC, _DIGITS_DEC = _conv(8, 1, 16, 17, 64)
 _MNIST_ENC, _MNIST_DEC = _conv(28, 1, 32, 1, 32)
+_VQ_ENC = {"name": "image.vqconv", "in_channels": 1, "size": 28, "out_channels": 16, "hidden": 32,
+           "downsample": 2}
+_VQ_DEC = {"name": "image.vqconv", "in_channels": 16, "out_channels": 1, "size": 28, "hidden": 32,
+           "downsample": 2}
+
+
+def _dcgan(size: int, data_range: list, latent: int, hidden: int, batch_norm: bool = True, **gan) -> dict:
+    """A GAN of image.dcgan networks; real data is mapped from ``data_range`` to the tanh range."""
+    return {"model": "gan", "data_range": data_range, **gan,
+            "generator": {"name": "image.dcgan", "latent_dim": latent, "out_channels": 1, "size": size,
+                          "hidden": hidden},
+            "discriminator": {"name": "image.dcgan", "in_channels": 1, "size": size, "hidden": hidden,
+                              "batch_norm": batch_norm}}
+
+
+def _adam(lr: float, betas: list) -> dict:
+    """The same Adam options for the generator and the discriminator."""
+    return {name: {"lr": lr, "betas": betas} for name in ("generator", "discriminator")}
 
 PRESETS: dict[str, dict] = {
     "vae-digits": {
@@ -37,6 +55,91 @@ PRESETS: dict[str, dict] = {
         "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
         "eval": {"k": 1000, "max_examples": 500},
+    },
+    "dcgan-digits": {
+        "description": "DCGAN, non-saturating loss, on the 8x8 digits (levels mapped to [-1, 1]); EMA samples",
+        "data": {"name": "digits"},
+        "model": _dcgan(8, [0, 16], 32, 32, objective="non_saturating", ema_decay=0.99),
+        "train": {"steps": 2000, "batch_size": 64, "optimizers": _adam(2e-4, [0.5, 0.999]),
+                  "log_every": 100, "sample_every": 500, "checkpoint_every": 500},
+    },
+    "dcgan-mnist": {
+        "description": "DCGAN, non-saturating loss, on MNIST-5k intensities (28x28); EMA samples",
+        "data": {"name": "mnist", "binarize": None},
+        "model": _dcgan(28, [0, 1], 64, 32, objective="non_saturating", ema_decay=0.995),
+        "train": {"steps": 2000, "batch_size": 64, "optimizers": _adam(2e-4, [0.5, 0.999]),
+                  "log_every": 100, "sample_every": 500, "checkpoint_every": 500},
+    },
+    "wgan-gp-mnist": {
+        "description": "WGAN-GP (lambda 10, 5 critic steps per generator step, no batch norm in the "
+                       "critic) on MNIST-5k intensities (28x28); EMA samples",
+        "data": {"name": "mnist", "binarize": None},
+        "model": _dcgan(28, [0, 1], 64, 32, batch_norm=False, objective="wgan_gp", gp_weight=10.0,
+                        d_steps=5, ema_decay=0.99),
+        "train": {"steps": 5000, "batch_size": 64, "optimizers": _adam(1e-4, [0.0, 0.9]),
+                  "log_every": 250, "sample_every": 1000, "checkpoint_every": 1000},
+    },
+    "pixelcnn-digits": {
+        "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits",
+        "data": {"name": "digits"},
+        "model": {"model": "pixelcnn", "channels": 1, "levels": 17, "image_size": 8, "hidden": 64,
+                  "layers": 6, "first_kernel_size": 5},
+        "train": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {},
+    },
+    "pixelcnn-mnist": {
+        "description": "gated PixelCNN on dynamically binarized MNIST-5k (28x28, 2 levels)",
+        "data": {"name": "mnist", "binarize": "dynamic"},
+        "model": {"model": "pixelcnn", "channels": 1, "levels": 2, "image_size": 28, "hidden": 32,
+                  "layers": 8},
+        "train": {"steps": 3000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {"max_examples": 500},
+    },
+    "vqvae-mnist": {
+        "description": "VQ-VAE (7x7 grid of 32 codes) then a PixelCNN prior over the codes, on "
+                       "dynamically binarized MNIST-5k; reports the VQ-VAE bound (prior NLL of codes + "
+                       "reconstruction NLL)",
+        "data": {"name": "mnist", "binarize": "dynamic"},
+        "model": {"model": "vqvae", "num_codes": 32, "likelihood": "bernoulli", "autoencoder_steps": 2000,
+                  "encoder": _VQ_ENC, "decoder": _VQ_DEC,
+                  "prior": {"hidden": 32, "layers": 5, "first_kernel_size": 5}},
+        "train": {"steps": 3500, "batch_size": 64, "lr": 1e-3, "log_every": 250, "eval_every": 1000,
+                  "sample_every": 500, "checkpoint_every": 500},
+        "eval": {"max_examples": 500},
+    },
+    "gumbel-vae-mnist": {
+        "description": "Gumbel-softmax VAE, 20 categorical latents x 10 categories, tau 1 -> 0.5, on "
+                       "dynamically binarized MNIST-5k",
+        "data": {"name": "mnist", "binarize": "dynamic"},
+        "model": {"model": "gumbel_vae", "encoder": _MNIST_ENC, "decoder": {**_MNIST_DEC, "in_features": 200},
+                  "latents": 20, "categories": 10, "likelihood": "bernoulli", "tau_start": 1.0,
+                  "tau_min": 0.5, "anneal_rate": 3e-4},
+        "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {"k": 1000, "max_examples": 500},
+    },
+    "cvae-mnist": {
+        "description": "conditional VAE p(x | digit class) on dynamically binarized MNIST-5k",
+        "data": {"name": "mnist", "binarize": "dynamic"},
+        "model": {"model": "cvae", "encoder": _MNIST_ENC, "decoder": {**_MNIST_DEC, "in_features": 42},
+                  "num_classes": 10, "latent_dim": 32, "likelihood": "bernoulli"},
+        "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {"max_examples": 500},
+    },
+    "m2-mnist-100": {
+        "description": "semi-supervised VAE M2 with 100 labels (10 per class) on dynamically binarized "
+                       "MNIST-5k; reports the test error",
+        "data": {"name": "mnist", "binarize": "dynamic", "labels": 100},
+        "model": {"model": "m2", "encoder": _MNIST_ENC,
+                  "decoder": {**_MNIST_DEC, "in_features": 42, "hidden": 16},  # runs once per class
+                  "classifier": _MNIST_ENC, "num_classes": 10, "latent_dim": 32, "likelihood": "bernoulli",
+                  "alpha": 20.0},
+        "train": {"steps": 2000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {"max_examples": 500},
     },
 }
 

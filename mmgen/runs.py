@@ -79,10 +79,18 @@ def train(config: dict, run_dir: str, device: str | None = None) -> dict:
     atomic_write_bytes(saved, json.dumps(config, indent=2).encode())
     train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
     model = from_config(config["model"])
+    labels = getattr(model, "condition_on_labels", False)  # M2, CVAE: loss(x, y=labels)
     trainer = Trainer(model, dataset(config, "train"), run_dir=run_dir, config=train_cfg,
-                      val_data=dataset(config, "val"))
+                      val_data=dataset(config, "val"), condition_on_labels=labels,
+                      evaluate=_validate_with_labels if labels else None)
     trainer.fit()
     return evaluate(run_dir, "test")
+
+
+def _validate_with_labels(model, data) -> dict:
+    """Validation metrics of a model that needs labels (the trainer's default calls loss(x))."""
+    from mmgen.eval import evaluate as evaluate_model
+    return {f"val_{key}": value for key, value in evaluate_model(model, data).items()}
 
 
 def load_model(run_dir: str, device: str = "cpu") -> GenerativeModel:

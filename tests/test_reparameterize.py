@@ -247,3 +247,22 @@ def test_build_info_reports_the_build():
     if info["cuda"]:
         assert info["cuda_version"] == torch.version.cuda
         assert "9.0" in info["arch_list"] and "8.0" in info["arch_list"]
+
+
+def test_random_cpu_offsets_stay_positive_and_are_read_as_unsigned():
+    """After other ops draw from a CPU generator, the next call starts at a random offset: it must
+    fit a non-negative int64 (rng_state, checkpoints) and match the reference; the reference reads
+    an int64 state as unsigned, as the kernel does."""
+    from mmgen.ops import rng
+    mu, logvar = sample_inputs("cpu")
+    torch.manual_seed(0)
+    for _ in range(20):
+        torch.randn(1)  # someone else draws: the next call takes a fresh random offset
+        z, _, state = native_with_state(mu, logvar)
+        seed, offset = state.tolist()
+        assert 0 <= offset < 2 ** 62 and offset % 4 == 0
+        z_ref, _ = reference.reparameterize(mu, logvar, seed, offset)
+        assert_close(z, z_ref, torch.float32)
+        assert rng.get_state()["cpu_philox_offset"] == offset + 4
+    a = reference.philox_normal(10, 5, -4)
+    assert torch.equal(a, reference.philox_normal(10, 5, 2 ** 64 - 4))

@@ -6,7 +6,11 @@
   intensities in [0, 1] ``[N, 1, 28, 28]``. Fixed split (permutation seed 0): 4,000 train / 500 val /
   500 test. ``binarize="dynamic"`` draws x ~ Bernoulli(intensity) afresh for every batch (training
   and evaluation both), ``"static"`` thresholds once at 0.5, ``None`` keeps intensities.
+
+Semi-supervised: ``load(name, "train", labels=N)`` (or ``keep_labels(dataset, N)``) keeps N labels
+of the split, N / classes per class chosen with seed 0, and sets the others to -1.
 """
 from mmgen.data.datasets import DATASETS, Dataset, load, digits, mnist
+from mmgen.data.semisupervised import keep_labels
 
-__all__ = ["Dataset", "load", "digits", "mnist", "DATASETS"]
+__all__ = ["Dataset", "load", "digits", "mnist", "DATASETS", "keep_labels"]

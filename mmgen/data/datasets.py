@@ -7,6 +7,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from mmgen.data.semisupervised import keep_labels
+
 SPLITS = ("train", "val", "test")
 
 
@@ -101,10 +103,13 @@ def mnist(binarize: str | None = "dynamic") -> dict[str, Dataset]:
 DATASETS = {"digits": digits, "mnist": mnist}
 
 
-def load(name: str, split: str = "train", **kwargs) -> Dataset:
-    """``load("digits", "test")`` or ``load("mnist", "train", binarize="dynamic")``."""
+def load(name: str, split: str = "train", *, labels: int | None = None, **kwargs) -> Dataset:
+    """``load("digits", "test")`` or ``load("mnist", "train", binarize="dynamic")``.
+    ``labels=100`` keeps only 100 labels of the train split (10 per class, seed 0; the others
+    become -1) for semi-supervised training; val and test keep all their labels."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
-    return DATASETS[name](**kwargs)[split]
+    data = DATASETS[name](**kwargs)[split]
+    return keep_labels(data, labels) if labels is not None and split == "train" else data

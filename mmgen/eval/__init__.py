@@ -2,7 +2,11 @@
 
 ``evaluate(model, data)`` picks what the model supports: the ELBO (VAEs), an importance-weighted NLL
 estimate with ``k`` samples (IWAE bound; it is an upper bound on the true NLL in expectation), the
-exact NLL (autoregressive models), bits/dim derived from the NLL, and the reconstruction error.
+exact NLL (autoregressive models), bits/dim derived from the NLL, and the reconstruction error;
+codebook usage and perplexity over the whole split (models with ``codes``, e.g. VQVAE); the
+classification error (models with ``classify``, e.g. M2). Models with ``condition_on_labels``
+get the labels as ``y``, except those with ``classify``: for them y is a latent variable that
+the bound marginalizes, and the labels only score the classifier.
 """
 from __future__ import annotations
 
@@ -19,22 +23,33 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    n = 0
+    code_counts = None
+    n = errors = labelled = 0
     for batch in data.batches(batch_size):
         x = batch["x"].to(device)
         if max_examples is not None and n >= max_examples:
             break
         if max_examples is not None:
             x = x[: max_examples - n]
-        parts = {}
+        parts, cond = {}, {}
+        if hasattr(model, "classify"):
+            y = batch["y"][: len(x)].to(device)
+            known = y >= 0  # -1 marks an unlabelled example
+            errors += (model.classify(x)[known] != y[known]).sum().item()
+            labelled += known.sum().item()
+        elif getattr(model, "condition_on_labels", False):
+            cond = {"y": batch["y"][: len(x)].to(device)}
+        if hasattr(model, "codes"):
+            counts = torch.bincount(model.codes(x).flatten().cpu(), minlength=model.num_codes)
+            code_counts = counts if code_counts is None else code_counts + counts
         if hasattr(model, "elbo"):
-            parts["elbo"] = model.elbo(x)
+            parts["elbo"] = model.elbo(x, **cond)
         if hasattr(model, "iwae_bound"):
             parts[f"nll_iwae_k{k}"] = -model.iwae_bound(x, k)
         elif hasattr(model, "nll"):
             parts["nll"] = model.nll(x)
         if hasattr(model, "reconstruct"):
-            recon = model.reconstruct(x).float()
+            recon = model.reconstruct(x, **cond).float()
             target = x.float()
             parts["recon_mse"] = (recon - target).reshape(len(x), -1).square().mean(1)
         for key, value in parts.items():
@@ -42,6 +57,12 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
         n += len(x)
     model.train(was_training)
     metrics = {key: value / n for key, value in sums.items()}
+    if labelled:
+        metrics["error"] = errors / labelled
+    if code_counts is not None:
+        probs = code_counts.double() / code_counts.sum()
+        metrics["codebook_usage"] = (code_counts > 0).double().mean().item()
+        metrics["codebook_perplexity"] = torch.exp(-(probs * probs.clamp(min=1e-30).log()).sum()).item()
     dims = math.prod(data.shape)
     nll_key = next((key for key in metrics if key.startswith("nll")), None)
     if nll_key is not None:

@@ -1,11 +1,20 @@
-"""Model families. Each takes modules (or component specs), exposes ``loss``, ``sample`` and, where
-it has one, ``log_prob`` / ``nll``; saves as ``config.json`` + ``model.safetensors``."""
+"""Model families. Each takes modules (or component specs), exposes ``loss`` (GANs: ``training_steps``),
+``sample`` and, where it has one, ``log_prob`` / ``nll``; saves as ``config.json`` + ``model.safetensors``."""
 from mmgen.models.base import GenerativeModel
 from mmgen.models.vae import VAE
 from mmgen.models.pixelcnn import PixelCNN
+from mmgen.models.gan import GAN
+from mmgen.models.vqvae import VQVAE
+from mmgen.models.gumbel_vae import GumbelVAE
+from mmgen.models.cvae import CVAE
+from mmgen.models.m2 import M2
 
 # config["model"] -> class; from_config / from_pretrained rebuild models through this table.
-MODELS = {"vae": VAE, "pixelcnn": PixelCNN}
+MODELS = {"vae": VAE, "pixelcnn": PixelCNN, "gan": GAN,
+          "vqvae": VQVAE,
+          "gumbel_vae": GumbelVAE,
+          "cvae": CVAE,
+          "m2": M2}
 
 
 def from_config(config: dict, **modules):
@@ -29,4 +38,4 @@ def from_config(config: dict, **modules):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["GenerativeModel", "VAE", "PixelCNN", "MODELS", "from_config"]
+__all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "MODELS", "from_config"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -28,6 +29,22 @@ def component(spec_or_module, kind: str, what: str):
         return mmgen.build(kind, name, **spec), {"name": name, **spec}
     raise TypeError(f"{what} must be an nn.Module or a spec dict {{'name': ..., **kwargs}}, got "
                     f"{type(spec_or_module).__name__}")
+
+
+class TrainingStep(NamedTuple):
+    """One optimizer of a model trained by several (a GAN's discriminator and generator).
+
+    A model without a single ``loss`` defines ``training_steps() -> list[TrainingStep]``; on every
+    batch the trainer runs, in list order, each step whose ``every`` divides the batch number:
+    ``loss(batch)`` (``batch`` is the dataset's dict on the device), one update of ``parameters``
+    with the step's own optimizer (options ``train.optimizers[name]``), then ``after()`` if given.
+    """
+
+    name: str
+    parameters: Iterable[torch.nn.Parameter]
+    loss: Callable[[dict], torch.Tensor]
+    every: int = 1
+    after: Callable[[], None] | None = None
 
 
 class GenerativeModel(nn.Module):

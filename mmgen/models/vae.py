@@ -26,6 +26,12 @@ def make_likelihood(spec):
                     f"likelihood object, got {type(spec).__name__}")
 
 
+def encoder_input(likelihood, x: torch.Tensor) -> torch.Tensor:
+    """What an encoder sees: integer levels of categorical data scaled to [0, 1], other data as is."""
+    levels = getattr(likelihood, "levels", None)
+    return x.float() / (levels - 1) if levels else x
+
+
 class VAE(GenerativeModel):
     """Gaussian-latent VAE: ``q(z|x) = N(mu(x), diag exp(logvar(x)))``, ``p(z) = N(0, I)``.
 
@@ -61,8 +67,7 @@ class VAE(GenerativeModel):
                        "latent_dim": latent_dim, "likelihood": lik_spec, "beta": self.beta, "k": self.k}
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        levels = getattr(self.likelihood, "levels", None)
-        return x.float() / (levels - 1) if levels else x
+        return encoder_input(self.likelihood, x)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.heads(self.encoder(self.encoder_input(x))).chunk(2, dim=1)

@@ -35,7 +35,7 @@ def philox_normal(numel: int, seed: int, offset: int, dtype: torch.dtype = torch
     """The standard normals the kernels draw for elements 0..numel-1 (float64 for float64, else float32)."""
     groups = (numel + 3) // 4
     g = torch.arange(groups, dtype=torch.int64, device=device)
-    base = offset // 4
+    base = (offset % 2 ** 64) // 4  # native state tensors hold the uint64 offset as an int64
     counter = [torch.full_like(g, base & _MASK), torch.full_like(g, (base >> 32) & _MASK),
                g & _MASK, (g >> 32) & _MASK]
     x, y, z, w = philox4x32_10(counter, (seed & _MASK, (seed >> 32) & _MASK))

@@ -1,5 +1,9 @@
-"""The training loop: optimizer and schedule from config, clipping, JSONL metrics, PNG samples,
-atomic checkpoints and exact resume (same data order, RNG and optimizer state)."""
+"""The training loop: optimizers and schedules from config, clipping, JSONL metrics, PNG samples,
+atomic checkpoints and exact resume (same data order, RNG and optimizer states).
+
+A model with ``loss(x, **cond)`` is trained by one optimizer over all its parameters (the step is
+named "model"); a model with ``training_steps()`` (GANs) by one optimizer per
+:class:`mmgen.models.base.TrainingStep`."""
 from __future__ import annotations
 
 import json
@@ -11,10 +15,12 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from mmgen.io import image_grid, save_png
+from mmgen.models.base import TrainingStep
 from mmgen.ops import rng
 from mmgen.train import checkpoint
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop}
 SCHEDULES = ("constant", "cosine", "linear")
 NAN_POLICIES = ("stop", "skip")
 
@@ -43,6 +49,9 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = False
     num_samples: int = 64
+    # per training step (e.g. "generator", "discriminator"): options overriding optimizer, lr and
+    # weight_decay, plus any keyword of the optimizer, e.g. {"generator": {"betas": [0.5, 0.999]}}
+    optimizers: dict | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -63,10 +72,18 @@ class TrainConfig:
                 raise ValueError(f"training option {key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"training option lr must be > 0, got {self.lr}")
+        for name, options in (self.optimizers or {}).items():
+            if not isinstance(options, dict):
+                raise ValueError(f"training option optimizers[{name!r}] must be a dict of optimizer "
+                                 f"options, got {options!r}")
+            if options.get("optimizer", self.optimizer) not in OPTIMIZERS:
+                raise ValueError(f"training option optimizers[{name!r}].optimizer={options['optimizer']!r} "
+                                 f"is not one of {list(OPTIMIZERS)}")
 
 
 class Trainer:
-    """Trains ``model`` (anything with ``loss(x, **cond)``) on a :class:`mmgen.data.Dataset`.
+    """Trains ``model`` (anything with ``loss(x, **cond)`` or ``training_steps()``) on a
+    :class:`mmgen.data.Dataset`.
 
     Writes into ``run_dir``: ``metrics.jsonl`` (one JSON object per log/eval line), ``samples/``
     (PNG grids, when the model has ``sample``), ``checkpoints/`` (see mmgen.train.checkpoint) and,
@@ -84,12 +101,46 @@ class Trainer:
         self.condition_on_labels = condition_on_labels
         self.run_dir = run_dir
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
-        cfg = self.config
-        self.optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr,
-                                                   weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.steps = self._training_steps(model)
+        unknown = sorted(set(self.config.optimizers or {}) - {st.name for st in self.steps})
+        if unknown:
+            raise ValueError(f"training option optimizers names unknown training step(s) {unknown}; "
+                             f"this model's steps: {[st.name for st in self.steps]}")
+        self.optimizers = {st.name: self._optimizer(st) for st in self.steps}
+        self.schedulers = {st.name: torch.optim.lr_scheduler.LambdaLR(
+            self.optimizers[st.name], lambda n, every=st.every: self._lr_factor(n * every))
+            for st in self.steps}
         self.step = self.epoch = self.batch_in_epoch = self.skipped = 0
+        self._latest: dict[str, float] = {}
         self._writer = None
+
+    def _training_steps(self, model) -> list[TrainingStep]:
+        if hasattr(model, "training_steps"):
+            steps = [TrainingStep(st.name, list(st.parameters), *st[2:]) for st in model.training_steps()]
+            names = [st.name for st in steps]
+            if len(set(names)) != len(names) or any(st.every < 1 for st in steps):
+                raise ValueError(f"{type(model).__name__}.training_steps() must have unique names and "
+                                 f"every >= 1, got {[(st.name, st.every) for st in steps]}")
+            return steps
+        if not hasattr(model, "loss"):
+            raise TypeError(f"{type(model).__name__} has neither loss(x, **cond) nor training_steps(): "
+                            "the trainer cannot train it")
+        return [TrainingStep("model", list(model.parameters()),
+                             lambda batch: self.model.loss(batch["x"], **self._cond(batch)))]
+
+    def _optimizer(self, step: TrainingStep) -> torch.optim.Optimizer:
+        cfg = self.config
+        options = {"optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+                   **(cfg.optimizers or {}).get(step.name, {})}
+        kind = options.pop("optimizer")
+        try:
+            return OPTIMIZERS[kind](step.parameters, **options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"training option optimizers[{step.name!r}] = {options} is not valid for "
+                             f"{kind}: {exc}") from exc
+
+    def _cond(self, batch: dict) -> dict:
+        return {"y": batch["y"]} if self.condition_on_labels else {}
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -105,8 +156,10 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "skipped": self.skipped, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng.get_state(),
+                "skipped": self.skipped,
+                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "schedulers": {name: sch.state_dict() for name, sch in self.schedulers.items()},
+                "rng": rng.get_state(),
                 "config": asdict(self.config)}
 
     def save_checkpoint(self) -> str:
@@ -119,8 +172,13 @@ class Trainer:
         if path is None:
             return False
         state = checkpoint.load(path, self.model, map_location=self.config.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if set(state["optimizers"]) != set(self.optimizers):
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path} has optimizers {sorted(state['optimizers'])} but this model trains "
+                f"with {sorted(self.optimizers)}")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch, self.skipped = state["batch_in_epoch"], state["skipped"]
         rng.set_state(state["rng"])
@@ -140,14 +198,14 @@ class Trainer:
                                                  epoch=self.epoch, drop_last=True,
                                                  start=self.batch_in_epoch):
                 self.batch_in_epoch += 1
-                loss = self._train_step(batch)
+                ran = self._train_step(batch)
                 self.step += 1
-                if loss is not None and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                    last = {"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
-                            "epoch": self.epoch, "elapsed_s": round(time.time() - start, 2)}
+                if ran and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                    last = {"step": self.step, **self._metrics(), "epoch": self.epoch,
+                            "elapsed_s": round(time.time() - start, 2)}
                     self._log(last)
-                    print(f"step {self.step:>6}/{cfg.steps}  loss {loss:.4f}  "
-                          f"({last['elapsed_s']:.0f} s)", flush=True)
+                    losses = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.endswith("loss"))
+                    print(f"step {self.step:>6}/{cfg.steps}  {losses}  ({last['elapsed_s']:.0f} s)", flush=True)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     self._eval()
                 if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
@@ -164,33 +222,54 @@ class Trainer:
             self._writer.close()
         return last
 
-    def _train_step(self, batch) -> float | None:
+    def _metrics(self) -> dict:
+        """The latest loss and learning rate of each training step ("loss", "lr" for a single one)."""
+        out = {}
+        for st in self.steps:
+            prefix = "" if len(self.steps) == 1 else f"{st.name}_"
+            if st.name in self._latest:
+                out[f"{prefix}loss"] = self._latest[st.name]
+            out[f"{prefix}lr"] = self.schedulers[st.name].get_last_lr()[0]
+        return out
+
+    def _train_step(self, batch) -> bool:
+        """Run the training steps due at this batch; returns whether any of them updated."""
         cfg = self.config
-        x = batch["x"].to(cfg.device)
-        cond = {"y": batch["y"].to(cfg.device)} if self.condition_on_labels else {}
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and x.is_cuda):
-            loss = self.model.loss(x, **cond)
-        if not torch.isfinite(loss):
-            if cfg.nan_policy == "stop":
-                kept = checkpoint.latest(self.ckpt_dir)
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {self.step + 1}; stopping (nan_policy='stop'). "
-                    f"Last good checkpoint: {kept or 'none yet'}")
-            self.skipped += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            self._log({"event": "skipped_step", "step": self.step + 1, "loss": str(loss.item())})
-            return None
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        return loss.item()
+        batch = {k: v.to(cfg.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        ran = False
+        for st in self.steps:
+            if (self.step + 1) % st.every:
+                continue
+            optimizer = self.optimizers[st.name]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and batch["x"].is_cuda):
+                loss = st.loss(batch)
+            what = "loss" if len(self.steps) == 1 else f"{st.name} loss"
+            if not torch.isfinite(loss):
+                if cfg.nan_policy == "stop":
+                    kept = checkpoint.latest(self.ckpt_dir)
+                    raise TrainingDiverged(
+                        f"{what} is {loss.item()} at step {self.step + 1}; stopping (nan_policy='stop'). "
+                        f"Last good checkpoint: {kept or 'none yet'}")
+                self.skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                self._log({"event": "skipped_step", "step": self.step + 1, "training_step": st.name,
+                           "loss": str(loss.item())})
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(st.parameters, cfg.grad_clip)
+            optimizer.step()
+            self.schedulers[st.name].step()
+            if st.after is not None:
+                st.after()
+            self._latest[st.name] = loss.item()
+            ran = True
+        return ran
 
     @torch.no_grad()
     def _eval(self) -> None:
-        if self.val_data is None and self.evaluate is None:
+        if self.evaluate is None and (self.val_data is None or not hasattr(self.model, "loss")):
             return
         self.model.eval()
         rng_state = rng.get_state()  # evaluation must not change the training trajectory

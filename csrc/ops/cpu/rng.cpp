@@ -73,7 +73,8 @@ std::pair<uint64_t, uint64_t> cpu_philox_seed_offset(const std::optional<at::Gen
   } else if (it != tracker.end() && it->second.fingerprint == now) {
     offset = it->second.next_offset;  // nobody drew from it since our last call
   } else {
-    offset = gen->random64() & ~uint64_t{3};
+    // a fresh random start, kept below 2^62 so it stays positive as an int64 (rng_state, Python)
+    offset = gen->random64() & ((uint64_t{1} << 62) - 4);
   }
   gen->random();  // marks the generator as used by this call
   tracker[gen] = Tracked{fingerprint(gen->engine().data()), offset + increment};

@@ -1,11 +1,13 @@
-"""mmgen plugin for images: conv encoder/decoder and DCGAN generator/discriminator."""
+"""mmgen plugin for images: conv encoder/decoder, VQ grid encoder/decoder, DCGAN generator/discriminator."""
 from mmgen import hookimpl
 from mmgen_image.conv import ConvDecoder, ConvEncoder
 from mmgen_image.dcgan import DCGANDiscriminator, DCGANGenerator
 from mmgen_image.sizes import SIZES
+from mmgen_image.vqconv import VQConvDecoder, VQConvEncoder
 
 __version__ = "0.1.0"
-__all__ = ["ConvEncoder", "ConvDecoder", "DCGANGenerator", "DCGANDiscriminator", "SIZES"]
+__all__ = ["ConvEncoder", "ConvDecoder", "DCGANGenerator", "DCGANDiscriminator", "VQConvEncoder",
+           "VQConvDecoder", "SIZES"]
 
 
 @hookimpl
@@ -15,6 +17,10 @@ def mmgen_register(registry):
                  description="strided conv encoder: [B, C, H, W] -> [B, out_features]")
     registry.add("decoder", "image.conv", ConvDecoder, modality="image", sizes=sizes,
                  description="transposed-conv decoder: [B, in_features] -> [B, C*P, H, W] logits/means")
+    registry.add("encoder", "image.vqconv", VQConvEncoder, modality="image", sizes=sizes,
+                 description="conv encoder to a code grid: [B, C, H, W] -> [B, D, H/2^s, W/2^s]")
+    registry.add("decoder", "image.vqconv", VQConvDecoder, modality="image", sizes=sizes,
+                 description="conv decoder from a code grid: [B, D, h, w] -> [B, C*P, H, W]")
     registry.add("generator", "image.dcgan", DCGANGenerator, modality="image", sizes=sizes,
                  description="DCGAN generator: [B, latent_dim] -> [B, C, H, W] in [-1, 1]")
     registry.add("discriminator", "image.dcgan", DCGANDiscriminator, modality="image", sizes=sizes,
