@@ -108,3 +108,13 @@ def test_dataset_splits_are_fixed_and_disjoint():
     assert torch.equal(b1, b2) and flat[0].shape[1] == 64
     with pytest.raises(ValueError, match="unknown dataset"):
         load("cifar")
+
+
+def test_model_config_with_a_misspelled_option_names_it():
+    from mmgen.models import from_config
+    enc = {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 64}
+    dec = {"name": "image.conv", "in_features": 8, "out_channels": 1, "size": 8}
+    with pytest.raises(ValueError, match=r"no option\(s\) \['latnt_dim'\]; accepted: .*'latent_dim'"):
+        from_config({"model": "vae", "encoder": enc, "decoder": dec, "latnt_dim": 8})
+    with pytest.raises(ValueError, match="unknown model 'vea'"):
+        from_config({"model": "vea"})

@@ -1,5 +1,7 @@
 """Model families. Each takes modules (or component specs), exposes ``loss`` (GANs: ``training_steps``),
 ``sample`` and, where it has one, ``log_prob`` / ``nll``; saves as ``config.json`` + ``model.safetensors``."""
+import inspect
+
 from mmgen.models.base import GenerativeModel
 from mmgen.models.vae import VAE
 from mmgen.models.pixelcnn import PixelCNN
@@ -35,6 +37,10 @@ def from_config(config: dict, **modules):
                              f"model was saved; pass it again: from_pretrained(path, {key}=module)")
     if modules:
         raise ValueError(f"unexpected modules {sorted(modules)} for model {name!r}")
+    accepted = [p for p in inspect.signature(MODELS[name]).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {unknown}; accepted: {accepted}")
     return MODELS[name](**kwargs)
 
 
