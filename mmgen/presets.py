@@ -42,9 +42,9 @@ PRESETS: dict[str, dict] = {
         "description": "VAE, categorical likelihood over the 17 grey levels of the 8x8 digits",
         "data": {"name": "digits"},
         "model": {"model": "vae", "encoder": _DIGITS_ENC, "decoder": _DIGITS_DEC, "latent_dim": 16,
-                  "likelihood": {"name": "categorical", "levels": 17}},
-        "train": {"steps": 6000, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
-                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+                  "likelihood": {"name": "categorical", "levels": 17}, "kl_warmup": 500},
+        "train": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
+                  "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {"k": 1000},
     },
     "vae-mnist": {

@@ -78,6 +78,7 @@ def train(config: dict, run_dir: str, device: str | None = None) -> dict:
             raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder")
     atomic_write_bytes(saved, json.dumps(config, indent=2).encode())
     train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
+    torch.manual_seed(train_cfg.seed)  # the initial weights are part of the reproducible run
     model = from_config(config["model"])
     labels = getattr(model, "condition_on_labels", False)  # M2, CVAE: loss(x, y=labels)
     trainer = Trainer(model, dataset(config, "train"), run_dir=run_dir, config=train_cfg,

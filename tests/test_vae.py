@@ -118,3 +118,20 @@ def test_model_config_with_a_misspelled_option_names_it():
         from_config({"model": "vae", "encoder": enc, "decoder": dec, "latnt_dim": 8})
     with pytest.raises(ValueError, match="unknown model 'vea'"):
         from_config({"model": "vea"})
+
+
+def test_kl_warmup_ramps_the_kl_weight_in_training_only():
+    x = load("digits", "train").x[:16]
+    model = digits_vae(kl_warmup=4)
+    model.eval()
+    model.loss(x)
+    assert model.steps_trained.item() == 0  # evaluation does not advance the warm-up
+    model.train()
+    torch.manual_seed(5)
+    first = model.loss(x)  # KL weight 1/4
+    assert model.steps_trained.item() == 1
+    plain = digits_vae()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()}, strict=False)
+    torch.manual_seed(5)
+    assert first < plain.loss(x)  # same noise, full KL weight
+    assert model.config["kl_warmup"] == 4

@@ -43,10 +43,13 @@ class VAE(GenerativeModel):
             data (integer levels) is fed to the encoder scaled to [0, 1].
         beta: weight of the KL term in the training loss (beta-VAE); the ELBO always uses 1.
         k: importance samples of the training objective; ``k > 1`` trains on the IWAE bound.
+        kl_warmup: the KL weight of the training loss rises linearly from 0 to ``beta`` over this
+            many training calls of ``loss`` (buffer ``steps_trained``, saved with the model); it
+            keeps the decoder from learning to ignore z early on (posterior collapse).
     """
 
     def __init__(self, encoder, decoder, latent_dim: int = 16, likelihood="bernoulli",
-                 beta: float = 1.0, k: int = 1):
+                 beta: float = 1.0, k: int = 1, kl_warmup: int = 0):
         super().__init__()
         self.encoder, enc_spec = component(encoder, "encoder", "VAE encoder")
         self.decoder, dec_spec = component(decoder, "decoder", "VAE decoder")
@@ -59,12 +62,17 @@ class VAE(GenerativeModel):
         if self.decoder.in_features != latent_dim:
             raise ValueError(f"VAE decoder takes in_features={self.decoder.in_features} but "
                              f"latent_dim={latent_dim}; they must match")
+        if not isinstance(kl_warmup, int) or kl_warmup < 0:
+            raise ValueError(f"VAE kl_warmup must be an int >= 0, got {kl_warmup!r}")
+        self.kl_warmup = kl_warmup
+        self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))
         if beta < 0 or k < 1:
             raise ValueError(f"VAE needs beta >= 0 and k >= 1, got beta={beta}, k={k}")
         self.heads = nn.Linear(self.encoder.out_features, 2 * latent_dim)
         self.latent_dim, self.beta, self.k = latent_dim, float(beta), int(k)
         self.config = {"model": "vae", "encoder": enc_spec, "decoder": dec_spec,
-                       "latent_dim": latent_dim, "likelihood": lik_spec, "beta": self.beta, "k": self.k}
+                       "latent_dim": latent_dim, "likelihood": lik_spec, "beta": self.beta, "k": self.k,
+                       "kl_warmup": kl_warmup}
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return encoder_input(self.likelihood, x)
@@ -100,7 +108,11 @@ class VAE(GenerativeModel):
             return -self.iwae_bound(x, self.k).mean()
         mu, logvar = self.encode(x)
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
-        return -(self.likelihood.log_prob(self.decoder(z), x) - self.beta * kl).mean()
+        weight = self.beta
+        if self.training and self.kl_warmup:
+            weight *= min(1.0, (self.steps_trained.item() + 1) / self.kl_warmup)
+            self.steps_trained += 1
+        return -(self.likelihood.log_prob(self.decoder(z), x) - weight * kl).mean()
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
