@@ -1,0 +1,60 @@
+"""`mmgen bench`: runs benchmark scripts, reads their JSON, summarizes mmgen's speed-ups."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmgen.commands import bench
+
+FAKE = '''
+import argparse, json
+p = argparse.ArgumentParser()
+p.add_argument("--device"); p.add_argument("--repeat", type=int); p.add_argument("--out")
+a = p.parse_args()
+rows = [{"case": "big", "method": "mmgen.op", "ms": 1.0, "torch/this": 3.0},
+        {"case": "big", "method": "torch", "ms": 3.0, "torch/this": 1.0},
+        {"case": "small", "method": "mmgen.op", "ms": 2.0, "torch/this": 0.5}]
+json.dump({"rows": rows, "repeat": a.repeat, "device": a.device}, open(a.out, "w"))
+'''
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mmgen", "bench", *args], capture_output=True, text=True)
+
+
+def test_runs_the_named_benchmarks_and_summarizes_mmgen_rows(tmp_path):
+    (tmp_path / "bench_fake.py").write_text(FAKE)
+    (tmp_path / "bench_broken.py").write_text("raise SystemExit(3)\n")
+    out = tmp_path / "out"
+    proc = run_cli("fake", "--dir", str(tmp_path), "--out-dir", str(out), "--repeat", "2")
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((out / "fake_cpu.json").read_text())
+    assert written["repeat"] == 2 and written["device"] == "cpu"
+    summary = json.loads((out / "summary_cpu.json").read_text())
+    assert [(r["case"], r["value"]) for r in summary["rows"]] == [("mmgen.op big", 3.0), ("mmgen.op small", 0.5)]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("fake")]
+    assert "slower than the alternative" in lines[1] and "slower" not in lines[0]
+
+    proc = run_cli("broken", "--dir", str(tmp_path), "--out-dir", str(out))
+    assert proc.returncode == 1 and "broken failed (exit 3)" in proc.stderr
+    assert json.loads((out / "summary_cpu.json").read_text())["failed"] == ["broken"]
+
+
+def test_unknown_benchmark_names_the_available_ones(tmp_path):
+    (tmp_path / "bench_fake.py").write_text(FAKE)
+    proc = run_cli("nope", "--dir", str(tmp_path))
+    assert proc.returncode != 0 and "no benchmark(s) ['nope']" in proc.stderr and "available: fake" in proc.stderr
+
+
+def test_the_checkout_suite_is_found():
+    here = bench.default_dir()
+    assert all(os.path.exists(os.path.join(here, f"bench_{name}.py")) for name in bench.SUITE)
+
+
+@pytest.mark.parametrize("name", ["reparameterize", "vq", "masked_conv"])
+def test_committed_results_give_one_ratio_row_per_mmgen_case(name):
+    with open(os.path.join(bench.default_dir(), "results", f"{name}_cpu.json")) as f:
+        rows = bench.speedups(name, json.load(f))
+    assert rows and all(r["case"].startswith("mmgen") and r["value"] > 0 for r in rows)
