@@ -6,14 +6,16 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import json
 import os
 
 import torch
 
 from mmgen import data as datasets
-from mmgen import presets
+from mmgen import distributed, presets
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
 from mmgen.train import TrainConfig, Trainer, checkpoint
@@ -30,15 +32,38 @@ def load_config(source: str) -> dict:
                 config = json.load(f)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{source} is not valid JSON: {exc}") from exc
+    elif source.endswith(".json") or os.sep in source:
+        raise FileNotFoundError(f"run config file {source!r} does not exist (and it is not a preset name; "
+                                f"presets: {', '.join(sorted(presets.PRESETS))})")
     else:
         config = presets.get(source)
+    if not isinstance(config, dict):
+        raise ValueError(f"run config {source!r} must be a JSON object with sections {list(SECTIONS)}, "
+                         f"got {type(config).__name__}")
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown run config section(s) {unknown}; accepted: {list(SECTIONS)}")
     for key in ("data", "model"):
         if key not in config:
-            raise ValueError(f"run config has no {key!r} section")
+            raise ValueError(f"run config has no {key!r} section (sections: {list(SECTIONS)})")
+    for key in ("data", "model", "train", "eval"):
+        if key in config and not isinstance(config[key], dict):
+            raise ValueError(f"run config section {key!r} must be a JSON object, got {config[key]!r}")
     return config
+
+
+@contextlib.contextmanager
+def section(name: str):
+    """Prefix the message of a config error raised inside with the run config section it is in."""
+    try:
+        yield
+    except (ValueError, TypeError, LookupError) as exc:
+        message = f"run config {name}: {exc}"
+        try:
+            error = type(exc)(message)
+        except Exception:  # an exception type that does not take a message
+            error = ValueError(message)
+        raise error from exc
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -63,35 +88,51 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 
 def dataset(config: dict, split: str):
+    """The ``split`` of the run config's data section ``{"name": ..., **options}``."""
     kwargs = dict(config["data"])
-    return datasets.load(kwargs.pop("name"), split, **kwargs)
+    with section("data"):
+        if "name" not in kwargs:
+            raise ValueError(f"no dataset 'name' (got keys {sorted(kwargs)}); available: "
+                             f"{', '.join(datasets.DATASETS)}")
+        name = kwargs.pop("name")
+        if name not in datasets.DATASETS:
+            raise ValueError(f"unknown dataset name={name!r}; available: {', '.join(datasets.DATASETS)}")
+        accepted = ["labels", *inspect.signature(datasets.DATASETS[name]).parameters]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"dataset {name!r} has no option(s) {unknown}; accepted: {accepted}")
+        return datasets.load(name, split, **kwargs)
 
 
-def train(config: dict, run_dir: str, device: str | None = None) -> dict:
-    """Train (resuming if run_dir has checkpoints), then evaluate on the test split."""
-    os.makedirs(run_dir, exist_ok=True)
+def train(config: dict, run_dir: str, device: str | None = None) -> dict | None:
+    """Train (resuming if run_dir has checkpoints), then evaluate on the test split. Under torchrun
+    every process calls this; rank 0 writes the files and evaluates (the other ranks return None)."""
+    with section("train"):
+        train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
+    distributed.init_from_env(train_cfg.device)
     saved = os.path.join(run_dir, RUN_FILE)
     if os.path.exists(saved) and checkpoint.latest(os.path.join(run_dir, "checkpoints")):
         with open(saved) as f:
             previous = json.load(f)
         if previous["model"] != config["model"] or previous["data"] != config["data"]:
             raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder")
-    atomic_write_bytes(saved, json.dumps(config, indent=2).encode())
-    train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
+    train_data, val_data = dataset(config, "train"), dataset(config, "val")
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of the reproducible run
-    model = from_config(config["model"])
-    labels = getattr(model, "condition_on_labels", False)  # M2, CVAE: loss(x, y=labels)
-    trainer = Trainer(model, dataset(config, "train"), run_dir=run_dir, config=train_cfg,
-                      val_data=dataset(config, "val"), condition_on_labels=labels,
-                      evaluate=_validate_with_labels if labels else None)
+    with section("model"):
+        model = from_config(config["model"])
+    with section("train"):
+        trainer = Trainer(model, train_data, run_dir=run_dir, config=train_cfg, val_data=val_data,
+                          evaluate=_validate_multimodal if getattr(model, "multimodal", False) else None)
+    trainer.check_data()
+    distributed.barrier()  # every rank checked the config before rank 0 writes anything
+    if distributed.is_main():
+        os.makedirs(run_dir, exist_ok=True)
+        atomic_write_bytes(saved, json.dumps(config, indent=2).encode())
     trainer.fit()
-    return evaluate(run_dir, "test")
-
-
-def _validate_with_labels(model, data) -> dict:
-    """Validation metrics of a model that needs labels (the trainer's default calls loss(x))."""
-    from mmgen.eval import evaluate as evaluate_model
-    return {f"val_{key}": value for key, value in evaluate_model(model, data).items()}
+    metrics = evaluate(run_dir, "test") if distributed.is_main() else None
+    distributed.barrier()
+    distributed.shutdown()
+    return metrics
 
 
 def load_model(run_dir: str, device: str = "cpu") -> GenerativeModel:
@@ -113,6 +154,12 @@ def read_run_config(run_dir: str) -> dict:
         return json.load(f)
 
 
+def _validate_multimodal(model, data) -> dict:
+    """Validation metrics of a multimodal model (MFM): accuracies and reconstructions, no judges."""
+    from mmgen.eval.multimodal import evaluate as evaluate_multimodal
+    return {f"val_{key}": value for key, value in evaluate_multimodal(model, data).items()}
+
+
 def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
     from mmgen.eval import evaluate as evaluate_model, uniform_nll
     config = read_run_config(run_dir)
@@ -120,6 +167,12 @@ def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
     data = dataset(config, split)
     model = load_model(run_dir)
     torch.manual_seed(0)
+    if getattr(model, "multimodal", False):  # MFM: accuracies per modality subset, cross-modal judges
+        from mmgen.eval.multimodal import evaluate as evaluate_multimodal
+        metrics = evaluate_multimodal(model, data, **options)
+        metrics.update({"split": split, "dataset": config["data"]})
+        atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
+        return metrics
     metrics = evaluate_model(model, data, **options)
     metrics.update({"split": split, "dataset": config["data"], "uniform_nll": uniform_nll(data)})
     atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())

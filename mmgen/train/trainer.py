@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from mmgen import distributed
 from mmgen.io import image_grid, save_png
 from mmgen.models.base import TrainingStep
 from mmgen.ops import rng
-from mmgen.train import checkpoint
+from mmgen.train import checkpoint, parallel
+from mmgen.train.progress import Progress
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "rmsprop": torch.optim.RMSprop}
@@ -29,32 +32,45 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite and the config says to stop."""
 
 
+def _option(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    grad_clip: float | None = None
-    log_every: int = 50
-    eval_every: int = 500
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    seed: int = 0
-    nan_policy: str = "stop"
-    device: str = "cpu"
-    bf16: bool = False
-    num_samples: int = 64
-    # per training step (e.g. "generator", "discriminator"): options overriding optimizer, lr and
-    # weight_decay, plus any keyword of the optimizer, e.g. {"generator": {"betas": [0.5, 0.999]}}
-    optimizers: dict | None = None
+    """The ``train`` section of a run config. Each option's help text is in its field's metadata
+    (``mmgen train --help`` lists them, see :meth:`describe`)."""
+
+    steps: int = _option(1000, "batches to train on (one optimizer update per due training step each)")
+    batch_size: int = _option(64, "global batch size; under torchrun each of N ranks gets batch_size / N")
+    lr: float = _option(1e-3, "peak learning rate")
+    optimizer: str = _option("adam", f"one of {', '.join(OPTIMIZERS)}")
+    weight_decay: float = _option(0.0, "weight decay of the optimizer")
+    schedule: str = _option("constant", f"learning-rate schedule after warm-up: {', '.join(SCHEDULES)}")
+    warmup_steps: int = _option(0, "steps of linear learning-rate warm-up")
+    grad_clip: float | None = _option(None, "clip the gradient norm of each step to this (null: no clipping)")
+    log_every: int = _option(50, "steps between metrics.jsonl lines (the losses averaged over ranks)")
+    eval_every: int = _option(500, "steps between validation metrics (and at the end)")
+    sample_every: int = _option(500, "steps between sample files in samples/ (and at the end)")
+    checkpoint_every: int = _option(500, "steps between checkpoints in checkpoints/ (and at the end)")
+    keep_checkpoints: int = _option(2, "newest checkpoints kept (0: keep all)")
+    seed: int = _option(0, "seeds the data order, the noise and (in runs) the initial weights")
+    nan_policy: str = _option("stop", f"on a NaN/Inf loss: {', '.join(NAN_POLICIES)} "
+                                      "(skip: drop that update and go on)")
+    device: str = _option("cpu", "cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    bf16: bool = _option(False, "bfloat16 autocast on CUDA (quantizers stay in float32)")
+    num_samples: int = _option(64, "samples drawn for each sample grid")
+    progress: bool = _option(True, "progress bar (tqdm on a terminal, else a line per logged step) "
+                                   "on stderr; only rank 0 shows it")
+    optimizers: dict | None = _option(None, "per training step (e.g. generator, discriminator): options "
+                                            "overriding optimizer, lr and weight_decay, plus any keyword of "
+                                            "the optimizer, e.g. {\"generator\": {\"betas\": [0.5, 0.999]}}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ValueError(f"training options must be a dict (the run config's train section), got "
+                             f"{type(values).__name__} {values!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -63,15 +79,38 @@ class TrainConfig:
         cfg.validate()
         return cfg
 
+    @classmethod
+    def describe(cls) -> str:
+        """One line per option: name, default and help (the epilog of ``mmgen train --help``)."""
+        rows = [(f.name, json.dumps(f.default), f.metadata["help"]) for f in fields(cls)]
+        name_width, default_width = (max(len(row[i]) for row in rows) for i in (0, 1))
+        indent = " " * (name_width + default_width + 6)
+        return "\n".join(textwrap.fill(f"  {name:<{name_width}}  {default:<{default_width}}  {help}", width=100,
+                                       subsequent_indent=indent) for name, default, help in rows)
+
     def validate(self) -> None:
+        for f in fields(self):
+            value, accepted = getattr(self, f.name), _TYPES[f.type]
+            if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+                raise ValueError(f"training option {f.name}={value!r} must be {names} "
+                                 f"(default {json.dumps(f.default)})")
         for key, options in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("nan_policy", NAN_POLICIES)):
             if getattr(self, key) not in options:
                 raise ValueError(f"training option {key}={getattr(self, key)!r} is not one of {list(options)}")
-        for key in ("steps", "batch_size", "log_every", "eval_every", "sample_every", "checkpoint_every"):
+        for key in ("steps", "batch_size", "log_every", "eval_every", "sample_every", "checkpoint_every",
+                    "num_samples"):
             if getattr(self, key) < 1:
                 raise ValueError(f"training option {key} must be >= 1, got {getattr(self, key)}")
+        for key in ("warmup_steps", "keep_checkpoints", "weight_decay"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"training option {key} must be >= 0, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"training option lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"training option grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not (self.device in ("cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"training option device={self.device!r} is not one of ['cpu', 'cuda', 'cuda:N']")
         for name, options in (self.optimizers or {}).items():
             if not isinstance(options, dict):
                 raise ValueError(f"training option optimizers[{name!r}] must be a dict of optimizer "
@@ -79,6 +118,11 @@ class TrainConfig:
             if options.get("optimizer", self.optimizer) not in OPTIMIZERS:
                 raise ValueError(f"training option optimizers[{name!r}].optimizer={options['optimizer']!r} "
                                  f"is not one of {list(OPTIMIZERS)}")
+
+
+# The accepted Python types of each annotation used by TrainConfig (bool is not an int here).
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "float | None": (int, float, type(None)), "dict | None": (dict, type(None))}
 
 
 class Trainer:
@@ -89,15 +133,34 @@ class Trainer:
     (PNG grids, when the model has ``sample``), ``checkpoints/`` (see mmgen.train.checkpoint) and,
     at the end, ``model/`` (``save_pretrained``). ``fit()`` resumes from the latest checkpoint in
     ``run_dir`` when there is one, continuing the identical trajectory.
+
+    A label-conditioned model (attribute ``condition_on_labels``, e.g. CVAE, M2) gets the batch's
+    labels as ``loss(x, y=...)`` in training and validation. Validation reports ``val_loss`` and, for
+    models with ``classify``, ``val_error``; a custom ``evaluate(model, val_data) -> dict`` replaces
+    that (it runs on rank 0 only).
+
+    Under torchrun (see :mod:`mmgen.distributed`) each of the N processes trains on its
+    contiguous 1/N of every global batch (the batch order depends only on seed and epoch, so the
+    global data stream does not depend on N); gradients are averaged by DDP (see
+    :mod:`mmgen.train.parallel`), logged losses and validation metrics are averaged over ranks, and
+    rank 0 alone writes files. Each rank has its own random stream (rank 0's is the single-process
+    one); checkpoints keep all of them, and a run resumes with any number of processes.
     """
 
     def __init__(self, model, train_data, *, run_dir: str, config: TrainConfig | dict | None = None,
-                 val_data=None, evaluate=None, condition_on_labels: bool = False):
+                 val_data=None, evaluate=None, condition_on_labels: bool | None = None):
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
         self.config.validate()
-        self.model = model.to(self.config.device)
+        self.device = torch.device(distributed.init_from_env(self.config.device))
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        if self.config.batch_size % self.world:
+            raise ValueError(f"training option batch_size={self.config.batch_size} must be divisible by "
+                             f"the number of processes ({self.world}): each gets an equal share")
+        self.model = model.to(self.device)
         self.train_data, self.val_data = train_data, val_data
         self.evaluate = evaluate
+        if condition_on_labels is None:
+            condition_on_labels = bool(getattr(model, "condition_on_labels", False))
         self.condition_on_labels = condition_on_labels
         self.run_dir = run_dir
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
@@ -113,6 +176,7 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = self.skipped = 0
         self._latest: dict[str, float] = {}
         self._writer = None
+        self._losses = {st.name: st.loss for st in self.steps}  # DDP-wrapped by fit() under torchrun
 
     def _training_steps(self, model) -> list[TrainingStep]:
         if hasattr(model, "training_steps"):
@@ -140,7 +204,22 @@ class Trainer:
                              f"{kind}: {exc}") from exc
 
     def _cond(self, batch: dict) -> dict:
-        return {"y": batch["y"]} if self.condition_on_labels else {}
+        if not self.condition_on_labels:
+            return {}
+        if batch.get("y") is None:
+            raise ValueError(f"{type(self.model).__name__} is label-conditioned (condition_on_labels) but "
+                             f"the dataset {getattr(self.train_data, 'name', '?')!r} has no labels")
+        return {"y": batch["y"].to(self.device)}
+
+    def _shard(self, batch: dict) -> dict:
+        """This rank's contiguous share of a batch: rows [r * n / N, (r + 1) * n / N) of every tensor
+        or list with one row per example; other values as they are."""
+        if self.world == 1:
+            return batch
+        n = len(batch["x"])
+        lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
+        return {k: v[lo:hi] if isinstance(v, (torch.Tensor, list, tuple)) and len(v) == n else v
+                for k, v in batch.items()}
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -153,25 +232,53 @@ class Trainer:
             return max(0.0, 1 - progress)
         return 1.0
 
+    def check_data(self, n: int = 2) -> None:
+        """Compute each training step's loss on ``n`` training examples in eval mode, without an
+        update and keeping the random state, so that a model that does not fit the data (shapes,
+        levels, labels) fails before training starts, with the data named in the message."""
+        batch = next(self.train_data.batches(n))
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        rng_state = rng.get_state()
+        self.model.eval()
+        try:
+            for st in self.steps:
+                st.loss(batch)
+        except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+            name = getattr(self.model, "config", {}).get("model", type(self.model).__name__)
+            raise ValueError(f"model {name!r} does not fit the data {getattr(self.train_data, 'name', '?')!r} "
+                             f"(examples of shape {tuple(batch['x'].shape[1:])}, dtype {batch['x'].dtype}): "
+                             f"{exc}") from exc
+        finally:
+            self.model.train()
+            rng.set_state(rng_state)
+
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
+        """The training state of a checkpoint (every rank must call it: it gathers their RNG states)."""
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "skipped": self.skipped,
                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
                 "schedulers": {name: sch.state_dict() for name, sch in self.schedulers.items()},
                 "rng": rng.get_state(),
+                "rng_per_rank": distributed.gather(rng.get_state()),
                 "config": asdict(self.config)}
 
     def save_checkpoint(self) -> str:
-        return checkpoint.save(self.ckpt_dir, self.step, self.model, self.state(),
-                               keep=self.config.keep_checkpoints)
+        """Rank 0 writes the checkpoint; every rank waits until it is complete."""
+        state = self.state()
+        path = os.path.join(self.ckpt_dir, f"step-{self.step:06d}")
+        if distributed.is_main():
+            path = checkpoint.save(self.ckpt_dir, self.step, self.model, state,
+                                   keep=self.config.keep_checkpoints)
+        distributed.barrier()
+        return path
 
     def resume(self) -> bool:
         """Load the latest checkpoint of run_dir, if any. Returns whether one was loaded."""
         path = checkpoint.latest(self.ckpt_dir)
         if path is None:
             return False
-        state = checkpoint.load(path, self.model, map_location=self.config.device)
+        state = checkpoint.load(path, self.model, map_location=self.device)
         if set(state["optimizers"]) != set(self.optimizers):
             raise checkpoint.CheckpointError(
                 f"checkpoint {path} has optimizers {sorted(state['optimizers'])} but this model trains "
@@ -181,43 +288,58 @@ class Trainer:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
         self.step, self.epoch = state["step"], state["epoch"]
         self.batch_in_epoch, self.skipped = state["batch_in_epoch"], state["skipped"]
-        rng.set_state(state["rng"])
-        self._log({"event": "resumed", "from": os.path.basename(path)})
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        if self.rank < len(per_rank):
+            rng.set_state(per_rank[self.rank])
+        else:  # more processes than when the checkpoint was written: a new stream for this rank
+            torch.manual_seed(distributed.rank_seed(self.config.seed, self.rank, self.step))
+        self._log({"event": "resumed", "from": os.path.basename(path), "processes": self.world,
+                   "processes_before": len(per_rank)})
         return True
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> dict:
         cfg = self.config
-        os.makedirs(self.run_dir, exist_ok=True)
+        if distributed.is_main():
+            os.makedirs(self.run_dir, exist_ok=True)
+        distributed.barrier()  # no rank looks for checkpoints before rank 0 made the folder
         if not self.resume():
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
+        if self.world > 1:
+            self._losses = {st.name: parallel.wrap(self.model, st, self.device) for st in self.steps}
         self.model.train()
+        progress = Progress(cfg.steps, self.step, enabled=cfg.progress and distributed.is_main())
         start, last = time.time(), {}
-        while self.step < cfg.steps:
-            for batch in self.train_data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                                 epoch=self.epoch, drop_last=True,
-                                                 start=self.batch_in_epoch):
-                self.batch_in_epoch += 1
-                ran = self._train_step(batch)
-                self.step += 1
-                if ran and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                    last = {"step": self.step, **self._metrics(), "epoch": self.epoch,
-                            "elapsed_s": round(time.time() - start, 2)}
-                    self._log(last)
-                    losses = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k.endswith("loss"))
-                    print(f"step {self.step:>6}/{cfg.steps}  {losses}  ({last['elapsed_s']:.0f} s)", flush=True)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    self._eval()
-                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
-                    self._samples()
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                    self.save_checkpoint()
-                if self.step >= cfg.steps:
-                    break
-            else:
-                self.epoch += 1
-                self.batch_in_epoch = 0
-        self.model.save_pretrained(os.path.join(self.run_dir, "model"))
+        try:
+            while self.step < cfg.steps:
+                for batch in self.train_data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                                     epoch=self.epoch, drop_last=True,
+                                                     start=self.batch_in_epoch):
+                    self.batch_in_epoch += 1
+                    ran = self._train_step(self._shard(batch))
+                    self.step += 1
+                    logged = None
+                    if ran and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                        last = logged = {"step": self.step, **self._metrics(), "epoch": self.epoch,
+                                         "elapsed_s": round(time.time() - start, 2)}
+                        self._log(last)
+                    progress.update(self.step, logged)
+                    if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                        self._eval()
+                    if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                        self._samples()
+                    if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                        self.save_checkpoint()
+                    if self.step >= cfg.steps:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        finally:
+            progress.close()
+        if distributed.is_main():
+            self.model.save_pretrained(os.path.join(self.run_dir, "model"))
+        distributed.barrier()
         if self._writer:
             self._writer.close()
         return last
@@ -233,27 +355,36 @@ class Trainer:
         return out
 
     def _train_step(self, batch) -> bool:
-        """Run the training steps due at this batch; returns whether any of them updated."""
+        """Run the training steps due at this batch (this rank's share of it); returns whether any
+        of them updated. Every rank takes the same decisions: a loss that is not finite on any rank
+        stops or skips the step on all of them."""
         cfg = self.config
-        batch = {k: v.to(cfg.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         ran = False
         for st in self.steps:
             if (self.step + 1) % st.every:
                 continue
             optimizer = self.optimizers[st.name]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and batch["x"].is_cuda):
-                loss = st.loss(batch)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and self.device.type == "cuda"):
+                loss = self._losses[st.name](batch)
+            value = loss.item()
+            finite = math.isfinite(value)
+            total, bad_ranks = distributed.sum_across_ranks([value if finite else 0.0, float(not finite)])
             what = "loss" if len(self.steps) == 1 else f"{st.name} loss"
-            if not torch.isfinite(loss):
+            if bad_ranks:
+                shown = value if not finite else f"not finite on {int(bad_ranks)} of {self.world} processes"
                 if cfg.nan_policy == "stop":
                     kept = checkpoint.latest(self.ckpt_dir)
                     raise TrainingDiverged(
-                        f"{what} is {loss.item()} at step {self.step + 1}; stopping (nan_policy='stop'). "
+                        f"{what} is {shown} at step {self.step + 1}; stopping (nan_policy='stop'). "
                         f"Last good checkpoint: {kept or 'none yet'}")
+                if self.world > 1:  # DDP must finish the gradient reduction its forward started
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
                 self.skipped += 1
                 optimizer.zero_grad(set_to_none=True)
                 self._log({"event": "skipped_step", "step": self.step + 1, "training_step": st.name,
-                           "loss": str(loss.item())})
+                           "loss": str(shown)})
                 continue
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -263,34 +394,57 @@ class Trainer:
             self.schedulers[st.name].step()
             if st.after is not None:
                 st.after()
-            self._latest[st.name] = loss.item()
+            self._latest[st.name] = total / self.world
             ran = True
         return ran
 
     @torch.no_grad()
     def _eval(self) -> None:
+        """Validation metrics: ``evaluate(model, val_data)`` when given (on rank 0), else ``val_loss``
+        (and ``val_error`` for models with ``classify``), each rank on its share of every batch."""
         if self.evaluate is None and (self.val_data is None or not hasattr(self.model, "loss")):
             return
         self.model.eval()
         rng_state = rng.get_state()  # evaluation must not change the training trajectory
         if self.evaluate is not None:
-            metrics = self.evaluate(self.model, self.val_data)
+            metrics = self.evaluate(self.model, self.val_data) if distributed.is_main() else {}
         else:
-            losses = [self.model.loss(b["x"].to(self.config.device)).item() * len(b["x"])
-                      for b in self.val_data.batches(256)]
-            metrics = {"val_loss": sum(losses) / len(self.val_data)}
+            loss_sum = count = errors = labelled = 0.0
+            for batch in self.val_data.batches(256):
+                batch = self._shard(batch)
+                x = batch["x"].to(self.device)
+                if len(x) == 0:
+                    continue
+                loss_sum += self.model.loss(x, **self._cond(batch)).item() * len(x)
+                count += len(x)
+                if hasattr(self.model, "classify") and batch.get("y") is not None:
+                    y = batch["y"].to(self.device)
+                    known = y >= 0  # -1 marks an unlabelled example
+                    errors += (self.model.classify(x)[known] != y[known]).sum().item()
+                    labelled += known.sum().item()
+            loss_sum, count, errors, labelled = distributed.sum_across_ranks([loss_sum, count, errors, labelled])
+            metrics = {"val_loss": loss_sum / count}
+            if labelled:
+                metrics["val_error"] = errors / labelled
         rng.set_state(rng_state)
         self.model.train()
         self._log({"step": self.step, **metrics})
 
     @torch.no_grad()
     def _samples(self) -> None:
-        if not hasattr(self.model, "sample"):
+        if not hasattr(self.model, "sample") or not distributed.is_main():
             return
         self.model.eval()
         rng_state = rng.get_state()
+        if hasattr(self.model, "write_samples"):  # text or multimodal models write their own files
+            self.model.write_samples(os.path.join(self.run_dir, "samples", f"step-{self.step:06d}"),
+                                     self.config.num_samples, torch.Generator(device=self.device)
+                                     .manual_seed(self.config.seed), data=self.val_data)
+            rng.set_state(rng_state)
+            self.model.train()
+            return
         images = self.model.sample(self.config.num_samples, generator=torch.Generator(
-            device=self.config.device).manual_seed(self.config.seed)).float().cpu()
+            device=self.device).manual_seed(self.config.seed)).float().cpu()
         rng.set_state(rng_state)
         self.model.train()
         levels = getattr(self.train_data, "levels", None)
@@ -301,6 +455,8 @@ class Trainer:
                      scale=max(1, 112 // images.shape[-1]))
 
     def _log(self, record: dict) -> None:
+        if not distributed.is_main():
+            return
         os.makedirs(self.run_dir, exist_ok=True)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
