@@ -68,10 +68,12 @@ def barrier() -> None:
         dist.barrier()
 
 
-def sum_across_ranks(values: list[float], device="cpu") -> list[float]:
+def sum_across_ranks(values: list[float]) -> list[float]:
     """Element-wise sums of ``values`` over all ranks (the values themselves in one process)."""
     if not is_initialized():
         return list(values)
+    nccl = dist.get_backend() == "nccl"  # nccl reduces CUDA tensors only
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()

@@ -18,6 +18,7 @@ from mmgen import data as datasets
 from mmgen import distributed, presets
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
+from mmgen.models.base import raise_with_context
 from mmgen.train import TrainConfig, Trainer, checkpoint
 
 RUN_FILE = "run.json"
@@ -37,8 +38,15 @@ def load_config(source: str) -> dict:
                                 f"presets: {', '.join(sorted(presets.PRESETS))})")
     else:
         config = presets.get(source)
+    check_sections(config)
+    return config
+
+
+def check_sections(config) -> None:
+    """The sections of a run config are known and shaped as they should be (what they hold is
+    checked where it is used)."""
     if not isinstance(config, dict):
-        raise ValueError(f"run config {source!r} must be a JSON object with sections {list(SECTIONS)}, "
+        raise ValueError(f"a run config must be a JSON object with sections {list(SECTIONS)}, "
                          f"got {type(config).__name__}")
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
@@ -49,7 +57,24 @@ def load_config(source: str) -> dict:
     for key in ("data", "model", "train", "eval"):
         if key in config and not isinstance(config[key], dict):
             raise ValueError(f"run config section {key!r} must be a JSON object, got {config[key]!r}")
-    return config
+
+
+def _evaluator(model):
+    """What evaluates ``model``: mmgen.eval.multimodal.evaluate for multimodal models (MFM), else
+    mmgen.eval.evaluate."""
+    if getattr(model, "multimodal", False):
+        from mmgen.eval.multimodal import evaluate as evaluate_multimodal
+        return evaluate_multimodal
+    from mmgen.eval import evaluate as evaluate_model
+    return evaluate_model
+
+
+def _check_eval_options(config: dict, model) -> None:
+    """The eval section holds options of the model's evaluator (checked before training, not after)."""
+    accepted = [p for p in inspect.signature(_evaluator(model)).parameters if p not in ("model", "data")]
+    unknown = sorted(set(config.get("eval", {})) - set(accepted))
+    if unknown:
+        raise ValueError(f"run config eval: unknown option(s) {unknown}; accepted: {accepted}")
 
 
 @contextlib.contextmanager
@@ -57,13 +82,10 @@ def section(name: str):
     """Prefix the message of a config error raised inside with the run config section it is in."""
     try:
         yield
+    except KeyError as exc:  # a missing key: its repr alone would not say so
+        raise ValueError(f"run config {name}: missing key {exc}") from exc
     except (ValueError, TypeError, LookupError) as exc:
-        message = f"run config {name}: {exc}"
-        try:
-            error = type(exc)(message)
-        except Exception:  # an exception type that does not take a message
-            error = ValueError(message)
-        raise error from exc
+        raise_with_context(exc, f"run config {name}")
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
@@ -104,9 +126,11 @@ def dataset(config: dict, split: str):
         return datasets.load(name, split, **kwargs)
 
 
-def train(config: dict, run_dir: str, device: str | None = None) -> dict | None:
-    """Train (resuming if run_dir has checkpoints), then evaluate on the test split. Under torchrun
-    every process calls this; rank 0 writes the files and evaluates (the other ranks return None)."""
+def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
+    """Check the run config and build its data, model and trainer, without writing anything; every
+    config error is raised here, naming the section, the key, the bad value and what is accepted
+    (a model that does not fit the data included: one loss is computed on two examples)."""
+    check_sections(config)
     with section("train"):
         train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
     distributed.init_from_env(train_cfg.device)
@@ -120,14 +144,23 @@ def train(config: dict, run_dir: str, device: str | None = None) -> dict | None:
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of the reproducible run
     with section("model"):
         model = from_config(config["model"])
+    _check_eval_options(config, model)
     with section("train"):
         trainer = Trainer(model, train_data, run_dir=run_dir, config=train_cfg, val_data=val_data,
                           evaluate=_validate_multimodal if getattr(model, "multimodal", False) else None)
     trainer.check_data()
+    return trainer
+
+
+def train(config: dict, run_dir: str, device: str | None = None, trainer: Trainer | None = None) -> dict | None:
+    """Train (resuming if run_dir has checkpoints), then evaluate on the test split; ``trainer`` is
+    what :func:`prepare` returned for this config, else it is called here. Under torchrun every
+    process calls this; rank 0 writes the files and evaluates (the other ranks return None)."""
+    trainer = trainer or prepare(config, run_dir, device)
     distributed.barrier()  # every rank checked the config before rank 0 writes anything
     if distributed.is_main():
         os.makedirs(run_dir, exist_ok=True)
-        atomic_write_bytes(saved, json.dumps(config, indent=2).encode())
+        atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
     metrics = evaluate(run_dir, "test") if distributed.is_main() else None
     distributed.barrier()
@@ -161,19 +194,18 @@ def _validate_multimodal(model, data) -> dict:
 
 
 def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
-    from mmgen.eval import evaluate as evaluate_model, uniform_nll
+    from mmgen.eval import uniform_nll
     config = read_run_config(run_dir)
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
     data = dataset(config, split)
     model = load_model(run_dir)
     torch.manual_seed(0)
     if getattr(model, "multimodal", False):  # MFM: accuracies per modality subset, cross-modal judges
-        from mmgen.eval.multimodal import evaluate as evaluate_multimodal
-        metrics = evaluate_multimodal(model, data, **options)
+        metrics = _evaluator(model)(model, data, **options)
         metrics.update({"split": split, "dataset": config["data"]})
         atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
         return metrics
-    metrics = evaluate_model(model, data, **options)
+    metrics = _evaluator(model)(model, data, **options)
     metrics.update({"split": split, "dataset": config["data"], "uniform_nll": uniform_nll(data)})
     atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
     return metrics

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -98,3 +99,55 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     assert '"nll_iwae_k4"' in printed and '"examples": 50' in printed
     with pytest.raises(ValueError, match="unknown preset 'vae-cifar'"):
         runs.load_config("vae-cifar")
+
+
+def test_progress_is_a_line_per_logged_step_on_stderr_unless_disabled(tmp_path, capsys):
+    data = load("digits", "train")
+    Trainer(digits_vae(), data, run_dir=str(tmp_path / "on"), config={**FAST, "steps": 10}).fit()
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["5/10", "10/10"] and "loss" in lines[0]
+    assert "step " not in captured.out
+    Trainer(digits_vae(), data, run_dir=str(tmp_path / "off"), config={**FAST, "steps": 10, "progress": False}).fit()
+    assert "step " not in capsys.readouterr().err
+
+
+def test_progress_bar_uses_tqdm_on_a_terminal():
+    pytest.importorskip("tqdm")
+    import io
+    from mmgen.train.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = Progress(8, 2, stream=stream)
+    for step in range(3, 9):
+        bar.update(step, {"step": step, "loss": 1.5} if step % 4 == 0 else None)
+    bar.close()
+    assert bar.bar is not None and "8/8" in stream.getvalue() and "loss 1.5000" in stream.getvalue()
+    assert Progress(8, 0, stream=Terminal(), enabled=False).bar is None
+
+
+def test_validation_passes_labels_to_label_conditioned_models(tmp_path):
+    from mmgen.models import CVAE, M2
+    enc = {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 32, "hidden": 8}
+    dec = {"name": "image.conv", "in_features": 14, "out_channels": 1, "size": 8, "params_per_channel": 17,
+           "hidden": 8}
+    likelihood = {"name": "categorical", "levels": 17}
+    data, val = load("digits", "train"), load("digits", "val")
+    for name, model in (("cvae", CVAE(enc, dec, num_classes=10, latent_dim=4, likelihood=likelihood)),
+                        ("m2", M2(enc, dec, enc, num_classes=10, latent_dim=4, likelihood=likelihood))):
+        Trainer(model, data, val_data=val, run_dir=str(tmp_path / name),
+                config={**FAST, "steps": 2, "eval_every": 2}).fit()
+        record = [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl") if "val_loss" in line][-1]
+        assert 0 < record["val_loss"] < 64 * math.log(17) * 2, record  # nats, near the uniform 181
+        model.eval()
+        if name == "m2":  # the classifier's error on the labelled validation split
+            expected = (model.classify(val.x) != val.y).float().mean().item()
+            assert record["val_error"] == pytest.approx(expected)
+        else:  # without labels the CVAE's loss fails: validation must have passed them
+            assert "val_error" not in record
+            with pytest.raises(ValueError, match="needs the labels"):
+                model.loss(val.x[:4])

@@ -15,7 +15,7 @@ class Progress:
         self.total, self.enabled = total, enabled
         self.stream = stream if stream is not None else sys.stderr
         self.bar = None
-        if enabled and self.stream.isatty():
+        if enabled and getattr(self.stream, "isatty", lambda: False)():
             try:
                 from tqdm import tqdm
             except ImportError:

@@ -1,0 +1,101 @@
+"""Run-config errors name the section and key, the bad value and what is accepted, and come before
+anything is trained or written: through mmgen.runs and through `mmgen train CONFIG.json`."""
+import json
+import os
+
+import pytest
+
+from mmgen import cli, presets, runs
+
+pytest.importorskip("sklearn")
+
+
+def vae_digits(**changes):
+    """The vae-digits preset with ``changes`` ({"model.encoder.name": ...}) applied."""
+    return runs.apply_overrides(presets.get("vae-digits"),
+                                [f"{key}={json.dumps(value)}" for key, value in changes.items()])
+
+
+CASES = {
+    "unknown model": ({"model.model": "vea"},
+                      r"run config model: unknown model 'vea'; available: .*\bvae\b.*vqvae"),
+    "unknown encoder": ({"model.encoder.name": "image.cnv"},
+                        r"run config model: VAE encoder: unknown encoder 'image.cnv'; did you mean "
+                        r"'image.conv'\? \(registered encoder names: .*image.conv"),
+    "encoder option": ({"model.encoder.hiden": 3},
+                       r"run config model: VAE encoder: encoder 'image.conv' .*unexpected keyword argument "
+                       r"'hiden'; it takes \(.*hidden: int"),
+    "unknown model option": ({"model.latent": 3},
+                             r"model 'vae' has no option\(s\) \['latent'\]; accepted: \[.*'latent_dim'"),
+    "unknown dataset": ({"data.name": "cifar"},
+                        r"run config data: unknown dataset name='cifar'; available: digits, mnist"),
+    "dataset option": ({"data.binarise": "dynamic"},
+                       r"run config data: dataset 'digits' has no option\(s\) \['binarise'\]; accepted: \['labels'\]"),
+    "unknown likelihood": ({"model.likelihood": "bernouli"},
+                           r"run config model: unknown likelihood 'bernouli'; accepted: bernoulli, categorical, gaussian"),
+    "likelihood option": ({"model.likelihood": {"name": "categorical", "level": 17}},
+                          r"likelihood 'categorical' has no option\(s\) \['level'\]; accepted: \['levels'\]"),
+    "training option value": ({"train.optimizer": "adamax"},
+                              r"run config train: training option optimizer='adamax' is not one of "
+                              r"\['adam', 'adamw', 'sgd', 'rmsprop'\]"),
+    "training option type": ({"train.steps": "many"},
+                             r"run config train: training option steps='many' must be int \(default 1000\)"),
+    "training option bool": ({"train.progress": "no"}, r"training option progress='no' must be bool"),
+    "unknown training option": ({"train.stpes": 3}, r"unknown training option\(s\) \['stpes'\]; accepted: "),
+    "batch size": ({"train.batch_size": 0}, r"training option batch_size must be >= 1, got 0"),
+    "eval option": ({"eval.kk": 3}, r"run config eval: unknown option\(s\) \['kk'\]; accepted: \['k', "),
+    "latent size mismatch": ({"model.decoder.in_features": 8},
+                             r"run config model: VAE decoder takes in_features=8 but latent_dim=16"),
+    "decoder size mismatch": ({"model.decoder.size": 28},
+                              r"model 'vae' does not fit the data 'digits' \(examples of shape \(1, 8, 8\).*"
+                              r"logits of shape \(2, 17, 28, 28\).*do not match data of shape \(2, 1, 8, 8\)"),
+    "encoder size mismatch": ({"model.encoder.size": 28},
+                              r"does not fit the data 'digits'.*image.conv encoder expects images shaped "
+                              r"\[B, 1, 28, 28\], got \(2, 1, 8, 8\)"),
+    "levels mismatch": ({"model.likelihood": {"name": "categorical", "levels": 2}},
+                        r"does not fit the data 'digits'.*cannot hold 2 parameters per channel"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_error_names_key_value_and_options(case, tmp_path):
+    changes, message = CASES[case]
+    with pytest.raises((ValueError, TypeError, LookupError), match=message):
+        runs.train(vae_digits(**changes), str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "run.json")  # nothing was written
+
+
+def test_unknown_section_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown run config section\(s\) \['trian'\]; accepted: "):
+        runs.train(runs.apply_overrides(presets.get("vae-digits"), ["trian.steps=3"]), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="run config file 'nope.json' does not exist.*presets: "):
+        runs.load_config("nope.json")
+    with pytest.raises(ValueError, match=r"unknown preset 'vae-cifar'; available: .*vae-digits"):
+        runs.load_config("vae-cifar")
+
+
+def test_mmgen_train_on_a_json_config_reports_the_error_without_traceback(tmp_path, capsys):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(vae_digits(**{"model.encoder.name": "image.cnv"})))
+    with pytest.raises(SystemExit, match=r"^mmgen train: run config model: VAE encoder: unknown encoder "
+                                         r"'image.cnv'; did you mean 'image.conv'\?"):
+        cli.main(["train", str(config), "--out", str(tmp_path / "run")])
+    config.write_text(json.dumps(vae_digits(**{"train.nan_policy": "ignore"})))
+    with pytest.raises(SystemExit, match=r"training option nan_policy='ignore' is not one of \['stop', 'skip'\]"):
+        cli.main(["train", str(config), "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match=r"unknown dataset name='cifar'"):
+        cli.main(["train", "--preset", "vae-digits", "--out", str(tmp_path / "run"), "--set", "data.name=cifar"])
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_train_help_lists_every_training_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    printed = capsys.readouterr().out
+    from dataclasses import fields
+    from mmgen.train import TrainConfig
+    for f in fields(TrainConfig):
+        line = next((row for row in printed.splitlines() if row.split()[:1] == [f.name]), None)
+        assert line is not None, f.name
+        assert json.dumps(f.default) in line and f.metadata["help"][:20] in line
+    assert "torchrun --nproc_per_node=N -m mmgen train" in printed and "--set" in printed
