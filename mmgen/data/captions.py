@@ -1,0 +1,265 @@
+"""Captioned image datasets for text-to-image models, built offline and deterministically.
+
+Every example has a few captions (one is drawn per batch, deterministically from seed, epoch and
+batch) and integer attribute labels ``attributes[N, A]``, one column per attribute; the captions
+say exactly what the labels say, in varied words, so classifiers of the attributes can judge
+whether a generated image matches its caption.
+
+- ``mnist-captions``: the 5,000 MNIST images of ``mnist`` (intensities in [0, 1], same 4,000 / 500 /
+  500 split) with attributes measured from each image:
+
+  - ``digit``: the label.
+  - ``thickness`` (thin / medium / thick): mean stroke width ``2 * ink area / ink perimeter`` of
+    the image thresholded at 0.5, cut at its terciles over all 5,000 images.
+  - ``slant`` (left / upright / right): the shear ``-mu11 / mu02`` of the intensity moments (how
+    far x moves right per pixel up), cut at its terciles over all 5,000 images.
+  - ``size`` (small / medium / large): the ink bounding-box area, cut at the terciles of the
+    images of the same digit (MNIST digits are all scaled to the same height, so a "large 1" is a
+    wide one).
+
+- ``shapes``: procedural 32x32 RGB images (or 64x64 with ``size=64``) of one anti-aliased shape on
+  black: ``shape`` (circle, square, triangle, diamond), ``colour`` (red, green, blue, yellow,
+  magenta, cyan), ``size`` (small, large) and ``position`` (top left, top right, bottom left,
+  bottom right), with a little jitter of radius, position and colour. Captions are compositional,
+  e.g. "a small red circle at the top left". The (shape, colour) pairs in :data:`HELDOUT` never
+  occur in train / val / test (8,000 / 1,000 / 1,000 images); the split ``heldout`` (1,000 images)
+  holds only them, to test generalization to unseen combinations.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from mmgen.data.datasets import Dataset, mnist
+
+CAPTIONS_PER_IMAGE = 5
+
+
+@dataclass
+class CaptionedDataset(Dataset):
+    """A :class:`Dataset` whose batches also carry ``captions`` (list of str) and ``attributes``
+    (LongTensor[B, A]). ``attribute_values[a]`` names the values of attribute ``attribute_names[a]``."""
+
+    captions: list[tuple[str, ...]] = field(default_factory=list)
+    attributes: torch.Tensor | None = None
+    attribute_names: tuple[str, ...] = ()
+    attribute_values: tuple[tuple[str, ...], ...] = ()
+
+    def extras(self, idx: torch.Tensor, *, seed: int, epoch: int, batch: int) -> dict:
+        gen = torch.Generator().manual_seed(seed * 15_485_863 + epoch * 32_452_843 + batch)
+        choice = torch.randint(CAPTIONS_PER_IMAGE, (len(idx),), generator=gen).tolist()
+        return {"captions": [self.captions[i][c] for i, c in zip(idx.tolist(), choice)],
+                "attributes": self.attributes[idx]}
+
+
+# -- words ---------------------------------------------------------------------------------------
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MNIST_WORDS = {
+    "thickness": (("thin", "fine", "light"), ("medium", "regular", "normal"), ("thick", "bold", "heavy")),
+    "slant": (("slanted to the left", "leaning left", "tilted left"),
+              ("upright", "standing straight", "not slanted"),
+              ("slanted to the right", "leaning right", "tilted right")),
+    "size": (("small", "little", "tiny"), ("medium sized", "normal sized", "mid sized"),
+             ("large", "big", "wide")),
+}
+MNIST_TEMPLATES = (
+    "a {size} {thickness} {digit} {slant}",
+    "the digit {digit}, {size}, with {thickness} strokes, {slant}",
+    "a {thickness} {digit} that is {size} and {slant}",
+    "{slant}, a {size} handwritten {digit} in {thickness} ink",
+    "handwritten {digit}: {size}, {thickness}, {slant}",
+)
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan")
+RGB = ((0.92, 0.12, 0.1), (0.12, 0.8, 0.15), (0.15, 0.3, 0.95), (0.95, 0.88, 0.1), (0.9, 0.15, 0.85),
+       (0.1, 0.85, 0.9))
+SHAPE_SIZES = ("small", "large")
+POSITIONS = ("top left", "top right", "bottom left", "bottom right")
+HELDOUT = (("circle", "green"), ("square", "magenta"), ("triangle", "blue"), ("diamond", "yellow"))
+SHAPES_WORDS = {
+    "shape": tuple((s,) for s in SHAPES),
+    "colour": tuple((c,) for c in COLOURS),
+    "size": (("small", "little", "tiny"), ("large", "big")),
+    "position": (("top left", "upper left"), ("top right", "upper right"),
+                 ("bottom left", "lower left"), ("bottom right", "lower right")),
+}
+SHAPES_TEMPLATES = (
+    "a {size} {colour} {shape} at the {position}",
+    "a {colour} {shape}, {size}, in the {position} corner",
+    "{position}: a {size} {colour} {shape}",
+    "there is a {size} {colour} {shape} in the {position}",
+    "a {shape} that is {colour} and {size}, placed at the {position}",
+)
+
+
+def _write_captions(words: dict, templates: tuple, attrs: torch.Tensor, names: tuple, seed: int,
+                    digit_column: int | None = None) -> list[tuple[str, ...]]:
+    """CAPTIONS_PER_IMAGE captions per row of ``attrs``: each a random template with random synonyms."""
+    rng = random.Random(seed)
+    out = []
+    for row in attrs.tolist():
+        captions = []
+        for _ in range(CAPTIONS_PER_IMAGE):
+            fill = {name: rng.choice(words[name][value]) for name, value in zip(names, row)
+                    if name in words}
+            if digit_column is not None:
+                digit = row[digit_column]
+                fill["digit"] = rng.choice((DIGIT_WORDS[digit], str(digit)))
+            captions.append(rng.choice(templates).format(**fill))
+        out.append(tuple(captions))
+    return out
+
+
+def corpus(name: str) -> list[str]:
+    """Every phrase the captions of dataset ``name`` are made of (to build a tokenizer vocabulary
+    that knows all their words)."""
+    if name == "mnist-captions":
+        words, templates = MNIST_WORDS, MNIST_TEMPLATES
+        extra = list(DIGIT_WORDS) + [str(d) for d in range(10)]
+    elif name == "shapes":
+        words, templates, extra = SHAPES_WORDS, SHAPES_TEMPLATES, []
+    else:
+        raise ValueError(f"no caption corpus for dataset {name!r}; accepted: mnist-captions, shapes")
+    phrases = [t.replace("{", "").replace("}", "") for t in templates]
+    return phrases + extra + [w for groups in words.values() for group in groups for w in group]
+
+
+def example_prompts(name: str) -> list[str]:
+    """Prompts for sample grids of a model trained on dataset ``name``."""
+    if name == "mnist-captions":
+        return [f"a medium sized regular {w} standing straight" for w in DIGIT_WORDS]
+    if name == "shapes":
+        return ["a small red circle at the top left", "a large blue square at the bottom right",
+                "a large yellow triangle at the top right", "a small cyan diamond at the bottom left",
+                "a large magenta circle at the bottom right", "a small green square at the top left",
+                "a large red triangle at the bottom left", "a small blue diamond at the top right"]
+    raise ValueError(f"no example prompts for dataset {name!r}; accepted: mnist-captions, shapes")
+
+
+# -- MNIST with measured attributes ------------------------------------------------------------
+def _terciles(values: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2 for the lower, middle and upper third of ``values`` (ties broken by position)."""
+    rank = values.argsort(stable=True).argsort()
+    return rank * 3 // len(values)
+
+
+def measure_digits(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Raw stroke width (pixels), slant (shear) and bounding-box area (pixels) of images [N, 1, H, W]."""
+    img = x[:, 0].double()
+    ink = (img > 0.5).double()
+    padded = torch.nn.functional.pad(ink, (1, 1, 1, 1))
+    edges = ((padded[:, 1:, :] - padded[:, :-1, :]).abs().sum((1, 2))
+             + (padded[:, :, 1:] - padded[:, :, :-1]).abs().sum((1, 2)))
+    width = 2 * ink.sum((1, 2)) / edges.clamp(min=1)
+    h, w = img.shape[1:]
+    ys = torch.arange(h, dtype=torch.float64).view(1, h, 1)
+    xs = torch.arange(w, dtype=torch.float64).view(1, 1, w)
+    mass = img.sum((1, 2)).clamp(min=1e-8)
+    cy = (img * ys).sum((1, 2)) / mass
+    cx = (img * xs).sum((1, 2)) / mass
+    dy, dx = ys - cy.view(-1, 1, 1), xs - cx.view(-1, 1, 1)
+    mu11, mu02 = (img * dx * dy).sum((1, 2)), (img * dy * dy).sum((1, 2)).clamp(min=1e-8)
+    rows, cols = ink.amax(2) > 0, ink.amax(1) > 0
+    return {"thickness": width, "slant": -mu11 / mu02, "size": _extent(rows) * _extent(cols)}
+
+
+def _extent(inked: torch.Tensor) -> torch.Tensor:
+    """Pixels from the first to the last True of each row of a bool [N, L] (L when none is)."""
+    first, last = inked.int().argmax(1), inked.flip(1).int().argmax(1)
+    return (inked.shape[1] - last - first).double()
+
+
+@functools.lru_cache(maxsize=None)
+def mnist_captions(seed: int = 0) -> dict[str, CaptionedDataset]:
+    """MNIST-5k with attributes digit, thickness, slant, size and captions drawn with ``seed``."""
+    base = mnist(binarize=None)
+    x = torch.cat([base[s].x for s in ("train", "val", "test")])
+    y = torch.cat([base[s].y for s in ("train", "val", "test")])
+    raw = measure_digits(x)
+    size = torch.zeros_like(y)
+    for d in range(10):
+        size[y == d] = _terciles(raw["size"][y == d])
+    attrs = torch.stack([y, _terciles(raw["thickness"]), _terciles(raw["slant"]), size], 1)
+    names = ("digit", "thickness", "slant", "size")
+    values = (tuple(map(str, range(10))), ("thin", "medium", "thick"), ("left", "upright", "right"),
+              ("small", "medium", "large"))
+    captions = _write_captions(MNIST_WORDS, MNIST_TEMPLATES, attrs, names, seed, digit_column=0)
+    out, lo = {}, 0
+    for split in ("train", "val", "test"):
+        hi = lo + len(base[split])
+        out[split] = CaptionedDataset("mnist-captions", split, base[split].x, base[split].y,
+                                      captions=captions[lo:hi], attributes=attrs[lo:hi],
+                                      attribute_names=names, attribute_values=values)
+        lo = hi
+    return out
+
+
+# -- procedural shapes ---------------------------------------------------------------------------
+def _distance(shape: int, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Signed distance (pixels, negative inside) to a shape of radius r centred at the origin."""
+    if SHAPES[shape] == "circle":
+        return torch.sqrt(dx ** 2 + dy ** 2) - r
+    if SHAPES[shape] == "square":
+        return torch.maximum(dx.abs(), dy.abs()) - 0.8 * r
+    if SHAPES[shape] == "diamond":
+        return (dx.abs() + dy.abs() - r) / math.sqrt(2)
+    # equilateral triangle pointing up (y grows downwards), circumradius 1.2 r, its bounding box
+    # centred: the largest distance to the lines of its base and its two sides
+    r = 1.2 * r
+    dy = dy + r / 4
+    base = dy - r / 2
+    sides = [math.sqrt(3) / 2 * sx * dx - 0.5 * dy - r / 2 for sx in (1, -1)]
+    return torch.maximum(base, torch.maximum(*sides))
+
+
+def render_shapes(attrs: torch.Tensor, image_size: int = 32, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Images [N, 3, S, S] in [0, 1] for rows (shape, colour, size, position) of ``attrs``."""
+    n, scale = len(attrs), image_size / 32
+    jitter = torch.rand(n, 5, generator=generator) * 2 - 1
+    radius = torch.tensor([4.5, 7.5])[attrs[:, 2]] + 0.5 * jitter[:, 0]
+    quadrant_x = torch.tensor([8.0, 24.0, 8.0, 24.0])[attrs[:, 3]]
+    quadrant_y = torch.tensor([8.0, 8.0, 24.0, 24.0])[attrs[:, 3]]
+    cx, cy = quadrant_x + 1.5 * jitter[:, 1], quadrant_y + 1.5 * jitter[:, 2]
+    colour = torch.tensor(RGB)[attrs[:, 1]] + 0.06 * jitter[:, 3:4]
+    coords = (torch.arange(image_size, dtype=torch.float32) + 0.5) / scale
+    images = torch.zeros(n, 3, image_size, image_size)
+    for s in range(len(SHAPES)):
+        rows = torch.nonzero(attrs[:, 0] == s).flatten()
+        dx = coords.view(1, 1, -1) - cx[rows].view(-1, 1, 1)
+        dy = coords.view(1, -1, 1) - cy[rows].view(-1, 1, 1)
+        coverage = (0.5 - _distance(s, dx, dy, radius[rows].view(-1, 1, 1)) * scale).clamp(0, 1)
+        images[rows] = coverage.unsqueeze(1) * colour[rows].clamp(0, 1).view(-1, 3, 1, 1)
+    return images
+
+
+def _shape_attributes(pairs: list[tuple[int, int]], n: int, generator: torch.Generator) -> torch.Tensor:
+    pair = torch.tensor(pairs)[torch.randint(len(pairs), (n,), generator=generator)]
+    size = torch.randint(len(SHAPE_SIZES), (n, 1), generator=generator)
+    position = torch.randint(len(POSITIONS), (n, 1), generator=generator)
+    return torch.cat([pair, size, position], 1)
+
+
+@functools.lru_cache(maxsize=None)
+def shapes(seed: int = 0, size: int = 32) -> dict[str, CaptionedDataset]:
+    """Procedural shapes; (shape, colour) pairs of HELDOUT only in the split "heldout"."""
+    if size not in (32, 64):
+        raise ValueError(f"shapes are rendered at 32 or 64 pixels, got size={size!r}")
+    heldout = {(SHAPES.index(s), COLOURS.index(c)) for s, c in HELDOUT}
+    seen = [p for p in itertools.product(range(len(SHAPES)), range(len(COLOURS))) if p not in heldout]
+    gen = torch.Generator().manual_seed(seed)
+    names = ("shape", "colour", "size", "position")
+    values = (SHAPES, COLOURS, SHAPE_SIZES, POSITIONS)
+    out = {}
+    for i, (split, n) in enumerate((("train", 8000), ("val", 1000), ("test", 1000), ("heldout", 1000))):
+        attrs = _shape_attributes(sorted(heldout) if split == "heldout" else seen, n, gen)
+        images = render_shapes(attrs, size, gen)
+        captions = _write_captions(SHAPES_WORDS, SHAPES_TEMPLATES, attrs, names, seed * 31 + i)
+        out[split] = CaptionedDataset("shapes", split, images, attrs[:, 0].clone(), captions=captions,
+                                      attributes=attrs, attribute_names=names, attribute_values=values)
+    return out

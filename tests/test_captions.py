@@ -1,0 +1,141 @@
+import re
+
+import pytest
+import torch
+
+from mmgen.data import load
+from mmgen.data import captions as cap
+
+pytest.importorskip("mlxtend")
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def mentions(caption: str, phrase: str) -> bool:
+    """``phrase`` occurs in ``caption`` as whole words."""
+    return re.search(rf"\b{re.escape(phrase)}\b", caption) is not None
+
+
+@pytest.fixture(scope="module")
+def mnist_train():
+    return load("mnist-captions", "train")
+
+
+@pytest.fixture(scope="module")
+def shapes_data():
+    return {split: load("shapes", split) for split in ("train", "val", "test", "heldout")}
+
+
+def test_mnist_captions_keep_the_mnist_split_and_name_the_digit(mnist_train):
+    plain = load("mnist", "train", binarize=None)
+    assert torch.equal(mnist_train.x, plain.x) and torch.equal(mnist_train.y, plain.y)
+    assert torch.equal(mnist_train.attributes[:, 0], plain.y)
+    assert mnist_train.attribute_names == ("digit", "thickness", "slant", "size")
+    for row, texts in zip(mnist_train.attributes[:500].tolist(), mnist_train.captions[:500]):
+        digit = row[0]
+        for text in texts:
+            named = {w for w in words_of(text) if w in cap.DIGIT_WORDS or w.isdigit()}
+            assert named in ({cap.DIGIT_WORDS[digit]}, {str(digit)}), (text, digit)
+            for attribute, value in zip(("thickness", "slant", "size"), row[1:]):
+                said = [any(mentions(text, w) for w in synonyms) for synonyms in cap.MNIST_WORDS[attribute]]
+                assert said[value], (text, attribute, value)
+
+
+def test_mnist_attribute_buckets_are_balanced_thirds(mnist_train):
+    for column in range(1, 4):
+        counts = torch.bincount(mnist_train.attributes[:, column], minlength=3)
+        assert counts.min() > 0.25 * len(mnist_train), (mnist_train.attribute_names[column], counts)
+
+
+def test_measured_attributes_on_drawn_strokes():
+    canvas = torch.zeros(4, 1, 28, 28)
+    canvas[0, 0, 4:24, 13:15] = 1          # thin upright bar
+    canvas[1, 0, 4:24, 11:17] = 1          # thick upright bar
+    for row in range(4, 24):               # bar whose top leans right: x grows as y falls
+        shift = (24 - row) // 3
+        canvas[2, 0, row, 10 + shift:12 + shift] = 1
+    canvas[3, 0, 10:14, 12:16] = 1         # small blob
+    m = cap.measure_digits(canvas)
+    assert m["thickness"][1] > 2 * m["thickness"][0]
+    assert m["slant"][2] > 0.2 and abs(m["slant"][0]) < 1e-6
+    assert m["size"][3] == 16 and m["size"][0] == 40
+
+
+def test_thick_captions_have_more_ink_per_stroke_than_thin(mnist_train):
+    ink = (mnist_train.x > 0.5).float().flatten(1).sum(1)
+    thickness = mnist_train.attributes[:, 1]
+    assert ink[thickness == 2].mean() > 1.3 * ink[thickness == 0].mean()
+
+
+def test_captions_are_deterministic_per_seed():
+    first, again, other = (cap.mnist_captions.__wrapped__(seed) for seed in (0, 0, 1))
+    assert first["test"].captions == again["test"].captions
+    assert first["test"].captions != other["test"].captions
+    assert torch.equal(first["test"].attributes, other["test"].attributes)  # measured, not drawn
+    a, b = cap.shapes.__wrapped__(3), cap.shapes.__wrapped__(3)
+    assert torch.equal(a["val"].x, b["val"].x) and a["val"].captions == b["val"].captions
+
+
+def test_batches_carry_matching_captions_and_attributes(mnist_train):
+    batch = next(mnist_train.batches(16, shuffle=True, seed=2, epoch=1))
+    again = next(mnist_train.batches(16, shuffle=True, seed=2, epoch=1))
+    assert batch["captions"] == again["captions"]
+    assert batch["attributes"].shape == (16, 4) and torch.equal(batch["attributes"][:, 0], batch["y"])
+    for text, digit in zip(batch["captions"], batch["y"].tolist()):
+        assert cap.DIGIT_WORDS[digit] in words_of(text) or str(digit) in words_of(text)
+    other_epoch = next(mnist_train.batches(16, shuffle=True, seed=2, epoch=2))
+    assert other_epoch["captions"] != batch["captions"]
+
+
+def test_shapes_captions_say_shape_colour_size_position(shapes_data):
+    data = shapes_data["train"]
+    assert data.x.shape == (8000, 3, 32, 32) and 0 <= data.x.min() and data.x.max() <= 1
+    for row, texts in zip(data.attributes[:300].tolist(), data.captions[:300]):
+        for text in texts:
+            for attribute, value in zip(data.attribute_names, row):
+                said = [any(mentions(text, w) for w in synonyms) for synonyms in cap.SHAPES_WORDS[attribute]]
+                assert said[value] and sum(said) == 1, (text, attribute, value)
+
+
+def test_shapes_pixels_show_the_attributes(shapes_data):
+    data = shapes_data["test"]
+    ink = data.x.sum(1) > 0.3                                         # [N, 32, 32]
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    cy = (ink * ys).flatten(1).sum(1) / ink.flatten(1).sum(1)
+    cx = (ink * xs).flatten(1).sum(1) / ink.flatten(1).sum(1)
+    position = data.attributes[:, 3]
+    assert ((cx >= 16) == torch.isin(position, torch.tensor([1, 3]))).all()     # right
+    assert ((cy >= 16) == torch.isin(position, torch.tensor([2, 3]))).all()     # bottom
+    area = ink.flatten(1).sum(1).float()
+    for shape in range(len(cap.SHAPES)):
+        of_shape = data.attributes[:, 0] == shape
+        large, small = of_shape & (data.attributes[:, 2] == 1), of_shape & (data.attributes[:, 2] == 0)
+        assert area[large].min() > area[small].max(), cap.SHAPES[shape]
+    brightest = data.x.flatten(2).amax(2)                            # [N, 3] close to the named colour
+    target = torch.tensor(cap.RGB)[data.attributes[:, 1]]
+    assert (brightest - target).abs().max() < 0.1
+
+
+def test_heldout_pairs_only_in_the_heldout_split(shapes_data):
+    heldout = {(cap.SHAPES.index(s), cap.COLOURS.index(c)) for s, c in cap.HELDOUT}
+    for split, data in shapes_data.items():
+        pairs = {tuple(p) for p in data.attributes[:, :2].tolist()}
+        if split == "heldout":
+            assert pairs == heldout
+        else:
+            assert not pairs & heldout and len(pairs) == 24 - len(heldout)
+    # every shape and every colour alone is still seen in training
+    seen = shapes_data["train"].attributes
+    assert set(seen[:, 0].tolist()) == set(range(4)) and set(seen[:, 1].tolist()) == set(range(6))
+
+
+def test_load_names_the_accepted_splits():
+    with pytest.raises(ValueError, match="unknown split 'heldout'; available: train, val, test"):
+        load("mnist-captions", "heldout")
+    with pytest.raises(ValueError, match="rendered at 32 or 64 pixels, got size=48"):
+        load("shapes", "train", size=48)
+    with pytest.raises(ValueError, match="no caption corpus for dataset 'mnist'"):
+        cap.corpus("mnist")
+    assert load("shapes", "heldout", size=64).x.shape == (1000, 3, 64, 64)
