@@ -1,62 +1,17 @@
-"""Backend choice and input checks shared by every op wrapper."""
+"""Backend choice and input checks shared by every op wrapper (the logic is in mmgen.kernels)."""
 from __future__ import annotations
 
 import torch
 
 from mmgen._extension import build_info, has_native, require_native, warn_fallback
+from mmgen.kernels.checks import check_float, check_generator, check_same, check_tensor
+from mmgen.kernels.runtime import BACKENDS, choose_native
 
-BACKENDS = ("auto", "native", "reference")
+__all__ = ["BACKENDS", "use_native", "check_tensor", "check_float", "check_same", "check_generator"]
 
 
 def use_native(backend: str, op: str, device: torch.device) -> bool:
     """True to call the compiled kernel, False to run the reference (warning once under "auto")."""
-    if backend not in BACKENDS:
-        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "reference":
-        return False
-    if has_native() and (device.type in ("cpu", "meta") or
-                         (device.type == "cuda" and build_info()["cuda"])):
-        return True
-    if backend == "native":
-        require_native(op)
-        raise RuntimeError(f"{op}: mmgen was built without kernels for device {device.type!r} "
-                           "(CUDA kernels need the CUDA toolkit at build time, or FORCE_CUDA=1); "
-                           "use backend='reference' or rebuild")
-    warn_fallback(op)
-    return False
-
-
-def check_tensor(t, name: str, op: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-
-
-def check_float(t: torch.Tensor, name: str, op: str,
-                allowed=(torch.float16, torch.bfloat16, torch.float32, torch.float64)) -> None:
-    if t.dtype not in allowed:
-        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
-        raise TypeError(f"{op}: {name} must have a floating dtype ({names}), got {t.dtype}")
-
-
-def check_same(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], op: str,
-               shape: bool = True) -> None:
-    if a.device != b.device:
-        raise ValueError(f"{op}: {names[0]} and {names[1]} must be on the same device, got "
-                         f"{a.device} and {b.device}")
-    if a.dtype != b.dtype:
-        raise TypeError(f"{op}: {names[0]} and {names[1]} must have the same dtype, got "
-                        f"{a.dtype} and {b.dtype}")
-    if shape and a.shape != b.shape:
-        raise ValueError(f"{op}: {names[0]} and {names[1]} must have the same shape, got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
-
-
-def check_generator(generator, device: torch.device, op: str) -> None:
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"{op}: generator must be a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
-    if generator.device.type != device.type:
-        raise ValueError(f"{op}: generator is on {generator.device} but the inputs are on {device}; "
-                         "pass a generator of the inputs' device")
+    loaded = has_native()
+    return choose_native(backend, op, device, loaded=loaded, cuda=loaded and build_info()["cuda"],
+                         require=require_native, fallback=warn_fallback, project="mmgen")

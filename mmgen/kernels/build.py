@@ -1,0 +1,241 @@
+"""Setup-time helper that declares a native extension the way mmgen builds its own ``mmgen._C``.
+
+Used by mmgen's ``setup.py`` (loaded by file path, so it needs nothing of mmgen) and by the
+``setup.py`` of any plugin that ships C++/CUDA ops::
+
+    from setuptools import setup
+    from mmgen.kernels.build import build_ext_cmdclass, native_extension
+
+    setup(ext_modules=[native_extension("my_plugin._C", root=ROOT,
+                                        cpu_sources=["csrc/*.cpp", "csrc/cpu/*.cpp"],
+                                        cuda_sources=["csrc/cuda/*.cu"])],
+          cmdclass=build_ext_cmdclass())
+
+Environment switches (all optional), the same for mmgen and every plugin:
+  MMGEN_CUDA=0            build CPU kernels only
+  FORCE_CUDA=1            compile CUDA kernels; an error when no toolkit or no CUDA torch is found
+  TORCH_CUDA_ARCH_LIST    CUDA architectures (default "8.0;9.0+PTX")
+  MAX_JOBS                parallel compile jobs (default: min(2, cores); nvcc needs memory)
+  DEBUG=1                 -O0 -g build
+  CUDA_HOME               the toolkit (default /usr/local/cuda when it exists)
+
+Every build writes ``<csrc>/generated/build_info.h`` defining ``MMGEN_BUILD_INFO_JSON``, the record
+of what the library is built for; the C++ module returns it from ``build_info_json()`` and it can
+be read back from the library file without loading it (``read_build_record``).
+
+Only the standard library is imported at module level; torch is imported when a function needs it,
+after the CUDA_HOME default is applied.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+DEFAULT_ARCHS = "8.0;9.0+PTX"
+RECORD_START = b'{"torch_version": '  # every record starts with this key (see build_record)
+
+__all__ = ["BuildConfigError", "BuildSettings", "DEFAULT_ARCHS", "build_ext_cmdclass", "build_record",
+           "cuda_library_headers", "decide_cuda", "native_extension", "read_build_record",
+           "settings", "toolkit_version", "torch_cpp_extension", "write_build_info_header"]
+
+
+class BuildConfigError(RuntimeError):
+    """The requested build cannot be made (forced CUDA without a toolkit, toolkit/torch mismatch)."""
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def torch_cpp_extension():
+    """``torch.utils.cpp_extension``, imported after choosing the toolkit folder.
+
+    nvcc may be on PATH through a link outside the toolkit (e.g. /usr/local/bin/nvcc), from which
+    torch would guess the wrong CUDA_HOME; prefer the conventional toolkit folder when it exists.
+    """
+    default = None
+    if "CUDA_HOME" not in os.environ and "CUDA_PATH" not in os.environ and os.path.isdir("/usr/local/cuda/lib64"):
+        default = os.environ["CUDA_HOME"] = "/usr/local/cuda"
+    already = "torch.utils.cpp_extension" in sys.modules
+    from torch.utils import cpp_extension
+    if already and default is not None and cpp_extension.CUDA_HOME is not None:
+        cpp_extension.CUDA_HOME = default  # imported before the default was set: same correction
+    return cpp_extension
+
+
+def toolkit_version(cuda_home: str) -> str | None:
+    """``major.minor`` of the nvcc in ``cuda_home`` (None when it cannot be run)."""
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else None
+
+
+def decide_cuda() -> tuple[bool, str]:
+    """Return ``(use_cuda, reason)``; raise BuildConfigError when CUDA is forced but impossible or
+    when the toolkit's major version differs from torch's CUDA."""
+    import torch
+    cuda_home = torch_cpp_extension().CUDA_HOME
+    forced = _flag("FORCE_CUDA")
+    if os.environ.get("MMGEN_CUDA", "").strip() == "0":
+        return False, "MMGEN_CUDA=0"
+    problem = None
+    if cuda_home is None:
+        problem = "no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)"
+    elif torch.version.cuda is None:
+        problem = f"torch {torch.__version__} was built without CUDA"
+    if problem:
+        if forced:
+            raise BuildConfigError(f"FORCE_CUDA=1 but {problem}; install the CUDA {torch.version.cuda or ''} "
+                                   "toolkit, or unset FORCE_CUDA / set MMGEN_CUDA=0 for CPU kernels only")
+        return False, problem
+    found = toolkit_version(cuda_home)
+    if found is None:
+        raise BuildConfigError(f"cannot run {os.path.join(cuda_home, 'bin', 'nvcc')} --version: the CUDA "
+                               "toolkit at CUDA_HOME looks broken; fix CUDA_HOME or set MMGEN_CUDA=0")
+    if found.split(".")[0] != torch.version.cuda.split(".")[0]:
+        raise BuildConfigError(
+            f"CUDA toolkit {found} at {cuda_home} does not match torch {torch.__version__}, which was "
+            f"built with CUDA {torch.version.cuda}; install a CUDA {torch.version.cuda.split('.')[0]}.x "
+            "toolkit and point CUDA_HOME at it, or set MMGEN_CUDA=0 for CPU kernels only")
+    if forced:
+        return True, f"FORCE_CUDA=1 (toolkit {found} at {cuda_home})"
+    return True, f"torch has CUDA {torch.version.cuda} and the toolkit {found} is at {cuda_home}"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    use_cuda: bool
+    reason: str
+    archs: str  # "" without CUDA
+    max_jobs: str
+    debug: bool
+
+
+def settings() -> BuildSettings:
+    """Read the environment switches (module docstring); sets MAX_JOBS and TORCH_CUDA_ARCH_LIST
+    defaults in the environment, where torch's build reads them."""
+    use_cuda, reason = decide_cuda()
+    max_jobs = os.environ.setdefault("MAX_JOBS", str(min(2, os.cpu_count() or 1)))
+    archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS) if use_cuda else ""
+    return BuildSettings(use_cuda, reason, archs, max_jobs, _flag("DEBUG"))
+
+
+def build_record(module: str, config: BuildSettings) -> dict:
+    """What a library is built for; ``torch_version`` stays the first key (see RECORD_START)."""
+    import torch
+    return {"torch_version": torch.__version__, "cuda": config.use_cuda,
+            "cuda_version": torch.version.cuda if config.use_cuda else None,
+            "arch_list": config.archs or None, "debug": config.debug, "module": module}
+
+
+def write_build_info_header(path: str, record: dict) -> None:
+    """Write the record as ``MMGEN_BUILD_INFO_JSON`` into the header at ``path``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = '#pragma once\n#define MMGEN_BUILD_INFO_JSON R"mmgen(%s)mmgen"\n' % json.dumps(record)
+    old = open(path).read() if os.path.exists(path) else None
+    if old != text:  # keep the timestamp when nothing changed, so ninja does not rebuild
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+
+def read_build_record(library: str) -> dict | None:
+    """The build record embedded in a compiled library file, read without loading the library."""
+    with open(library, "rb") as f:
+        data = f.read()
+    start = data.find(RECORD_START)
+    if start < 0:
+        return None
+    end = data.find(b"}", start)
+    try:
+        return json.loads(data[start:end + 1].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def cuda_library_headers() -> list[str]:
+    """Include dirs of the CUDA library headers (cuBLAS, cuSPARSE, ...) that torch's CUDA headers
+    include. A minimal toolkit (nvcc + runtime) lacks them; torch's nvidia-* wheels ship them."""
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    found = []
+    for root in nvidia.__path__:
+        for inc in sorted(glob.glob(os.path.join(root, "*", "include"))):
+            if os.path.exists(os.path.join(inc, "cusparse.h")) or os.path.exists(os.path.join(inc, "cublas_v2.h")):
+                found.append(inc)
+    return found
+
+
+def compile_flags(config: BuildSettings) -> tuple[list[str], list[str]]:
+    """``(cxx, nvcc)`` flags of every mmgen build (nvcc empty without CUDA)."""
+    opt = ["-O0", "-g"] if config.debug else ["-O3"]
+    # -fopenmp: at::parallel_for is OpenMP-based in torch's CPU build; without it, loops run serially.
+    cxx = opt + ["-std=c++17", "-fvisibility=hidden", "-fno-math-errno", "-fopenmp"]
+    if not config.use_cuda:
+        return cxx, []
+    nvcc = opt + ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+    for inc in cuda_library_headers():  # searched after the toolkit's own headers
+        cxx += ["-isystem", inc]
+        nvcc += ["-isystem", inc]
+    return cxx, nvcc
+
+
+def _sources(root: str, patterns) -> list[str]:
+    found = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(os.path.join(root, pattern)))
+        if not matches:
+            raise BuildConfigError(f"source pattern {pattern!r} matches no file under {root}")
+        found += [os.path.relpath(m) for m in matches]
+    return found
+
+
+def native_extension(name: str, *, root: str, cpu_sources, cuda_sources=(), csrc: str = "csrc",
+                     include_dirs=(), define_macros=(), config: BuildSettings | None = None):
+    """A CppExtension (or CUDAExtension when CUDA is on) named ``name`` (e.g. ``"my_plugin._C"``).
+
+    Args:
+        root: the folder of the ``setup.py``; source patterns are globs relative to it.
+        cpu_sources: C++ sources, always compiled (the schema file and the CPU kernels).
+        cuda_sources: ``.cu`` sources, compiled when CUDA is on (then ``MMGEN_WITH_CUDA=1``).
+        csrc: folder (relative to root) on the include path; its ``generated/build_info.h`` is
+            written here with the build record.
+    """
+    config = config or settings()
+    cpp_extension = torch_cpp_extension()
+    sources = _sources(root, cpu_sources)
+    csrc_dir = os.path.join(root, csrc)
+    write_build_info_header(os.path.join(csrc_dir, "generated", "build_info.h"), build_record(name, config))
+    cxx, nvcc = compile_flags(config)
+    macros = list(define_macros)
+    common = dict(include_dirs=[csrc_dir, *include_dirs], extra_link_args=["-fopenmp"])
+    if config.use_cuda:
+        # CUDA first: with few jobs the slowest compile starts first, and a broken .cu fails fast.
+        sources = _sources(root, cuda_sources) + sources
+        macros.append(("MMGEN_WITH_CUDA", "1"))
+        ext = cpp_extension.CUDAExtension(name, sources, define_macros=macros,
+                                          extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **common)
+    else:
+        ext = cpp_extension.CppExtension(name, sources, define_macros=macros,
+                                         extra_compile_args={"cxx": cxx}, **common)
+    import torch
+    print("%s setup: CUDA kernels %s (%s); archs=%s; MAX_JOBS=%s; debug=%s; torch %s"
+          % (name, "ON" if config.use_cuda else "OFF", config.reason, config.archs or "-",
+             config.max_jobs, config.debug, torch.__version__), file=sys.stderr, flush=True)
+    return ext
+
+
+def build_ext_cmdclass() -> dict:
+    """``cmdclass`` for ``setup()``: torch's BuildExtension with ninja."""
+    return {"build_ext": torch_cpp_extension().BuildExtension.with_options(use_ninja=True)}

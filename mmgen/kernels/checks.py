@@ -1,0 +1,42 @@
+"""Input checks for op wrappers, with messages that name the bad value and what is accepted."""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_tensor", "check_float", "check_same", "check_generator"]
+
+
+def check_tensor(t, name: str, op: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def check_float(t: torch.Tensor, name: str, op: str,
+                allowed=(torch.float16, torch.bfloat16, torch.float32, torch.float64)) -> None:
+    if t.dtype not in allowed:
+        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+        raise TypeError(f"{op}: {name} must have a floating dtype ({names}), got {t.dtype}")
+
+
+def check_same(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], op: str,
+               shape: bool = True) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{op}: {names[0]} and {names[1]} must be on the same device, got "
+                         f"{a.device} and {b.device}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{op}: {names[0]} and {names[1]} must have the same dtype, got "
+                        f"{a.dtype} and {b.dtype}")
+    if shape and a.shape != b.shape:
+        raise ValueError(f"{op}: {names[0]} and {names[1]} must have the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_generator(generator, device: torch.device, op: str) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{op}: generator must be a torch.Generator or None, got "
+                        f"{type(generator).__name__}")
+    if generator.device.type != device.type:
+        raise ValueError(f"{op}: generator is on {generator.device} but the inputs are on {device}; "
+                         "pass a generator of the inputs' device")

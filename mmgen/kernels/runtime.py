@@ -1,0 +1,166 @@
+"""Loading a compiled extension and choosing between its kernels and a pure-PyTorch reference.
+
+mmgen's own ``mmgen._C`` goes through these helpers (``mmgen._extension``, ``mmgen.ops._dispatch``)
+and a plugin's extension through ``NativeLibrary``, so both behave alike: a missing or broken build
+is not an import error, ``backend="auto"`` falls back to the reference with one warning,
+``MMGEN_REQUIRE_NATIVE=1`` turns the fallback into an error naming the cause, and a library built
+for another torch is refused.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+from typing import Callable
+
+import torch
+
+__all__ = ["BACKENDS", "REQUIRE_NATIVE_ENV", "NativeFallbackWarning", "NativeLibrary", "choose_native",
+           "describe_build", "fallback_message", "libraries", "load_native", "missing_native_error",
+           "native_required"]
+
+BACKENDS = ("auto", "native", "reference")
+_LIBRARIES: list = []  # every NativeLibrary made in this process (``mmgen kernels info`` lists them)
+REQUIRE_NATIVE_ENV = "MMGEN_REQUIRE_NATIVE"
+
+
+class NativeFallbackWarning(UserWarning):
+    """Emitted once when an op runs its pure-PyTorch reference because no native kernel is built."""
+
+
+def native_required() -> bool:
+    """True when ``MMGEN_REQUIRE_NATIVE`` is set: falling back to a reference is an error."""
+    return os.environ.get(REQUIRE_NATIVE_ENV, "").strip() in ("1", "true", "yes")
+
+
+def load_native(module: str, rebuild_hint: str) -> tuple[dict | None, BaseException | None]:
+    """Import the extension ``module`` (which registers its operators) and read its build record.
+
+    Returns ``(record, None)`` when it loaded and was built for the installed torch, else
+    ``(None, cause)``.
+    """
+    try:
+        library = importlib.import_module(module)
+    except (ImportError, OSError) as exc:  # OSError: an undefined symbol from a torch mismatch
+        return None, exc
+    try:
+        record = json.loads(library.build_info_json())
+    except (AttributeError, ValueError) as exc:
+        return None, RuntimeError(f"{module} has no valid build record (build_info_json()): {exc}; "
+                                  f"build it with mmgen.kernels ({rebuild_hint})")
+    if record["torch_version"] != torch.__version__:
+        return None, RuntimeError(
+            f"{module} was built for torch {record['torch_version']} but torch {torch.__version__} "
+            f"is installed; rebuild with {rebuild_hint}")
+    return record, None
+
+
+def missing_native_error(what: str, module: str, error: BaseException | None, rebuild_hint: str) -> RuntimeError:
+    return RuntimeError(f"{what} needs the compiled extension {module}, which did not load: {error!r}. "
+                        f"Build it with {rebuild_hint} (see README).")
+
+
+def fallback_message(what: str, error: BaseException | None, project: str) -> str:
+    if error:
+        return (f"{what}: using the pure-PyTorch reference (slower) because the native kernel is not "
+                f"available ({error!r} )")
+    return (f"{what}: using the pure-PyTorch reference (slower) because {project} was built without "
+            "kernels for this device")
+
+
+def describe_build(record: dict | None, error: BaseException | None) -> dict:
+    """``build_info()`` of a library: native, cuda, torch_version, cuda_version, arch_list, debug."""
+    if record is None:
+        return {"native": False, "cuda": False, "torch_version": torch.__version__,
+                "cuda_version": None, "arch_list": None, "debug": False, "error": repr(error)}
+    return {"native": True, **record}
+
+
+def choose_native(backend: str, op: str, device: torch.device, *, loaded: bool, cuda: bool,
+                  require: Callable[[str], None], fallback: Callable[[str], None], project: str) -> bool:
+    """True to call the compiled kernel, False to run the reference (``fallback`` warns once)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return False
+    if loaded and (device.type in ("cpu", "meta") or (device.type == "cuda" and cuda)):
+        return True
+    if backend == "native":
+        require(op)
+        raise RuntimeError(f"{op}: {project} was built without kernels for device {device.type!r} "
+                           "(CUDA kernels need the CUDA toolkit at build time, or FORCE_CUDA=1); "
+                           "use backend='reference' or rebuild")
+    fallback(op)
+    return False
+
+
+def libraries() -> list:
+    """The plugin libraries (``NativeLibrary``) created so far, loaded or not."""
+    return list(_LIBRARIES)
+
+
+class NativeLibrary:
+    """A plugin's compiled extension: load it, dispatch to it, register its Python-side kernels.
+
+    ``NativeLibrary("my_plugin._C")`` imports the module now; its operators live in the
+    ``TORCH_LIBRARY`` namespace named after the top-level package (``torch.ops.my_plugin``).
+    ``register_fake`` and ``register_autograd`` do nothing when the library did not load, so a
+    missing build leaves the reference path working instead of failing at import.
+    """
+
+    def __init__(self, module: str, *, project: str | None = None, rebuild_hint: str | None = None):
+        self.module = module
+        self.namespace = module.split(".")[0]
+        self.project = project or self.namespace
+        self.rebuild_hint = rebuild_hint or f"`mmgen kernels build <path of {self.project}>`"
+        self.record, self.error = load_native(module, self.rebuild_hint)
+        self._warned = False
+        _LIBRARIES.append(self)
+
+    def has_native(self) -> bool:
+        return self.record is not None
+
+    def load_error(self) -> BaseException | None:
+        return self.error
+
+    def build_info(self) -> dict:
+        return describe_build(self.record, self.error)
+
+    @property
+    def ops(self):
+        """``torch.ops.<namespace>``."""
+        return getattr(torch.ops, self.namespace)
+
+    def require_native(self, what: str | None = None) -> None:
+        if self.record is None:
+            raise missing_native_error(what or self.project, self.module, self.error,
+                                       self.rebuild_hint) from self.error
+
+    def warn_fallback(self, what: str) -> None:
+        if native_required():
+            self.require_native(what)
+            raise RuntimeError(f"{what}: no native kernel for this input and {REQUIRE_NATIVE_ENV}=1")
+        if not self._warned:
+            self._warned = True
+            warnings.warn(fallback_message(what, self.error, self.project), NativeFallbackWarning,
+                          stacklevel=4)
+
+    def use_native(self, backend: str, op: str, device: torch.device) -> bool:
+        """The ``backend=`` switch of a wrapper: True to call ``self.ops.<op>``, False for the reference."""
+        return choose_native(backend, op, device, loaded=self.has_native(),
+                             cuda=bool(self.record and self.record["cuda"]),
+                             require=self.require_native, fallback=self.warn_fallback,
+                             project=self.project)
+
+    def register_fake(self, name: str):
+        """Decorator: ``torch.library.register_fake("<namespace>::<name>")`` when loaded."""
+        if not self.has_native():
+            return lambda fn: fn
+        return torch.library.register_fake(f"{self.namespace}::{name}")
+
+    def register_autograd(self, name: str, backward, *, setup_context=None) -> None:
+        """``torch.library.register_autograd("<namespace>::<name>", ...)`` when loaded."""
+        if self.has_native():
+            torch.library.register_autograd(f"{self.namespace}::{name}", backward,
+                                            setup_context=setup_context)

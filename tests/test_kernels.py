@@ -1,0 +1,320 @@
+"""The kernel SDK: build helper, runtime loader and backend switch, mmgen.testing, JIT, the CLI."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import mmgen
+from mmgen import cli
+from mmgen.kernels import build, diagnose, jit, runtime
+from mmgen.testing import CheckReport, Sample, check_op
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "mmgen-gumbel")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# ---- build helper ---------------------------------------------------------------------------
+
+def test_build_helper_loads_by_path_without_mmgen():
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('b', {os.path.join(ROOT, 'mmgen', 'kernels', 'build.py')!r})\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['b'] = m; spec.loader.exec_module(m)\n"
+            "assert 'mmgen' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+            "print(m.DEFAULT_ARCHS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "8.0;9.0+PTX"
+
+
+@pytest.fixture
+def build_env(monkeypatch):
+    """Every build switch cleared for the test and restored after it (settings() sets defaults)."""
+    for name in ("MMGEN_CUDA", "FORCE_CUDA", "DEBUG", "TORCH_CUDA_ARCH_LIST", "MAX_JOBS"):
+        monkeypatch.setenv(name, "")  # records the original value, so the undo restores or removes it
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _plugin_tree(tmp_path):
+    root = tmp_path / "plugin"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("*.so", "build", "*.egg-info", "generated",
+                                                                 "__pycache__"))
+    return root
+
+
+def test_native_extension_cpu_only_and_debug(build_env, tmp_path):
+    build_env.setenv("MMGEN_CUDA", "0")
+    build_env.setenv("DEBUG", "1")
+    root = _plugin_tree(tmp_path)
+    build_env.chdir(root)
+    ext = build.native_extension("mmgen_gumbel._C", root=str(root), cpu_sources=["csrc/gumbel.cpp", "csrc/cpu/*.cpp"],
+                                 cuda_sources=["csrc/cuda/*.cu"])
+    assert ext.sources == ["csrc/gumbel.cpp", "csrc/cpu/gumbel_softmax_kernel.cpp"]
+    assert ext.extra_compile_args["cxx"][:2] == ["-O0", "-g"] and "nvcc" not in ext.extra_compile_args
+    assert ("MMGEN_WITH_CUDA", "1") not in ext.define_macros
+    header = (root / "csrc" / "generated" / "build_info.h").read_text()
+    record = json.loads(header.split('R"mmgen(')[1].split(')mmgen"')[0])
+    assert record == {"torch_version": torch.__version__, "cuda": False, "cuda_version": None, "arch_list": None,
+                      "debug": True, "module": "mmgen_gumbel._C"}
+    with pytest.raises(build.BuildConfigError, match="'csrc/nope/\\*.cpp' matches no file"):
+        build.native_extension("x._C", root=str(root), cpu_sources=["csrc/nope/*.cpp"])
+
+
+@pytest.mark.skipif(build.torch_cpp_extension().CUDA_HOME is None or torch.version.cuda is None,
+                    reason="needs the CUDA toolkit and a CUDA build of torch")
+def test_native_extension_with_cuda_uses_mmgen_archs_and_flags(build_env, tmp_path):
+    build_env.setenv("FORCE_CUDA", "1")
+    root = _plugin_tree(tmp_path)
+    build_env.chdir(root)
+    ext = build.native_extension("mmgen_gumbel._C", root=str(root), cpu_sources=["csrc/*.cpp", "csrc/cpu/*.cpp"],
+                                 cuda_sources=["csrc/cuda/*.cu"])
+    assert ext.sources[0] == "csrc/cuda/gumbel_softmax_kernel.cu" and len(ext.sources) == 3
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
+    assert os.environ["MAX_JOBS"] == str(min(2, os.cpu_count()))
+    assert ("MMGEN_WITH_CUDA", "1") in ext.define_macros
+    assert {"-O3", "--expt-relaxed-constexpr", "-lineinfo"} <= set(ext.extra_compile_args["nvcc"])
+
+
+def test_forced_cuda_without_toolkit_or_with_a_mismatched_one_is_an_error(build_env):
+    build_env.setenv("FORCE_CUDA", "1")
+    cpp_extension = build.torch_cpp_extension()
+    build_env.setattr(cpp_extension, "CUDA_HOME", None)
+    with pytest.raises(build.BuildConfigError, match="FORCE_CUDA=1 but no CUDA toolkit found"):
+        build.decide_cuda()
+    build_env.delenv("FORCE_CUDA")
+    assert build.decide_cuda()[0] is False  # not forced: CPU kernels only, with the reason
+    if torch.version.cuda is None:
+        return
+    build_env.setattr(cpp_extension, "CUDA_HOME", "/opt/some-cuda")
+    build_env.setattr(build, "toolkit_version", lambda home: "11.8")
+    with pytest.raises(build.BuildConfigError, match=r"toolkit 11.8 at /opt/some-cuda does not match torch"):
+        build.decide_cuda()
+    build_env.setenv("MMGEN_CUDA", "0")
+    assert build.decide_cuda() == (False, "MMGEN_CUDA=0")
+
+
+def test_build_record_is_read_from_the_library_file(tmp_path):
+    if not mmgen.ops.has_native():
+        pytest.skip("needs the native extension")
+    record = build.read_build_record(importlib.util.find_spec("mmgen._C").origin)
+    assert record == {k: v for k, v in mmgen.ops.build_info().items() if k != "native"}
+    other = tmp_path / "x.so"
+    other.write_bytes(b"\x7fELF no record here")
+    assert build.read_build_record(str(other)) is None
+
+
+# ---- runtime: loading and the backend switch -------------------------------------------------
+
+def test_native_library_without_a_build_falls_back_once(monkeypatch):
+    monkeypatch.delenv("MMGEN_REQUIRE_NATIVE", raising=False)
+    monkeypatch.setattr(runtime, "_LIBRARIES", [])
+    lib = runtime.NativeLibrary("mmgen_kernels_missing_plugin._C")
+    assert not lib.has_native() and isinstance(lib.load_error(), ModuleNotFoundError)
+    assert lib.build_info()["native"] is False and runtime.libraries() == [lib]
+    assert lib.register_fake("anything")(len) is len  # a missing build leaves the reference working
+    lib.register_autograd("anything", lambda ctx, g: g)
+    cpu = torch.device("cpu")
+    with pytest.warns(runtime.NativeFallbackWarning, match="mmgen_kernels_missing_plugin"):
+        assert lib.use_native("auto", "demo.op", cpu) is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lib.use_native("auto", "demo.op", cpu) is False  # once only
+        assert lib.use_native("reference", "demo.op", cpu) is False
+    with pytest.raises(RuntimeError, match="demo.op needs the compiled extension mmgen_kernels_missing_plugin._C"):
+        lib.use_native("native", "demo.op", cpu)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        lib.use_native("fast", "demo.op", cpu)
+    monkeypatch.setenv("MMGEN_REQUIRE_NATIVE", "1")
+    with pytest.raises(RuntimeError, match="did not load"):
+        lib.use_native("auto", "demo.op", cpu)
+
+
+def test_a_library_built_for_another_torch_is_refused(tmp_path, monkeypatch):
+    package = tmp_path / "mmgen_kernels_stale"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    record = {"torch_version": "1.13.0", "cuda": False, "cuda_version": None, "arch_list": None, "debug": False}
+    (package / "_C.py").write_text(f"def build_info_json():\n    return {json.dumps(record)!r}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(runtime, "_LIBRARIES", [])
+    lib = runtime.NativeLibrary("mmgen_kernels_stale._C", rebuild_hint="`make it`")
+    assert not lib.has_native()
+    assert f"built for torch 1.13.0 but torch {torch.__version__} is installed; rebuild with `make it`" in str(lib.error)
+
+
+def test_mmgen_dispatch_goes_through_the_shared_switch():
+    from mmgen.ops import _dispatch
+    assert _dispatch.BACKENDS is runtime.BACKENDS
+    assert mmgen.ops.NativeFallbackWarning is runtime.NativeFallbackWarning
+    mu = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        mmgen.ops.gaussian_kl(mu, mu, backend="fast")
+
+
+# ---- mmgen.testing.check_op finds broken ops -------------------------------------------------
+
+def _python_op(name, forward, *, fake=True, backward=None):
+    """A custom op in the test namespace, defined in Python (no compile needed)."""
+    op = torch.library.custom_op(f"mmgen_kernels_test::{name}", forward, mutates_args=(),
+                                 schema="(Tensor x, float a) -> Tensor")
+    if fake:
+        op.register_fake(lambda x, a: torch.empty_like(x))
+    if backward is not None:
+        op.register_autograd(backward, setup_context=lambda ctx, inputs, output: setattr(ctx, "a", inputs[1]))
+    return getattr(torch.ops.mmgen_kernels_test, name)
+
+
+def _scale(x: torch.Tensor, a: float) -> torch.Tensor:
+    return x * a
+
+
+def _samples(device, requires_grad):
+    yield Sample(torch.randn(3, 5, device=device, requires_grad=requires_grad), 1.5)
+    yield Sample(torch.randn(0, 2, device=device, requires_grad=requires_grad), -2.0)
+
+
+def test_check_op_passes_a_correct_op_and_reports_what_ran():
+    op = _python_op("scale_ok", lambda x, a: x * a, backward=lambda ctx, g: (g * ctx.a, None))
+    report = check_op(op, _samples, _scale, devices=["cpu"], compile_backend="aot_eager")
+    assert isinstance(report, CheckReport)
+    assert report.checks("cpu") == {"correctness", "gradcheck", "opcheck", "compile"}
+    assert sum(1 for _, _, c in report.ran if c == "compile") == 1
+
+
+def test_check_op_finds_a_wrong_forward():
+    op = _python_op("scale_wrong", lambda x, a: x * a + 1e-3, backward=lambda ctx, g: (g * ctx.a, None))
+    with pytest.raises(AssertionError, match=r"scale_wrong.* on cpu, sample 0 .*correctness failed: op vs reference"):
+        check_op(op, _samples, _scale, compile=False)
+
+
+def test_check_op_finds_a_wrong_backward_by_gradcheck():
+    op = _python_op("scale_bad_grad", lambda x, a: x * a, backward=lambda ctx, g: (2 * g * ctx.a, None))
+    with pytest.raises(AssertionError, match="correctness failed: op vs reference gradients"):
+        check_op(op, _samples, _scale, compile=False)
+    with pytest.raises(AssertionError, match="gradcheck failed"):  # against itself: only gradcheck can tell
+        check_op(op, _samples, lambda x, a: op(x, a), compile=False, opcheck=False)
+
+
+def test_check_op_finds_a_missing_fake_kernel():
+    op = _python_op("scale_no_fake", lambda x, a: x * a, fake=False, backward=lambda ctx, g: (g * ctx.a, None))
+    with pytest.raises(AssertionError, match="opcheck failed"):
+        check_op(op, _samples, _scale, compile=False, gradcheck=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU skip")
+def test_check_op_skips_when_no_requested_device_exists():
+    op = _python_op("scale_cuda_only", lambda x, a: x * a)
+    with pytest.raises(pytest.skip.Exception, match="no requested device is available"):
+        check_op(op, _samples, _scale, devices=["cuda"])
+
+
+def test_check_op_rejects_a_python_function():
+    with pytest.raises(TypeError, match="op must be a torch.ops operator"):
+        check_op(_scale, _samples, _scale)
+
+
+# ---- JIT ---------------------------------------------------------------------------------------
+
+def test_build_key_changes_with_sources_and_versions(tmp_path):
+    src = tmp_path / "a.cpp"
+    src.write_text("int a;")
+    key = jit.build_key("demo", [str(src)], ["2.11.0", "13.0"])
+    assert key == jit.build_key("demo", [str(src)], ["2.11.0", "13.0"])
+    assert key != jit.build_key("demo", [str(src)], ["2.11.0", "12.8"])
+    src.write_text("int b;")
+    assert key != jit.build_key("demo", [str(src)], ["2.11.0", "13.0"])
+
+
+def test_jit_load_builds_once_into_the_cache_and_runs_the_op():
+    """Uses the default cache (``$MMGEN_KERNELS_CACHE`` or ~/.cache/mmgen/kernels): the first run
+    compiles one small file, later runs reuse it."""
+    source = os.path.join(EXAMPLE, "experiments", "scale_op.cpp")
+    module = mmgen.kernels.load("mmgen_scale_demo", [source])
+    record = json.loads(module.build_info_json())
+    assert record["module"] == "mmgen_scale_demo" and record["torch_version"] == torch.__version__
+    assert os.path.dirname(module.__file__).startswith(jit.cache_dir())
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(torch.ops.mmgen_scale_demo.scale(x, 2.5), x * 2.5)
+    again = mmgen.kernels.load("mmgen_scale_demo", [source])
+    assert again.__file__ == module.__file__
+    with pytest.raises(ValueError, match="name must be a Python identifier"):
+        mmgen.kernels.load("not-a-name", [source])
+    with pytest.raises(FileNotFoundError, match="sources not found"):
+        mmgen.kernels.load("demo", ["/nonexistent/file.cpp"])
+
+
+# ---- the CLI -----------------------------------------------------------------------------------
+
+def test_kernels_info_lists_mmgen_and_the_example_plugin(capsys):
+    pytest.importorskip("mmgen_gumbel", reason="the example plugin is installed by scripts/install.sh test")
+    code = cli.main(["kernels", "info", "--json"])
+    found = json.loads(capsys.readouterr().out)
+    by_module = {e["module"]: e for e in found["libraries"]}
+    assert by_module["mmgen._C"]["loads"] is mmgen.ops.has_native()
+    gumbel = by_module["mmgen_gumbel._C"]
+    assert gumbel["loads"] and gumbel["owner"].startswith("gumbel (mmgen-gumbel 0.1.0)")
+    assert gumbel["torch_version"] == torch.__version__
+    assert {"gumbel_softmax_sample", "_gumbel_softmax_backward"} <= set(gumbel["ops"])
+    assert code == (0 if all(e["loads"] for e in found["libraries"]) else 1)
+    cli.main(["kernels", "info"])
+    text = capsys.readouterr().out
+    assert "mmgen_gumbel._C loads; built for torch" in text and "JIT cache" in text
+
+
+def test_kernels_info_explains_a_library_that_does_not_load(capsys, monkeypatch):
+    monkeypatch.setattr(runtime, "_LIBRARIES", [])
+    runtime.NativeLibrary("mmgen_kernels_missing_plugin._C", project="missing-plugin")
+    assert cli.main(["kernels", "info"]) == 1
+    text = capsys.readouterr().out
+    assert "missing-plugin: mmgen_kernels_missing_plugin._C DOES NOT LOAD" in text
+    assert "why: ModuleNotFoundError" in text
+
+
+def test_kernels_build_needs_a_setup_py(tmp_path, capsys):
+    assert cli.main(["kernels", "build", str(tmp_path)]) == 2
+    assert "has no setup.py" in capsys.readouterr().err
+
+
+def test_failure_summary_names_gcc_errors_and_linker_errors(tmp_path):
+    output = (f"[1/2] c++ -c {tmp_path}/csrc/cpu/op.cpp\n"
+              f"{tmp_path}/csrc/cpu/op.cpp:12:5: error: 'foo' was not declared in this scope\n"
+              "   12 |     foo(x);\n      |     ^~~\nninja: build stopped\n")
+    summary = diagnose.build_failure_summary(output, str(tmp_path))
+    assert "compiler errors in 1 file: csrc/cpu/op.cpp" in summary
+    assert "csrc/cpu/op.cpp:12: error: 'foo' was not declared in this scope" in summary and "foo(x);" in summary
+    linked = diagnose.build_failure_summary("x.o: undefined reference to `bar()'\ncollect2: error: ld returned 1\n",
+                                            str(tmp_path))
+    assert "linker errors:" in linked and "undefined reference to `bar()'" in linked
+
+
+@pytest.mark.skipif(build.torch_cpp_extension().CUDA_HOME is None or torch.version.cuda is None,
+                    reason="needs the CUDA toolkit and a CUDA build of torch")
+def test_kernels_build_reports_a_broken_cuda_file_and_mmgen_keeps_working(tmp_path):
+    root = _plugin_tree(tmp_path)
+    kernel = root / "csrc" / "cuda" / "gumbel_softmax_kernel.cu"
+    text = kernel.read_text()
+    anchor = "constexpr int kRowsPerBlock = 8;\n"
+    kernel.write_text(text.replace(anchor, anchor + "constexpr int kBroken = undefined_gumbel_symbol;\n"))
+    line = text[:text.index(anchor)].count("\n") + 2
+    env = {**ENV, "FORCE_CUDA": "1", "MAX_JOBS": "1"}
+    out = subprocess.run([sys.executable, "-m", "mmgen", "kernels", "build", str(root)], capture_output=True,
+                         text=True, env=env, timeout=1500)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "compiler errors in 1 file: csrc/cuda/gumbel_softmax_kernel.cu" in out.stdout, out.stdout
+    assert f'csrc/cuda/gumbel_softmax_kernel.cu:{line}: error: identifier "undefined_gumbel_symbol" is undefined' \
+        in out.stdout, out.stdout
+    assert not list(root.glob("mmgen_gumbel/*.so"))
+    check = ("import torch, mmgen\n"
+             "mu = torch.randn(4, 3)\n"
+             "torch.testing.assert_close(mmgen.ops.gaussian_kl(mu, mu), mmgen.ops.gaussian_kl(mu, mu, backend='reference'))\n"
+             "print(mmgen.ops.has_native())")
+    after = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=ENV, cwd=str(tmp_path))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.strip() == str(mmgen.ops.has_native())
