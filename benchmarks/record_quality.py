@@ -1,0 +1,45 @@
+"""Record a finished run's test metrics as benchmarks/results/quality_<NAME>.json.
+
+    python benchmarks/record_quality.py RUN_DIR NAME [--note TEXT]
+
+Copies the run config (run.json), the test metrics (eval_test.json), the training wall time (the
+last ``elapsed_s`` of metrics.jsonl) and the machine, so every quality number quoted in an issue or
+the README points at a committed file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from common import RESULTS, machine
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("name", help="file name part: quality_<NAME>.json")
+    p.add_argument("--note", default="", help="free text stored with the result (e.g. the split and seeds)")
+    args = p.parse_args()
+    with open(os.path.join(args.run_dir, "run.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(args.run_dir, "eval_test.json")) as f:
+        metrics = json.load(f)
+    elapsed = None
+    with open(os.path.join(args.run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            elapsed = json.loads(line).get("elapsed_s", elapsed)
+    payload = {"benchmark": f"quality: {config.get('description', args.name)}", "date": time.strftime("%Y-%m-%d"),
+               "machine": machine("cpu"), "train_seconds": elapsed, "note": args.note,
+               "metrics": metrics, "run_config": config}
+    path = os.path.join(RESULTS, f"quality_{args.name}.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
