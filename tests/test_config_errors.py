@@ -57,6 +57,14 @@ CASES = {
 }
 
 
+def test_gan_generator_and_discriminator_sizes_must_fit_the_data(tmp_path):
+    config = runs.apply_overrides(presets.get("dcgan-digits"), ["model.generator.size=28", "train.steps=1"])
+    with pytest.raises(ValueError, match=r"model 'gan' does not fit the data 'digits' \(examples of shape "
+                                         r"\(1, 8, 8\).*discriminator expects images shaped \[B, 1, 8, 8\], "
+                                         r"got \(2, 1, 28, 28\)"):
+        runs.train(config, str(tmp_path / "run"))
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_config_error_names_key_value_and_options(case, tmp_path):
     changes, message = CASES[case]
@@ -99,3 +107,7 @@ def test_train_help_lists_every_training_option_with_its_default(capsys):
         assert line is not None, f.name
         assert json.dumps(f.default) in line and f.metadata["help"][:20] in line
     assert "torchrun --nproc_per_node=N -m mmgen train" in printed and "--set" in printed
+    assert cli.main(["train", "--list-presets"]) == 0  # needs no --out
+    assert "vae-digits" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"--out DIR \(the run folder\) is required"):
+        cli.main(["train", "--preset", "vae-digits"])

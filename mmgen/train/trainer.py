@@ -3,7 +3,8 @@ atomic checkpoints and exact resume (same data order, RNG and optimizer states).
 
 A model with ``loss(x, **cond)`` is trained by one optimizer over all its parameters (the step is
 named "model"); a model with ``training_steps()`` (GANs) by one optimizer per
-:class:`mmgen.models.base.TrainingStep`."""
+:class:`mmgen.models.base.TrainingStep`. Under torchrun the same loop runs in every process with
+DistributedDataParallel (see :class:`Trainer` and :mod:`mmgen.train.parallel`)."""
 from __future__ import annotations
 
 import json
@@ -305,7 +306,7 @@ class Trainer:
         distributed.barrier()  # no rank looks for checkpoints before rank 0 made the folder
         if not self.resume():
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
-        if self.world > 1:
+        if self.world > 1 and self._losses == {st.name: st.loss for st in self.steps}:  # not wrapped yet
             self._losses = {st.name: parallel.wrap(self.model, st, self.device) for st in self.steps}
         self.model.train()
         progress = Progress(cfg.steps, self.step, enabled=cfg.progress and distributed.is_main())
@@ -423,7 +424,7 @@ class Trainer:
                     errors += (self.model.classify(x)[known] != y[known]).sum().item()
                     labelled += known.sum().item()
             loss_sum, count, errors, labelled = distributed.sum_across_ranks([loss_sum, count, errors, labelled])
-            metrics = {"val_loss": loss_sum / count}
+            metrics = {"val_loss": loss_sum / count} if count else {}
             if labelled:
                 metrics["val_error"] = errors / labelled
         rng.set_state(rng_state)
