@@ -1,0 +1,101 @@
+"""Multimodal datasets: several modalities per example, batched as ``{modality: tensor, ..., "y": labels}``.
+
+A modality is either *aligned* (example i has its own value, e.g. the i-th image) or *paired by
+label* (a pool of values with labels; each example gets a pool member with its own label, drawn
+afresh for every epoch from (seed, epoch), so the same (seed, epoch) always gives the same pairs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+
+@dataclass
+class MultimodalDataset:
+    """One split. ``aligned[m]`` is ``[N, ...]``; ``pools[m]`` is ``(values [P, ...], labels [P])``;
+    ``y`` holds the N labels; ``transforms[m](x, generator)`` is applied per batch; ``info`` keeps
+    metadata (e.g. which rendition each pool member is)."""
+
+    name: str
+    split: str
+    y: torch.Tensor
+    aligned: dict[str, torch.Tensor] = field(default_factory=dict)
+    pools: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    transforms: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.y)
+        for m, values in self.aligned.items():
+            if values.shape[0] != n:
+                raise ValueError(f"{self.name}/{self.split}: modality {m!r} has {values.shape[0]} examples, "
+                                 f"labels have {n}")
+        for m, (values, labels) in self.pools.items():
+            if values.shape[0] != labels.shape[0]:
+                raise ValueError(f"{self.name}/{self.split}: pool {m!r} has {values.shape[0]} values but "
+                                 f"{labels.shape[0]} labels")
+            missing = sorted(set(self.y.unique().tolist()) - set(labels.unique().tolist()))
+            if missing:
+                raise ValueError(f"{self.name}/{self.split}: pool {m!r} has no member with label(s) {missing}")
+        overlap = sorted(set(self.aligned) & set(self.pools))
+        if overlap or "y" in self.modalities:
+            raise ValueError(f"modality names must be unique and not 'y', got {list(self.modalities)}")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return (*self.aligned, *self.pools)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def pairing(self, seed: int = 0, epoch: int = 0) -> dict[str, torch.Tensor]:
+        """For each pooled modality, the pool index of every example: a uniform draw among the pool
+        members with the example's label, from a generator seeded by (seed, epoch, modality)."""
+        out = {}
+        for k, (m, (_, labels)) in enumerate(self.pools.items()):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7_919 + k * 104_729 + 1)
+            index = torch.empty(len(self.y), dtype=torch.long)
+            for c in torch.unique(self.y).tolist():
+                examples = torch.nonzero(self.y == c).flatten()
+                members = torch.nonzero(labels == c).flatten()
+                index[examples] = members[torch.randint(len(members), (len(examples),), generator=gen)]
+            out[m] = index
+        return out
+
+    def take(self, idx: torch.Tensor, pairing: dict[str, torch.Tensor], generator=None) -> dict:
+        """The examples ``idx`` as a batch dict, pooled modalities looked up through ``pairing``."""
+        batch = {m: values[idx] for m, values in self.aligned.items()}
+        batch.update({m: values[pairing[m][idx]] for m, (values, _) in self.pools.items()})
+        for m, transform in self.transforms.items():
+            batch[m] = transform(batch[m], generator)
+        batch["y"] = self.y[idx]
+        return batch
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                drop_last: bool = False, start: int = 0) -> Iterator[dict]:
+        """Yield ``{modality: tensor, ..., "y": labels}``; like :meth:`mmgen.data.Dataset.batches`,
+        batch i of an epoch depends only on (seed, epoch), so resuming at ``start`` is exact."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+                 if shuffle else torch.arange(n))
+        pairing = self.pairing(seed, epoch)
+        stop = n - n % batch_size if drop_last else n
+        for i, lo in enumerate(range(0, stop, batch_size)):
+            if i < start:
+                continue
+            gen = torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + i)
+            yield self.take(order[lo:lo + batch_size], pairing, gen)
+
+    def batches_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
+        n = len(self)
+        return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
+
+    def example_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of one example of each modality."""
+        shapes = {m: tuple(v.shape[1:]) for m, v in self.aligned.items()}
+        shapes.update({m: tuple(v.shape[1:]) for m, (v, _) in self.pools.items()})
+        return shapes

@@ -1,0 +1,136 @@
+"""``mnist-trimodal``: MNIST-5k images + spoken digits + text captions, one label (the digit).
+
+- image: the MNIST-5k split of :func:`mmgen.data.mnist` (4,000 / 500 / 500), intensities in [0, 1],
+  ``[1, 28, 28]``, aligned with the labels.
+- audio: the spoken digits of ``files/spoken_digits.npz`` (``scripts/synthesize_speech.py``: flite
+  and espeak-ng, 80 renditions per digit, 8 kHz, 0.8 s) as standardized natural-log mel spectrograms
+  ``[32, 65]`` (:data:`LOGMEL`, the audio plugin's ``LogMel``; ``(log_mel + 4.5) / 4.5``). The renditions are split by voice
+  (voices permuted with seed 0): 20% of the voices are test-only, 10% val-only, the rest train,
+  so test voices are never heard in training.
+- text: captions from :data:`TEMPLATES` ("the digit seven", "a handwritten seven", ...) as token ids
+  ``[8]`` (<bos> words <eos>, padded) over :data:`VOCABULARY` (mmgen_text's ``WordTokenizer``).
+
+Training batches augment the audio (:func:`augment_audio`; ``augment=False`` turns it off).
+Audio and text are paired with the images by label: each image gets a random rendition and a random
+caption of its digit, drawn again every epoch from (seed, epoch); evaluation batches use epoch 0.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import torch
+
+from mmgen.data.multimodal import MultimodalDataset
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TEMPLATES = ("the digit {}", "a handwritten {}", "number {}", "this is a {}", "an image of the number {}",
+             "{}", "the spoken word {}", "a picture of a {}", "it shows a {}", "written digit {}")
+# mmgen_text's WordTokenizer special tokens first (its constructor checks them), then the words.
+VOCABULARY = ("<pad>", "<bos>", "<eos>", "<unk>", *sorted(
+    {w for t in TEMPLATES for w in t.format("").split()} | set(DIGIT_WORDS)))
+CAPTION_LENGTH = 8  # <bos> + at most 6 words + <eos>
+LOGMEL = {"sample_rate": 8000, "n_fft": 256, "hop_length": 100, "n_mels": 32, "floor": 1e-4}
+CLIP_SAMPLES = 6400  # 0.8 s at 8 kHz, as scripts/synthesize_speech.py writes them
+FRAMES = CLIP_SAMPLES // LOGMEL["hop_length"] + 1  # 65 log-mel frames per clip
+# audio features are standardized log-mels, (log_mel - mean) / std, with these fixed constants (close
+# to the train split's statistics); ``WAVE`` tells mmgen.models.mfm_samples how to turn them into sound.
+LOG_MEL_MEAN, LOG_MEL_STD = -4.5, 4.5
+WAVE = {**LOGMEL, "mean": LOG_MEL_MEAN, "std": LOG_MEL_STD}
+SPEECH_FILE = os.path.join(os.path.dirname(__file__), "files", "spoken_digits.npz")
+VOICE_SPLIT = {"test": 0.2, "val": 0.1}
+AUGMENT = {"max_shift": 4, "gain_std": 0.2}  # train split: frames of circular time shift, log-gain
+MU = 255
+
+
+def mu_law_decode(codes: np.ndarray) -> np.ndarray:
+    """8-bit mu-law codes -> float waveform in [-1, 1] (inverse of the synthesis script's encoder)."""
+    companded = codes.astype(np.float32) / MU * 2 - 1
+    return (np.sign(companded) * np.expm1(np.abs(companded) * np.log1p(MU)) / MU).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def spoken_digits() -> dict:
+    """The speech archive: ``wave`` float32 [clips, samples], ``digit``, ``rendition``, ``voice`` ..."""
+    if not os.path.exists(SPEECH_FILE):
+        raise FileNotFoundError(f"{SPEECH_FILE} is missing; regenerate it with scripts/synthesize_speech.py")
+    with np.load(SPEECH_FILE) as f:
+        archive = {k: f[k] for k in f.files}
+    archive["wave"] = mu_law_decode(archive.pop("codes"))
+    return archive
+
+
+def voice_split() -> dict[str, list[str]]:
+    """Voice names per split: a permutation (seed 0) of the sorted voices, test first, then val."""
+    voices = sorted(set(spoken_digits()["voice"].tolist()))
+    perm = torch.randperm(len(voices), generator=torch.Generator().manual_seed(0)).tolist()
+    n_test, n_val = (round(VOICE_SPLIT[s] * len(voices)) for s in ("test", "val"))
+    ordered = [voices[i] for i in perm]
+    return {"test": ordered[:n_test], "val": ordered[n_test:n_test + n_val], "train": ordered[n_test + n_val:]}
+
+
+@functools.lru_cache(maxsize=None)
+def _log_mels() -> torch.Tensor:
+    try:
+        from mmgen_audio import LogMel
+    except ImportError as exc:
+        raise ImportError("mnist-trimodal needs the audio plugin: pip install -e plugins/mmgen-audio") from exc
+    archive = spoken_digits()
+    if int(archive["sample_rate"]) != LOGMEL["sample_rate"] or archive["wave"].shape[1] != CLIP_SAMPLES:
+        raise ValueError(f"{SPEECH_FILE} holds clips of {archive['wave'].shape[1]} samples at "
+                         f"{int(archive['sample_rate'])} Hz, expected {CLIP_SAMPLES} at {LOGMEL['sample_rate']}")
+    return (LogMel(**LOGMEL)(torch.from_numpy(archive["wave"])) - LOG_MEL_MEAN) / LOG_MEL_STD
+
+
+@functools.lru_cache(maxsize=None)
+def captions() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Token ids [100, CAPTION_LENGTH], labels [100] and the caption strings (template x digit)."""
+    try:
+        from mmgen_text import WordTokenizer
+    except ImportError as exc:
+        raise ImportError("mnist-trimodal needs the text plugin: pip install -e plugins/mmgen-text") from exc
+    tokenizer = WordTokenizer(list(VOCABULARY))
+    texts = [t.format(w) for t in TEMPLATES for w in DIGIT_WORDS]
+    labels = torch.tensor([d for _ in TEMPLATES for d in range(10)])
+    tokens = tokenizer.batch_encode(texts)
+    if tokens.shape[1] > CAPTION_LENGTH or (tokens == tokenizer.unk_id).any():
+        raise AssertionError("caption templates do not fit VOCABULARY / CAPTION_LENGTH")
+    padded = torch.full((len(texts), CAPTION_LENGTH), tokenizer.pad_id, dtype=torch.long)
+    padded[:, :tokens.shape[1]] = tokens
+    return padded, labels, texts
+
+
+def augment_audio(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Train-time augmentation of a batch of standardized log-mels [B, n_mels, frames]: each clip
+    shifted circularly by up to ``max_shift`` frames (the clips are centred in silence) and offset
+    by a gain drawn from N(0, gain_std^2) (in standardized log-power units)."""
+    shifts = torch.randint(-AUGMENT["max_shift"], AUGMENT["max_shift"] + 1, (len(features),), generator=generator)
+    frames = torch.arange(features.shape[-1])
+    index = (frames.unsqueeze(0) - shifts.unsqueeze(1)) % features.shape[-1]
+    shifted = features.gather(2, index.unsqueeze(1).expand_as(features))
+    return shifted + AUGMENT["gain_std"] * torch.randn(len(features), 1, 1, generator=generator)
+
+
+@functools.lru_cache(maxsize=None)
+def mnist_trimodal(augment: bool = True) -> dict[str, MultimodalDataset]:
+    """The three splits (see the module docs)."""
+    from mmgen.data.datasets import mnist
+    archive = spoken_digits()
+    mels = _log_mels()
+    tokens, caption_labels, _ = captions()
+    out = {}
+    for split, voices in voice_split().items():
+        chosen = np.isin(archive["voice"][archive["rendition"]], voices)
+        keep = torch.from_numpy(np.nonzero(chosen)[0])
+        images = mnist(binarize=None)[split]
+        out[split] = MultimodalDataset(
+            "mnist-trimodal", split, images.y,
+            aligned={"image": images.x},
+            pools={"audio": (mels[keep].contiguous(), torch.from_numpy(archive["digit"])[keep]),
+                   "text": (tokens, caption_labels)},
+            transforms={"audio": augment_audio} if augment and split == "train" else {},
+            info={"rendition": torch.from_numpy(archive["rendition"])[keep], "voices": voices,
+                  "wave": dict(WAVE), "vocabulary": list(VOCABULARY),
+                  "label_words": list(DIGIT_WORDS)})
+    return out

@@ -1,0 +1,387 @@
+"""Multimodal Factorization Model (Tsai et al., "Learning Factorized Multimodal Representations", ICLR 2019).
+
+Factors: a joint discriminative factor ``z_y`` shared by all modalities and one generative factor
+``z_a_i`` per modality.
+
+- inference: every modality has a plugin encoder ``E_i`` giving features ``h_i``; ``q(z_a_i | x_i)``
+  is a Gaussian head on ``h_i``; the fusion encoder averages ``relu(P_i h_i)`` over the modalities
+  present and maps the mean to ``q(z_y | x_present)`` (so one network also serves any subset);
+- generation: ``x_i ~ p(x_i | F_i(G_a_i(z_a_i), G_y(z_y)))`` with ``F_i`` = a linear layer into the
+  plugin decoder of modality i; the label is predicted by ``D(G_y(z_y))``;
+- loss per example: ``sum_i w_i * -log p(x_i | ...) + label_weight * CE(y, D(G_y(z_y)))
+  + lam * prior``, where ``prior`` is the KL of every factor to N(0, I) (``prior="kl"``: z sampled
+  with the fused ``mmgen.ops.reparameterize(..., return_kl=True)``), or the maximum mean discrepancy
+  between the batch of factors and N(0, I) samples (``prior="mmd"``, deterministic encoders as in the
+  authors' code; kernel ``exp(-||a - b||^2 / dim^2)``);
+- missing modalities (surrogate inference): on every training batch, for each non-empty proper
+  subset of the modalities, the fusion encoder's ``q(z_y | subset)`` is trained to predict the label
+  (``label_weight``) and to match the mean of ``q(z_y | all)`` (``surrogate_weight`` * squared
+  distance, the full posterior held fixed); the terms are averaged over the subsets. ``predict(x,
+  modalities=...)`` and ``generate(source, x, targets)`` infer ``z_y`` from whatever is given;
+  factors of absent modalities take their prior mean (0), or a prior draw with a generator.
+
+Batches are dicts ``{modality: tensor, ..., "y": labels}`` (:class:`mmgen.data.multimodal.MultimodalDataset`).
+A modality with ``"likelihood": "tokens"`` is a token sequence (LongTensor [B, T], <bos> ... <eos>
+<pad>...) decoded by a teacher-forced language model such as ``text.gru`` (``decoder(h, tokens)``
+-> next-token logits, ``decoder.generate(h)``).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mmgen
+from mmgen.models.base import GenerativeModel, TrainingStep, component
+from mmgen.models.vae import encoder_input, make_likelihood
+
+PRIORS = ("kl", "mmd")
+TOKENS = "tokens"
+MODALITY_KEYS = ("encoder", "decoder", "likelihood", "weight", "encoder_kind", "wave", "vocabulary",
+                 "max_length")
+
+
+class MFMLoss(NamedTuple):
+    """Batch means of the terms (nats per example, prior as weighted in ``total``)."""
+
+    total: torch.Tensor
+    reconstruction: dict
+    label: torch.Tensor
+    prior: torch.Tensor
+    surrogate: torch.Tensor
+
+
+def mmd_to_standard_normal(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """MMD^2 between the rows of z [B, D] and as many N(0, I) draws, kernel exp(-||a - b||^2 / D^2)."""
+    prior = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    scale = float(z.shape[1]) ** 2
+
+    def kernel(a, b):
+        return torch.exp(-(a.unsqueeze(1) - b.unsqueeze(0)).square().sum(2) / scale).mean()
+
+    return kernel(z, z) + kernel(prior, prior) - 2 * kernel(z, prior)
+
+
+class _Tokens:
+    """Token sequences scored by a teacher-forced decoder: log p = -sum of next-token cross-entropies."""
+
+    name = TOKENS
+
+    def __init__(self, decoder, max_length: int):
+        for attr in ("pad_id", "bos_id", "generate"):
+            if not hasattr(decoder, attr):
+                raise ValueError(f"a 'tokens' modality needs a decoder with {attr!r} (like text.gru), "
+                                 f"got {type(decoder).__name__}")
+        self.decoder, self.max_length = decoder, max_length
+
+    def log_prob(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(h, x)
+        nll = F.cross_entropy(logits.transpose(1, 2), x[:, 1:], ignore_index=self.decoder.pad_id,
+                              reduction="none")
+        return -nll.sum(1)
+
+    def generate(self, h: torch.Tensor, generator=None, sample: bool = False) -> torch.Tensor:
+        out = self.decoder.generate(h, max_length=self.max_length, temperature=1.0 if sample else 0.0,
+                                    generator=generator)
+        bos = torch.full((len(h), 1), self.decoder.bos_id, dtype=torch.long, device=h.device)
+        return torch.cat([bos, out], 1)
+
+
+class _Values:
+    """Any other data: the decoder output is read by a named likelihood."""
+
+    def __init__(self, decoder, likelihood):
+        self.decoder, self.likelihood = decoder, likelihood
+        self.name = likelihood.name
+
+    def log_prob(self, h, x):
+        return self.likelihood.log_prob(self.decoder(h), x)
+
+    def generate(self, h, generator=None, sample: bool = False):
+        out = self.decoder(h)
+        return self.likelihood.sample(out, generator=generator) if sample else self.likelihood.mean(out)
+
+
+def _encoder_kind(spec) -> str:
+    """Plugins register sequence encoders as "text_encoder": accept either kind for a name."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        return "encoder"
+    for kind in ("encoder", "text_encoder"):
+        if any(c.name == spec["name"] for c in mmgen.list_components(kind)):
+            return kind
+    return "encoder"  # the registry's error then names what exists
+
+
+class MFM(GenerativeModel):
+    """Multimodal Factorization Model over any set of modalities (see the module docs).
+
+    Args:
+        modalities: ``{name: {"encoder": spec|module, "decoder": spec|module, "likelihood": ...,
+            "weight": 1.0}}``. The encoder needs ``out_features``, the decoder ``in_features`` (any
+            size: ``F_i`` projects into it). ``likelihood``: "bernoulli", "gaussian",
+            {"name": "categorical", "levels": L} or "tokens". Optional: ``"wave"`` (``LogMel``
+            options: ``write_samples`` turns log-mels into WAV), ``"vocabulary"`` (token strings:
+            ``write_samples`` writes text), ``"max_length"`` (generated tokens, default 32).
+        num_classes: labels are 0 .. num_classes - 1.
+        zy_dim, za_dim: sizes of the joint and of each modality-specific factor.
+        hidden: width of the fusion, G_y, G_a and D networks.
+        prior: "kl" or "mmd"; lam: its weight. label_weight, surrogate_weight: see the module docs.
+    """
+
+    multimodal = True  # batches are dicts of modalities (runs and evaluation dispatch on this)
+
+    def __init__(self, modalities: dict, num_classes: int = 10, zy_dim: int = 16, za_dim: int = 8,
+                 hidden: int = 128, prior: str = "kl", lam: float = 1.0, label_weight: float = 1.0,
+                 surrogate_weight: float = 1.0):
+        super().__init__()
+        if not isinstance(modalities, dict) or not modalities:
+            raise ValueError(f"MFM needs a non-empty dict of modalities, got {modalities!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"MFM prior must be one of {PRIORS}, got {prior!r}")
+        if num_classes < 2 or min(zy_dim, za_dim, hidden) < 1 or min(lam, label_weight, surrogate_weight) < 0:
+            raise ValueError(f"MFM needs num_classes >= 2, positive sizes and non-negative weights, got "
+                             f"num_classes={num_classes}, zy_dim={zy_dim}, za_dim={za_dim}, hidden={hidden}, "
+                             f"lam={lam}, label_weight={label_weight}, surrogate_weight={surrogate_weight}")
+        self.names = tuple(modalities)
+        if "y" in self.names:
+            raise ValueError("'y' is the label key of a batch; it cannot name a modality")
+        self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
+        self.za_heads, self.fusion_in, self.gen_a, self.combine = (nn.ModuleDict() for _ in range(4))
+        self.heads, self.weights, self.options, specs = {}, {}, {}, {}
+        for name, spec in modalities.items():
+            specs[name] = self._add_modality(name, spec, za_dim, hidden)
+        self.fusion = nn.Linear(hidden, 2 * zy_dim)
+        self.gen_y = nn.Sequential(nn.Linear(zy_dim, hidden), nn.ReLU())
+        self.classifier = nn.Linear(hidden, num_classes)
+        self.register_buffer("class_means", torch.zeros(num_classes, zy_dim))  # running mean of E q(z_y|x)
+        self.num_classes, self.zy_dim, self.za_dim, self.hidden = num_classes, zy_dim, za_dim, hidden
+        self.prior, self.lam = prior, float(lam)
+        self.label_weight, self.surrogate_weight = float(label_weight), float(surrogate_weight)
+        self.subsets = [s for r in range(1, len(self.names)) for s in itertools.combinations(self.names, r)]
+        modules_given = any(spec is None for s in specs.values() for spec in (s["encoder"], s["decoder"]))
+        self.config = {"model": "mfm", "modalities": None if modules_given else specs,
+                       "num_classes": num_classes, "zy_dim": zy_dim, "za_dim": za_dim, "hidden": hidden,
+                       "prior": prior, "lam": self.lam, "label_weight": self.label_weight,
+                       "surrogate_weight": self.surrogate_weight}
+
+    def _add_modality(self, name: str, spec: dict, za_dim: int, hidden: int) -> dict:
+        if not isinstance(spec, dict) or not {"encoder", "decoder", "likelihood"} <= set(spec):
+            raise ValueError(f"MFM modality {name!r} needs a dict with 'encoder', 'decoder' and "
+                             f"'likelihood', got {spec!r}")
+        unknown = sorted(set(spec) - set(MODALITY_KEYS))
+        if unknown:
+            raise ValueError(f"MFM modality {name!r} has unknown option(s) {unknown}; accepted: {list(MODALITY_KEYS)}")
+        kind = spec.get("encoder_kind") or _encoder_kind(spec["encoder"])
+        encoder, enc_spec = component(spec["encoder"], kind, f"MFM {name} encoder")
+        decoder, dec_spec = component(spec["decoder"], "decoder", f"MFM {name} decoder")
+        for module, attr, what in ((encoder, "out_features", "encoder"), (decoder, "in_features", "decoder")):
+            if not isinstance(getattr(module, attr, None), int):
+                raise ValueError(f"MFM {name} {what} {type(module).__name__} has no integer attribute "
+                                 f"{attr!r} (see the component contract)")
+        self.encoders[name], self.decoders[name] = encoder, decoder
+        if spec["likelihood"] == TOKENS:
+            self.heads[name], lik_spec = _Tokens(decoder, int(spec.get("max_length", 32))), TOKENS
+        else:
+            likelihood, lik_spec = make_likelihood(spec["likelihood"])
+            self.heads[name] = _Values(decoder, likelihood)
+        weight = float(spec.get("weight", 1.0))
+        if weight < 0:
+            raise ValueError(f"MFM modality {name!r} weight must be >= 0, got {weight}")
+        self.weights[name] = weight
+        self.za_heads[name] = nn.Linear(encoder.out_features, 2 * za_dim)
+        self.fusion_in[name] = nn.Linear(encoder.out_features, hidden)
+        self.gen_a[name] = nn.Sequential(nn.Linear(za_dim, hidden), nn.ReLU())
+        self.combine[name] = nn.Linear(2 * hidden, decoder.in_features)
+        self.options[name] = {k: spec[k] for k in ("wave", "vocabulary") if k in spec}
+        return {**{k: v for k, v in spec.items() if k not in ("encoder", "decoder", "likelihood", "encoder_kind")},
+                "encoder": enc_spec, "decoder": dec_spec, "likelihood": lik_spec,
+                **({"encoder_kind": spec["encoder_kind"]} if "encoder_kind" in spec else {})}
+
+    # -- inference -----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.class_means.device
+
+    def _present(self, x: dict, modalities) -> tuple[str, ...]:
+        names = tuple(m for m in self.names if m in x) if modalities is None else tuple(modalities)
+        bad = [m for m in names if m not in self.names]
+        if bad or not names:
+            raise ValueError(f"modalities {list(names)} must be a non-empty subset of {list(self.names)}")
+        missing = [m for m in names if m not in x]
+        if missing:
+            raise ValueError(f"batch has no {missing}; it holds {sorted(x)}")
+        return names
+
+    def encoder_view(self, m: str, value: torch.Tensor) -> torch.Tensor:
+        """What the encoder of m sees: integer levels scaled to [0, 1], other data as it is."""
+        head = self.heads[m]
+        return value if head.name == TOKENS else encoder_input(head.likelihood, value)
+
+    def features(self, x: dict, modalities=None) -> dict:
+        """Encoder features h_i of the modalities given (all of ``x``'s by default)."""
+        return {m: self.encoders[m](self.encoder_view(m, x[m])) for m in self._present(x, modalities)}
+
+    def fuse(self, h: dict, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z_y | ...) parameters from features ``h`` (all names in h), averaged over the modalities
+        present; ``mask[B, len(h)]`` (1 = present) selects a subset per example."""
+        proj = torch.stack([F.relu(self.fusion_in[m](h[m])) for m in h])  # [M, B, hidden]
+        if mask is None:
+            pooled = proj.mean(0)
+        else:
+            weights = mask.t().unsqueeze(2).to(proj.dtype)
+            pooled = (proj * weights).sum(0) / weights.sum(0).clamp(min=1)
+        return self.fusion(pooled).chunk(2, dim=1)
+
+    def encode(self, x: dict, modalities=None) -> dict:
+        """Posterior parameters ``{"y": (mu, logvar), m: (mu, logvar) for each modality given}``."""
+        h = self.features(x, modalities)
+        out = {"y": self.fuse(h)}
+        out.update({m: self.za_heads[m](h[m]).chunk(2, dim=1) for m in h})
+        return out
+
+    def logits(self, x: dict, modalities=None) -> torch.Tensor:
+        """Label logits D(G_y(E[z_y | the given modalities]))."""
+        return self.classifier(self.gen_y(self.encode(x, modalities)["y"][0]))
+
+    @torch.no_grad()
+    def predict(self, x: dict, modalities=None) -> torch.Tensor:
+        """Predicted labels from the given modalities (default: all in ``x``); any subset works."""
+        return self.logits(x, modalities).argmax(1)
+
+    # -- generation ----------------------------------------------------------------------------
+    def decode(self, m: str, z_y: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        """Decoder input of modality m: F_m(G_a_m(z_a), G_y(z_y)) before the plugin decoder."""
+        return self.combine[m](torch.cat([self.gen_a[m](z_a), self.gen_y(z_y)], 1))
+
+    def _prior_factor(self, n: int, generator) -> torch.Tensor:
+        if generator is None:
+            return torch.zeros(n, self.za_dim, device=self.device)
+        return torch.randn(n, self.za_dim, generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def generate(self, source, x: dict, targets=None, *, generator: torch.Generator | None = None,
+                 sample: bool = False) -> dict:
+        """Cross-modal generation: infer z_y from the ``source`` modality (a name or several) of
+        batch ``x`` and decode ``targets`` (default: every other modality). Targets that are not in
+        the source get z_a = 0 (the prior mean), or a prior draw when ``generator`` is given.
+        Returns ``{target: likelihood mean (or a draw with sample=True); tokens for text}``."""
+        sources = (source,) if isinstance(source, str) else tuple(source)
+        post = self.encode(x, sources)
+        targets = [m for m in self.names if m not in sources] if targets is None else list(targets)
+        bad = [m for m in targets if m not in self.names]
+        if bad or not targets:
+            raise ValueError(f"targets {targets} must be a non-empty subset of {list(self.names)}")
+        z_y = post["y"][0]
+        out = {}
+        for m in targets:
+            z_a = post[m][0] if m in post else self._prior_factor(len(z_y), generator)
+            out[m] = self.heads[m].generate(self.decode(m, z_y, z_a), generator=generator, sample=sample)
+        return out
+
+    @torch.no_grad()
+    def reconstruct(self, x: dict, modalities=None) -> dict:
+        """Every modality decoded at the posterior means inferred from ``modalities`` (default all)."""
+        present = self._present(x, modalities)
+        return self.generate(present, x, targets=list(self.names))
+
+    @torch.no_grad()
+    def sample(self, n: int, *, y=None, generator: torch.Generator | None = None, mean: bool = True) -> dict:
+        """n draws of every modality: z_a ~ N(0, I); z_y ~ N(0, I), or with labels ``y`` (an int or a
+        LongTensor[n]) the running mean of q(z_y | x) over training examples of that label.
+        ``mean=True`` returns likelihood means (greedy tokens), else draws."""
+        z_a = {m: torch.randn(n, self.za_dim, generator=generator, device=self.device) for m in self.names}
+        if y is None:
+            z_y = torch.randn(n, self.zy_dim, generator=generator, device=self.device)
+        else:
+            labels = torch.as_tensor(y, device=self.device).long().expand(n) if isinstance(y, int) else \
+                torch.as_tensor(y, device=self.device).long()
+            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"y must be an int or {n} labels in [0, {self.num_classes}), got {y!r}")
+            z_y = self.class_means[labels]
+        return {m: self.heads[m].generate(self.decode(m, z_y, z_a[m]), generator=generator, sample=not mean)
+                for m in self.names}
+
+    def write_samples(self, path_prefix: str, n: int, generator: torch.Generator | None = None,
+                      data=None) -> list[str]:
+        """Write ``n`` samples with labels cycling 0, 1, ... (``PREFIX-<modality>.png|wav|txt``: PNG
+        grid of images, one WAV of log-mels with ``wave`` options, clips in order 0.2 s apart, text
+        lines of tokens with a ``vocabulary``). With ``data`` (a multimodal dataset) also the first
+        n examples (``PREFIX-real-*``) and, for each modality s, the others generated from s alone
+        (``PREFIX-from_<s>-*``). Returns the paths written."""
+        from mmgen.models.mfm_samples import write_samples
+        labels = torch.arange(n, device=self.device) % self.num_classes
+        was_training = self.training
+        self.eval()
+        try:
+            written = write_samples(path_prefix, self.sample(n, y=labels, generator=generator),
+                                    labels.cpu(), self.options)
+            if data is not None:
+                batch = {k: v.to(self.device) for k, v in next(data.batches(n)).items()}
+                real = {m: batch[m] for m in self.names}
+                written += write_samples(f"{path_prefix}-real", real, batch["y"].cpu(), self.options)
+                for s in self.names:
+                    if len(self.names) > 1:
+                        written += write_samples(f"{path_prefix}-from_{s}", self.generate(s, batch),
+                                                 batch["y"].cpu(), self.options)
+        finally:
+            self.train(was_training)
+        return written
+
+    # -- training ------------------------------------------------------------------------------
+    def _factor(self, mu, logvar):
+        """(z, prior term per example or for the batch) for the selected prior."""
+        if self.prior == "kl":
+            return mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+        return mu, mmd_to_standard_normal(mu)
+
+    def loss_terms(self, x: dict, y: torch.Tensor | None = None) -> MFMLoss:
+        """All terms of the objective on a batch dict holding every modality (and ``"y"``)."""
+        y = x.get("y") if y is None else y
+        if y is None:
+            raise ValueError("MFM.loss needs labels: a batch dict with 'y' or y=...")
+        missing = [m for m in self.names if m not in x]
+        if missing:
+            raise ValueError(f"MFM training batches need every modality; missing {missing} (have {sorted(x)})")
+        h = self.features(x)
+        mu_y, logvar_y = self.fuse(h)
+        z_y, prior = self._factor(mu_y, logvar_y)
+        g_y = self.gen_y(z_y)
+        recon = {}
+        for m in self.names:
+            z_a, prior_a = self._factor(*self.za_heads[m](h[m]).chunk(2, dim=1))
+            prior = prior + prior_a
+            h_dec = self.combine[m](torch.cat([self.gen_a[m](z_a), g_y], 1))
+            recon[m] = -self.heads[m].log_prob(h_dec, x[m])
+        label = F.cross_entropy(self.classifier(g_y), y, reduction="none")
+        surrogate = torch.zeros((), device=mu_y.device)
+        for subset in self.subsets:
+            mask = torch.tensor([m in subset for m in self.names], device=mu_y.device).expand(len(y), -1)
+            mu_sub, logvar_sub = self.fuse(h, mask=mask)
+            z_sub = mmgen.ops.reparameterize(mu_sub, logvar_sub) if self.prior == "kl" else mu_sub
+            surrogate = surrogate + (
+                self.label_weight * F.cross_entropy(self.classifier(self.gen_y(z_sub)), y, reduction="none")
+                + self.surrogate_weight * (mu_sub - mu_y.detach()).square().sum(1)).mean() / len(self.subsets)
+        if self.training:
+            self._track_class_means(mu_y.detach(), y)
+        recon_total = sum(self.weights[m] * recon[m] for m in self.names).mean()
+        prior_total = self.lam * prior.mean()
+        label_total = self.label_weight * label.mean()
+        total = recon_total + label_total + prior_total + surrogate
+        return MFMLoss(total, {m: r.mean() for m, r in recon.items()}, label.mean(), prior_total, surrogate)
+
+    def loss(self, x: dict, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The training objective (scalar) on a batch dict ``{modality: tensor, ..., "y": labels}``."""
+        return self.loss_terms(x, y).total
+
+    def training_steps(self) -> list[TrainingStep]:
+        """One optimizer over all parameters; the trainer hands the whole batch dict to ``loss``."""
+        return [TrainingStep("model", list(self.parameters()), self.loss)]
+
+    @torch.no_grad()
+    def _track_class_means(self, mu: torch.Tensor, y: torch.Tensor, momentum: float = 0.05) -> None:
+        for c in torch.unique(y).tolist():
+            if 0 <= c < self.num_classes:
+                self.class_means[c].lerp_(mu[y == c].mean(0), momentum)
