@@ -1,0 +1,249 @@
+"""Judging text-to-image models with an attribute classifier trained on real images.
+
+Recipe (:data:`RECIPE`, the defaults of :func:`train_classifier`): a conv encoder (``image.conv``,
+hidden 32, 128 features, ReLU) with one linear head per attribute, trained on the real train
+split with Adam (lr 1e-3), batch 64, 6 epochs, the sum of the heads' cross-entropies, images
+shifted by up to 2 pixels at random (zero fill); torch seed 0 for the weights and the batch order.
+:func:`evaluate_run` trains it once per run and saves it in ``RUN/attribute_classifier/``
+(``config.json`` + ``model.safetensors`` + the recipe and its accuracy on the real val split).
+
+Metrics (:func:`evaluate_text_to_image`), for each example of a split: an image generated from one of
+its captions, classified per attribute:
+
+- caption consistency: the fraction generated as the caption says, per attribute and all attributes
+  at once (``consistency_all``); the classifier's own accuracy on the real images of the split is
+  reported next to it (``classifier_real_*``), as the ceiling of what consistency can show.
+- FID and KID (``torchmetrics``) between the generated images and the real images of the split, on
+  the classifier's 128 penultimate features (``features: "attribute-classifier penultimate (128, ReLU)"``),
+  so the numbers compare runs on the same dataset, not with papers.
+- Inception FID (2048-d pool features of torchmetrics' InceptionV3, needs the torch-fidelity package)
+  only from local weights given as ``inception_weights``; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mmgen
+from mmgen.io import atomic_write_bytes
+from mmgen.models.base import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
+
+RECIPE = {"epochs": 6, "batch_size": 64, "lr": 1e-3, "seed": 0, "hidden": 32, "features": 128, "shift": 2}
+FEATURES_NAME = "attribute-classifier penultimate (128, ReLU)"
+CLASSIFIER_DIR = "attribute_classifier"
+
+
+class AttributeClassifier(nn.Module):
+    """Images [B, C, S, S] in [0, 1] -> one logit vector per attribute; ``features`` is the
+    penultimate layer (``num_features`` wide), the feature extractor of FID and KID."""
+
+    def __init__(self, in_channels: int, size: int, attribute_names: list[str], num_values: list[int],
+                 hidden: int = 32, features: int = 128):
+        super().__init__()
+        if len(attribute_names) != len(num_values) or not attribute_names:
+            raise ValueError(f"need one value count per attribute, got names {attribute_names} and counts {num_values}")
+        self.config = {"in_channels": in_channels, "size": size, "attribute_names": list(attribute_names),
+                       "num_values": list(num_values), "hidden": hidden, "features": features}
+        self.attribute_names, self.num_features = list(attribute_names), features
+        self.encoder = mmgen.build("encoder", "image.conv", in_channels=in_channels, size=size,
+                                   out_features=features, hidden=hidden)
+        self.heads = nn.ModuleList([nn.Linear(features, k) for k in num_values])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.encoder(x.float()))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.features(x)
+        return [head(h) for head in self.heads]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """LongTensor[B, A]: the most likely value of each attribute."""
+        out = [torch.stack([logits.argmax(1) for logits in self(x[lo:lo + batch_size])], 1)
+               for lo in range(0, len(x), batch_size)]
+        return torch.cat(out)
+
+    def save(self, path: str, extra: dict | None = None) -> None:
+        from safetensors.torch import save as save_tensors
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        atomic_write_bytes(os.path.join(path, WEIGHTS_FILE), save_tensors(state))
+        atomic_write_bytes(os.path.join(path, CONFIG_FILE),
+                           json.dumps({**self.config, **(extra or {})}, indent=2).encode())
+
+    @classmethod
+    def load(cls, path: str) -> "AttributeClassifier":
+        config = read_config(path)
+        keys = ("in_channels", "size", "attribute_names", "num_values", "hidden", "features")
+        model = cls(**{k: config[k] for k in keys})
+        load_weights(model, os.path.join(path, WEIGHTS_FILE))
+        return model.eval()
+
+
+def _shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by up to ``pixels`` in x and y (zero fill)."""
+    if pixels == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pixels,) * 4)
+    dy, dx = (torch.randint(2 * pixels + 1, (2, n), generator=generator)).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def train_classifier(train, *, epochs: int = RECIPE["epochs"], batch_size: int = RECIPE["batch_size"],
+                     lr: float = RECIPE["lr"], seed: int = RECIPE["seed"], hidden: int = RECIPE["hidden"],
+                     features: int = RECIPE["features"], shift: int = RECIPE["shift"]) -> AttributeClassifier:
+    """The attribute classifier of :data:`RECIPE` trained on a captioned dataset split."""
+    if getattr(train, "attributes", None) is None:
+        raise ValueError(f"{train.name}/{train.split} has no attribute labels: use a captioned dataset "
+                         "(mnist-captions, shapes)")
+    torch.manual_seed(seed)
+    channels, size = train.shape[0], train.shape[1]
+    model = AttributeClassifier(channels, size, list(train.attribute_names),
+                                [len(v) for v in train.attribute_values], hidden=hidden, features=features)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for epoch in range(epochs):
+        for batch in train.batches(batch_size, shuffle=True, seed=seed, epoch=epoch):
+            logits = model(_shift(batch["x"], shift, gen))
+            loss = sum(F.cross_entropy(lg, batch["attributes"][:, a]) for a, lg in enumerate(logits))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def accuracy(predicted: torch.Tensor, target: torch.Tensor, names: list[str], prefix: str) -> dict:
+    """Per-attribute and all-attributes accuracy of predictions [N, A] against labels [N, A]."""
+    correct = predicted.cpu() == target.cpu()
+    out = {f"{prefix}{name}": correct[:, a].double().mean().item() for a, name in enumerate(names)}
+    out[f"{prefix}all"] = correct.all(1).double().mean().item()
+    return out
+
+
+class _Features(nn.Module):
+    """The classifier's penultimate features as a torchmetrics feature extractor."""
+
+    def __init__(self, classifier: AttributeClassifier):
+        super().__init__()
+        self.classifier, self.num_features = classifier, classifier.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(x)
+
+
+def _metrics_modules(classifier: AttributeClassifier, n: int):
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+    except ImportError as exc:
+        raise ImportError("FID and KID need torchmetrics: pip install 'mmgen[eval]' (or torchmetrics)") from exc
+    import warnings
+    features = _Features(classifier)
+    fid = FrechetInceptionDistance(feature=features, reset_real_features=False)
+    with warnings.catch_warnings():  # KID warns that it keeps all features: a few thousand here
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=features, subsets=50, subset_size=min(1000, n))
+    return fid, kid
+
+
+def feature_distances(classifier: AttributeClassifier, real: torch.Tensor, fake: torch.Tensor,
+                      batch_size: int = 500) -> dict:
+    """FID and KID (mean, std over subsets) between two image sets on the classifier's features."""
+    if len(real) < 2 or len(fake) < 2:
+        raise ValueError(f"FID and KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
+    fid, kid = _metrics_modules(classifier, min(len(real), len(fake)))
+    with torch.no_grad():
+        for images, is_real in ((real, True), (fake, False)):
+            for lo in range(0, len(images), batch_size):
+                chunk = images[lo:lo + batch_size].float()
+                fid.update(chunk, real=is_real)
+                kid.update(chunk, real=is_real)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item(),
+                "features": FEATURES_NAME}
+
+
+def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, batch_size: int = 100) -> float:
+    """FID on InceptionV3 pool features (torchmetrics, torch-fidelity's FID weights) read from
+    ``weights_path``; grey images are repeated to 3 channels. Never downloads."""
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(f"Inception weights {weights_path!r} not found: give the path of a local "
+                                "pt_inception-2015-12-05 weights file (nothing is downloaded)")
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        fid = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=weights_path)
+    except ModuleNotFoundError as exc:
+        raise ImportError("Inception FID needs torchmetrics and torch-fidelity: pip install torch-fidelity") from exc
+    with torch.no_grad():
+        for images, is_real in ((real, True), (fake, False)):
+            for lo in range(0, len(images), batch_size):
+                chunk = images[lo:lo + batch_size].float().clamp(0, 1)
+                fid.update(chunk.expand(-1, 3, -1, -1) if chunk.shape[1] == 1 else chunk, real=is_real)
+        return fid.compute().item()
+
+
+@torch.no_grad()
+def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed: int = 0,
+                           max_examples: int | None = None, batch_size: int = 100,
+                           inception_weights: str | None = None) -> dict:
+    """Caption consistency, classifier-feature FID / KID and, with ``inception_weights``, Inception
+    FID of ``model`` on the captioned split ``data``: one image per example, generated from the
+    caption chosen for it by ``seed``, with noise from a generator seeded ``seed``."""
+    if getattr(data, "attributes", None) is None:
+        raise ValueError(f"{data.name}/{data.split} has no captions and attributes")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    fakes, reals, targets = [], [], []
+    limit = len(data) if max_examples is None else min(max_examples, len(data))
+    for batch in data.batches(batch_size, seed=seed):
+        take = min(len(batch["x"]), limit - sum(map(len, reals)))
+        if take <= 0:
+            break
+        captions = batch["captions"][:take]
+        fakes.append(model.sample(take, prompts=captions, generator=generator).float().cpu())
+        reals.append(batch["x"][:take].float())
+        targets.append(batch["attributes"][:take])
+    model.train(was_training)
+    fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
+    names = classifier.attribute_names
+    metrics = {"split": data.split, "examples": len(fake), "seed": seed,
+               **accuracy(classifier.predict(fake), target, names, "consistency_"),
+               **accuracy(classifier.predict(real), target, names, "classifier_real_"),
+               **feature_distances(classifier, real, fake)}
+    if inception_weights:
+        metrics["inception_fid"] = inception_fid(real, fake, inception_weights)
+    return metrics
+
+
+def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
+    """The run's attribute classifier: loaded from ``RUN/attribute_classifier``, else trained by
+    :data:`RECIPE` on ``train`` and saved there with its val accuracy."""
+    path = os.path.join(run_dir, CLASSIFIER_DIR)
+    if os.path.exists(os.path.join(path, CONFIG_FILE)):
+        return AttributeClassifier.load(path)
+    classifier = train_classifier(train)
+    val_accuracy = accuracy(classifier.predict(val.x), val.attributes, classifier.attribute_names, "")
+    classifier.save(path, extra={"recipe": RECIPE, "trained_on": f"{train.name}/{train.split}",
+                                 "val_accuracy": val_accuracy})
+    return classifier
+
+
+def evaluate_run(run_dir: str, split: str = "test", *, seed: int = 0, max_examples: int | None = None,
+                 inception_weights: str | None = None) -> dict:
+    """:func:`evaluate_text_to_image` of a text-to-image run on ``split``, written to
+    ``RUN/eval_t2i_<split>.json`` (with the data config and the classifier recipe)."""
+    from mmgen import runs
+    config = runs.read_run_config(run_dir)
+    model = runs.load_model(run_dir)
+    classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
+    metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), seed=seed,
+                                     max_examples=max_examples, inception_weights=inception_weights)
+    metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE})
+    atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}.json"), json.dumps(metrics, indent=2).encode())
+    return metrics

