@@ -13,7 +13,7 @@ import torch
 import mmgen
 from mmgen import cli
 from mmgen.kernels import build, diagnose, jit, runtime
-from mmgen.testing import CheckReport, Sample, check_op
+from mmgen.testing import DEVICES, CheckReport, Sample, check_op
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "mmgen-gumbel")
@@ -208,6 +208,20 @@ def test_check_op_finds_a_missing_fake_kernel():
         check_op(op, _samples, _scale, compile=False, gradcheck=False)
 
 
+@pytest.mark.skipif(not mmgen.ops.has_native(), reason="needs the native extension")
+@pytest.mark.parametrize("device", DEVICES)
+def test_check_op_runs_on_mmgen_own_ops(device):
+    from mmgen.ops import reference
+
+    def samples(device, requires_grad):
+        for shape in [(4, 7), (3, 2, 5), (1, 1)]:
+            mu = torch.randn(shape, device=device, requires_grad=requires_grad)
+            yield Sample(mu, (0.5 * torch.randn(shape, device=device)).requires_grad_(requires_grad))
+
+    report = check_op(torch.ops.mmgen.gaussian_kl, samples, reference.gaussian_kl, devices=[device])
+    assert report.checks(device) == {"correctness", "gradcheck", "opcheck", "compile"}
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU skip")
 def test_check_op_skips_when_no_requested_device_exists():
     op = _python_op("scale_cuda_only", lambda x, a: x * a)
@@ -280,6 +294,17 @@ def test_kernels_info_explains_a_library_that_does_not_load(capsys, monkeypatch)
 def test_kernels_build_needs_a_setup_py(tmp_path, capsys):
     assert cli.main(["kernels", "build", str(tmp_path)]) == 2
     assert "has no setup.py" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch")
+def test_kernels_build_stops_on_a_toolkit_torch_mismatch_before_compiling(build_env, tmp_path, capsys):
+    root = _plugin_tree(tmp_path)
+    build_env.setattr(build.torch_cpp_extension(), "CUDA_HOME", "/opt/old-cuda")
+    build_env.setattr(build, "toolkit_version", lambda home: "11.8")
+    assert cli.main(["kernels", "build", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: CUDA toolkit 11.8 at /opt/old-cuda does not match torch {torch.__version__}" in err
+    assert not (root / "build").exists()
 
 
 def test_failure_summary_names_gcc_errors_and_linker_errors(tmp_path):
