@@ -151,3 +151,15 @@ def test_validation_passes_labels_to_label_conditioned_models(tmp_path):
             assert "val_error" not in record
             with pytest.raises(ValueError, match="needs the labels"):
                 model.loss(val.x[:4])
+
+
+def test_each_process_gets_a_contiguous_share_of_every_field(tmp_path):
+    trainer = Trainer(digits_vae(), load("digits", "train"), run_dir=str(tmp_path))
+    batch = {"image": torch.arange(10).view(5, 2), "captions": list("abcde"), "y": torch.arange(5), "k": 3}
+    shares = []
+    for rank in (0, 1):
+        trainer.rank, trainer.world = rank, 2  # as under torchrun with 2 processes
+        shares.append(trainer._shard(batch))
+    assert [s["captions"] for s in shares] == [["a", "b"], ["c", "d", "e"]]
+    assert torch.equal(torch.cat([s["image"] for s in shares]), batch["image"])
+    assert [s["y"].tolist() for s in shares] == [[0, 1], [2, 3, 4]] and shares[1]["k"] == 3

@@ -33,6 +33,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite and the config says to stop."""
 
 
+def examples(batch: dict) -> int:
+    """The number of examples in a batch dict: rows of ``x`` (else of its first tensor)."""
+    first = batch["x"] if "x" in batch else next(v for v in batch.values() if isinstance(v, torch.Tensor))
+    return len(first)
+
+
 def _option(default, help: str):
     return field(default=default, metadata={"help": help})
 
@@ -217,10 +223,13 @@ class Trainer:
         or list with one row per example; other values as they are."""
         if self.world == 1:
             return batch
-        n = len(batch["x"])
+        n = examples(batch)
         lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
         return {k: v[lo:hi] if isinstance(v, (torch.Tensor, list, tuple)) and len(v) == n else v
                 for k, v in batch.items()}
+
+    def _on_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.config
@@ -237,8 +246,7 @@ class Trainer:
         """Compute each training step's loss on ``n`` training examples in eval mode, without an
         update and keeping the random state, so that a model that does not fit the data (shapes,
         levels, labels) fails before training starts, with the data named in the message."""
-        batch = next(self.train_data.batches(n))
-        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = self._on_device(next(self.train_data.batches(n)))
         rng_state = rng.get_state()
         self.model.eval()
         try:
@@ -246,9 +254,11 @@ class Trainer:
                 st.loss(batch)
         except (ValueError, TypeError, RuntimeError, IndexError) as exc:
             name = getattr(self.model, "config", {}).get("model", type(self.model).__name__)
+            shapes = (f"examples of shape {tuple(batch['x'].shape[1:])}, dtype {batch['x'].dtype}" if "x" in batch
+                      else "fields " + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in batch.items()
+                                                 if isinstance(v, torch.Tensor)))
             raise ValueError(f"model {name!r} does not fit the data {getattr(self.train_data, 'name', '?')!r} "
-                             f"(examples of shape {tuple(batch['x'].shape[1:])}, dtype {batch['x'].dtype}): "
-                             f"{exc}") from exc
+                             f"({shapes}): {exc}") from exc
         finally:
             self.model.train()
             rng.set_state(rng_state)
@@ -360,7 +370,7 @@ class Trainer:
         of them updated. Every rank takes the same decisions: a loss that is not finite on any rank
         stops or skips the step on all of them."""
         cfg = self.config
-        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = self._on_device(batch)
         ran = False
         for st in self.steps:
             if (self.step + 1) % st.every:
@@ -401,9 +411,10 @@ class Trainer:
 
     @torch.no_grad()
     def _eval(self) -> None:
-        """Validation metrics: ``evaluate(model, val_data)`` when given (on rank 0), else ``val_loss``
-        (and ``val_error`` for models with ``classify``), each rank on its share of every batch."""
-        if self.evaluate is None and (self.val_data is None or not hasattr(self.model, "loss")):
+        """Validation metrics: ``evaluate(model, val_data)`` when given (on rank 0), else for a model
+        trained by one step ``val_loss`` (that step's loss in eval mode) and ``val_error`` for models
+        with ``classify``, each rank on its share of every batch."""
+        if self.evaluate is None and (self.val_data is None or len(self.steps) != 1):
             return
         self.model.eval()
         rng_state = rng.get_state()  # evaluation must not change the training trajectory
@@ -412,16 +423,15 @@ class Trainer:
         else:
             loss_sum = count = errors = labelled = 0.0
             for batch in self.val_data.batches(256):
-                batch = self._shard(batch)
-                x = batch["x"].to(self.device)
-                if len(x) == 0:
+                batch = self._on_device(self._shard(batch))
+                rows = examples(batch)
+                if rows == 0:
                     continue
-                loss_sum += self.model.loss(x, **self._cond(batch)).item() * len(x)
-                count += len(x)
-                if hasattr(self.model, "classify") and batch.get("y") is not None:
-                    y = batch["y"].to(self.device)
-                    known = y >= 0  # -1 marks an unlabelled example
-                    errors += (self.model.classify(x)[known] != y[known]).sum().item()
+                loss_sum += self.steps[0].loss(batch).item() * rows
+                count += rows
+                if hasattr(self.model, "classify") and "x" in batch and batch.get("y") is not None:
+                    known = batch["y"] >= 0  # -1 marks an unlabelled example
+                    errors += (self.model.classify(batch["x"])[known] != batch["y"][known]).sum().item()
                     labelled += known.sum().item()
             loss_sum, count, errors, labelled = distributed.sum_across_ranks([loss_sum, count, errors, labelled])
             metrics = {"val_loss": loss_sum / count} if count else {}
