@@ -149,6 +149,34 @@ def test_a_library_built_for_another_torch_is_refused(tmp_path, monkeypatch):
     assert f"built for torch 1.13.0 but torch {torch.__version__} is installed; rebuild with `make it`" in str(lib.error)
 
 
+NO_GUMBEL_BUILD = ("import sys\n"
+                   "class NoBuild:  # as if mmgen_gumbel._C were not built\n"
+                   "    def find_spec(self, name, path=None, target=None):\n"
+                   "        if name == 'mmgen_gumbel._C':\n"
+                   "            raise ImportError('mmgen_gumbel._C is not built')\n"
+                   "sys.meta_path.insert(0, NoBuild())\n")
+
+
+def test_example_plugin_without_its_build_falls_back_to_the_reference():
+    pytest.importorskip("mmgen_gumbel", reason="the example plugin is installed by scripts/install.sh test")
+    code = NO_GUMBEL_BUILD + (
+        "import warnings, torch, mmgen, mmgen_gumbel\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    y = mmgen_gumbel.gumbel_softmax_sample(torch.zeros(2, 3), uniform=torch.full((2, 3), 0.5))\n"
+        "print(mmgen_gumbel.library.has_native(), y.sum().item(), mmgen.ops.has_native())\n"
+        "print([str(w.message) for w in caught])\n")
+    env = {k: v for k, v in ENV.items() if k != "MMGEN_REQUIRE_NATIVE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"False 2.0 {mmgen.ops.has_native()}\n"), out.stdout
+    assert "using the pure-PyTorch reference (slower)" in out.stdout and "mmgen_gumbel._C is not built" in out.stdout
+    strict = subprocess.run([sys.executable, "-c", NO_GUMBEL_BUILD + "import mmgen_gumbel"], capture_output=True,
+                            text=True, env={**env, "MMGEN_REQUIRE_NATIVE": "1"})
+    assert strict.returncode != 0
+    assert "needs the compiled extension mmgen_gumbel._C, which did not load" in strict.stderr
+
+
 def test_mmgen_dispatch_goes_through_the_shared_switch():
     from mmgen.ops import _dispatch
     assert _dispatch.BACKENDS is runtime.BACKENDS
