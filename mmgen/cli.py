@@ -12,7 +12,7 @@ import importlib
 import sys
 
 COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.train", "mmgen.commands.sample",
-            "mmgen.commands.evaluate", "mmgen.commands.bench")
+            "mmgen.commands.evaluate", "mmgen.commands.bench", "mmgen.commands.kernels")
 
 
 def make_parser() -> argparse.ArgumentParser:

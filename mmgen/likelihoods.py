@@ -7,6 +7,7 @@ log p(x) per sample, in nats, summed over all but dim 0.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -126,4 +127,8 @@ def get(name: str, **kwargs):
     (``levels`` for categorical, ``scale`` for gaussian)."""
     if name not in _BY_NAME:
         raise ValueError(f"unknown likelihood {name!r}; accepted: {', '.join(NAMES)}")
+    accepted = [p for p in inspect.signature(_BY_NAME[name]).parameters]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"likelihood {name!r} has no option(s) {unknown}; accepted: {accepted or 'none'}")
     return _BY_NAME[name](**kwargs)

@@ -33,6 +33,26 @@ def _dcgan(size: int, data_range: list, latent: int, hidden: int, batch_norm: bo
                               "batch_norm": batch_norm}}
 
 
+def _mfm_trimodal() -> dict:
+    """MFM modalities of mnist-trimodal: image.conv (Bernoulli), audio.mel (Gaussian over standardized
+    log-mels, WAV through Griffin-Lim) and text.gru (teacher-forced captions)."""
+    from mmgen.data import trimodal
+    vocab = len(trimodal.VOCABULARY)
+    mels, frames = trimodal.LOGMEL["n_mels"], trimodal.FRAMES
+    return {
+        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 128, "hidden": 16},
+                  "decoder": {"name": "image.conv", "in_features": 128, "out_channels": 1, "size": 28, "hidden": 16},
+                  "likelihood": "bernoulli"},
+        "audio": {"encoder": {"name": "audio.mel", "n_mels": mels, "out_features": 128, "hidden": 64},
+                  "decoder": {"name": "audio.mel", "in_features": 128, "n_mels": mels, "frames": frames, "hidden": 64},
+                  "likelihood": "gaussian", "wave": dict(trimodal.WAVE)},
+        "text": {"encoder": {"name": "text.gru", "vocab_size": vocab, "out_features": 64, "embed_dim": 32, "hidden": 64},
+                 "decoder": {"name": "text.gru", "vocab_size": vocab, "in_features": 64, "embed_dim": 32, "hidden": 64},
+                 "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
+                 "max_length": trimodal.CAPTION_LENGTH - 1},
+    }
+
+
 def _adam(lr: float, betas: list) -> dict:
     """The same Adam options for the generator and the discriminator."""
     return {name: {"lr": lr, "betas": betas} for name in ("generator", "discriminator")}
@@ -51,7 +71,7 @@ PRESETS: dict[str, dict] = {
         "description": "VAE, Bernoulli likelihood on dynamically binarized MNIST-5k (28x28)",
         "data": {"name": "mnist", "binarize": "dynamic"},
         "model": {"model": "vae", "encoder": _MNIST_ENC, "decoder": _MNIST_DEC, "latent_dim": 32,
-                  "likelihood": "bernoulli"},
+                  "likelihood": "bernoulli", "kl_warmup": 1000},  # without it: collapse, 206 nats
         "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
         "eval": {"k": 1000, "max_examples": 500},
@@ -79,13 +99,38 @@ PRESETS: dict[str, dict] = {
         "train": {"steps": 5000, "batch_size": 64, "optimizers": _adam(1e-4, [0.0, 0.9]),
                   "log_every": 250, "sample_every": 1000, "checkpoint_every": 1000},
     },
+    "t2i-mnist": {
+        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, trainable GRU text "
+                       "encoder, on MNIST-5k with captions (digit, thickness, slant, size); EMA samples",
+        "data": {"name": "mnist-captions"},
+        "model": {"model": "text_to_image_gan", "vocab": "mnist-captions",
+                  "text_encoder": {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64},
+                  "image_channels": 1, "image_size": 28, "latent_dim": 32, "condition_dim": 32, "hidden": 16,
+                  "kl_weight": 0.02, "interpolation_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1]},
+        "train": {"steps": 1500, "batch_size": 32, "optimizers": _adam(2e-4, [0.5, 0.999]), "num_samples": 80,
+                  "log_every": 50, "sample_every": 250, "checkpoint_every": 250},
+    },
+    "t2i-shapes": {
+        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, trainable GRU text "
+                       "encoder, hinge loss and a spectrally normalized discriminator, on 32x32 procedural "
+                       "shapes with compositional captions; EMA samples",
+        "data": {"name": "shapes"},
+        "model": {"model": "text_to_image_gan", "vocab": "shapes",
+                  "text_encoder": {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64},
+                  "image_channels": 3, "image_size": 32, "latent_dim": 32, "condition_dim": 32, "hidden": 16,
+                  "kl_weight": 0.02, "interpolation_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1],
+                  "objective": "hinge", "spectral_norm": True, "batch_norm": False},
+        "train": {"steps": 1500, "batch_size": 32, "optimizers": _adam(2e-4, [0.5, 0.999]),
+                  "log_every": 50, "sample_every": 250, "checkpoint_every": 250},
+    },
     "pixelcnn-digits": {
-        "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits",
+        "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits "
+                       "(small on purpose: 64 maps x 6 layers overfits the 1,297 images, val NLL 120)",
         "data": {"name": "digits"},
-        "model": {"model": "pixelcnn", "channels": 1, "levels": 17, "image_size": 8, "hidden": 64,
-                  "layers": 6, "first_kernel_size": 5},
-        "train": {"steps": 3000, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
-                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "model": {"model": "pixelcnn", "channels": 1, "levels": 17, "image_size": 8, "hidden": 32,
+                  "layers": 4, "first_kernel_size": 5},
+        "train": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
+                  "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {},
     },
     "pixelcnn-mnist": {
@@ -140,6 +185,29 @@ PRESETS: dict[str, dict] = {
         "train": {"steps": 2000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
         "eval": {"max_examples": 500},
+    },
+    "sentence-vae-lee": {
+        "description": "sentence VAE (Bowman et al. 2016): GRU encoder/decoder, logistic KL annealing, "
+                       "word dropout, on the news sentences of gensim's Lee corpus (<= 40 tokens)",
+        "data": {"name": "lee", "max_length": 40, "min_count": 2},
+        "model": {"model": "sentence_vae", "vocab": {"name": "lee", "max_length": 40, "min_count": 2},
+                  "encoder": {"embed_dim": 128, "hidden": 128, "out_features": 128},
+                  "decoder": {"embed_dim": 128, "hidden": 256}, "latent_dim": 32,
+                  "kl_anneal": "logistic", "kl_warmup": 600, "word_dropout": 0.5, "max_length": 41},
+        "train": {"steps": 1200, "batch_size": 32, "lr": 1e-3, "schedule": "cosine", "grad_clip": 5.0,
+                  "num_samples": 10, "log_every": 100, "eval_every": 400, "sample_every": 400,
+                  "checkpoint_every": 400},
+        "eval": {"k": 100},
+    },
+    "mfm-digits": {
+        "description": "Multimodal Factorization Model over MNIST-5k images + spoken digits (unseen test "
+                       "voices) + captions: label accuracy from every modality subset, cross-modal generation",
+        "data": {"name": "mnist-trimodal"},
+        "model": {"model": "mfm", "modalities": _mfm_trimodal(), "num_classes": 10, "zy_dim": 16, "za_dim": 8,
+                  "hidden": 128, "prior": "kl", "lam": 1.0, "label_weight": 100.0, "surrogate_weight": 1.0},
+        "train": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "num_samples": 20,
+                  "log_every": 100, "eval_every": 500, "sample_every": 750, "checkpoint_every": 500},
+        "eval": {"judges": True, "judge_steps": 300, "pocketsphinx": True},
     },
 }
 

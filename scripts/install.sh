@@ -10,3 +10,8 @@ python -m pip install --disable-pip-version-check --no-build-isolation -e ".${ex
 # First-party plugins (entry points image, text, audio); naming torch again keeps pip on the pin.
 python -m pip install --disable-pip-version-check --no-build-isolation "torch==2.11.0" \
     -e plugins/mmgen-image -e plugins/mmgen-text -e plugins/mmgen-audio
+# With the test extra: the example plugin that ships its own C++/CUDA op (docs/kernels.md), so CI
+# compiles its kernels (FORCE_CUDA=1) and the test run collects its op checks.
+if [[ ",${extras}," == *",test,"* ]]; then
+    python -m pip install --disable-pip-version-check --no-build-isolation "torch==2.11.0" -e examples/mmgen-gumbel
+fi

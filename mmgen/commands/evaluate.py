@@ -9,13 +9,22 @@ from mmgen import runs
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a trained run (nats per example, bits/dim)")
     p.add_argument("run_dir", help="a run folder written by `mmgen train`")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "heldout"),
+                   help="heldout: the unseen (shape, colour) pairs of the shapes dataset")
     p.add_argument("--k", type=int, help="importance samples for the IWAE NLL (default: the run's)")
     p.add_argument("--max-examples", type=int, help="evaluate only this many examples")
+    p.add_argument("--inception-weights", metavar="PATH",
+                   help="text-to-image runs: also report Inception FID from these local weights")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if runs.read_run_config(args.run_dir)["model"].get("model") == "text_to_image_gan":
+        from mmgen.eval import attributes  # caption consistency, FID / KID on classifier features
+        metrics = attributes.evaluate_run(args.run_dir, args.split, max_examples=args.max_examples,
+                                          inception_weights=args.inception_weights)
+        print(json.dumps(metrics, indent=2))
+        return 0
     metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -16,7 +16,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--label", type=int, help="class to draw, for models conditioned on labels (cvae, m2); "
                                              "default: the classes in turn")
-    p.add_argument("--out", help="PNG path (default RUN_DIR/samples/sample-seed<SEED>.png)")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/samples/sample-seed<SEED>.png; text models "
+                                 "write .txt: samples, test-set reconstructions, an interpolation)")
+    p.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="text-to-image models: a grid of -n images for this caption (repeatable; with "
+                        "several, also one grid with a row per prompt); --out is then a folder")
+    p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
+                   help="text-to-image models: images along the line between captions A and B")
+    p.add_argument("--steps", type=int, default=8, help="images per --interpolate row (default 8)")
     p.set_defaults(func=run)
 
 
@@ -30,6 +37,15 @@ def run(args) -> int:
         raise SystemExit(f"mmgen sample: --label {args.label} needs a label-conditioned model (cvae, m2); "
                          f"{args.run_dir} holds a {type(model).__name__}")
     cond = {} if args.label is None else {"y": args.label}
+    if args.prompt or args.interpolate:
+        return _text_to_image(args, model)
+    if hasattr(model, "write_samples"):  # text (and multimodal) models write their own files
+        prefix = (os.path.splitext(args.out)[0] if args.out
+                  else os.path.join(args.run_dir, "samples", f"sample-seed{args.seed}"))
+        paths = model.write_samples(prefix, args.n, torch.Generator().manual_seed(args.seed),
+                                    data=runs.dataset(config, "test"))
+        print(f"wrote {args.n} samples to {', '.join(paths)}")
+        return 0
     images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **cond).float()
     levels = getattr(runs.dataset(config, "test"), "levels", None)
     if levels:
@@ -38,3 +54,38 @@ def run(args) -> int:
     save_png(image_grid(images), out, scale=max(1, 112 // images.shape[-1]))
     print(f"wrote {args.n} samples to {out}")
     return 0
+
+
+def _text_to_image(args, model) -> int:
+    """PNG grids for ``--prompt`` and ``--interpolate`` (same seed, so the rows share their noise)."""
+    if not hasattr(model, "interpolate"):
+        raise SystemExit(f"mmgen sample: --prompt / --interpolate need a text-to-image model; "
+                         f"{args.run_dir} holds a {type(model).__name__}")
+    folder = args.out or os.path.join(args.run_dir, "samples")
+    rows = []
+    for prompt in args.prompt or []:
+        images = model.sample(args.n, prompts=prompt, generator=torch.Generator().manual_seed(args.seed))
+        rows.append(images.float().clamp(0, 1))
+        path = os.path.join(folder, f"prompt-{_slug(prompt)}-seed{args.seed}.png")
+        save_png(image_grid(rows[-1]), path, scale=max(1, 112 // images.shape[-1]))
+        print(f"wrote {args.n} images for {prompt!r} to {path}")
+    if len(rows) > 1:
+        path = os.path.join(folder, f"prompts-seed{args.seed}.png")
+        save_png(image_grid(torch.cat(rows), nrow=args.n), path, scale=max(1, 64 // rows[0].shape[-1]))
+        print(f"wrote one row per prompt to {path}")
+    if args.interpolate:
+        if args.steps < 2:
+            raise SystemExit(f"mmgen sample: --steps must be >= 2, got {args.steps}")
+        generator = torch.Generator().manual_seed(args.seed)
+        a, b = args.interpolate
+        images = torch.cat([model.interpolate(a, b, args.steps, generator=generator) for _ in range(4)])
+        path = os.path.join(folder, f"interpolate-{_slug(a)}-to-{_slug(b)}-seed{args.seed}.png")
+        save_png(image_grid(images.float().clamp(0, 1), nrow=args.steps), path,
+                 scale=max(1, 64 // images.shape[-1]))
+        print(f"wrote 4 interpolations from {a!r} to {b!r} to {path}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    words = "".join(ch if ch.isalnum() else " " for ch in text.lower()).split()
+    return "-".join(words)[:60] or "prompt"

@@ -6,6 +6,10 @@
   intensities in [0, 1] ``[N, 1, 28, 28]``. Fixed split (permutation seed 0): 4,000 train / 500 val /
   500 test. ``binarize="dynamic"`` draws x ~ Bernoulli(intensity) afresh for every batch (training
   and evaluation both), ``"static"`` thresholds once at 0.5, ``None`` keeps intensities.
+- ``lee``: the news sentences of gensim's test corpus ``lee_background.cor`` as padded token ids
+  ``int64 [N, 42]`` (``<bos> ... <eos> <pad>``, at most 40 tokens, vocabulary of the train split in
+  ``Dataset.vocab``). Fixed split by sentence (permutation seed 0): 1,921 / 240 / 240. See
+  :mod:`mmgen.data.text`.
 
 Semi-supervised: ``load(name, "train", labels=N)`` (or ``keep_labels(dataset, N)``) keeps N labels
 of the split, N / classes per class chosen with seed 0, and sets the others to -1.

@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 import torch
 
 from mmgen.data.semisupervised import keep_labels
+from mmgen.data.text import lee
 
 SPLITS = ("train", "val", "test")
 
@@ -23,6 +24,7 @@ class Dataset:
     y: torch.Tensor | None = None
     transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     levels: int | None = None  # integer-level data (categorical likelihood), else None
+    vocab: list[str] | None = None  # token-id data (x int64 [N, T], padded): the token of each id
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -48,7 +50,12 @@ class Dataset:
             x = self.x[idx]
             if self.transform is not None:
                 x = self.transform(x, torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + i))
-            yield {"x": x, "y": None if self.y is None else self.y[idx]}
+            yield {"x": x, "y": None if self.y is None else self.y[idx],
+                   **self.extras(idx, seed=seed, epoch=epoch, batch=i)}
+
+    def extras(self, idx: torch.Tensor, *, seed: int, epoch: int, batch: int) -> dict:
+        """More per-example fields of batch ``batch`` (rows ``idx``); subclasses add captions."""
+        return {}
 
     def batches_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
         n = len(self)
@@ -100,7 +107,15 @@ def mnist(binarize: str | None = "dynamic") -> dict[str, Dataset]:
                   transform=transform)
 
 
-DATASETS = {"digits": digits, "mnist": mnist}
+from mmgen.data.captions import mnist_captions, shapes  # noqa: E402  (subclasses Dataset)
+
+DATASETS = {"digits": digits, "mnist": mnist, "lee": lee,
+            "mnist-captions": mnist_captions, "shapes": shapes}
+
+from mmgen.data.trimodal import mnist_trimodal  # noqa: E402  (multimodal: image + speech + captions)
+from mmgen.data.multibench import load_affect  # noqa: E402  (MultiBench affect pickles: MOSI, MOSEI)
+
+DATASETS.update({"mnist-trimodal": mnist_trimodal, "multibench-affect": load_affect})
 
 
 def load(name: str, split: str = "train", *, labels: int | None = None, **kwargs) -> Dataset:
@@ -109,7 +124,8 @@ def load(name: str, split: str = "train", *, labels: int | None = None, **kwargs
     become -1) for semi-supervised training; val and test keep all their labels."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
+    splits = SPLITS + (("heldout",) if name == "shapes" else ())
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; available: {', '.join(splits)}")
     data = DATASETS[name](**kwargs)[split]
     return keep_labels(data, labels) if labels is not None and split == "train" else data

@@ -7,6 +7,9 @@ codebook usage and perplexity over the whole split (models with ``codes``, e.g. 
 classification error (models with ``classify``, e.g. M2). Models with ``condition_on_labels``
 get the labels as ``y``, except those with ``classify``: for them y is a latent variable that
 the bound marginalizes, and the labels only score the classifier.
+Text models (with ``tokens_per_example``, e.g. SentenceVAE) get the ELBO and NLL per word
+(words + <eos>, the tokens the likelihood predicts) and the perplexity instead of bits/dim, and
+``kl`` (models with ``kl_divergence``) is KL(q(z|x) || p(z)) per example.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
     model.eval()
     sums: dict[str, float] = {}
     code_counts = None
-    n = errors = labelled = 0
+    n = errors = labelled = tokens = 0
     for batch in data.batches(batch_size):
         x = batch["x"].to(device)
         if max_examples is not None and n >= max_examples:
@@ -48,7 +51,11 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
             parts[f"nll_iwae_k{k}"] = -model.iwae_bound(x, k)
         elif hasattr(model, "nll"):
             parts["nll"] = model.nll(x)
-        if hasattr(model, "reconstruct"):
+        if hasattr(model, "kl_divergence"):
+            parts["kl"] = model.kl_divergence(x)
+        if hasattr(model, "tokens_per_example"):  # text: words (+ <eos>) the likelihood predicts
+            tokens += model.tokens_per_example(x).sum().item()
+        elif hasattr(model, "reconstruct"):
             recon = model.reconstruct(x, **cond).float()
             target = x.float()
             parts["recon_mse"] = (recon - target).reshape(len(x), -1).square().mean(1)
@@ -65,7 +72,13 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
         metrics["codebook_perplexity"] = torch.exp(-(probs * probs.clamp(min=1e-30).log()).sum()).item()
     dims = math.prod(data.shape)
     nll_key = next((key for key in metrics if key.startswith("nll")), None)
-    if nll_key is not None:
+    if tokens:  # per word (+ <eos>) instead of per padded position
+        for key in [name for name in ("elbo", nll_key) if name in metrics]:
+            metrics[f"{key}_per_word"] = metrics[key] * n / tokens
+        if nll_key is not None:
+            metrics["perplexity"] = math.exp(metrics[f"{nll_key}_per_word"])
+        metrics["words_per_example"] = tokens / n
+    elif nll_key is not None:
         metrics["bits_per_dim"] = metrics[nll_key] / (dims * math.log(2))
     elif "elbo" in metrics:
         metrics["bits_per_dim_elbo"] = -metrics["elbo"] / (dims * math.log(2))
@@ -75,6 +88,8 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
 
 def uniform_nll(data) -> float | None:
     """NLL in nats of the uniform distribution over the data's levels (a baseline)."""
+    if getattr(data, "vocab", None):  # token ids (<pad> = 0): uniform over the vocabulary per word, <eos>
+        return (data.x[:, 1:] > 0).sum(1).double().mean().item() * math.log(len(data.vocab))
     levels = getattr(data, "levels", None) or 2
     return math.prod(data.shape) * math.log(levels)
 

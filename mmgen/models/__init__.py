@@ -10,13 +10,19 @@ from mmgen.models.vqvae import VQVAE
 from mmgen.models.gumbel_vae import GumbelVAE
 from mmgen.models.cvae import CVAE
 from mmgen.models.m2 import M2
+from mmgen.models.text_to_image import TextToImageGAN
+from mmgen.models.sentence_vae import SentenceVAE
+from mmgen.models.mfm import MFM
 
 # config["model"] -> class; from_config / from_pretrained rebuild models through this table.
 MODELS = {"vae": VAE, "pixelcnn": PixelCNN, "gan": GAN,
           "vqvae": VQVAE,
           "gumbel_vae": GumbelVAE,
           "cvae": CVAE,
-          "m2": M2}
+          "m2": M2,
+          "text_to_image_gan": TextToImageGAN,
+          "sentence_vae": SentenceVAE,
+          "mfm": MFM}
 
 
 def from_config(config: dict, **modules):
@@ -44,4 +50,4 @@ def from_config(config: dict, **modules):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "MODELS", "from_config"]
+__all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE", "TextToImageGAN", "MFM", "MODELS", "from_config"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, NoReturn
 
 import torch
 from torch import nn
@@ -12,6 +12,16 @@ from mmgen.io import atomic_write_bytes
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+
+def raise_with_context(exc: Exception, context: str) -> NoReturn:
+    """Raise ``exc`` again, of the same type where it can be, with ``"context: "`` before its message."""
+    message = f"{context}: {exc}"
+    try:
+        error = type(exc)(message)
+    except Exception:  # an exception type whose constructor takes something else than a message
+        error = ValueError(message)
+    raise error from exc
 
 
 def component(spec_or_module, kind: str, what: str):
@@ -23,10 +33,16 @@ def component(spec_or_module, kind: str, what: str):
         import mmgen
         spec = dict(spec_or_module)
         if "name" not in spec:
-            raise ValueError(f"{what}: a component spec needs a 'name', got keys {sorted(spec)}")
+            names = sorted(c.name for c in mmgen.list_components(kind))
+            raise ValueError(f"{what}: a component spec needs a 'name' (registered {kind} names: "
+                             f"{', '.join(names) or 'none'}), got keys {sorted(spec)}")
         name = spec.pop("name")
         spec.pop("kind", None)
-        return mmgen.build(kind, name, **spec), {"name": name, **spec}
+        try:
+            module = mmgen.build(kind, name, **spec)
+        except (ValueError, TypeError, LookupError) as exc:
+            raise_with_context(exc, what)
+        return module, {"name": name, **spec}
     raise TypeError(f"{what} must be an nn.Module or a spec dict {{'name': ..., **kwargs}}, got "
                     f"{type(spec_or_module).__name__}")
 

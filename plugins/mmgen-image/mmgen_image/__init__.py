@@ -3,6 +3,7 @@ from mmgen import hookimpl
 from mmgen_image.conv import ConvDecoder, ConvEncoder
 from mmgen_image.dcgan import DCGANDiscriminator, DCGANGenerator
 from mmgen_image.sizes import SIZES
+from mmgen_image.text_conditional import RefinerGenerator, TextMatchingDiscriminator
 from mmgen_image.vqconv import VQConvDecoder, VQConvEncoder
 
 __version__ = "0.1.0"
@@ -25,3 +26,7 @@ def mmgen_register(registry):
                  description="DCGAN generator: [B, latent_dim] -> [B, C, H, W] in [-1, 1]")
     registry.add("discriminator", "image.dcgan", DCGANDiscriminator, modality="image", sizes=sizes,
                  description="DCGAN discriminator: [B, C, H, W] -> [B] logits")
+    registry.add("discriminator", "image.text_dcgan", TextMatchingDiscriminator, modality="image", sizes=sizes,
+                 description="matching-aware DCGAN discriminator: images [B, C, H, W], text [B, F] -> [B] logits")
+    registry.add("generator", "image.refiner", RefinerGenerator, modality="image", sizes=sizes,
+                 description="StackGAN stage two: image [B, C, s, s] + condition [B, D] -> [B, C, 2s, 2s]")
