@@ -43,6 +43,8 @@ CASES = {
     "training option bool": ({"train.progress": "no"}, r"training option progress='no' must be bool"),
     "unknown training option": ({"train.stpes": 3}, r"unknown training option\(s\) \['stpes'\]; accepted: "),
     "batch size": ({"train.batch_size": 0}, r"training option batch_size must be >= 1, got 0"),
+    "batch size above the data": ({"train.batch_size": 2000}, r"run config train: training option "
+                                  r"batch_size=2000 is larger than the training data \(1297 examples\)"),
     "eval option": ({"eval.kk": 3}, r"run config eval: unknown option\(s\) \['kk'\]; accepted: \['k', "),
     "latent size mismatch": ({"model.decoder.in_features": 8},
                              r"run config model: VAE decoder takes in_features=8 but latent_dim=16"),

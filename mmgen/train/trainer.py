@@ -163,6 +163,9 @@ class Trainer:
         if self.config.batch_size % self.world:
             raise ValueError(f"training option batch_size={self.config.batch_size} must be divisible by "
                              f"the number of processes ({self.world}): each gets an equal share")
+        if len(train_data) < self.config.batch_size:  # no whole batch: an epoch would be empty
+            raise ValueError(f"training option batch_size={self.config.batch_size} is larger than the "
+                             f"training data ({len(train_data)} examples)")
         self.model = model.to(self.device)
         self.train_data, self.val_data = train_data, val_data
         self.evaluate = evaluate
