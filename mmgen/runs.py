@@ -162,8 +162,7 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
-    metrics = evaluate(run_dir, "test") if distributed.is_main() else None
-    distributed.barrier()
+    metrics = evaluate(run_dir, "test") if distributed.is_main() else None  # local: no collectives
     distributed.shutdown()
     return metrics
 
