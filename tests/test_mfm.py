@@ -1,5 +1,6 @@
 """MFM on the real mnist-trimodal data (small networks, a few hundred examples, short training)."""
 import itertools
+import json
 import os
 
 import pytest
@@ -194,3 +195,33 @@ def test_config_errors_name_the_bad_value():
         MFM({"image": {"encoder": {"name": "image.conv"}}})
     with pytest.raises(ValueError, match="non-empty dict"):
         MFM({})
+
+
+def test_preset_trains_evaluates_and_samples_through_the_cli(tmp_path):
+    from mmgen import cli
+    out = str(tmp_path / "run")
+    small = ["--set", "train.steps=3", "--set", "train.eval_every=3", "--set", "train.sample_every=3",
+             "--set", "train.num_samples=4", "--set", "eval.judge_steps=2", "--set", "eval.max_examples=8",
+             "--set", "eval.pocketsphinx=false"]
+    assert cli.main(["train", "--preset", "mfm-digits", "--out", out, *small]) == 0
+    metrics = json.loads((tmp_path / "run" / "eval_test.json").read_text())
+    assert metrics["examples"] == 8 and "cross_text_to_image" in metrics and "accuracy_audio" in metrics
+    validation = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_accuracy" in record for record in validation)
+    samples = os.listdir(tmp_path / "run" / "samples")
+    assert {"step-000003-image.png", "step-000003-audio.wav", "step-000003-from_text-image.png"} <= set(samples)
+    assert cli.main(["sample", out, "-n", "5"]) == 0
+    assert "sample-seed0-from_image-audio.wav" in os.listdir(tmp_path / "run" / "samples")
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    import pathlib
+    import re
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### Multimodal Factorization Model (MFM)\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"steps": 1500', '"steps": 2').replace(
+        "judges=True", "judges=True, judge_steps=2, max_examples=16")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (MFM)", "exec"), {})
+    assert (tmp_path / "runs" / "mfm" / "model" / "model.safetensors").exists()
