@@ -1,7 +1,9 @@
 """Sentence VAE on the real news sentences of gensim's Lee corpus."""
 import json
 import math
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,6 +176,21 @@ def test_vocab_from_a_dataset_spec_and_mismatched_components():
         SentenceVAE({"name": "digits"})
 
 
+def test_encoder_given_as_a_module_must_be_passed_again_to_reload(tmp_path):
+    from mmgen_text import GRUEncoder
+    vocab = load("lee", "train").vocab
+    model = SentenceVAE(vocab, encoder=GRUEncoder(len(vocab), out_features=24, hidden=16),
+                        decoder={"hidden": 32}, latent_dim=8)
+    assert model.config["encoder"] is None and model.config["decoder"]["vocab_size"] == len(vocab)
+    model.save_pretrained(str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="'encoder' is null"):
+        GenerativeModel.from_pretrained(str(tmp_path / "m"))
+    again = GenerativeModel.from_pretrained(str(tmp_path / "m"), encoder=GRUEncoder(len(vocab), out_features=24,
+                                                                                     hidden=16))
+    x = load("lee", "val").x[:4]
+    torch.testing.assert_close(again.encode(x)[0], model.encode(x)[0])
+
+
 def test_sample_reconstruct_interpolate_give_valid_sentences(trained):
     model, _ = trained
     samples = model.sample(6, generator=torch.Generator().manual_seed(0))
@@ -226,3 +243,14 @@ def test_cli_train_then_sample_writes_text(tmp_path, capsys):
     interpolation = text.split(sections[3], 1)[1].strip().splitlines()
     assert len(interpolation) == 5
     assert "wrote 4 samples" in capsys.readouterr().out
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = readme.split("\n### Sentence VAE\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", body, re.S).group(1)
+    assert '"steps": 1200' in code and "k=100" in code
+    code = code.replace('"steps": 1200', '"steps": 3').replace("k=100", "k=2")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Sentence VAE)", "exec"), {})
+    assert (tmp_path / "runs" / "svae-py" / "model" / "config.json").exists()

@@ -83,14 +83,13 @@ class SentenceVAE(GenerativeModel):
         if not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"SentenceVAE max_length must be an int >= 1, got {max_length!r}")
         size = len(self.vocab)
-        encoder = {"name": "text.gru", "vocab_size": size, **encoder} if isinstance(encoder, dict) else encoder
-        decoder = ({"name": "text.gru", "vocab_size": size, "in_features": latent_dim, **decoder}
-                   if isinstance(decoder, dict) else decoder)
-        self.encoder, enc_spec = component(encoder or {"name": "text.gru", "vocab_size": size},
-                                           "text_encoder", "SentenceVAE encoder")
-        self.decoder, dec_spec = component(
-            decoder or {"name": "text.gru", "vocab_size": size, "in_features": latent_dim},
-            "decoder", "SentenceVAE decoder")
+        encoder, decoder = ({} if encoder is None else encoder), ({} if decoder is None else decoder)
+        if isinstance(encoder, dict):
+            encoder = {"name": "text.gru", "vocab_size": size, **encoder}
+        if isinstance(decoder, dict):
+            decoder = {"name": "text.gru", "vocab_size": size, "in_features": latent_dim, **decoder}
+        self.encoder, enc_spec = component(encoder, "text_encoder", "SentenceVAE encoder")
+        self.decoder, dec_spec = component(decoder, "decoder", "SentenceVAE decoder")
         for module, what in ((self.encoder, "encoder"), (self.decoder, "decoder")):
             if getattr(module, "vocab_size", None) != size:
                 raise ValueError(f"SentenceVAE {what} has vocab_size={getattr(module, 'vocab_size', None)} "
@@ -98,7 +97,8 @@ class SentenceVAE(GenerativeModel):
         if self.decoder.in_features != latent_dim:
             raise ValueError(f"SentenceVAE decoder takes in_features={self.decoder.in_features} but "
                              f"latent_dim={latent_dim}; they must match")
-        ids = (self.decoder.pad_id, self.decoder.bos_id, self.decoder.eos_id, self.encoder.pad_id)
+        ids = tuple(getattr(module, name, None) for module, name in (
+            (self.decoder, "pad_id"), (self.decoder, "bos_id"), (self.decoder, "eos_id"), (self.encoder, "pad_id")))
         tok = self.tokenizer
         if ids != (tok.pad_id, tok.bos_id, tok.eos_id, tok.pad_id):
             raise ValueError(f"SentenceVAE components use special ids (pad, bos, eos, encoder pad) {ids}; "
