@@ -5,8 +5,9 @@
   Articles are cut into sentences after ``.``, ``!`` or ``?`` (a closing quote stays with its
   sentence) before a capital, digit, quote or bracket; a repeated sentence is kept once and
   sentences of more than ``max_length`` tokens are dropped. Fixed split by sentence (permutation
-  seed 0): 10% val, 10% test, the rest train (1,921 / 240 / 240 by default). The vocabulary is built on the train split only (words seen ``min_count`` times, the rest
-  become ``<unk>``), with the text plugin's lowercasing :class:`mmgen_text.WordTokenizer`.
+  seed 0): 10% val, 10% test, the rest train (1,921 / 240 / 240 by default). The vocabulary is
+  built on the train split only (words seen ``min_count`` times, the rest become ``<unk>``), with
+  the text plugin's lowercasing :class:`mmgen_text.WordTokenizer`.
   ``x`` is ``int64 [N, max_length + 2]``: ``<bos> tokens <eos>`` right-padded with ``<pad>`` (id 0);
   ``Dataset.vocab`` holds the tokens of the ids.
 """
