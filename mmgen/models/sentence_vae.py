@@ -17,6 +17,7 @@ from torch import nn
 import mmgen
 from mmgen.io import atomic_write_bytes
 from mmgen.models.base import GenerativeModel, component
+from mmgen.models.vae import gaussian_iwae_bound
 
 KL_ANNEALING = ("linear", "logistic", "constant")
 LOGISTIC_STEEPNESS = 10.0  # the logistic weight goes from 0.007 to 0.993 over the warm-up
@@ -196,15 +197,7 @@ class SentenceVAE(GenerativeModel):
         x = self._sentences(x)
         mu, logvar = self.encode(x)
         chunk = max(1, ROWS_PER_PASS // len(x))
-        log_w = []
-        for start in range(0, k, chunk):
-            kk = min(chunk, k - start)
-            m, lv = mu.repeat(kk, 1), logvar.repeat(kk, 1)
-            z = mmgen.ops.reparameterize(m, lv)
-            eps = (z - m) * torch.exp(-0.5 * lv)
-            log_p_z_minus_log_q = (0.5 * eps.square() + 0.5 * lv - 0.5 * z.square()).sum(1)  # 2 pi cancels
-            log_w.append((self.log_px(z, x.repeat(kk, 1)) + log_p_z_minus_log_q).view(kk, -1))
-        return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+        return gaussian_iwae_bound(mu, logvar, lambda z, kk: self.log_px(z, x.repeat(kk, 1)), k, chunk)
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 100) -> torch.Tensor:

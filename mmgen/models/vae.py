@@ -10,7 +10,6 @@ import mmgen
 from mmgen import likelihoods
 from mmgen.models.base import GenerativeModel, component
 
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def make_likelihood(spec):
@@ -30,6 +29,22 @@ def encoder_input(likelihood, x: torch.Tensor) -> torch.Tensor:
     """What an encoder sees: integer levels of categorical data scaled to [0, 1], other data as is."""
     levels = getattr(likelihood, "levels", None)
     return x.float() / (levels - 1) if levels else x
+
+
+def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, chunk: int) -> torch.Tensor:
+    """The importance-weighted bound log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x) per example, for
+    q = N(mu, diag exp(logvar)) and p(z) = N(0, I), with z_i drawn by ``mmgen.ops.reparameterize``
+    ``chunk`` samples at a time. ``log_px(z, kk)`` returns log p(x | z) for z ``[kk * B, D]``, rows
+    ordered (sample, example), i.e. against the batch repeated kk times."""
+    log_w = []
+    for start in range(0, k, chunk):
+        kk = min(chunk, k - start)
+        m, lv = mu.repeat(kk, 1), logvar.repeat(kk, 1)
+        z = mmgen.ops.reparameterize(m, lv)
+        eps = (z - m) * torch.exp(-0.5 * lv)
+        log_p_z_minus_log_q = (0.5 * eps.square() + 0.5 * lv - 0.5 * z.square()).sum(1)  # 2 pi cancels
+        log_w.append((log_px(z, kk) + log_p_z_minus_log_q).view(kk, -1))
+    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
 
 
 class VAE(GenerativeModel):
@@ -90,17 +105,9 @@ class VAE(GenerativeModel):
     def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int = 256) -> torch.Tensor:
         """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO)."""
         mu, logvar = self.encode(x)
-        log_w = []
-        for start in range(0, k, chunk):
-            kk = min(chunk, k - start)
-            m, lv = mu.repeat(kk, 1), logvar.repeat(kk, 1)
-            z = mmgen.ops.reparameterize(m, lv)
-            eps = (z - m) * torch.exp(-0.5 * lv)
-            log_q = (-0.5 * eps.square() - 0.5 * lv - 0.5 * _LOG_2PI).sum(1)
-            log_p_z = (-0.5 * z.square() - 0.5 * _LOG_2PI).sum(1)
-            log_px = self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1)))
-            log_w.append((log_px + log_p_z - log_q).view(kk, -1))
-        return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+        return gaussian_iwae_bound(
+            mu, logvar, lambda z, kk: self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1))),
+            k, chunk)
 
     def loss(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """Training objective to minimize: -(E log p(x|z) - beta KL), or the negative IWAE bound."""
