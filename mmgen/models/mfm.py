@@ -122,12 +122,13 @@ class MFM(GenerativeModel):
         modalities: ``{name: {"encoder": spec|module, "decoder": spec|module, "likelihood": ...,
             "weight": 1.0}}``. The encoder needs ``out_features``, the decoder ``in_features`` (any
             size: ``F_i`` projects into it). ``likelihood``: "bernoulli", "gaussian",
-            {"name": "categorical", "levels": L} or "tokens". Optional: ``"wave"`` (``LogMel``
-            options: ``write_samples`` turns log-mels into WAV), ``"vocabulary"`` (token strings:
+            {"name": "categorical", "levels": L} or "tokens". Optional: ``"wave"`` (the ``LogMel``
+            options of log-mel data, plus the ``mean`` and ``std`` it was standardized with:
+            ``write_samples`` and pocketsphinx turn it into sound), ``"vocabulary"`` (token strings:
             ``write_samples`` writes text), ``"max_length"`` (generated tokens, default 32).
         num_classes: labels are 0 .. num_classes - 1.
         zy_dim, za_dim: sizes of the joint and of each modality-specific factor.
-        hidden: width of the fusion, G_y, G_a and D networks.
+        hidden: width of the fusion input and of G_y and G_a (D is linear on G_y(z_y)).
         prior: "kl" or "mmd"; lam: its weight. label_weight, surrogate_weight: see the module docs.
     """
 
