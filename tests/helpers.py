@@ -3,13 +3,15 @@ import torch
 
 
 def train_steps(model, data, *, epochs: int, batch_size: int = 32, lr: float = 3e-3,
-                labels: bool = False) -> list[float]:
-    """Train ``model`` with Adam for whole epochs of ``data``; the loss of every step."""
+                labels: bool = False, condition: str | None = None) -> list[float]:
+    """Train ``model`` with Adam for whole epochs of ``data``; the loss of every step. ``labels``
+    passes the batch's labels as ``y``; ``condition="captions"`` passes that batch field instead."""
+    condition = condition or ("y" if labels else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for epoch in range(epochs):
         for batch in data.batches(batch_size, shuffle=True, epoch=epoch):
-            loss = model.loss(batch["x"], y=batch["y"]) if labels else model.loss(batch["x"])
+            loss = model.loss(batch["x"], y=batch[condition]) if condition else model.loss(batch["x"])
             opt.zero_grad()
             loss.backward()
             opt.step()

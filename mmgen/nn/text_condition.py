@@ -1,0 +1,85 @@
+"""Captions -> condition vectors with a plugin text encoder, for text-conditioned models."""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from mmgen import plugins
+
+__all__ = ["TextEmbedder", "make_tokenizer"]
+
+
+def make_tokenizer(vocab):
+    """A ``WordTokenizer`` from a token list, or from the caption words of a captioned dataset named
+    by a string (``"shapes"``, ``"mnist-captions"``); None for None."""
+    if vocab is None:
+        return None
+    try:
+        from mmgen_text import WordTokenizer
+    except ImportError as exc:
+        raise ImportError("a tokenizer vocabulary needs the text plugin: pip install -e plugins/mmgen-text") from exc
+    if isinstance(vocab, str):
+        from mmgen.data import captions
+        return WordTokenizer.from_corpus(captions.corpus(vocab))
+    return WordTokenizer(list(vocab))
+
+
+class TextEmbedder(nn.Module):
+    """``forward(captions: list[str]) -> [B, out_features]`` through a "text_encoder" component.
+
+    A frozen encoder (no trainable parameter, e.g. ``text.minilm``) is kept out of the module tree,
+    so its weights come from its package rather than the model's ``model.safetensors``, and is run
+    once per distinct caption (cached on the CPU). A trainable one is a submodule; one that reads
+    token ids (its constructor takes ``vocab_size``) gets it from ``tokenizer`` and the captions are
+    tokenized first.
+
+    Args:
+        spec: component spec (``{"name": "text.gru", "out_features": 64}``) or a module.
+        tokenizer: a ``WordTokenizer``, needed by encoders of token ids.
+        what: how errors name this encoder.
+    """
+
+    def __init__(self, spec, tokenizer=None, what: str = "text_encoder"):
+        super().__init__()
+        from mmgen.models.base import component
+        self.reads_tokens = False
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            factory = plugins.get_component("text_encoder", spec.get("name", "")).obj
+            self.reads_tokens = "vocab_size" in inspect.signature(factory).parameters
+            if self.reads_tokens and tokenizer is None:
+                raise ValueError(f"{what} {spec.get('name')!r} reads token ids: give a vocabulary (a list of "
+                                 "tokens or a captioned dataset name such as 'shapes')")
+            if self.reads_tokens:
+                spec.setdefault("vocab_size", len(tokenizer))
+        encoder, _ = component(spec, "text_encoder", what)
+        self.out_features = getattr(encoder, "out_features", None)
+        if not isinstance(self.out_features, int):
+            raise ValueError(f"{what} {type(encoder).__name__} has no integer out_features")
+        self.tokenizer = tokenizer
+        self.frozen = not any(p.requires_grad for p in encoder.parameters())
+        if self.frozen:
+            self._frozen, self._cache = [encoder], {}
+        else:
+            self.encoder = encoder
+
+    def forward(self, captions: list[str]) -> torch.Tensor:
+        if isinstance(captions, str) or not captions or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"captions must be a non-empty list of strings, got {captions!r}")
+        captions = list(captions)
+        if not self.frozen:
+            return self._encode(self.encoder, captions)
+        missing = sorted(set(captions) - set(self._cache))
+        with torch.no_grad():
+            for lo in range(0, len(missing), 256):
+                chunk = missing[lo:lo + 256]
+                self._cache.update(zip(chunk, self._encode(self._frozen[0], chunk).float().cpu()))
+        return torch.stack([self._cache[c] for c in captions])
+
+    def _encode(self, encoder: nn.Module, captions: list[str]) -> torch.Tensor:
+        if not self.reads_tokens:
+            return encoder(captions)
+        device = next(encoder.parameters()).device
+        return encoder(self.tokenizer.batch_encode(captions).to(device))
