@@ -135,6 +135,16 @@ def test_prompt_sampling_is_deterministic_given_a_seed():
         model.sample(3, prompts=prompts)
 
 
+def test_default_prompts_come_from_the_dataset_named():
+    from mmgen.data.captions import example_prompts
+    assert tiny().prompts == example_prompts("shapes")
+    model = tiny(prompts="mnist-captions")
+    assert model.prompts == model.config["prompts"] == example_prompts("mnist-captions")
+    assert model.sample(3).shape == (3, 3, 32, 32)                 # cycles through them
+    with pytest.raises(ValueError, match="no example prompts for dataset 'digits'"):
+        tiny(prompts="digits")
+
+
 def test_interpolation_runs_from_one_prompt_to_the_other():
     model = tiny().eval()
     a, b = "a small red circle at the top left", "a large blue square at the bottom right"

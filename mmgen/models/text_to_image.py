@@ -99,8 +99,8 @@ class TextToImageGAN(GAN):
             ``{"name": "text.minilm"}``). An encoder of token ids gets ``vocab_size`` from ``vocab``.
         vocab: tokenizer vocabulary (a list starting with the special tokens) or the name of a
             captioned dataset whose caption words make it; needed by encoders of token ids.
-        prompts: the captions that ``sample`` cycles through when given none (default: the example
-            prompts of the dataset named by ``vocab``).
+        prompts: the captions that ``sample`` cycles through when given none, or the name of a
+            captioned dataset for its example prompts (default: those of the dataset named by ``vocab``).
         image_channels, image_size: of stage one's images; ``stage_two`` adds a stage at twice the side.
         latent_dim: noise dimensions; condition_dim: dimensions of the augmented condition c.
         hidden, stage_two_hidden: widths of the stage-one and stage-two networks.
@@ -114,7 +114,7 @@ class TextToImageGAN(GAN):
     """
 
     def __init__(self, text_encoder: dict | None = None, vocab: list[str] | str | None = None,
-                 prompts: list[str] | None = None, image_channels: int = 1, image_size: int = 28,
+                 prompts: list[str] | str | None = None, image_channels: int = 1, image_size: int = 28,
                  latent_dim: int = 32, condition_dim: int = 32, hidden: int = 32, stage_two: bool = False,
                  stage_two_hidden: int = 32, kl_weight: float = 1.0, interpolation_weight: float = 1.0,
                  interpolation_beta: float = 0.5, mismatch: bool = True, objective: str = "non_saturating",
@@ -309,9 +309,12 @@ def _captions(batch: dict) -> list[str]:
 
 
 def _tokenizer_and_prompts(vocab, prompts):
-    """The tokenizer of ``vocab`` (None without one) and the default prompts."""
+    """The tokenizer of ``vocab`` (None without one) and the default prompts (a list, or the name of
+    a captioned dataset for its example prompts)."""
+    from mmgen.data import captions
+    if isinstance(prompts, str):
+        prompts = captions.example_prompts(prompts)
     if isinstance(vocab, str):
-        from mmgen.data import captions
         prompts = captions.example_prompts(vocab) if prompts is None else prompts
         vocab_list = None
         corpus = captions.corpus(vocab)
