@@ -47,10 +47,10 @@ MODELS = textwrap.dedent("""
                      prior={"hidden": 8, "layers": 2, "first_kernel_size": 3}, autoencoder_steps=4,
                      dead_code_threshold=0.0)
 
-    def gan():
+    def gan(objective="non_saturating"):
         return GAN({"name": "image.dcgan", "latent_dim": 8, "size": 8, "hidden": 8},
-                   {"name": "image.dcgan", "size": 8, "hidden": 8, "batch_norm": True},
-                   data_range=(0, 16), ema_decay=0.9)
+                   {"name": "image.dcgan", "size": 8, "hidden": 8, "batch_norm": objective != "wgan_gp"},
+                   objective=objective, data_range=(0, 16), ema_decay=0.9, d_steps=2)
 
     def without_posterior_noise():
         # z = mu: the VAE loss becomes a function of the batch alone, so runs with different
@@ -95,6 +95,7 @@ WORKER = MODELS + textwrap.dedent("""
 
     run("vqvae", vqvae, VQ_CONFIG, 8)
     run("gan", gan, {**VQ_CONFIG, "optimizers": {"generator": {"lr": 2e-4, "betas": [0.5, 0.999]}}}, 6)
+    run("gan-gp", lambda: gan("wgan_gp"), VQ_CONFIG, 4)  # the penalty differentiates D inside DDP's forward
     without_posterior_noise()
     run("vae", vae, VAE_CONFIG, 20)
     run("vae-half", vae, VAE_CONFIG, 10)
@@ -194,10 +195,10 @@ def assert_same_weights(model, state, atol=1e-5):
 def test_parameters_and_buffers_stay_identical_across_ranks(runs):
     _, results, _ = runs
     assert results["world"] == 2
-    assert set(results["rank_differences"]) >= {"vqvae", "gan", "vae", "nan-skip", "nan-stop"}
+    assert set(results["rank_differences"]) >= {"vqvae", "gan", "gan-gp", "vae", "nan-skip", "nan-stop"}
     for name, (parameters, buffers) in results["rank_differences"].items():
         assert parameters == 0.0, (name, parameters)
-        if name != "gan":  # batch-norm statistics: rank 0's are broadcast before each forward
+        if not name.startswith("gan"):  # batch-norm statistics: rank 0's are broadcast before each forward
             assert buffers == 0.0, (name, buffers)  # VQ EMA statistics included
 
 
@@ -235,8 +236,10 @@ def test_resume_with_another_number_of_processes(runs):
 def test_gan_trains_with_two_optimizers(runs):
     out, _, _ = runs
     log = [json.loads(line) for line in open(out / "gan" / "metrics.jsonl")]
-    steps = [r["step"] for r in log if "generator_loss" in r]
+    steps = [r["step"] for r in log if "discriminator_loss" in r]
     assert steps == [1, 2, 3, 4, 5, 6]  # one line per step: only rank 0 writes
+    generator = {r["step"]: r["generator_loss"] for r in log if "generator_loss" in r}
+    assert sorted(generator) == [2, 3, 4, 5, 6] and generator[3] == generator[2]  # d_steps=2: G every 2nd
     assert all(r["discriminator_loss"] > 0 for r in log if "discriminator_loss" in r)
     state = weights(out / "gan")
     assert any(k.startswith("generator_ema.") for k in state)

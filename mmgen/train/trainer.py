@@ -319,7 +319,7 @@ class Trainer:
         distributed.barrier()  # no rank looks for checkpoints before rank 0 made the folder
         if not self.resume():
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.rank))
-        if self.world > 1 and self._losses == {st.name: st.loss for st in self.steps}:  # not wrapped yet
+        if self.world > 1:
             self._losses = {st.name: parallel.wrap(self.model, st, self.device) for st in self.steps}
         self.model.train()
         progress = Progress(cfg.steps, self.step, enabled=cfg.progress and distributed.is_main())
@@ -351,6 +351,9 @@ class Trainer:
                     self.batch_in_epoch = 0
         finally:
             progress.close()
+            # DDP holds the process group: let it go with fit(), not at interpreter exit, where a
+            # reducer outliving the group it was built on can abort the process
+            self._losses = {st.name: st.loss for st in self.steps}
         if distributed.is_main():
             self.model.save_pretrained(os.path.join(self.run_dir, "model"))
         distributed.barrier()
@@ -387,16 +390,16 @@ class Trainer:
             what = "loss" if len(self.steps) == 1 else f"{st.name} loss"
             if bad_ranks:
                 shown = value if not finite else f"not finite on {int(bad_ranks)} of {self.world} processes"
+                if self.world > 1:  # DDP must finish the gradient reduction its forward started
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimizer.zero_grad(set_to_none=True)
                 if cfg.nan_policy == "stop":
                     kept = checkpoint.latest(self.ckpt_dir)
                     raise TrainingDiverged(
                         f"{what} is {shown} at step {self.step + 1}; stopping (nan_policy='stop'). "
                         f"Last good checkpoint: {kept or 'none yet'}")
-                if self.world > 1:  # DDP must finish the gradient reduction its forward started
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
                 self.skipped += 1
-                optimizer.zero_grad(set_to_none=True)
                 self._log({"event": "skipped_step", "step": self.step + 1, "training_step": st.name,
                            "loss": str(shown)})
                 continue
