@@ -100,15 +100,19 @@ PRESETS: dict[str, dict] = {
                   "log_every": 250, "sample_every": 1000, "checkpoint_every": 1000},
     },
     "t2i-mnist": {
-        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, trainable GRU text "
-                       "encoder, on MNIST-5k with captions (digit, thickness, slant, size); EMA samples",
+        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, frozen MiniLM text "
+                       "encoder (unit-norm embeddings), hinge loss and a spectrally normalized discriminator, "
+                       "on MNIST-5k with captions (digit, thickness, slant, size); EMA samples",
         "data": {"name": "mnist-captions"},
-        "model": {"model": "text_to_image_gan", "vocab": "mnist-captions",
-                  "text_encoder": {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64},
+        "model": {"model": "text_to_image_gan", "prompts": "mnist-captions",
+                  "text_encoder": {"name": "text.minilm", "normalize": True},
                   "image_channels": 1, "image_size": 28, "latent_dim": 32, "condition_dim": 32, "hidden": 16,
-                  "kl_weight": 0.02, "interpolation_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1]},
-        "train": {"steps": 1500, "batch_size": 32, "optimizers": _adam(2e-4, [0.5, 0.999]), "num_samples": 80,
-                  "log_every": 50, "sample_every": 250, "checkpoint_every": 250},
+                  "kl_weight": 0.02, "interpolation_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1],
+                  "objective": "hinge", "spectral_norm": True, "batch_norm": False},
+        "train": {"steps": 1000, "batch_size": 32, "num_samples": 80, "log_every": 50, "sample_every": 250,
+                  "checkpoint_every": 250,
+                  "optimizers": {"generator": {"lr": 5e-4, "betas": [0.5, 0.999]},
+                                 "discriminator": {"lr": 2e-4, "betas": [0.5, 0.999]}}},
     },
     "t2i-shapes": {
         "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, trainable GRU text "
@@ -120,8 +124,9 @@ PRESETS: dict[str, dict] = {
                   "image_channels": 3, "image_size": 32, "latent_dim": 32, "condition_dim": 32, "hidden": 16,
                   "kl_weight": 0.02, "interpolation_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1],
                   "objective": "hinge", "spectral_norm": True, "batch_norm": False},
-        "train": {"steps": 1500, "batch_size": 32, "optimizers": _adam(2e-4, [0.5, 0.999]),
-                  "log_every": 50, "sample_every": 250, "checkpoint_every": 250},
+        "train": {"steps": 1500, "batch_size": 32, "log_every": 50, "sample_every": 250, "checkpoint_every": 250,
+                  "optimizers": {"generator": {"lr": 5e-4, "betas": [0.5, 0.999]},
+                                 "discriminator": {"lr": 2e-4, "betas": [0.5, 0.999]}}},
     },
     "pixelcnn-digits": {
         "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits "
@@ -138,8 +143,8 @@ PRESETS: dict[str, dict] = {
         "data": {"name": "mnist", "binarize": "dynamic"},
         "model": {"model": "pixelcnn", "channels": 1, "levels": 2, "image_size": 28, "hidden": 32,
                   "layers": 8},
-        "train": {"steps": 3000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine",
-                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "train": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "schedule": "cosine",
+                  "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {"max_examples": 500},
     },
     "vqvae-mnist": {
@@ -171,6 +176,17 @@ PRESETS: dict[str, dict] = {
         "model": {"model": "cvae", "encoder": _MNIST_ENC, "decoder": {**_MNIST_DEC, "in_features": 42},
                   "num_classes": 10, "latent_dim": 32, "likelihood": "bernoulli"},
         "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "eval": {"max_examples": 500},
+    },
+    "cvae-mnist-text": {
+        "description": "conditional VAE p(x | caption) on MNIST-5k captions (digit, thickness, slant, size "
+                       "in words; intensities, Bernoulli cross-entropy), GRU caption encoder trained with it",
+        "data": {"name": "mnist-captions"},
+        "model": {"model": "cvae", "encoder": _MNIST_ENC, "decoder": {**_MNIST_DEC, "in_features": 64},
+                  "latent_dim": 32, "likelihood": "bernoulli", "vocab": "mnist-captions",
+                  "text_encoder": {"name": "text.gru", "out_features": 32, "embed_dim": 32, "hidden": 64}},
+        "train": {"steps": 3000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
         "eval": {"max_examples": 500},
     },

@@ -1,4 +1,7 @@
 """CVAE conditioned on captions (text embeddings) instead of class labels, on MNIST-5k captions."""
+import json
+import os
+
 import pytest
 import torch
 
@@ -72,9 +75,28 @@ def test_bad_conditions_name_the_value():
         model.loss(x)
     with pytest.raises(ValueError, match="one caption or a list of 2 captions"):
         model.loss(x, y=["only one"])
-    with pytest.raises(ValueError, match="conditions on captions"):
-        model.sample(2)
+    assert model.sample(2).shape == (2, 1, 28, 28)  # cycles through the dataset's example prompts
+    frozen = CVAE(ENCODER, {**DECODER, "in_features": LATENT + 384}, latent_dim=LATENT,
+                  text_encoder={"name": "text.minilm"})
+    with pytest.raises(ValueError, match="conditions on captions and has no default prompts"):
+        frozen.sample(2)
     with pytest.raises(ValueError, match="latent_dim \\+ text_encoder.out_features = 40"):
         CVAE(ENCODER, {**DECODER, "in_features": 18}, latent_dim=LATENT, text_encoder=GRU, vocab="mnist-captions")
     with pytest.raises(ValueError, match="reads token ids: give a vocabulary"):
         CVAE(ENCODER, DECODER, latent_dim=LATENT, text_encoder=GRU)
+
+
+def test_preset_trains_evaluates_and_samples_from_prompts(tmp_path):
+    from mmgen import cli
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--preset", "cvae-mnist-text", "--out", out, "--set", "train.steps=3",
+                     "--set", "train.batch_size=16", "--set", "eval.max_examples=20",
+                     "--set", "model.encoder.hidden=8", "--set", "model.decoder.hidden=8"]) == 0
+    with open(os.path.join(out, "eval_test.json")) as f:
+        metrics = json.load(f)
+    assert metrics["examples"] == 20 and metrics["elbo"] < 0
+    assert os.path.exists(os.path.join(out, "samples", "step-000003.png"))  # the trainer's grid
+    assert cli.main(["sample", out, "-n", "4", "--prompt", "a thick seven", "--prompt", "the digit one"]) == 0
+    assert os.path.getsize(os.path.join(out, "samples", "prompt-a-thick-seven-seed0.png")) > 100
+    with pytest.raises(SystemExit, match="--interpolate a text-to-image model"):
+        cli.main(["sample", out, "--interpolate", "a one", "a seven"])

@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="PNG path (default RUN_DIR/samples/sample-seed<SEED>.png; text models "
                                  "write .txt: samples, test-set reconstructions, an interpolation)")
     p.add_argument("--prompt", action="append", metavar="TEXT",
-                   help="text-to-image models: a grid of -n images for this caption (repeatable; with "
+                   help="text-to-image models and caption-conditioned CVAEs: a grid of -n images for this caption (repeatable; with "
                         "several, also one grid with a row per prompt); --out is then a folder")
     p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
                    help="text-to-image models: images along the line between captions A and B")
@@ -58,13 +58,17 @@ def run(args) -> int:
 
 def _text_to_image(args, model) -> int:
     """PNG grids for ``--prompt`` and ``--interpolate`` (same seed, so the rows share their noise)."""
-    if not hasattr(model, "interpolate"):
-        raise SystemExit(f"mmgen sample: --prompt / --interpolate need a text-to-image model; "
-                         f"{args.run_dir} holds a {type(model).__name__}")
+    captioned = getattr(model, "condition_key", None) == "captions"  # a caption-conditioned CVAE
+    if not (hasattr(model, "interpolate") or captioned and not args.interpolate):
+        raise SystemExit(f"mmgen sample: --prompt needs a text-to-image model or a caption-conditioned "
+                         f"CVAE, --interpolate a text-to-image model; {args.run_dir} holds a "
+                         f"{type(model).__name__}")
     folder = args.out or os.path.join(args.run_dir, "samples")
     rows = []
     for prompt in args.prompt or []:
-        images = model.sample(args.n, prompts=prompt, generator=torch.Generator().manual_seed(args.seed))
+        generator = torch.Generator().manual_seed(args.seed)
+        images = (model.sample(args.n, y=prompt, mean=True, generator=generator) if captioned
+                  else model.sample(args.n, prompts=prompt, generator=generator))
         rows.append(images.float().clamp(0, 1))
         path = os.path.join(folder, f"prompt-{_slug(prompt)}-seed{args.seed}.png")
         save_png(image_grid(rows[-1]), path, scale=max(1, 112 // images.shape[-1]))

@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from mmgen.models.base import batch_condition
+
 
 @torch.no_grad()
 def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str | None = None,
@@ -40,8 +42,8 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
             known = y >= 0  # -1 marks an unlabelled example
             errors += (model.classify(x)[known] != y[known]).sum().item()
             labelled += known.sum().item()
-        elif getattr(model, "condition_on_labels", False):
-            cond = {"y": batch["y"][: len(x)].to(device)}
+        else:
+            cond = batch_condition(model, batch, rows=len(x), device=device)
         if hasattr(model, "codes"):
             counts = torch.bincount(model.codes(x).flatten().cpu(), minlength=model.num_codes)
             code_counts = counts if code_counts is None else code_counts + counts

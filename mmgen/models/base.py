@@ -63,6 +63,25 @@ class TrainingStep(NamedTuple):
     after: Callable[[], None] | None = None
 
 
+def batch_condition(model, batch: dict, rows: int | None = None, device=None) -> dict:
+    """The condition that ``model.loss`` / ``elbo`` take from a batch: ``{"y": batch[key]}`` for a
+    model with ``condition_on_labels``, where ``key`` is its ``condition_key`` ("y": the labels,
+    by default; "captions" for a caption-conditioned CVAE), cut to the first ``rows`` examples and
+    moved to ``device``; ``{}`` for other models."""
+    if not getattr(model, "condition_on_labels", False):
+        return {}
+    key = getattr(model, "condition_key", "y")
+    value = batch.get(key)
+    if value is None:
+        raise ValueError(f"{type(model).__name__} is conditioned on the batch field {key!r} but the data "
+                         f"has none (fields: {sorted(k for k, v in batch.items() if v is not None)})")
+    if rows is not None:
+        value = value[:rows]
+    if device is not None and isinstance(value, torch.Tensor):
+        value = value.to(device)
+    return {"y": value}
+
+
 class GenerativeModel(nn.Module):
     """Base class: subclasses set ``self.config`` (JSON-serializable constructor arguments, with
     component specs) and are registered in ``mmgen.models.MODELS`` under ``config["model"]``."""

@@ -33,13 +33,15 @@ class CVAE(GenerativeModel):
             "out_features": 64}``) to condition on captions instead of labels.
         vocab: for text encoders of token ids: a token list or a captioned dataset name
             ("mnist-captions") whose caption words make the vocabulary (saved as a list).
+        prompts: captions that ``sample(n)`` cycles through when given none (default: the example
+            prompts of the dataset that ``vocab`` names).
     """
 
     condition_on_labels = True
 
     def __init__(self, encoder, decoder, num_classes: int = 10, latent_dim: int = 16,
                  likelihood="bernoulli", beta: float = 1.0, text_encoder: dict | None = None,
-                 vocab: list[str] | str | None = None):
+                 vocab: list[str] | str | None = None, prompts: list[str] | None = None):
         super().__init__()
         name = type(self).__name__
         self.encoder, enc_spec = component(encoder, "encoder", f"{name} encoder")
@@ -78,6 +80,12 @@ class CVAE(GenerativeModel):
             self.config["text_encoder"] = text_encoder
             if self.text.tokenizer is not None:
                 self.config["vocab"] = self.text.tokenizer.vocab
+            if prompts is None and isinstance(vocab, str):
+                from mmgen.data import captions
+                prompts = captions.example_prompts(vocab)
+            if prompts is not None:
+                self.config["prompts"] = list(prompts)
+        self.prompts = self.config.get("prompts")
 
     def condition(self, y, batch: int) -> torch.Tensor:
         """The condition vectors ``[batch, C]``: one_hot of labels ``[batch]`` (or one int), or the text
@@ -143,7 +151,10 @@ class CVAE(GenerativeModel):
         """n draws of x ~ p(x | y); ``y``: labels ``[n]`` or one int (default: 0, 1, ..., cycling),
         or for a text-conditioned model one caption or a list of n captions (required)."""
         if y is None and self.text is not None:
-            raise ValueError("this CVAE conditions on captions: sample(n, y='a caption') or a list of n")
+            if not self.prompts:
+                raise ValueError("this CVAE conditions on captions and has no default prompts: "
+                                 "sample(n, y='a caption') or a list of n")
+            y = [self.prompts[i % len(self.prompts)] for i in range(n)]
         y = self._default_labels(n) if y is None else y
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.heads.weight.device)
         out = self.decode(z, self.condition(y, n))

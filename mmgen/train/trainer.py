@@ -18,7 +18,7 @@ import torch
 
 from mmgen import distributed
 from mmgen.io import image_grid, save_png
-from mmgen.models.base import TrainingStep
+from mmgen.models.base import TrainingStep, batch_condition
 from mmgen.ops import rng
 from mmgen.train import checkpoint, parallel
 from mmgen.train.progress import Progress
@@ -214,12 +214,7 @@ class Trainer:
                              f"{kind}: {exc}") from exc
 
     def _cond(self, batch: dict) -> dict:
-        if not self.condition_on_labels:
-            return {}
-        if batch.get("y") is None:
-            raise ValueError(f"{type(self.model).__name__} is label-conditioned (condition_on_labels) but "
-                             f"the dataset {getattr(self.train_data, 'name', '?')!r} has no labels")
-        return {"y": batch["y"].to(self.device)}
+        return batch_condition(self.model, batch, device=self.device) if self.condition_on_labels else {}
 
     def _shard(self, batch: dict) -> dict:
         """This rank's contiguous share of a batch: rows [r * n / N, (r + 1) * n / N) of every tensor
