@@ -15,6 +15,7 @@ import os
 import torch
 
 from mmgen import data as datasets
+from mmgen.data import catalog
 from mmgen import distributed, presets
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
@@ -115,11 +116,12 @@ def dataset(config: dict, split: str):
     with section("data"):
         if "name" not in kwargs:
             raise ValueError(f"no dataset 'name' (got keys {sorted(kwargs)}); available: "
-                             f"{', '.join(datasets.DATASETS)}")
+                             f"{', '.join(catalog.DATASETS)}")
         name = kwargs.pop("name")
-        if name not in datasets.DATASETS:
-            raise ValueError(f"unknown dataset name={name!r}; available: {', '.join(datasets.DATASETS)}")
-        accepted = ["labels", *inspect.signature(datasets.DATASETS[name]).parameters]
+        try:
+            accepted = catalog.options(name)
+        except ValueError:
+            raise ValueError(f"unknown dataset name={name!r}; available: {catalog.available()}") from None
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"dataset {name!r} has no option(s) {unknown}; accepted: {accepted}")

@@ -11,10 +11,18 @@
   ``Dataset.vocab``). Fixed split by sentence (permutation seed 0): 1,921 / 240 / 240. See
   :mod:`mmgen.data.text`.
 
+- ``mnist-captions``, ``shapes``: captioned images for text-to-image models (:mod:`mmgen.data.captions`);
+  ``mnist-trimodal``: MNIST-5k images + spoken digits + captions; ``multibench-affect``: MultiBench's
+  affect pickles (CMU-MOSI/MOSEI features) that the user has (:mod:`mmgen.data.multibench`).
+
+Each is also a plugin component ``<modality>.<name>`` (``image.digits``, ``text.lee``, ...), and
+``load`` takes datasets that plugins register (see :mod:`mmgen.data.catalog`).
+
 Semi-supervised: ``load(name, "train", labels=N)`` (or ``keep_labels(dataset, N)``) keeps N labels
 of the split, N / classes per class chosen with seed 0, and sets the others to -1.
 """
-from mmgen.data.datasets import DATASETS, Dataset, load, digits, mnist
+from mmgen.data.catalog import DATASETS, load
+from mmgen.data.datasets import Dataset, digits, mnist
 from mmgen.data.semisupervised import keep_labels
 
 __all__ = ["Dataset", "load", "digits", "mnist", "DATASETS", "keep_labels"]

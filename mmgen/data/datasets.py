@@ -7,8 +7,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from mmgen.data.semisupervised import keep_labels
-from mmgen.data.text import lee
 
 SPLITS = ("train", "val", "test")
 
@@ -105,27 +103,3 @@ def mnist(binarize: str | None = "dynamic") -> dict[str, Dataset]:
     transform = _dynamic_binarize if binarize == "dynamic" else None
     return _split("mnist", x, torch.tensor(labels, dtype=torch.int64), (4000, 500, 500),
                   transform=transform)
-
-
-from mmgen.data.captions import mnist_captions, shapes  # noqa: E402  (subclasses Dataset)
-
-DATASETS = {"digits": digits, "mnist": mnist, "lee": lee,
-            "mnist-captions": mnist_captions, "shapes": shapes}
-
-from mmgen.data.trimodal import mnist_trimodal  # noqa: E402  (multimodal: image + speech + captions)
-from mmgen.data.multibench import load_affect  # noqa: E402  (MultiBench affect pickles: MOSI, MOSEI)
-
-DATASETS.update({"mnist-trimodal": mnist_trimodal, "multibench-affect": load_affect})
-
-
-def load(name: str, split: str = "train", *, labels: int | None = None, **kwargs) -> Dataset:
-    """``load("digits", "test")`` or ``load("mnist", "train", binarize="dynamic")``.
-    ``labels=100`` keeps only 100 labels of the train split (10 per class, seed 0; the others
-    become -1) for semi-supervised training; val and test keep all their labels."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    splits = SPLITS + (("heldout",) if name == "shapes" else ())
-    if split not in splits:
-        raise ValueError(f"unknown split {split!r}; available: {', '.join(splits)}")
-    data = DATASETS[name](**kwargs)[split]
-    return keep_labels(data, labels) if labels is not None and split == "train" else data
