@@ -82,7 +82,7 @@ def test_bad_conditions_name_the_value():
         frozen.sample(2)
     with pytest.raises(ValueError, match="latent_dim \\+ text_encoder.out_features = 40"):
         CVAE(ENCODER, {**DECODER, "in_features": 18}, latent_dim=LATENT, text_encoder=GRU, vocab="mnist-captions")
-    with pytest.raises(ValueError, match="reads token ids: give a vocabulary"):
+    with pytest.raises(ValueError, match="reads token ids: give vocab"):
         CVAE(ENCODER, DECODER, latent_dim=LATENT, text_encoder=GRU)
 
 

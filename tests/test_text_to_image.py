@@ -205,7 +205,7 @@ def test_frozen_minilm_encoder_is_cached_and_not_saved(tmp_path, batch):
     names = {st.name: list(st.parameters) for st in model.training_steps()}
     assert sum(p.numel() for p in names["discriminator"]) == sum(p.numel() for p in model.discriminator.parameters())
     t = model.embed_text(batch["captions"])
-    assert t.shape == (12, 384) and set(batch["captions"]) <= set(model._cache)
+    assert t.shape == (12, 384) and set(batch["captions"]) <= set(model.text_encoder._cache)
     torch.testing.assert_close(model.embed_text(batch["captions"][:2]), t[:2])
     assert math.isfinite(model.discriminator_loss(batch["x"], batch["captions"]).item())
     model.save_pretrained(str(tmp_path))

@@ -20,17 +20,15 @@ augmentation and second stage (Zhang et al. 2017).
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import mmgen
-from mmgen import plugins
 from mmgen.models import gan_losses
-from mmgen.models.base import TrainingStep, component
+from mmgen.models.base import TrainingStep
 from mmgen.models.gan import GAN
+from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 from mmgen.ops import reparameterize
 
 
@@ -123,18 +121,8 @@ class TextToImageGAN(GAN):
                  batch_norm: bool = True):
         text_encoder = dict(text_encoder or {"name": "text.gru"})
         tokenizer, prompts = _tokenizer_and_prompts(vocab, prompts)
-        spec = dict(text_encoder)
-        reads_tokens = "vocab_size" in inspect.signature(
-            plugins.get_component("text_encoder", spec.get("name", "")).obj).parameters
-        if reads_tokens and tokenizer is None:
-            raise ValueError(f"text encoder {text_encoder.get('name')!r} reads token ids: give vocab (a list "
-                             "of tokens or a captioned dataset name such as 'shapes')")
-        if reads_tokens:
-            spec.setdefault("vocab_size", len(tokenizer))
-        encoder, _ = component(spec, "text_encoder", "TextToImageGAN text_encoder")
-        features = getattr(encoder, "out_features", None)
-        if not isinstance(features, int):
-            raise ValueError(f"text encoder {text_encoder['name']!r} has no integer out_features")
+        text = TextEmbedder(text_encoder, tokenizer, what="TextToImageGAN text_encoder")
+        features = text.out_features
         if not 0 <= interpolation_beta <= 1 or interpolation_weight < 0 or kl_weight < 0:
             raise ValueError(f"TextToImageGAN needs 0 <= interpolation_beta <= 1, interpolation_weight >= 0 and "
                              f"kl_weight >= 0; got {interpolation_beta}, {interpolation_weight}, {kl_weight}")
@@ -145,12 +133,9 @@ class TextToImageGAN(GAN):
         super().__init__(generator, discriminator, objective=objective, gp_weight=gp_weight,
                          clip_value=clip_value, spectral_norm=spectral_norm, d_steps=d_steps,
                          ema_decay=ema_decay, data_range=data_range)
-        self.tokenizer, self.prompts, self.reads_tokens = tokenizer, prompts, reads_tokens
-        self.frozen_text = not any(p.requires_grad for p in encoder.parameters())
-        if self.frozen_text:  # not a submodule: its weights come from its package, not model.safetensors
-            self._frozen_encoder, self._cache = [encoder], {}
-        else:
-            self.text_encoder = encoder
+        self.tokenizer, self.prompts = tokenizer, prompts
+        self.text_encoder = text  # a frozen encoder's weights come from its package, not model.safetensors
+        self.frozen_text = text.frozen
         self.channels, self.image_size, self.stage_two = image_channels, image_size, stage_two
         self.kl_weight, self.mismatch = float(kl_weight), mismatch
         self.interpolation_weight, self.interpolation_beta = float(interpolation_weight), float(interpolation_beta)
@@ -170,19 +155,7 @@ class TextToImageGAN(GAN):
     # -- text ----------------------------------------------------------------------------------
     def embed_text(self, captions: list[str]) -> torch.Tensor:
         """Embeddings [B, F] of the captions (differentiable for a trainable encoder)."""
-        if isinstance(captions, str) or not captions or not all(isinstance(c, str) for c in captions):
-            raise ValueError(f"captions must be a non-empty list of strings, got {captions!r}")
-        device = self._device()
-        if not self.frozen_text:
-            if not self.reads_tokens:
-                return self.text_encoder(list(captions))
-            return self.text_encoder(self.tokenizer.batch_encode(list(captions)).to(device))
-        missing = sorted(set(captions) - set(self._cache))
-        with torch.no_grad():
-            for lo in range(0, len(missing), 256):
-                chunk = missing[lo:lo + 256]
-                self._cache.update(zip(chunk, self._frozen_encoder[0](chunk).float().cpu()))
-        return torch.stack([self._cache[c] for c in captions]).to(device)
+        return self.text_encoder(captions).to(self._device())
 
     def _prompts(self, n: int, prompts) -> list[str]:
         if prompts is None:
@@ -252,7 +225,7 @@ class TextToImageGAN(GAN):
         return loss
 
     def training_steps(self) -> list[TrainingStep]:
-        text = [] if self.frozen_text else list(self.text_encoder.parameters())
+        text = list(self.text_encoder.parameters())  # none for a frozen encoder
         return [
             TrainingStep("discriminator", list(self.discriminator.parameters()) + text,
                          lambda batch: self.discriminator_loss(batch["x"], _captions(batch)),
@@ -314,16 +287,6 @@ def _tokenizer_and_prompts(vocab, prompts):
     from mmgen.data import captions
     if isinstance(prompts, str):
         prompts = captions.example_prompts(prompts)
-    if isinstance(vocab, str):
-        prompts = captions.example_prompts(vocab) if prompts is None else prompts
-        vocab_list = None
-        corpus = captions.corpus(vocab)
-    elif vocab is None:
-        return None, prompts
-    else:
-        vocab_list, corpus = list(vocab), None
-    try:
-        from mmgen_text import WordTokenizer
-    except ImportError as exc:
-        raise ImportError("a tokenizer vocabulary needs the text plugin: pip install -e plugins/mmgen-text") from exc
-    return (WordTokenizer(vocab_list) if corpus is None else WordTokenizer.from_corpus(corpus)), prompts
+    if isinstance(vocab, str) and prompts is None:
+        prompts = captions.example_prompts(vocab)
+    return make_tokenizer(vocab), prompts

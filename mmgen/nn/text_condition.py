@@ -50,7 +50,7 @@ class TextEmbedder(nn.Module):
             factory = plugins.get_component("text_encoder", spec.get("name", "")).obj
             self.reads_tokens = "vocab_size" in inspect.signature(factory).parameters
             if self.reads_tokens and tokenizer is None:
-                raise ValueError(f"{what} {spec.get('name')!r} reads token ids: give a vocabulary (a list of "
+                raise ValueError(f"{what} {spec.get('name')!r} reads token ids: give vocab (a list of "
                                  "tokens or a captioned dataset name such as 'shapes')")
             if self.reads_tokens:
                 spec.setdefault("vocab_size", len(tokenizer))
