@@ -22,3 +22,13 @@ def pytest_runtest_setup(item):
 
 def pytest_report_header(config):
     return f"mmgen build: {mmgen.ops.build_info()}"
+
+
+@pytest.fixture
+def isolated(monkeypatch):
+    """A fresh plugin manager that loads no entry points; tests register what they need."""
+    from mmgen import plugins
+    monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
+    plugins.reset()
+    yield
+    plugins.reset()

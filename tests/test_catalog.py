@@ -12,14 +12,6 @@ from mmgen.data import catalog, load
 from mmgen.data.datasets import Dataset
 
 
-@pytest.fixture
-def isolated(monkeypatch):
-    monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
-    plugins.reset()
-    yield
-    plugins.reset()
-
-
 def toy_plugin():
     module = types.ModuleType("toydata")
 

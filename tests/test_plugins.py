@@ -33,15 +33,6 @@ def run_mmgen(*args, extra_path=(), **env):
 
 
 @pytest.fixture
-def isolated(monkeypatch):
-    """A fresh manager that loads no entry points; tests register what they need."""
-    monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
-    plugins.reset()
-    yield
-    plugins.reset()
-
-
-@pytest.fixture
 def installed(monkeypatch):
     """A fresh manager that loads the installed entry points."""
     monkeypatch.delenv(plugins.DISABLE_AUTOLOAD_ENV, raising=False)
