@@ -44,8 +44,8 @@ class Spy(torch.nn.Module):
         super().__init__()
         self.inner, self.calls = inner, []
 
-    def forward(self, x, *texts):
-        out = self.inner(x, *texts)
+    def forward(self, x, *texts, **options):
+        out = self.inner(x, *texts, **options)
         self.calls.append((x.detach(), [t.detach() for t in texts], out))
         return out
 
@@ -82,6 +82,45 @@ def test_gan_int_judges_interpolated_embeddings(batch):
     (_, first, _), (_, second, _) = spy.calls
     torch.testing.assert_close(first[0], t)
     torch.testing.assert_close(second[0], 0.5 * t + 0.5 * t.roll(1, 0))
+
+
+def test_contrastive_matching_adds_a_batch_wide_image_text_loss(batch):
+    model = tiny(interpolation_weight=0.0, contrastive_weight=0.5, contrastive_temperature=0.2)
+    disc = model.discriminator.stages[0]
+    spy = model.discriminator.stages[0] = Spy(disc)
+    torch.manual_seed(3)
+    loss = model.discriminator_loss(batch["x"], batch["captions"])
+    with torch.no_grad():
+        t = model.embed_text(batch["captions"])
+        h = disc.image.features(model.to_model_range(batch["x"]))
+        similarity = F.normalize(h, dim=1) @ F.normalize(disc.project(t), dim=1).T
+    (_, _, d_fake), (_, _, (d_real, d_wrong, recorded)) = spy.calls
+    torch.testing.assert_close(recorded, similarity)                # image i against caption j
+    logits, target = similarity / 0.2, torch.arange(len(t))
+    contrastive = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    gan_cls = F.softplus(-d_real).mean() + 0.5 * F.softplus(d_wrong).mean() + 0.5 * F.softplus(d_fake).mean()
+    torch.testing.assert_close(loss, gan_cls + 0.5 * contrastive)
+
+    # the generator is judged by the same loss on its own images (GAN-INT images have no caption)
+    spy.calls.clear()
+    model.interpolation_weight = 1.0
+    model.generator_loss(batch["captions"])
+    (_, _, (_, fake_similarity)), (_, _, interpolated) = spy.calls
+    assert fake_similarity.shape == (len(t), len(t)) and interpolated.shape == (len(t),)
+
+
+def test_contrastive_loss_does_not_count_a_repeated_caption_as_a_negative():
+    model = tiny(contrastive_weight=1.0, contrastive_temperature=1.0)
+    similarity = torch.tensor([[0.9, 0.8, 0.1], [0.7, 0.6, 0.2], [0.0, 0.3, 0.5]])
+    captions = ["a small red circle at the top left"] * 2 + ["a large blue square at the bottom right"]
+    loss = model._contrastive(similarity, captions)
+    keep = ~torch.tensor([[False, True, False], [True, False, False], [False, False, False]])
+
+    def picks(rows):  # -log softmax of the diagonal over the allowed entries of each row
+        return torch.stack([-(rows[i, i] - rows[i][keep[i]].logsumexp(0)) for i in range(3)]).mean()
+    torch.testing.assert_close(loss, 0.5 * (picks(similarity) + picks(similarity.T)))
+    with pytest.raises(ValueError, match="contrastive_temperature"):
+        tiny(contrastive_temperature=0.0)
 
 
 def test_conditioning_augmentation_kl_equals_gaussian_kl(batch):

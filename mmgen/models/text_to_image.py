@@ -17,6 +17,14 @@ augmentation and second stage (Zhang et al. 2017).
   ``log D(real, t) + (log(1 - D(real, t')) + log(1 - D(G(z, t), t))) / 2``.
 - GAN-INT: the generator also learns from interpolated embeddings
   ``beta * t_i + (1 - beta) * t_j`` of two captions of the batch, judged with that embedding.
+- Contrastive matching (``contrastive_weight > 0``, after XMC-GAN, Zhang et al. 2021): the
+  discriminator's image features and projected text embeddings also meet in a batch-wide
+  image-text contrastive loss (cosine similarities / ``contrastive_temperature``, both directions,
+  other examples with the very same caption left out as negatives). The discriminator (and a
+  trainable text encoder) learn it on real images; the generator on its own images, so it is told
+  which caption of the batch its image looks like, not only whether it matches its own. The
+  single mismatching caption of GAN-CLS is a weak signal that a GAN on small data learns slowly;
+  this makes every caption of the batch a negative.
 """
 from __future__ import annotations
 
@@ -107,6 +115,8 @@ class TextToImageGAN(GAN):
             interpolation_beta: its beta.
         mismatch: score real images with mismatching captions (GAN-CLS); False gives a plain
             text-conditional GAN.
+        contrastive_weight: weight of the contrastive image-text terms of both losses (0: off);
+            contrastive_temperature: the temperature dividing their cosine similarities.
         objective, gp_weight, clip_value, spectral_norm, d_steps, ema_decay, data_range: as in
             :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
     """
@@ -115,7 +125,8 @@ class TextToImageGAN(GAN):
                  prompts: list[str] | str | None = None, image_channels: int = 1, image_size: int = 28,
                  latent_dim: int = 32, condition_dim: int = 32, hidden: int = 32, stage_two: bool = False,
                  stage_two_hidden: int = 32, kl_weight: float = 1.0, interpolation_weight: float = 1.0,
-                 interpolation_beta: float = 0.5, mismatch: bool = True, objective: str = "non_saturating",
+                 interpolation_beta: float = 0.5, mismatch: bool = True, contrastive_weight: float = 0.0,
+                 contrastive_temperature: float = 0.1, objective: str = "non_saturating",
                  gp_weight: float = 10.0, clip_value: float = 0.01, spectral_norm: bool = False,
                  d_steps: int = 1, ema_decay: float = 0.0, data_range: tuple[float, float] = (0.0, 1.0),
                  batch_norm: bool = True):
@@ -126,6 +137,9 @@ class TextToImageGAN(GAN):
         if not 0 <= interpolation_beta <= 1 or interpolation_weight < 0 or kl_weight < 0:
             raise ValueError(f"TextToImageGAN needs 0 <= interpolation_beta <= 1, interpolation_weight >= 0 and "
                              f"kl_weight >= 0; got {interpolation_beta}, {interpolation_weight}, {kl_weight}")
+        if contrastive_weight < 0 or not contrastive_temperature > 0:
+            raise ValueError(f"TextToImageGAN needs contrastive_weight >= 0 and contrastive_temperature > 0; got "
+                             f"{contrastive_weight}, {contrastive_temperature}")
         generator = TextToImageGenerator(features, latent_dim, condition_dim, image_channels, image_size,
                                          hidden, stage_two, stage_two_hidden)
         discriminator = TextToImageDiscriminator(features, image_channels, image_size, hidden, batch_norm,
@@ -139,11 +153,14 @@ class TextToImageGAN(GAN):
         self.channels, self.image_size, self.stage_two = image_channels, image_size, stage_two
         self.kl_weight, self.mismatch = float(kl_weight), mismatch
         self.interpolation_weight, self.interpolation_beta = float(interpolation_weight), float(interpolation_beta)
+        self.contrastive_weight, self.contrastive_temperature = float(contrastive_weight), float(contrastive_temperature)
         self.config = {"model": "text_to_image_gan", "text_encoder": text_encoder, "image_channels": image_channels,
                        "image_size": image_size, "latent_dim": latent_dim, "condition_dim": condition_dim,
                        "hidden": hidden, "stage_two": stage_two, "stage_two_hidden": stage_two_hidden,
                        "kl_weight": self.kl_weight, "interpolation_weight": self.interpolation_weight,
                        "interpolation_beta": self.interpolation_beta, "mismatch": mismatch,
+                       "contrastive_weight": self.contrastive_weight,
+                       "contrastive_temperature": self.contrastive_temperature,
                        "objective": objective, "gp_weight": self.gp_weight, "clip_value": self.clip_value,
                        "spectral_norm": bool(spectral_norm), "d_steps": d_steps, "ema_decay": self.ema_decay,
                        "data_range": list(self.data_range), "batch_norm": batch_norm}
@@ -192,15 +209,21 @@ class TextToImageGAN(GAN):
             raise ValueError(f"got {len(x)} images but {len(captions)} captions")
         with torch.no_grad():
             fakes, _ = self.generator(torch.randn(len(x), self.latent_dim, device=t.device), t)
-        loss = 0.0
+        loss, contrast = 0.0, self.contrastive_weight > 0
         for disc, real, fake in zip(self.discriminator.stages, reals, fakes):
             d_fake = disc(fake, t)
-            if self.mismatch:  # one pass over the real images scores them with both captions
-                d_real, d_wrong = disc(real, t, t.roll(1, 0))
+            # one pass over the real images scores them with every caption (and the similarities)
+            texts = (t, t.roll(1, 0)) if self.mismatch else (t,)
+            out = disc(real, *texts, similarity=contrast)
+            out = out if isinstance(out, tuple) else (out,)
+            if self.mismatch:
+                d_real, d_wrong = out[:2]
                 loss = loss + 0.5 * (self.objective.discriminator(d_real, d_wrong)
                                      + self.objective.discriminator(d_real, d_fake))
             else:
-                loss = loss + self.objective.discriminator(disc(real, t), d_fake)
+                loss = loss + self.objective.discriminator(out[0], d_fake)
+            if contrast:
+                loss = loss + self.contrastive_weight * self._contrastive(out[-1], captions)
             if self.objective_name == "wgan_gp":
                 penalty = gan_losses.gradient_penalty(lambda v, d=disc: d(v, t), real, fake)
                 loss = loss + self.gp_weight * penalty
@@ -211,18 +234,37 @@ class TextToImageGAN(GAN):
         interpolated caption embeddings) plus the weighted conditioning-augmentation KL."""
         with torch.no_grad():  # the text encoder learns with the discriminator
             t = self.embed_text(captions)
-        loss = self._generator_term(t)
+        loss = self._generator_term(t, captions)
         if self.interpolation_weight > 0:
             beta = self.interpolation_beta
             loss = loss + self.interpolation_weight * self._generator_term(beta * t + (1 - beta) * t.roll(1, 0))
         return loss
 
-    def _generator_term(self, t: torch.Tensor) -> torch.Tensor:
+    def _generator_term(self, t: torch.Tensor, captions: list[str] | None = None) -> torch.Tensor:
+        """Adversarial + KL loss of images generated from ``t``; with ``captions`` (the captions of
+        ``t``) and contrastive matching on, also the contrastive loss of those images."""
         fakes, kls = self.generator(torch.randn(len(t), self.latent_dim, device=t.device), t)
-        loss = 0.0
+        loss, contrast = 0.0, self.contrastive_weight > 0 and captions is not None
         for disc, fake, kl in zip(self.discriminator.stages, fakes, kls):
-            loss = loss + self.objective.generator(disc(fake, t)) + self.kl_weight * kl.mean()
+            if contrast:
+                score, similarity = disc(fake, t, similarity=True)
+                loss = loss + self.contrastive_weight * self._contrastive(similarity, captions)
+            else:
+                score = disc(fake, t)
+            loss = loss + self.objective.generator(score) + self.kl_weight * kl.mean()
         return loss
+
+    def _contrastive(self, similarity: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """Cross-entropy of image i picking caption i among the batch's captions and of caption i
+        picking image i (mean of both), on ``similarity / temperature``; a caption equal to the
+        right one is no negative."""
+        logits = similarity / self.contrastive_temperature
+        index = {c: k for k, c in enumerate(dict.fromkeys(captions))}
+        ids = torch.tensor([index[c] for c in captions], device=logits.device)
+        duplicate = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(duplicate, float("-inf"))
+        target = torch.arange(len(ids), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
     def training_steps(self) -> list[TrainingStep]:
         text = list(self.text_encoder.parameters())  # none for a frozen encoder

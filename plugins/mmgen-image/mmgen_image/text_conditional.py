@@ -8,6 +8,7 @@
 The first-stage generator is ``image.dcgan``'s with the noise and the condition concatenated.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmgen_image.conv import check_input
@@ -25,7 +26,9 @@ class TextMatchingDiscriminator(nn.Module):
     matching"; the image features are those of :class:`DCGANDiscriminator`.
 
     ``forward(x, t1, t2, ...)`` scores the same images against several embeddings (a tuple of [B]
-    logits), computing the image features once.
+    logits), computing the image features once. With ``similarity=True`` it also returns, last, the
+    cosine similarities [B, B] of every image's features with every row of ``t1`` projected (the
+    logits of a contrastive image-text loss, as in XMC-GAN, Zhang et al. 2021).
     """
 
     def __init__(self, text_features: int, in_channels: int = 1, size: int = 28, hidden: int = 64,
@@ -37,7 +40,8 @@ class TextMatchingDiscriminator(nn.Module):
         self.project = nn.Linear(text_features, self.image.head.in_features, bias=False)
         init_dcgan_weights(self.project)
 
-    def forward(self, x: torch.Tensor, *texts: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, *texts: torch.Tensor,
+                similarity: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.size, "image.text_dcgan discriminator")
         if not texts:
             raise ValueError("image.text_dcgan discriminator needs a text embedding next to the images")
@@ -45,7 +49,10 @@ class TextMatchingDiscriminator(nn.Module):
             _check_embedding(t, self.text_features, x.shape[0], "image.text_dcgan discriminator")
         h = self.image.features(x)
         unconditional = self.image.head(h).squeeze(1)
-        scores = tuple(unconditional + (self.project(t) * h).sum(1) for t in texts)
+        projected = [self.project(t) for t in texts]
+        scores = tuple(unconditional + (p * h).sum(1) for p in projected)
+        if similarity:
+            scores += (F.normalize(h, dim=1) @ F.normalize(projected[0], dim=1).T,)
         return scores[0] if len(scores) == 1 else scores
 
 
