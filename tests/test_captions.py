@@ -99,6 +99,31 @@ def test_shapes_captions_say_shape_colour_size_position(shapes_data):
                 assert said[value] and sum(said) == 1, (text, attribute, value)
 
 
+def said_values(data, text: str) -> list[int]:
+    """The value of each attribute that a shapes caption names."""
+    values = []
+    for attribute in data.attribute_names:
+        said = [any(mentions(text, w) for w in synonyms) for synonyms in cap.SHAPES_WORDS[attribute]]
+        assert sum(said) == 1, (text, attribute)
+        values.append(said.index(True))
+    return values
+
+
+def test_negative_captions_change_exactly_one_attribute(shapes_data, mnist_train):
+    data = shapes_data["train"]
+    batch = next(data.batches(64, shuffle=True, seed=3, epoch=1))
+    assert batch["negative_captions"] == next(data.batches(64, shuffle=True, seed=3, epoch=1))["negative_captions"]
+    changed = []
+    for row, text in zip(batch["attributes"].tolist(), batch["negative_captions"]):
+        differs = [a for a, (v, w) in enumerate(zip(row, said_values(data, text))) if v != w]
+        assert len(differs) == 1, (row, text)
+        changed += differs
+    assert set(changed) == set(range(4))                       # every attribute gets changed
+    digits = next(mnist_train.batches(64, shuffle=True, seed=3))
+    assert len(digits["negative_captions"]) == 64
+    assert not set(digits["negative_captions"]) & set(digits["captions"][:1])
+
+
 def test_shapes_pixels_show_the_attributes(shapes_data):
     data = shapes_data["test"]
     ink = data.x.sum(1) > 0.3                                         # [N, 32, 32]

@@ -108,6 +108,15 @@ def test_contrastive_matching_adds_a_batch_wide_image_text_loss(batch):
     (_, _, (_, fake_similarity)), (_, _, interpolated) = spy.calls
     assert fake_similarity.shape == (len(t), len(t)) and interpolated.shape == (len(t),)
 
+    # hard negatives (one per example) are more captions for each image to tell its own from
+    spy.calls.clear()
+    loss = model.discriminator_loss(batch["x"], batch["captions"], batch["negative_captions"])
+    with torch.no_grad():
+        negatives = model.embed_text(batch["negative_captions"])
+        expected = F.normalize(h, dim=1) @ F.normalize(disc.project(torch.cat([t, negatives])), dim=1).T
+    torch.testing.assert_close(spy.calls[1][2][-1], expected)
+    assert expected.shape == (len(t), 2 * len(t)) and torch.isfinite(loss)
+
 
 def test_contrastive_loss_does_not_count_a_repeated_caption_as_a_negative():
     model = tiny(contrastive_weight=1.0, contrastive_temperature=1.0)
@@ -119,6 +128,14 @@ def test_contrastive_loss_does_not_count_a_repeated_caption_as_a_negative():
     def picks(rows):  # -log softmax of the diagonal over the allowed entries of each row
         return torch.stack([-(rows[i, i] - rows[i][keep[i]].logsumexp(0)) for i in range(3)]).mean()
     torch.testing.assert_close(loss, 0.5 * (picks(similarity) + picks(similarity.T)))
+    # candidates after the batch's captions: only the images choose among them
+    extra = torch.tensor([[0.4, 0.95], [0.1, 0.2], [0.6, 0.3]])
+    with_negatives = model._contrastive(torch.cat([similarity, extra], 1), captions,
+                                        captions + ["a small red square at the top left", captions[2]])
+    rows = torch.cat([similarity, extra], 1).masked_fill(~torch.cat([keep, torch.tensor(
+        [[True, True], [True, True], [True, False]])], 1), float("-inf"))
+    image_side = torch.stack([-(rows[i, i] - rows[i].logsumexp(0)) for i in range(3)]).mean()
+    torch.testing.assert_close(with_negatives, 0.5 * (image_side + picks(similarity.T)))
     with pytest.raises(ValueError, match="contrastive_temperature"):
         tiny(contrastive_temperature=0.0)
 

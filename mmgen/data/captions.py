@@ -40,21 +40,58 @@ from mmgen.data.datasets import Dataset, mnist
 CAPTIONS_PER_IMAGE = 5
 
 
+@dataclass(frozen=True)
+class CaptionWriter:
+    """Writes a caption for a row of attribute values: a random template filled with a random
+    synonym of each value (``digit_column``: the attribute written as a digit word or numeral)."""
+
+    words: dict
+    templates: tuple[str, ...]
+    names: tuple[str, ...]
+    digit_column: int | None = None
+
+    def write(self, row: list[int], rng: random.Random) -> str:
+        fill = {name: rng.choice(self.words[name][value]) for name, value in zip(self.names, row)
+                if name in self.words}
+        if self.digit_column is not None:
+            digit = row[self.digit_column]
+            fill["digit"] = rng.choice((DIGIT_WORDS[digit], str(digit)))
+        return rng.choice(self.templates).format(**fill)
+
+
 @dataclass
 class CaptionedDataset(Dataset):
     """A :class:`Dataset` whose batches also carry ``captions`` (list of str) and ``attributes``
-    (LongTensor[B, A]). ``attribute_values[a]`` names the values of attribute ``attribute_names[a]``."""
+    (LongTensor[B, A]). ``attribute_values[a]`` names the values of attribute ``attribute_names[a]``.
+
+    With a ``writer`` the batches also carry ``negative_captions``: for each example a caption of
+    its attributes with one attribute (drawn uniformly) changed to another value (drawn uniformly),
+    a hard negative for matching losses ("a small red circle" against "a small red square"), drawn
+    deterministically from (seed, epoch, batch)."""
 
     captions: list[tuple[str, ...]] = field(default_factory=list)
     attributes: torch.Tensor | None = None
     attribute_names: tuple[str, ...] = ()
     attribute_values: tuple[tuple[str, ...], ...] = ()
+    writer: CaptionWriter | None = None
 
     def extras(self, idx: torch.Tensor, *, seed: int, epoch: int, batch: int) -> dict:
-        gen = torch.Generator().manual_seed(seed * 15_485_863 + epoch * 32_452_843 + batch)
-        choice = torch.randint(CAPTIONS_PER_IMAGE, (len(idx),), generator=gen).tolist()
-        return {"captions": [self.captions[i][c] for i, c in zip(idx.tolist(), choice)],
-                "attributes": self.attributes[idx]}
+        key = seed * 15_485_863 + epoch * 32_452_843 + batch
+        choice = torch.randint(CAPTIONS_PER_IMAGE, (len(idx),), generator=torch.Generator().manual_seed(key)).tolist()
+        out = {"captions": [self.captions[i][c] for i, c in zip(idx.tolist(), choice)],
+               "attributes": self.attributes[idx]}
+        if self.writer is not None:
+            out["negative_captions"] = self.negative_captions(self.attributes[idx], random.Random(key))
+        return out
+
+    def negative_captions(self, attributes: torch.Tensor, rng: random.Random) -> list[str]:
+        """One caption per row of ``attributes`` [B, A] with one attribute changed."""
+        out = []
+        for row in attributes.tolist():
+            a = rng.randrange(len(row))
+            row[a] = rng.choice([v for v in range(len(self.attribute_values[a])) if v != row[a]])
+            out.append(self.writer.write(row, rng))
+        return out
 
 
 # -- words ---------------------------------------------------------------------------------------
@@ -98,22 +135,10 @@ SHAPES_TEMPLATES = (
 )
 
 
-def _write_captions(words: dict, templates: tuple, attrs: torch.Tensor, names: tuple, seed: int,
-                    digit_column: int | None = None) -> list[tuple[str, ...]]:
-    """CAPTIONS_PER_IMAGE captions per row of ``attrs``: each a random template with random synonyms."""
+def _write_captions(writer: CaptionWriter, attrs: torch.Tensor, seed: int) -> list[tuple[str, ...]]:
+    """CAPTIONS_PER_IMAGE captions per row of ``attrs``."""
     rng = random.Random(seed)
-    out = []
-    for row in attrs.tolist():
-        captions = []
-        for _ in range(CAPTIONS_PER_IMAGE):
-            fill = {name: rng.choice(words[name][value]) for name, value in zip(names, row)
-                    if name in words}
-            if digit_column is not None:
-                digit = row[digit_column]
-                fill["digit"] = rng.choice((DIGIT_WORDS[digit], str(digit)))
-            captions.append(rng.choice(templates).format(**fill))
-        out.append(tuple(captions))
-    return out
+    return [tuple(writer.write(row, rng) for _ in range(CAPTIONS_PER_IMAGE)) for row in attrs.tolist()]
 
 
 def corpus(name: str) -> list[str]:
@@ -189,13 +214,14 @@ def mnist_captions(seed: int = 0) -> dict[str, CaptionedDataset]:
     names = ("digit", "thickness", "slant", "size")
     values = (tuple(map(str, range(10))), ("thin", "medium", "thick"), ("left", "upright", "right"),
               ("small", "medium", "large"))
-    captions = _write_captions(MNIST_WORDS, MNIST_TEMPLATES, attrs, names, seed, digit_column=0)
+    writer = CaptionWriter(MNIST_WORDS, MNIST_TEMPLATES, names, digit_column=0)
+    captions = _write_captions(writer, attrs, seed)
     out, lo = {}, 0
     for split in ("train", "val", "test"):
         hi = lo + len(base[split])
         out[split] = CaptionedDataset("mnist-captions", split, base[split].x, base[split].y,
                                       captions=captions[lo:hi], attributes=attrs[lo:hi],
-                                      attribute_names=names, attribute_values=values)
+                                      attribute_names=names, attribute_values=values, writer=writer)
         lo = hi
     return out
 
@@ -255,11 +281,12 @@ def shapes(seed: int = 0, size: int = 32) -> dict[str, CaptionedDataset]:
     gen = torch.Generator().manual_seed(seed)
     names = ("shape", "colour", "size", "position")
     values = (SHAPES, COLOURS, SHAPE_SIZES, POSITIONS)
+    writer = CaptionWriter(SHAPES_WORDS, SHAPES_TEMPLATES, names)
     out = {}
     for i, (split, n) in enumerate((("train", 8000), ("val", 1000), ("test", 1000), ("heldout", 1000))):
         attrs = _shape_attributes(sorted(heldout) if split == "heldout" else seen, n, gen)
         images = render_shapes(attrs, size, gen)
-        captions = _write_captions(SHAPES_WORDS, SHAPES_TEMPLATES, attrs, names, seed * 31 + i)
-        out[split] = CaptionedDataset("shapes", split, images, attrs[:, 0].clone(), captions=captions,
+        captions = _write_captions(writer, attrs, seed * 31 + i)
+        out[split] = CaptionedDataset("shapes", split, images, attrs[:, 0].clone(), captions=captions, writer=writer,
                                       attributes=attrs, attribute_names=names, attribute_values=values)
     return out

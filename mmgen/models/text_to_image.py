@@ -19,12 +19,19 @@ augmentation and second stage (Zhang et al. 2017).
   ``beta * t_i + (1 - beta) * t_j`` of two captions of the batch, judged with that embedding.
 - Contrastive matching (``contrastive_weight > 0``, after XMC-GAN, Zhang et al. 2021): the
   discriminator's image features and projected text embeddings also meet in a batch-wide
-  image-text contrastive loss (cosine similarities / ``contrastive_temperature``, both directions,
-  other examples with the very same caption left out as negatives). The discriminator (and a
-  trainable text encoder) learn it on real images; the generator on its own images, so it is told
-  which caption of the batch its image looks like, not only whether it matches its own. The
-  single mismatching caption of GAN-CLS is a weak signal that a GAN on small data learns slowly;
-  this makes every caption of the batch a negative.
+  image-text contrastive loss (cosine similarities / ``contrastive_temperature``; image i picks
+  caption i among the batch's captions and caption i picks image i, the mean of both; captions
+  equal to the right one are no negatives). The discriminator (and a trainable text encoder) learn
+  it on real images; the generator on its own images, so it is told which caption of the batch
+  its image looks like, not only whether it matches its own. The single mismatching caption of
+  GAN-CLS is a weak signal that a GAN on small data learns slowly; this makes every caption of the
+  batch a negative.
+- Hard negatives: when the batch has ``negative_captions`` (the captioned datasets give, per
+  example, its caption with one attribute changed: "a small red circle" for "a small red
+  square"), images also have to pick their caption over all of those, as NegCLIP's swapped-word
+  captions do (Yuksekgonul et al. 2023). Random in-batch negatives rarely differ from the right
+  caption in one attribute only, so without them the generator gets colour and position right
+  long before shape.
 """
 from __future__ import annotations
 
@@ -200,21 +207,24 @@ class TextToImageGAN(GAN):
         return [F.avg_pool2d(real, 2), real] if self.stage_two else [real]
 
     # -- objectives ----------------------------------------------------------------------------
-    def discriminator_loss(self, x: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def discriminator_loss(self, x: torch.Tensor, captions: list[str],
+                           negatives: list[str] | None = None) -> torch.Tensor:
         """Sum over stages of the matching-aware loss on (real, caption), (real, another
-        example's caption) and (generated, caption); plus the gradient penalty for "wgan_gp"."""
+        example's caption) and (generated, caption); plus the gradient penalty for "wgan_gp" and
+        the contrastive loss of the real images (with hard ``negatives``, one per example, if given)."""
         reals = self._real_stages(x)
         t = self.embed_text(captions)
         if len(t) != len(x):
             raise ValueError(f"got {len(x)} images but {len(captions)} captions")
+        candidates, candidate_captions = self._candidates(t, captions, negatives)
         with torch.no_grad():
             fakes, _ = self.generator(torch.randn(len(x), self.latent_dim, device=t.device), t)
-        loss, contrast = 0.0, self.contrastive_weight > 0
+        loss = 0.0
         for disc, real, fake in zip(self.discriminator.stages, reals, fakes):
             d_fake = disc(fake, t)
             # one pass over the real images scores them with every caption (and the similarities)
             texts = (t, t.roll(1, 0)) if self.mismatch else (t,)
-            out = disc(real, *texts, similarity=contrast)
+            out = disc(real, *texts, similarity_to=candidates)
             out = out if isinstance(out, tuple) else (out,)
             if self.mismatch:
                 d_real, d_wrong = out[:2]
@@ -222,58 +232,79 @@ class TextToImageGAN(GAN):
                                      + self.objective.discriminator(d_real, d_fake))
             else:
                 loss = loss + self.objective.discriminator(out[0], d_fake)
-            if contrast:
-                loss = loss + self.contrastive_weight * self._contrastive(out[-1], captions)
+            if candidates is not None:
+                loss = loss + self.contrastive_weight * self._contrastive(out[-1], captions, candidate_captions)
             if self.objective_name == "wgan_gp":
                 penalty = gan_losses.gradient_penalty(lambda v, d=disc: d(v, t), real, fake)
                 loss = loss + self.gp_weight * penalty
         return loss
 
-    def generator_loss(self, captions: list[str]) -> torch.Tensor:
+    def generator_loss(self, captions: list[str], negatives: list[str] | None = None) -> torch.Tensor:
         """Adversarial loss of images generated from the captions (and, with GAN-INT, from
-        interpolated caption embeddings) plus the weighted conditioning-augmentation KL."""
+        interpolated caption embeddings) plus the weighted conditioning-augmentation KL, and the
+        contrastive loss of the images of the captions (with hard ``negatives`` if given)."""
         with torch.no_grad():  # the text encoder learns with the discriminator
             t = self.embed_text(captions)
-        loss = self._generator_term(t, captions)
+            candidates = self._candidates(t, captions, negatives)
+        loss = self._generator_term(t, captions, *candidates)
         if self.interpolation_weight > 0:
             beta = self.interpolation_beta
             loss = loss + self.interpolation_weight * self._generator_term(beta * t + (1 - beta) * t.roll(1, 0))
         return loss
 
-    def _generator_term(self, t: torch.Tensor, captions: list[str] | None = None) -> torch.Tensor:
-        """Adversarial + KL loss of images generated from ``t``; with ``captions`` (the captions of
-        ``t``) and contrastive matching on, also the contrastive loss of those images."""
+    def _generator_term(self, t: torch.Tensor, captions: list[str] | None = None,
+                        candidates: torch.Tensor | None = None,
+                        candidate_captions: list[str] | None = None) -> torch.Tensor:
+        """Adversarial + KL loss of images generated from ``t``; with ``candidates`` (from
+        :meth:`_candidates` for ``captions``, the captions of ``t``) also their contrastive loss."""
         fakes, kls = self.generator(torch.randn(len(t), self.latent_dim, device=t.device), t)
-        loss, contrast = 0.0, self.contrastive_weight > 0 and captions is not None
+        loss = 0.0
         for disc, fake, kl in zip(self.discriminator.stages, fakes, kls):
-            if contrast:
-                score, similarity = disc(fake, t, similarity=True)
-                loss = loss + self.contrastive_weight * self._contrastive(similarity, captions)
+            if candidates is not None:
+                score, similarity = disc(fake, t, similarity_to=candidates)
+                loss = loss + self.contrastive_weight * self._contrastive(similarity, captions, candidate_captions)
             else:
                 score = disc(fake, t)
             loss = loss + self.objective.generator(score) + self.kl_weight * kl.mean()
         return loss
 
-    def _contrastive(self, similarity: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """Cross-entropy of image i picking caption i among the batch's captions and of caption i
-        picking image i (mean of both), on ``similarity / temperature``; a caption equal to the
-        right one is no negative."""
+    def _candidates(self, t: torch.Tensor, captions: list[str], negatives: list[str] | None):
+        """The embeddings [K, F] and captions the contrastive loss lets each image choose from: the
+        batch's captions, then the hard ``negatives``; (None, None) with contrastive matching off."""
+        if self.contrastive_weight == 0:
+            return None, None
+        if negatives is None:
+            return t, list(captions)
+        if len(negatives) != len(captions):
+            raise ValueError(f"got {len(negatives)} negative captions for {len(captions)} captions")
+        return torch.cat([t, self.embed_text(negatives)]), list(captions) + list(negatives)
+
+    def _contrastive(self, similarity: torch.Tensor, captions: list[str],
+                     candidate_captions: list[str] | None = None) -> torch.Tensor:
+        """Mean of two cross-entropies on ``similarity / temperature`` (images [B] x candidates
+        [K], the first B of which are the images' own ``captions``): image i picking caption i
+        among all K candidates, and caption i picking image i among the B images. A candidate
+        equal to the right caption is no negative."""
+        candidate_captions = list(captions) if candidate_captions is None else candidate_captions
         logits = similarity / self.contrastive_temperature
-        index = {c: k for k, c in enumerate(dict.fromkeys(captions))}
-        ids = torch.tensor([index[c] for c in captions], device=logits.device)
-        duplicate = (ids[:, None] == ids[None, :]) & ~torch.eye(len(ids), dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(duplicate, float("-inf"))
-        target = torch.arange(len(ids), device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        index = {c: k for k, c in enumerate(dict.fromkeys(candidate_captions))}
+        ids = torch.tensor([index[c] for c in candidate_captions], device=logits.device)
+        b = len(captions)
+        same = ids[:b, None] == ids[None, :]
+        same[:, :b].fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+        target = torch.arange(b, device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :b].T, target))
 
     def training_steps(self) -> list[TrainingStep]:
         text = list(self.text_encoder.parameters())  # none for a frozen encoder
         return [
             TrainingStep("discriminator", list(self.discriminator.parameters()) + text,
-                         lambda batch: self.discriminator_loss(batch["x"], _captions(batch)),
+                         lambda batch: self.discriminator_loss(batch["x"], _captions(batch),
+                                                               batch.get("negative_captions")),
                          after=self.clip_discriminator if self.objective_name == "wgan" else None),
             TrainingStep("generator", self.generator.parameters(),
-                         lambda batch: self.generator_loss(_captions(batch)),
+                         lambda batch: self.generator_loss(_captions(batch), batch.get("negative_captions")),
                          every=self.d_steps, after=self.update_ema if self.ema_decay > 0 else None),
         ]
 

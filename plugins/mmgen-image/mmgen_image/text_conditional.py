@@ -26,9 +26,10 @@ class TextMatchingDiscriminator(nn.Module):
     matching"; the image features are those of :class:`DCGANDiscriminator`.
 
     ``forward(x, t1, t2, ...)`` scores the same images against several embeddings (a tuple of [B]
-    logits), computing the image features once. With ``similarity=True`` it also returns, last, the
-    cosine similarities [B, B] of every image's features with every row of ``t1`` projected (the
-    logits of a contrastive image-text loss, as in XMC-GAN, Zhang et al. 2021).
+    logits), computing the image features once. With ``similarity_to`` (embeddings [K, F]) it also
+    returns, last, the cosine similarities [B, K] of every image's features with every one of those
+    embeddings projected (the logits of a contrastive image-text loss, as in XMC-GAN, Zhang et al.
+    2021).
     """
 
     def __init__(self, text_features: int, in_channels: int = 1, size: int = 28, hidden: int = 64,
@@ -41,18 +42,19 @@ class TextMatchingDiscriminator(nn.Module):
         init_dcgan_weights(self.project)
 
     def forward(self, x: torch.Tensor, *texts: torch.Tensor,
-                similarity: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+                similarity_to: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.size, "image.text_dcgan discriminator")
         if not texts:
             raise ValueError("image.text_dcgan discriminator needs a text embedding next to the images")
         for t in texts:
             _check_embedding(t, self.text_features, x.shape[0], "image.text_dcgan discriminator")
+        if similarity_to is not None:
+            _check_embedding(similarity_to, self.text_features, len(similarity_to), "image.text_dcgan similarity_to")
         h = self.image.features(x)
         unconditional = self.image.head(h).squeeze(1)
-        projected = [self.project(t) for t in texts]
-        scores = tuple(unconditional + (p * h).sum(1) for p in projected)
-        if similarity:
-            scores += (F.normalize(h, dim=1) @ F.normalize(projected[0], dim=1).T,)
+        scores = tuple(unconditional + (self.project(t) * h).sum(1) for t in texts)
+        if similarity_to is not None:
+            scores += (F.normalize(h, dim=1) @ F.normalize(self.project(similarity_to), dim=1).T,)
         return scores[0] if len(scores) == 1 else scores
 
 
