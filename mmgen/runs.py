@@ -61,8 +61,12 @@ def check_sections(config) -> None:
 
 
 def _evaluator(model):
-    """What evaluates ``model``: mmgen.eval.multimodal.evaluate for multimodal models (MFM), else
-    mmgen.eval.evaluate."""
+    """What evaluates ``model``: mmgen.eval.multimodal.evaluate for multimodal models (MFM),
+    mmgen.eval.attributes.evaluate_text_to_image for text-to-image GANs, else mmgen.eval.evaluate."""
+    from mmgen.models import TextToImageGAN
+    if isinstance(model, TextToImageGAN):
+        from mmgen.eval.attributes import evaluate_text_to_image
+        return evaluate_text_to_image
     if getattr(model, "multimodal", False):
         from mmgen.eval.multimodal import evaluate as evaluate_multimodal
         return evaluate_multimodal
@@ -72,7 +76,7 @@ def _evaluator(model):
 
 def _check_eval_options(config: dict, model) -> None:
     """The eval section holds options of the model's evaluator (checked before training, not after)."""
-    accepted = [p for p in inspect.signature(_evaluator(model)).parameters if p not in ("model", "data")]
+    accepted = [p for p in inspect.signature(_evaluator(model)).parameters if p not in ("model", "data", "classifier")]
     unknown = sorted(set(config.get("eval", {})) - set(accepted))
     if unknown:
         raise ValueError(f"run config eval: unknown option(s) {unknown}; accepted: {accepted}")
@@ -195,9 +199,18 @@ def _validate_multimodal(model, data) -> dict:
 
 
 def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
+    """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
+    runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
+    the run's eval options (None: keep)."""
     from mmgen.eval import uniform_nll
     config = read_run_config(run_dir)
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    if config["model"].get("model") == "text_to_image_gan":  # judged by an attribute classifier
+        from mmgen.eval import attributes
+        return attributes.evaluate_run(run_dir, split, **options)
+    if overrides.get("inception_weights") is not None:
+        raise ValueError("inception_weights (Inception FID) applies to text-to-image runs only; this run's "
+                         f"model is {config['model'].get('model')!r}")
     data = dataset(config, split)
     model = load_model(run_dir)
     torch.manual_seed(0)

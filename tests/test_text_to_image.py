@@ -331,8 +331,12 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     config = runs.load_config("t2i-shapes")
     config["model"].update(hidden=8, latent_dim=8, condition_dim=8, text_encoder=GRU)
     config["train"].update(steps=2, batch_size=8, log_every=1)
-    runs.train(config, run_dir)
+    config["eval"] = {"max_examples": 24}
+    os.makedirs(run_dir)
     classifier.save(os.path.join(run_dir, attributes.CLASSIFIER_DIR))   # instead of the full recipe
+    final = runs.train(config, run_dir)            # ends with the text-to-image evaluation
+    assert final["examples"] == 24 and "consistency_all" in final and "fid" in final
+    assert os.path.exists(os.path.join(run_dir, "eval_t2i_test.json"))
     prompts = ["a small red circle at the top left", "a large blue square at the bottom right"]
     assert cli.main(["sample", run_dir, "-n", "4", "--prompt", prompts[0], "--prompt", prompts[1],
                      "--interpolate", prompts[0], prompts[1], "--steps", "3"]) == 0

@@ -19,12 +19,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    if runs.read_run_config(args.run_dir)["model"].get("model") == "text_to_image_gan":
-        from mmgen.eval import attributes  # caption consistency, FID / KID on classifier features
-        metrics = attributes.evaluate_run(args.run_dir, args.split, max_examples=args.max_examples,
-                                          inception_weights=args.inception_weights)
-        print(json.dumps(metrics, indent=2))
-        return 0
-    metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples)
+    metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples,
+                            inception_weights=args.inception_weights)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -48,5 +48,5 @@ def run(args) -> int:
     metrics = runs.train(config, args.out, trainer=trainer)
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
-        print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_test.json)")
+        print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*test.json)")
     return 0

@@ -234,16 +234,19 @@ def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
     return classifier
 
 
-def evaluate_run(run_dir: str, split: str = "test", *, seed: int = 0, max_examples: int | None = None,
-                 inception_weights: str | None = None) -> dict:
-    """:func:`evaluate_text_to_image` of a text-to-image run on ``split``, written to
-    ``RUN/eval_t2i_<split>.json`` (with the data config and the classifier recipe)."""
+def evaluate_run(run_dir: str, split: str = "test", **options) -> dict:
+    """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
+    max_examples, batch_size, inception_weights), written to ``RUN/eval_t2i_<split>.json`` (with the
+    data config and the classifier recipe)."""
+    accepted = ("seed", "max_examples", "batch_size", "inception_weights")
+    if set(options) - set(accepted):
+        raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
+                         f"{sorted(set(options) - set(accepted))}")
     from mmgen import runs
     config = runs.read_run_config(run_dir)
     model = runs.load_model(run_dir)
     classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
-    metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), seed=seed,
-                                     max_examples=max_examples, inception_weights=inception_weights)
+    metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
     metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE})
     atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}.json"), json.dumps(metrics, indent=2).encode())
     return metrics
