@@ -30,6 +30,19 @@ def test_speech_archive_has_many_renditions_per_digit():
     assert {"flite", "espeak-ng"} == set(archive["engine"].tolist())
 
 
+def test_every_flite_voice_is_heard_at_low_and_high_pitch_and_two_speeds():
+    archive = trimodal.spoken_digits()
+    flite = archive["engine"] == "flite"
+    for voice in sorted(set(archive["voice"][flite].tolist())):
+        settings = archive["voice"] == voice
+        assert settings.sum() >= 4
+        assert archive["pitch"][settings].min() <= 110 and archive["pitch"][settings].max() >= 220  # Hz
+        assert len(set(archive["speed"][settings].tolist())) >= 2
+    # the settings of a voice share its name, so the split by voice keeps all of them together
+    voices = trimodal.voice_split()
+    assert sum(len(v) for v in voices.values()) == len(set(archive["voice"].tolist()))
+
+
 def test_mu_law_decoder_inverts_the_synthesis_script_encoder():
     spec = importlib.util.spec_from_file_location("synthesize_speech", SCRIPT)
     script = importlib.util.module_from_spec(spec)
@@ -42,6 +55,7 @@ def test_mu_law_decoder_inverts_the_synthesis_script_encoder():
     archive = trimodal.spoken_digits()  # the committed archive was made from the script's table
     assert archive["voice"].tolist() == [r["voice"] for r in script.renditions()]
     assert archive["speed"].tolist() == [r["speed"] for r in script.renditions()]
+    assert archive["pitch"].tolist() == [r["pitch"] for r in script.renditions()]
 
 
 def test_split_by_voice_keeps_test_voices_unseen(splits):
