@@ -5,14 +5,11 @@
 
 Every digit word ("zero" .. "nine") is rendered by the same list of *renditions*. A rendition is a
 voice (engine + voice name, e.g. ``flite/awb`` or ``espeak-ng/en-gb-scotland+m3``) with a speaking
-rate and a pitch. flite contributes its five voices at the same four settings each
-(:data:`FLITE_SETTINGS`: a duration stretch and a target mean F0 from a low male 100 Hz to a high
-female 235 Hz, so that every flite voice, whatever its natural pitch, is heard both low and high;
-flite's ``rms`` ignores the F0 target and varies in speed only); espeak-ng contributes base English
-voices combined with voice variants, each at a rate (words per minute, ``-s``) and pitch (``-p``)
-picked from fixed cycles, so the list is the same on every run. Every espeak-ng voice occurs once
-and the four settings of a flite voice share its name, so a split by voice name keeps every
-rendition of a held-out voice out of training.
+rate and a pitch. flite contributes its five voices at two settings each (duration stretch and
+mean F0); espeak-ng contributes base English voices combined with voice variants, each at a rate
+(words per minute, ``-s``) and pitch (``-p``) picked from fixed cycles, so the list is the same
+on every run. Each voice occurs exactly once (one setting per espeak-ng voice; flite's two settings
+of a voice share its name), so a split by voice is a split by rendition.
 
 Each clip is resampled to 8 kHz, trimmed to the span louder than 1/50 of its peak (plus 30 ms on
 either side), peak-normalized to 0.9, centred in a fixed window of 0.8 s (longer clips are cut to
@@ -46,10 +43,8 @@ CLIP_SECONDS = 0.8
 MU = 255
 
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-# (duration_stretch, int_f0_target_mean in Hz) of every flite voice; the natural means of the voices
-# are about kal 95, kal16 110, awb 120, rms 90 and slt 190 Hz. Speed and pitch are crossed (slow and
-# fast at both low and high pitch) so neither stands in for the other.
-FLITE_SETTINGS = ((1.15, 100.0), (0.9, 140.0), (1.3, 185.0), (1.0, 235.0))
+FLITE_STRETCHES = (0.9, 1.15)  # duration_stretch; the second setting also raises F0 by 20%
+FLITE_F0_MEAN = {"kal": 95.0, "kal16": 110.0, "awb": 120.0, "rms": 90.0, "slt": 190.0}
 ESPEAK_BASES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
                 "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
@@ -61,11 +56,12 @@ ESPEAK_VOICES = 70
 
 
 def renditions() -> list[dict]:
-    """The fixed rendition table: flite voices x FLITE_SETTINGS, then ESPEAK_VOICES espeak-ng voices."""
+    """The fixed rendition table: flite voices x 2 settings, then ESPEAK_VOICES espeak-ng voices."""
     table = []
     for voice in FLITE_VOICES:
-        for stretch, f0 in FLITE_SETTINGS:
-            table.append({"engine": "flite", "voice": voice, "speed": stretch, "pitch": f0})
+        for i, stretch in enumerate(FLITE_STRETCHES):
+            table.append({"engine": "flite", "voice": voice, "speed": stretch,
+                          "pitch": FLITE_F0_MEAN[voice] * (1.0 if i == 0 else 1.2)})
     pairs = list(itertools.product(ESPEAK_BASES, ESPEAK_VARIANTS))
     # spread the chosen voices over bases and variants: stride through the grid
     stride = len(pairs) // ESPEAK_VOICES

@@ -3,7 +3,7 @@
 - image: the MNIST-5k split of :func:`mmgen.data.mnist` (4,000 / 500 / 500), intensities in [0, 1],
   ``[1, 28, 28]``, aligned with the labels.
 - audio: the spoken digits of ``files/spoken_digits.npz`` (``scripts/synthesize_speech.py``: flite
-  and espeak-ng, 90 renditions per digit, 8 kHz, 0.8 s) as standardized natural-log mel spectrograms
+  and espeak-ng, 80 renditions per digit, 8 kHz, 0.8 s) as standardized natural-log mel spectrograms
   ``[32, 65]`` (:data:`LOGMEL`, the audio plugin's ``LogMel``; ``(log_mel + 4.5) / 4.5``). The renditions are split by voice
   (voices permuted with seed 0): 20% of the voices are test-only, 10% val-only, the rest train,
   so test voices are never heard in training.
