@@ -208,9 +208,10 @@ def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
     if config["model"].get("model") == "text_to_image_gan":  # judged by an attribute classifier
         from mmgen.eval import attributes
         return attributes.evaluate_run(run_dir, split, **options)
-    if overrides.get("inception_weights") is not None:
-        raise ValueError("inception_weights (Inception FID) applies to text-to-image runs only; this run's "
-                         f"model is {config['model'].get('model')!r}")
+    for option in ("inception_weights", "condition"):
+        if overrides.get(option) is not None:
+            raise ValueError(f"{option} applies to text-to-image runs only; this run's model is "
+                             f"{config['model'].get('model')!r}")
     data = dataset(config, split)
     model = load_model(run_dir)
     torch.manual_seed(0)

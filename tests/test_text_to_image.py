@@ -191,6 +191,23 @@ def test_prompt_sampling_is_deterministic_given_a_seed():
         model.sample(3, prompts=prompts)
 
 
+def test_sampling_uses_the_condition_mean_unless_asked_to_draw_it():
+    model = tiny().eval()
+    prompts = ["a small red circle at the top left"] * 2
+    seeded = lambda: torch.Generator().manual_seed(5)
+    t = model.embed_text(prompts)
+    mu = model.generator.augment[0].fc(t).chunk(2, dim=1)[0]
+    z = torch.randn(2, model.latent_dim, generator=seeded())
+    with torch.no_grad():
+        expected = model.to_data_range(model.generator.stages[0](torch.cat([z, mu], 1)))
+    torch.testing.assert_close(model.sample(2, prompts=prompts, generator=seeded()), expected)
+    drawn = model.sample(2, prompts=prompts, generator=seeded(), condition="sample")
+    assert torch.equal(drawn, model.sample(2, prompts=prompts, generator=seeded(), condition="sample"))
+    assert not torch.allclose(drawn, expected)
+    with pytest.raises(ValueError, match="condition must be 'mean' or 'sample'"):
+        model.sample(2, prompts=prompts, condition="median")
+
+
 def test_default_prompts_come_from_the_dataset_named():
     from mmgen.data.captions import example_prompts
     assert tiny().prompts == example_prompts("shapes")

@@ -15,11 +15,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-examples", type=int, help="evaluate only this many examples")
     p.add_argument("--inception-weights", metavar="PATH",
                    help="text-to-image runs: also report Inception FID from these local weights")
+    p.add_argument("--condition", choices=("mean", "sample"),
+                   help="text-to-image runs: generate from the conditioning augmentation's mean (default) "
+                        "or from a draw of it (written to eval_t2i_<split>_sampled.json)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples,
-                            inception_weights=args.inception_weights)
+                            inception_weights=args.inception_weights, condition=args.condition)
     print(json.dumps(metrics, indent=2))
     return 0

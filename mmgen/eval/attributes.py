@@ -190,10 +190,11 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, bat
 @torch.no_grad()
 def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed: int = 0,
                            max_examples: int | None = None, batch_size: int = 100,
-                           inception_weights: str | None = None) -> dict:
+                           inception_weights: str | None = None, condition: str = "mean") -> dict:
     """Caption consistency, classifier-feature FID / KID and, with ``inception_weights``, Inception
     FID of ``model`` on the captioned split ``data``: one image per example, generated from the
-    caption chosen for it by ``seed``, with noise from a generator seeded ``seed``."""
+    caption chosen for it by ``seed``, with noise from a generator seeded ``seed`` and the
+    conditioning augmentation's mean (``condition="mean"``) or a draw from it ("sample")."""
     if getattr(data, "attributes", None) is None:
         raise ValueError(f"{data.name}/{data.split} has no captions and attributes")
     was_training = model.training
@@ -206,13 +207,13 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
         if take <= 0:
             break
         captions = batch["captions"][:take]
-        fakes.append(model.sample(take, prompts=captions, generator=generator).float().cpu())
+        fakes.append(model.sample(take, prompts=captions, generator=generator, condition=condition).float().cpu())
         reals.append(batch["x"][:take].float())
         targets.append(batch["attributes"][:take])
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
     names = classifier.attribute_names
-    metrics = {"split": data.split, "examples": len(fake), "seed": seed,
+    metrics = {"split": data.split, "examples": len(fake), "seed": seed, "condition": condition,
                **accuracy(classifier.predict(fake), target, names, "consistency_"),
                **accuracy(classifier.predict(real), target, names, "classifier_real_"),
                **feature_distances(classifier, real, fake)}
@@ -236,9 +237,10 @@ def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
 
 def evaluate_run(run_dir: str, split: str = "test", **options) -> dict:
     """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
-    max_examples, batch_size, inception_weights), written to ``RUN/eval_t2i_<split>.json`` (with the
-    data config and the classifier recipe)."""
-    accepted = ("seed", "max_examples", "batch_size", "inception_weights")
+    max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
+    (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and the
+    classifier recipe."""
+    accepted = ("seed", "max_examples", "batch_size", "inception_weights", "condition")
     if set(options) - set(accepted):
         raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
                          f"{sorted(set(options) - set(accepted))}")
@@ -248,5 +250,6 @@ def evaluate_run(run_dir: str, split: str = "test", **options) -> dict:
     classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
     metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
     metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE})
-    atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}.json"), json.dumps(metrics, indent=2).encode())
+    suffix = "_sampled" if options.get("condition") == "sample" else ""
+    atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}{suffix}.json"), json.dumps(metrics, indent=2).encode())
     return metrics

@@ -314,14 +314,25 @@ class TextToImageGAN(GAN):
 
     @torch.no_grad()
     def sample(self, n: int, *, prompts: list[str] | str | None = None,
-               generator: torch.Generator | None = None, stage: int | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, stage: int | None = None,
+               condition: str = "mean") -> torch.Tensor:
         """n images in ``data_range`` for ``prompts`` (one string for all, or n strings; default: the
         model's prompts in turn), from the last stage (or ``stage`` 1 / 2). The same ``generator``
-        seed gives the same images."""
+        seed gives the same images.
+
+        ``condition``: "mean" (default) gives the generator the mean ``mu(t)`` of the conditioning
+        augmentation, as :meth:`interpolate` does; the variety comes from the noise z. "sample"
+        draws ``c ~ N(mu(t), exp(logvar(t)))`` as in training. Conditioning augmentation is a
+        training-time augmentation (more condition vectors per caption, a smoother condition
+        space); its noise at sampling time blurs which caption is drawn: on MNIST captions the
+        digit was right for 0.96 of test captions with the mean and 0.78 with a sampled
+        condition, from the same model (see the README)."""
+        if condition not in ("mean", "sample"):
+            raise ValueError(f"condition must be 'mean' or 'sample', got {condition!r}")
         captions = self._prompts(n, prompts)
         t = self.embed_text(captions)
         z = torch.randn(n, self.latent_dim, generator=generator, device=t.device)
-        images, _ = self._net()(z, t, generator=generator)
+        images, _ = self._net()(z, t, generator=generator, mean=condition == "mean")
         return self.to_data_range(images[self._stage(stage)])
 
     @torch.no_grad()
