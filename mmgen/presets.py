@@ -35,7 +35,12 @@ def _dcgan(size: int, data_range: list, latent: int, hidden: int, batch_norm: bo
 
 def _mfm_trimodal() -> dict:
     """MFM modalities of mnist-trimodal: image.conv (Bernoulli), audio.mel (Gaussian over standardized
-    log-mels, WAV through Griffin-Lim) and text.gru (teacher-forced captions)."""
+    log-mels, WAV through Griffin-Lim) and text.gru (teacher-forced captions).
+
+    The audio reconstruction has weight 0.25: its Gaussian NLL over 32 x 65 log-mel values (~2,000
+    nats a clip) otherwise dwarfs the label terms in the gradient of the shared audio encoder, and
+    the speech-only label accuracy on unseen voices suffers (val voices, seed 0: 0.888 at weight 1,
+    0.948 at 0.25, the value chosen on val; generated speech did not get worse)."""
     from mmgen.data import trimodal
     vocab = len(trimodal.VOCABULARY)
     mels, frames = trimodal.LOGMEL["n_mels"], trimodal.FRAMES
@@ -45,7 +50,7 @@ def _mfm_trimodal() -> dict:
                   "likelihood": "bernoulli"},
         "audio": {"encoder": {"name": "audio.mel", "n_mels": mels, "out_features": 128, "hidden": 64},
                   "decoder": {"name": "audio.mel", "in_features": 128, "n_mels": mels, "frames": frames, "hidden": 64},
-                  "likelihood": "gaussian", "wave": dict(trimodal.WAVE)},
+                  "likelihood": "gaussian", "wave": dict(trimodal.WAVE), "weight": 0.25},
         "text": {"encoder": {"name": "text.gru", "vocab_size": vocab, "out_features": 64, "embed_dim": 32, "hidden": 64},
                  "decoder": {"name": "text.gru", "vocab_size": vocab, "in_features": 64, "embed_dim": 32, "hidden": 64},
                  "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
