@@ -63,10 +63,12 @@ def _adam(lr: float, betas: list) -> dict:
     return {name: {"lr": lr, "betas": betas} for name in ("generator", "discriminator")}
 
 # Shared by the text-to-image presets: small hinge GAN, spectral norm, weak conditioning-augmentation
-# KL (at 1.0 the text was drowned in noise), a faster generator.
+# KL (at 1.0 the text was drowned in noise), a faster generator, and the contrastive image-text
+# terms with hard negatives (without them no run learned the MNIST digit, 0.09 at best).
 _T2I_GAN = {"latent_dim": 32, "condition_dim": 32, "hidden": 16, "kl_weight": 0.02, "interpolation_weight": 1.0,
-            "ema_decay": 0.99, "data_range": [0, 1], "objective": "hinge", "spectral_norm": True,
-            "batch_norm": False}
+            "contrastive_weight": 1.0, "ema_decay": 0.99, "data_range": [0, 1], "objective": "hinge",
+            "spectral_norm": True, "batch_norm": False}
+_T2I_GRU = {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64}
 _T2I_OPTIMIZERS = {"generator": {"lr": 5e-4, "betas": [0.5, 0.999]},
                    "discriminator": {"lr": 2e-4, "betas": [0.5, 0.999]}}
 
@@ -113,14 +115,14 @@ PRESETS: dict[str, dict] = {
                   "log_every": 250, "sample_every": 1000, "checkpoint_every": 1000},
     },
     "t2i-mnist": {
-        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation, frozen MiniLM text "
-                       "encoder (unit-norm embeddings), hinge loss and a spectrally normalized discriminator, "
-                       "on MNIST-5k with captions (digit, thickness, slant, size); EMA samples",
+        "description": "text-to-image GAN-CLS + GAN-INT with conditioning augmentation and contrastive "
+                       "image-text matching with hard negatives, trainable GRU text encoder, hinge loss and a "
+                       "spectrally normalized discriminator, on MNIST-5k with captions (digit, thickness, "
+                       "slant, size); EMA samples",
         "data": {"name": "mnist-captions"},
-        "model": {"model": "text_to_image_gan", "prompts": "mnist-captions",
-                  "text_encoder": {"name": "text.minilm", "normalize": True},
+        "model": {"model": "text_to_image_gan", "vocab": "mnist-captions", "text_encoder": _T2I_GRU,
                   "image_channels": 1, "image_size": 28, **_T2I_GAN},
-        "train": {"steps": 1000, "batch_size": 32, "num_samples": 80, "log_every": 50, "sample_every": 250,
+        "train": {"steps": 1500, "batch_size": 32, "num_samples": 80, "log_every": 50, "sample_every": 250,
                   "checkpoint_every": 250,
                   "optimizers": _T2I_OPTIMIZERS},
     },
@@ -129,8 +131,7 @@ PRESETS: dict[str, dict] = {
                        "encoder, hinge loss and a spectrally normalized discriminator, on 32x32 procedural "
                        "shapes with compositional captions; EMA samples",
         "data": {"name": "shapes"},
-        "model": {"model": "text_to_image_gan", "vocab": "shapes",
-                  "text_encoder": {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64},
+        "model": {"model": "text_to_image_gan", "vocab": "shapes", "text_encoder": _T2I_GRU,
                   "image_channels": 3, "image_size": 32, **_T2I_GAN},
         "train": {"steps": 1500, "batch_size": 32, "log_every": 50, "sample_every": 250, "checkpoint_every": 250,
                   "optimizers": _T2I_OPTIMIZERS},
