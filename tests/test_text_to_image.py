@@ -254,6 +254,16 @@ def test_stage_two_doubles_the_resolution():
         tiny(image_channels=1, image_size=28, stage_two=True)
 
 
+def test_discriminator_width_can_differ_from_the_generator(tmp_path, batch):
+    model = tiny(discriminator_hidden=12)
+    assert model.discriminator.stages[0].image.features[0].out_channels == 12
+    assert model.generator.stages[0].body[-2].in_channels == 8          # the generator keeps hidden
+    assert torch.isfinite(model.discriminator_loss(batch["x"], batch["captions"]))
+    model.save_pretrained(str(tmp_path))
+    again = GenerativeModel.from_pretrained(str(tmp_path))
+    assert again.discriminator.stages[0].image.features[0].out_channels == 12
+
+
 def test_save_load_round_trip(tmp_path, batch):
     model = tiny(ema_decay=0.9, spectral_norm=True)
     model.discriminator_loss(batch["x"], batch["captions"]).backward()

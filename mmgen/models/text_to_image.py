@@ -116,7 +116,8 @@ class TextToImageGAN(GAN):
             captioned dataset for its example prompts (default: those of the dataset named by ``vocab``).
         image_channels, image_size: of stage one's images; ``stage_two`` adds a stage at twice the side.
         latent_dim: noise dimensions; condition_dim: dimensions of the augmented condition c.
-        hidden, stage_two_hidden: widths of the stage-one and stage-two networks.
+        hidden, stage_two_hidden: widths of the stage-one and stage-two networks;
+            discriminator_hidden: the stage-one discriminator's width (default: ``hidden``).
         kl_weight: weight of the conditioning-augmentation KL in the generator loss.
         interpolation_weight: weight of the GAN-INT generator loss (0 turns it off);
             interpolation_beta: its beta.
@@ -136,7 +137,7 @@ class TextToImageGAN(GAN):
                  contrastive_temperature: float = 0.1, objective: str = "non_saturating",
                  gp_weight: float = 10.0, clip_value: float = 0.01, spectral_norm: bool = False,
                  d_steps: int = 1, ema_decay: float = 0.0, data_range: tuple[float, float] = (0.0, 1.0),
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, discriminator_hidden: int | None = None):
         text_encoder = dict(text_encoder or {"name": "text.gru"})
         tokenizer, prompts = _tokenizer_and_prompts(vocab, prompts)
         text = TextEmbedder(text_encoder, tokenizer, what="TextToImageGAN text_encoder")
@@ -149,7 +150,8 @@ class TextToImageGAN(GAN):
                              f"{contrastive_weight}, {contrastive_temperature}")
         generator = TextToImageGenerator(features, latent_dim, condition_dim, image_channels, image_size,
                                          hidden, stage_two, stage_two_hidden)
-        discriminator = TextToImageDiscriminator(features, image_channels, image_size, hidden, batch_norm,
+        discriminator_hidden = hidden if discriminator_hidden is None else discriminator_hidden
+        discriminator = TextToImageDiscriminator(features, image_channels, image_size, discriminator_hidden, batch_norm,
                                                  stage_two, stage_two_hidden)
         super().__init__(generator, discriminator, objective=objective, gp_weight=gp_weight,
                          clip_value=clip_value, spectral_norm=spectral_norm, d_steps=d_steps,
@@ -170,7 +172,8 @@ class TextToImageGAN(GAN):
                        "contrastive_temperature": self.contrastive_temperature,
                        "objective": objective, "gp_weight": self.gp_weight, "clip_value": self.clip_value,
                        "spectral_norm": bool(spectral_norm), "d_steps": d_steps, "ema_decay": self.ema_decay,
-                       "data_range": list(self.data_range), "batch_norm": batch_norm}
+                       "data_range": list(self.data_range), "batch_norm": batch_norm,
+                       "discriminator_hidden": discriminator_hidden}
         if tokenizer is not None:
             self.config["vocab"] = tokenizer.vocab
         if prompts is not None:
