@@ -21,6 +21,7 @@ its captions, classified per attribute:
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
@@ -240,7 +241,7 @@ def evaluate_run(run_dir: str, split: str = "test", **options) -> dict:
     max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
     (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and the
     classifier recipe."""
-    accepted = ("seed", "max_examples", "batch_size", "inception_weights", "condition")
+    accepted = [p for p in inspect.signature(evaluate_text_to_image).parameters if p not in ("model", "classifier", "data")]
     if set(options) - set(accepted):
         raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
                          f"{sorted(set(options) - set(accepted))}")
