@@ -124,6 +124,26 @@ def test_negative_captions_change_exactly_one_attribute(shapes_data, mnist_train
     assert not set(digits["negative_captions"]) & set(digits["captions"][:1])
 
 
+def test_negatives_each_changes_every_attribute_of_every_example(shapes_data):
+    data = load("shapes", "train", negatives="each")
+    assert torch.equal(data.x, shapes_data["train"].x) and data.captions == shapes_data["train"].captions
+    batch = next(data.batches(16, shuffle=True, seed=3, epoch=1))
+    negatives = batch["negative_captions"]
+    assert len(negatives) == 4 * 16                                 # attribute-major: [A * B]
+    for k, text in enumerate(negatives):
+        row = batch["attributes"][k % 16].tolist()
+        differs = [a for a, (v, w) in enumerate(zip(row, said_values(data, text))) if v != w]
+        assert differs == [k // 16], (row, text)
+    assert negatives == next(data.batches(16, shuffle=True, seed=3, epoch=1))["negative_captions"]
+    assert len(next(load("mnist-captions", "val", negatives="each").batches(8))["negative_captions"]) == 32
+
+
+@pytest.mark.parametrize("name", ["shapes", "mnist-captions"])
+def test_unknown_negatives_value_is_named(name):
+    with pytest.raises(ValueError, match=r"negatives must be one of 'one', 'each'.*got 'all'"):
+        load(name, "train", negatives="all")
+
+
 def test_shapes_pixels_show_the_attributes(shapes_data):
     data = shapes_data["test"]
     ink = data.x.sum(1) > 0.3                                         # [N, 32, 32]

@@ -118,6 +118,18 @@ def test_contrastive_matching_adds_a_batch_wide_image_text_loss(batch):
     assert expected.shape == (len(t), 2 * len(t)) and torch.isfinite(loss)
 
 
+def test_contrastive_matching_takes_one_hard_negative_per_attribute():
+    data = load("shapes", "train", negatives="each")
+    batch = next(data.batches(6, shuffle=True, seed=4))
+    model = tiny(interpolation_weight=0.0, contrastive_weight=1.0)
+    spy = model.discriminator.stages[0] = Spy(model.discriminator.stages[0])
+    assert torch.isfinite(model.discriminator_loss(batch["x"], batch["captions"], batch["negative_captions"]))
+    assert spy.calls[1][2][-1].shape == (6, 6 + 4 * 6)             # the batch's captions, then 4 per image
+    assert torch.isfinite(model.generator_loss(batch["captions"], batch["negative_captions"]))
+    with pytest.raises(ValueError, match="got 7 negative captions for 6 captions"):
+        model.discriminator_loss(batch["x"], batch["captions"], batch["negative_captions"][:7])
+
+
 def test_contrastive_loss_does_not_count_a_repeated_caption_as_a_negative():
     model = tiny(contrastive_weight=1.0, contrastive_temperature=1.0)
     similarity = torch.tensor([[0.9, 0.8, 0.1], [0.7, 0.6, 0.2], [0.0, 0.3, 0.5]])

@@ -64,16 +64,23 @@ class CaptionedDataset(Dataset):
     """A :class:`Dataset` whose batches also carry ``captions`` (list of str) and ``attributes``
     (LongTensor[B, A]). ``attribute_values[a]`` names the values of attribute ``attribute_names[a]``.
 
-    With a ``writer`` the batches also carry ``negative_captions``: for each example a caption of
-    its attributes with one attribute (drawn uniformly) changed to another value (drawn uniformly),
-    a hard negative for matching losses ("a small red circle" against "a small red square"), drawn
-    deterministically from (seed, epoch, batch)."""
+    With a ``writer`` the batches also carry ``negative_captions``, hard negatives for matching
+    losses ("a small red circle" against "a small red square"), drawn deterministically from (seed,
+    epoch, batch). ``negatives="one"``: for each example a caption of its attributes with one
+    attribute (drawn uniformly) changed to another value (drawn uniformly), B captions in batch
+    order. ``negatives="each"``: for each attribute in turn, every example's caption with that
+    attribute changed, A * B captions (attribute-major), so every example is set against a
+    change of each of its attributes in every batch."""
 
     captions: list[tuple[str, ...]] = field(default_factory=list)
     attributes: torch.Tensor | None = None
     attribute_names: tuple[str, ...] = ()
     attribute_values: tuple[tuple[str, ...], ...] = ()
     writer: CaptionWriter | None = None
+    negatives: str = "one"
+
+    def __post_init__(self):
+        check_negatives(self.negatives)
 
     def extras(self, idx: torch.Tensor, *, seed: int, epoch: int, batch: int) -> dict:
         key = seed * 15_485_863 + epoch * 32_452_843 + batch
@@ -85,13 +92,27 @@ class CaptionedDataset(Dataset):
         return out
 
     def negative_captions(self, attributes: torch.Tensor, rng: random.Random) -> list[str]:
-        """One caption per row of ``attributes`` [B, A] with one attribute changed."""
+        """Captions of the rows of ``attributes`` [B, A] with one attribute changed: one per row
+        (``negatives="one"``), or one per attribute and row, attribute-major (``"each"``)."""
+        rows = attributes.tolist()
+        changes = [(row, None) for row in rows] if self.negatives == "one" else \
+            [(row, a) for a in range(attributes.shape[1]) for row in rows]
         out = []
-        for row in attributes.tolist():
-            a = rng.randrange(len(row))
+        for row, a in changes:
+            row = list(row)
+            a = rng.randrange(len(row)) if a is None else a
             row[a] = rng.choice([v for v in range(len(self.attribute_values[a])) if v != row[a]])
             out.append(self.writer.write(row, rng))
         return out
+
+
+NEGATIVES = ("one", "each")
+
+
+def check_negatives(negatives: str) -> None:
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {', '.join(map(repr, NEGATIVES))} (hard-negative captions "
+                         f"per example: one with a random attribute changed, or one per attribute), got {negatives!r}")
 
 
 # -- words ---------------------------------------------------------------------------------------
@@ -201,8 +222,10 @@ def _extent(inked: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def mnist_captions(seed: int = 0) -> dict[str, CaptionedDataset]:
-    """MNIST-5k with attributes digit, thickness, slant, size and captions drawn with ``seed``."""
+def mnist_captions(seed: int = 0, negatives: str = "one") -> dict[str, CaptionedDataset]:
+    """MNIST-5k with attributes digit, thickness, slant, size and captions drawn with ``seed``;
+    ``negatives``: the hard-negative captions of each batch (see :class:`CaptionedDataset`)."""
+    check_negatives(negatives)
     base = mnist(binarize=None)
     x = torch.cat([base[s].x for s in ("train", "val", "test")])
     y = torch.cat([base[s].y for s in ("train", "val", "test")])
@@ -221,7 +244,8 @@ def mnist_captions(seed: int = 0) -> dict[str, CaptionedDataset]:
         hi = lo + len(base[split])
         out[split] = CaptionedDataset("mnist-captions", split, base[split].x, base[split].y,
                                       captions=captions[lo:hi], attributes=attrs[lo:hi],
-                                      attribute_names=names, attribute_values=values, writer=writer)
+                                      attribute_names=names, attribute_values=values, writer=writer,
+                                      negatives=negatives)
         lo = hi
     return out
 
@@ -272,10 +296,12 @@ def _shape_attributes(pairs: list[tuple[int, int]], n: int, generator: torch.Gen
 
 
 @functools.lru_cache(maxsize=None)
-def shapes(seed: int = 0, size: int = 32) -> dict[str, CaptionedDataset]:
-    """Procedural shapes; (shape, colour) pairs of HELDOUT only in the split "heldout"."""
+def shapes(seed: int = 0, size: int = 32, negatives: str = "one") -> dict[str, CaptionedDataset]:
+    """Procedural shapes; (shape, colour) pairs of HELDOUT only in the split "heldout";
+    ``negatives``: the hard-negative captions of each batch (see :class:`CaptionedDataset`)."""
     if size not in (32, 64):
         raise ValueError(f"shapes are rendered at 32 or 64 pixels, got size={size!r}")
+    check_negatives(negatives)
     heldout = {(SHAPES.index(s), COLOURS.index(c)) for s, c in HELDOUT}
     seen = [p for p in itertools.product(range(len(SHAPES)), range(len(COLOURS))) if p not in heldout]
     gen = torch.Generator().manual_seed(seed)
@@ -288,5 +314,6 @@ def shapes(seed: int = 0, size: int = 32) -> dict[str, CaptionedDataset]:
         images = render_shapes(attrs, size, gen)
         captions = _write_captions(writer, attrs, seed * 31 + i)
         out[split] = CaptionedDataset("shapes", split, images, attrs[:, 0].clone(), captions=captions, writer=writer,
-                                      attributes=attrs, attribute_names=names, attribute_values=values)
+                                      attributes=attrs, attribute_names=names, attribute_values=values,
+                                      negatives=negatives)
     return out

@@ -273,13 +273,15 @@ class TextToImageGAN(GAN):
 
     def _candidates(self, t: torch.Tensor, captions: list[str], negatives: list[str] | None):
         """The embeddings [K, F] and captions the contrastive loss lets each image choose from: the
-        batch's captions, then the hard ``negatives``; (None, None) with contrastive matching off."""
+        batch's captions, then the hard ``negatives`` (k per caption, in any order); (None, None)
+        with contrastive matching off."""
         if self.contrastive_weight == 0:
             return None, None
         if negatives is None:
             return t, list(captions)
-        if len(negatives) != len(captions):
-            raise ValueError(f"got {len(negatives)} negative captions for {len(captions)} captions")
+        if not negatives or len(negatives) % len(captions):
+            raise ValueError(f"got {len(negatives)} negative captions for {len(captions)} captions: pass k per "
+                             f"caption (k >= 1), e.g. one per attribute")
         return torch.cat([t, self.embed_text(negatives)]), list(captions) + list(negatives)
 
     def _contrastive(self, similarity: torch.Tensor, captions: list[str],
