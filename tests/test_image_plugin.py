@@ -108,6 +108,9 @@ def test_bad_sizes_and_shapes_are_named():
     enc = mmgen.build("encoder", "image.conv", in_channels=1, size=28)
     with pytest.raises(ValueError, match=r"expects images shaped \[B, 1, 28, 28\], got \(2, 1, 32, 32\)"):
         enc(torch.zeros(2, 1, 32, 32))
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=rf"latent_dim >= 1 \(an int\), got {bad}"):
+            mmgen.build("generator", "image.dcgan", latent_dim=bad)
 
 
 def test_encoder_decoder_learn_to_reconstruct():

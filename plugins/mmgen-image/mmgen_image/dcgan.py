@@ -43,6 +43,8 @@ class DCGANGenerator(nn.Module):
                  num_classes: int | None = None):
         super().__init__()
         check_image(out_channels, size)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+            raise ValueError(f"image.dcgan generator needs latent_dim >= 1 (an int), got {latent_dim!r}")
         self.latent_dim, self.out_channels, self.size = latent_dim, out_channels, size
         self.num_classes = num_classes
         sides = side_plan(size)
