@@ -399,3 +399,28 @@ def test_readme_text_to_image_example_runs():
     scope = {}
     exec(compile(code, "README.md (Text to image)", "exec"), scope)
     assert scope["gan"].sample(2, prompts="a big cyan diamond at the top left").shape == (2, 3, 32, 32)
+
+
+def test_mode_seeking_judges_two_images_per_caption_and_adds_the_inverse_distance_ratio(batch):
+    model = tiny(interpolation_weight=0.0, mode_seeking_weight=0.5)
+    spy = model.discriminator.stages[0] = Spy(model.discriminator.stages[0])
+    torch.manual_seed(5)
+    loss = model.generator_loss(batch["captions"])
+    with torch.no_grad():
+        t = model.embed_text(batch["captions"])
+    (fakes, texts, score), = spy.calls
+    b = len(t)
+    assert fakes.shape[0] == 2 * b and torch.equal(texts[0], t.repeat(2, 1))
+    torch.manual_seed(5)
+    z = torch.randn(2 * b, model.latent_dim)
+    with torch.no_grad():
+        mu, logvar = model.generator.augment[0].fc(t).chunk(2, dim=1)
+    # both images of a caption share one condition: with equal noise they would be equal
+    same, _ = model.generator(torch.cat([z[:b], z[:b]]), t)
+    torch.testing.assert_close(same[0][:b], same[0][b:])
+    ratio = (fakes[:b] - fakes[b:]).abs().mean() / (z[:b] - z[b:]).abs().mean()
+    kl = gaussian_kl(mu, logvar).mean()
+    expected = F.softplus(-score).mean() + model.kl_weight * kl + 0.5 / (ratio + 1e-5)
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"mode_seeking_weight >= 0, got -1"):
+        tiny(mode_seeking_weight=-1)

@@ -32,6 +32,9 @@ augmentation and second stage (Zhang et al. 2017).
   captions do (Yuksekgonul et al. 2023). Random in-batch negatives rarely differ from the right
   caption in one attribute only, so without them the generator gets colour and position right
   long before shape.
+- Mode seeking (``mode_seeking_weight > 0``, MSGAN, Mao et al. 2019): a conditional GAN tends to
+  draw one image per caption whatever the noise; the generator then draws two images per caption
+  (noise z1, z2, one condition) and adds ``weight / (mean|G(z1) - G(z2)| / mean|z1 - z2| + 1e-5)``.
 """
 from __future__ import annotations
 
@@ -81,9 +84,15 @@ class TextToImageGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None = None,
                 mean: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``z`` may hold r noise vectors per embedding ([r * B, latent_dim], repeat-major): the
+        r images of an embedding then share one condition c (the KL is that of the B conditions)."""
+        if len(z) % len(t):
+            raise ValueError(f"TextToImageGAN generator got {len(z)} noise vectors for {len(t)} text embeddings; "
+                             f"pass a multiple")
         images, kls = [], []
         for k, (augment, stage) in enumerate(zip(self.augment, self.stages)):
             c, kl = augment(t, generator=generator, mean=mean)
+            c = c.repeat(len(z) // len(t), 1)
             # stage two refines a fixed stage-one image: its loss does not train stage one
             images.append(stage(torch.cat([z, c], 1)) if k == 0 else stage(images[-1].detach(), c))
             kls.append(kl)
@@ -125,6 +134,10 @@ class TextToImageGAN(GAN):
             text-conditional GAN.
         contrastive_weight: weight of the contrastive image-text terms of both losses (0: off);
             contrastive_temperature: the temperature dividing their cosine similarities.
+        mode_seeking_weight: weight of MSGAN's mode-seeking term (Mao et al. 2019; 0: off): the
+            generator draws two images per caption from two noise vectors and one condition and
+            is penalized by the inverse of their distance per unit of noise distance, so it cannot
+            ignore z (one image per caption whatever the noise).
         objective, gp_weight, clip_value, spectral_norm, d_steps, ema_decay, data_range: as in
             :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
     """
@@ -137,7 +150,8 @@ class TextToImageGAN(GAN):
                  contrastive_temperature: float = 0.1, objective: str = "non_saturating",
                  gp_weight: float = 10.0, clip_value: float = 0.01, spectral_norm: bool = False,
                  d_steps: int = 1, ema_decay: float = 0.0, data_range: tuple[float, float] = (0.0, 1.0),
-                 batch_norm: bool = True, discriminator_hidden: int | None = None):
+                 batch_norm: bool = True, discriminator_hidden: int | None = None,
+                 mode_seeking_weight: float = 0.0):
         text_encoder = dict(text_encoder or {"name": "text.gru"})
         tokenizer, prompts = _tokenizer_and_prompts(vocab, prompts)
         text = TextEmbedder(text_encoder, tokenizer, what="TextToImageGAN text_encoder")
@@ -145,6 +159,8 @@ class TextToImageGAN(GAN):
         if not 0 <= interpolation_beta <= 1 or interpolation_weight < 0 or kl_weight < 0:
             raise ValueError(f"TextToImageGAN needs 0 <= interpolation_beta <= 1, interpolation_weight >= 0 and "
                              f"kl_weight >= 0; got {interpolation_beta}, {interpolation_weight}, {kl_weight}")
+        if mode_seeking_weight < 0:
+            raise ValueError(f"TextToImageGAN needs mode_seeking_weight >= 0, got {mode_seeking_weight!r}")
         if contrastive_weight < 0 or not contrastive_temperature > 0:
             raise ValueError(f"TextToImageGAN needs contrastive_weight >= 0 and contrastive_temperature > 0; got "
                              f"{contrastive_weight}, {contrastive_temperature}")
@@ -163,6 +179,7 @@ class TextToImageGAN(GAN):
         self.kl_weight, self.mismatch = float(kl_weight), mismatch
         self.interpolation_weight, self.interpolation_beta = float(interpolation_weight), float(interpolation_beta)
         self.contrastive_weight, self.contrastive_temperature = float(contrastive_weight), float(contrastive_temperature)
+        self.mode_seeking_weight = float(mode_seeking_weight)
         self.config = {"model": "text_to_image_gan", "text_encoder": text_encoder, "image_channels": image_channels,
                        "image_size": image_size, "latent_dim": latent_dim, "condition_dim": condition_dim,
                        "hidden": hidden, "stage_two": stage_two, "stage_two_hidden": stage_two_hidden,
@@ -173,7 +190,7 @@ class TextToImageGAN(GAN):
                        "objective": objective, "gp_weight": self.gp_weight, "clip_value": self.clip_value,
                        "spectral_norm": bool(spectral_norm), "d_steps": d_steps, "ema_decay": self.ema_decay,
                        "data_range": list(self.data_range), "batch_norm": batch_norm,
-                       "discriminator_hidden": discriminator_hidden}
+                       "discriminator_hidden": discriminator_hidden, "mode_seeking_weight": self.mode_seeking_weight}
         if tokenizer is not None:
             self.config["vocab"] = tokenizer.vocab
         if prompts is not None:
@@ -249,7 +266,7 @@ class TextToImageGAN(GAN):
         with torch.no_grad():  # the text encoder learns with the discriminator
             t = self.embed_text(captions)
             candidates = self._candidates(t, captions, negatives)
-        loss = self._generator_term(t, captions, *candidates)
+        loss = self._generator_term(t, captions, *candidates, pairs=self.mode_seeking_weight > 0)
         if self.interpolation_weight > 0:
             beta = self.interpolation_beta
             loss = loss + self.interpolation_weight * self._generator_term(beta * t + (1 - beta) * t.roll(1, 0))
@@ -257,18 +274,29 @@ class TextToImageGAN(GAN):
 
     def _generator_term(self, t: torch.Tensor, captions: list[str] | None = None,
                         candidates: torch.Tensor | None = None,
-                        candidate_captions: list[str] | None = None) -> torch.Tensor:
+                        candidate_captions: list[str] | None = None, pairs: bool = False) -> torch.Tensor:
         """Adversarial + KL loss of images generated from ``t``; with ``candidates`` (from
-        :meth:`_candidates` for ``captions``, the captions of ``t``) also their contrastive loss."""
-        fakes, kls = self.generator(torch.randn(len(t), self.latent_dim, device=t.device), t)
+        :meth:`_candidates` for ``captions``, the captions of ``t``) also their contrastive loss.
+        ``pairs``: two images per embedding (noise z1, z2, one condition), both judged, plus the
+        mode-seeking term ``mode_seeking_weight / (mean|G(z1) - G(z2)| / mean|z1 - z2| + 1e-5)``."""
+        copies = 2 if pairs else 1
+        z = torch.randn(copies * len(t), self.latent_dim, device=t.device)
+        fakes, kls = self.generator(z, t)
+        texts = t.repeat(copies, 1)
         loss = 0.0
         for disc, fake, kl in zip(self.discriminator.stages, fakes, kls):
             if candidates is not None:
-                score, similarity = disc(fake, t, similarity_to=candidates)
-                loss = loss + self.contrastive_weight * self._contrastive(similarity, captions, candidate_captions)
+                score, similarity = disc(fake, texts, similarity_to=candidates)
+                loss = loss + self.contrastive_weight * sum(
+                    self._contrastive(half, captions, candidate_captions) for half in similarity.chunk(copies)) / copies
             else:
-                score = disc(fake, t)
+                score = disc(fake, texts)
             loss = loss + self.objective.generator(score) + self.kl_weight * kl.mean()
+            if pairs:
+                first, second = fake.chunk(2)
+                z1, z2 = z.chunk(2)
+                ratio = (first - second).abs().mean() / (z1 - z2).abs().mean()
+                loss = loss + self.mode_seeking_weight / (ratio + 1e-5)
         return loss
 
     def _candidates(self, t: torch.Tensor, captions: list[str], negatives: list[str] | None):
