@@ -385,7 +385,8 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     assert any(name.startswith("interpolate-a-small-red-circle") for name in written)
     assert cli.main(["eval", run_dir, "--max-examples", "40"]) == 0
     saved = json.loads(open(os.path.join(run_dir, "eval_t2i_test.json")).read())
-    assert saved["examples"] == 40 and "consistency_all" in saved and saved["dataset"] == {"name": "shapes"}
+    assert saved["examples"] == 40 and "consistency_all" in saved and saved["dataset"] == config["data"]
+    assert config["data"] == {"name": "shapes", "negatives": "each"}
     assert cli.main(["eval", run_dir, "--split", "heldout", "--max-examples", "20"]) == 0
     assert json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())["split"] == "heldout"
 
