@@ -205,15 +205,15 @@ def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
     from mmgen.eval import uniform_nll
     config = read_run_config(run_dir)
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    if config["model"].get("model") == "text_to_image_gan":  # judged by an attribute classifier
-        from mmgen.eval import attributes
-        return attributes.evaluate_run(run_dir, split, **options)
+    model = load_model(run_dir)
+    from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
+    if _evaluator(model) is evaluate_text_to_image:  # judged by the run's attribute classifier
+        return evaluate_run(run_dir, split, model=model, **options)
     for option in ("inception_weights", "condition"):
         if overrides.get(option) is not None:
             raise ValueError(f"{option} applies to text-to-image runs only; this run's model is "
                              f"{config['model'].get('model')!r}")
     data = dataset(config, split)
-    model = load_model(run_dir)
     torch.manual_seed(0)
     if getattr(model, "multimodal", False):  # MFM: accuracies per modality subset, cross-modal judges
         metrics = _evaluator(model)(model, data, **options)

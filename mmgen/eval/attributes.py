@@ -236,18 +236,18 @@ def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
     return classifier
 
 
-def evaluate_run(run_dir: str, split: str = "test", **options) -> dict:
+def evaluate_run(run_dir: str, split: str = "test", *, model=None, **options) -> dict:
     """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
     max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
     (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and the
-    classifier recipe."""
+    classifier recipe. ``model``: the run's model if already loaded."""
     accepted = [p for p in inspect.signature(evaluate_text_to_image).parameters if p not in ("model", "classifier", "data")]
     if set(options) - set(accepted):
         raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
                          f"{sorted(set(options) - set(accepted))}")
     from mmgen import runs
     config = runs.read_run_config(run_dir)
-    model = runs.load_model(run_dir)
+    model = runs.load_model(run_dir) if model is None else model
     classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
     metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
     metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE})
