@@ -215,12 +215,9 @@ def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
                              f"{config['model'].get('model')!r}")
     data = dataset(config, split)
     torch.manual_seed(0)
-    if getattr(model, "multimodal", False):  # MFM: accuracies per modality subset, cross-modal judges
-        metrics = _evaluator(model)(model, data, **options)
-        metrics.update({"split": split, "dataset": config["data"]})
-        atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
-        return metrics
     metrics = _evaluator(model)(model, data, **options)
-    metrics.update({"split": split, "dataset": config["data"], "uniform_nll": uniform_nll(data)})
+    metrics.update({"split": split, "dataset": config["data"]})
+    if not getattr(model, "multimodal", False):  # MFM reports accuracies, not a likelihood
+        metrics["uniform_nll"] = uniform_nll(data)
     atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
     return metrics
