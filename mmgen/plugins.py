@@ -31,10 +31,12 @@ from mmgen import hookspecs
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 DISABLE_AUTOLOAD_ENV = "MMGEN_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_LIST_ENV = "MMGEN_PLUGINS"
-KINDS = ("encoder", "decoder", "generator", "discriminator", "text_encoder", "dataset", "metric", "model")
+KINDS = ("encoder", "decoder", "generator", "discriminator", "text_encoder", "dataset", "metric", "model",
+         "modality")
 DIRECT = "<direct>"  # the plugin name of components added to a registry outside any plugin
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)+")
+_MODALITY_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a modality is the namespace itself: "image", "audio"
 
 __all__ = ["KINDS", "Component", "PluginInfo", "PluginFailure", "Registry", "PluginError",
            "DuplicateComponentError", "UnknownComponentError", "ConfigError", "PluginLoadWarning",
@@ -115,7 +117,11 @@ def check_kind(kind) -> None:
                          f"(accepted kinds: {', '.join(KINDS)})")
 
 
-def check_name(name) -> None:
+def check_name(name, kind: str | None = None) -> None:
+    if kind == "modality":
+        if not isinstance(name, str) or not _MODALITY_NAME.fullmatch(name):
+            raise ValueError(f"modality name {name!r} is not a lowercase name like 'image', 'audio' or 'text'")
+        return
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"component name {name!r} is not a namespaced lowercase name like "
                          "'image.conv', 'text.minilm' or 'audio.mel' ('<modality>.<name>')")
@@ -131,7 +137,7 @@ class Registry:
     def add(self, kind: str, name: str, obj: Any, **meta) -> None:
         """Register ``obj`` (a class or factory called by ``build``) as ``kind`` ``name``."""
         check_kind(kind)
-        check_name(name)
+        check_name(name, kind)
         if not callable(obj):
             raise TypeError(f"{kind} {name!r}: expected a class or factory, got {obj!r}")
         existing = self._components.get((kind, name))

@@ -1,5 +1,6 @@
 """mmgen plugin for images: conv encoder/decoder, VQ grid encoder/decoder, DCGAN generator/discriminator."""
 from mmgen import hookimpl
+from mmgen_image.modality import ImageModality
 from mmgen_image.conv import ConvDecoder, ConvEncoder
 from mmgen_image.dcgan import DCGANDiscriminator, DCGANGenerator
 from mmgen_image.sizes import SIZES
@@ -7,12 +8,13 @@ from mmgen_image.text_conditional import RefinerGenerator, TextMatchingDiscrimin
 from mmgen_image.vqconv import VQConvDecoder, VQConvEncoder
 
 __version__ = "0.1.0"
-__all__ = ["ConvEncoder", "ConvDecoder", "DCGANGenerator", "DCGANDiscriminator", "VQConvEncoder",
+__all__ = ["ImageModality", "ConvEncoder", "ConvDecoder", "DCGANGenerator", "DCGANDiscriminator", "VQConvEncoder",
            "VQConvDecoder", "SIZES"]
 
 
 @hookimpl
 def mmgen_register(registry):
+    registry.add("modality", "image", ImageModality, description="PNG/JPEG files (Pillow), resize + centre crop, PNG sample grids")
     sizes = list(SIZES)
     registry.add("encoder", "image.conv", ConvEncoder, modality="image", sizes=sizes,
                  description="strided conv encoder: [B, C, H, W] -> [B, out_features]")

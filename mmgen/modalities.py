@@ -1,0 +1,64 @@
+"""What is specific to a modality, looked up by the modality's name.
+
+The core never imports a plugin package. Decoding files, resizing, resampling, log-mel features,
+tokenization and writing samples belong to the modality's plugin, which registers one handler
+object per modality as the component kind ``"modality"`` under the modality's bare name::
+
+    registry.add("modality", "audio", AudioModality, description="WAV/FLAC, log-mels, WAV samples")
+
+``get("audio")`` returns the (one, cached) instance. Every handler has:
+
+- ``name`` (``"image"``, ``"audio"``, ``"text"``) and ``extensions``: the file suffixes it reads
+  (lower case, with the dot), e.g. ``(".png", ".jpg", ".jpeg")``;
+- ``load(path, **options) -> Tensor | str``: one example from a file; a bad file raises
+  ``ValueError`` naming the file (image: float ``[C, size, size]`` in [0, 1]; audio: float waveform
+  ``[T]`` at ``sample_rate``; text: the string);
+- ``write(path_prefix, values, labels=None, **info) -> str``: samples of this modality written
+  next to ``path_prefix`` (image: ``PREFIX.png`` grid of ``[n, C, H, W]`` in [0, 1]; audio:
+  ``PREFIX.wav`` of features ``[n, n_mels, frames]`` with ``info["wave"]``; text: ``PREFIX.txt``
+  of token ids with ``info["vocabulary"]``), atomically; returns the path.
+
+and, by modality:
+
+- audio: ``features(waves [B, T], **wave) -> [B, n_mels, frames]`` (standardized log-mels:
+  ``(log_mel - wave["mean"]) / wave["std"]``, the other keys are ``LogMel`` options),
+  ``to_wave(features, **wave) -> [B, T]`` (its inverse through Griffin-Lim),
+  ``wave_options(sample_rate) -> dict`` (the default ``wave`` for clips at that rate) and
+  ``frames(samples, **wave) -> int``;
+- text: ``vocabulary(texts, min_count=1) -> list[str]`` (specials first: <pad> <bos> <eos> <unk>),
+  ``encode(texts, vocabulary, length=None) -> LongTensor [B, T]`` (``<bos> ids <eos>``, padded with
+  <pad> = 0, cut or padded to ``length``), ``decode(tokens, vocabulary) -> list[str]`` and
+  ``tokenizer(vocabulary)`` (an object with ``encode``, ``decode``, ``batch_encode``, ``pad_id``,
+  ``bos_id``, ``eos_id``, ``unk_id``, ``__len__``).
+"""
+from __future__ import annotations
+
+from mmgen import plugins
+
+KIND = "modality"
+_PLUGIN_OF = {"image": "mmgen-image", "audio": "mmgen-audio", "text": "mmgen-text"}
+_cache: dict[tuple[int, str], object] = {}
+
+
+def get(name: str):
+    """The handler of modality ``name``; an error names the plugin to install when none is registered."""
+    try:
+        component = plugins.get_component(KIND, name)
+    except plugins.UnknownComponentError as exc:
+        hint = (f"; install its plugin: pip install -e plugins/{_PLUGIN_OF[name]}" if name in _PLUGIN_OF
+                else "")
+        raise plugins.UnknownComponentError(f"{exc}{hint}") from None
+    key = (id(component), name)  # a re-registered handler (plugins.reset) is built again
+    if key not in _cache:
+        _cache[key] = component.obj()
+    return _cache[key]
+
+
+def available() -> list[str]:
+    """The names of the registered modalities."""
+    return [c.name for c in plugins.list_components(KIND)]
+
+
+def has(name: str) -> bool:
+    """Whether a plugin registers modality ``name`` (for tests and optional features)."""
+    return name in available()

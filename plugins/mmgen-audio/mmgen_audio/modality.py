@@ -1,0 +1,101 @@
+"""The audio modality: WAV/FLAC files through soundfile (mono, resampled with torchaudio, cropped or
+padded), standardized log-mel features and their inversion, WAV samples."""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torchaudio
+
+from mmgen_audio.mel import LogMel
+from mmgen_audio.wav import read_wav, write_wav
+
+GAP_SECONDS = 0.2  # silence between the clips of a written sample file
+# standardization of log-mels: (log_mel - mean) / std, close to speech statistics at these settings
+LOG_MEL_MEAN, LOG_MEL_STD = -4.5, 4.5
+
+
+class AudioModality:
+    """``load(path, sample_rate=16000, seconds=None) -> float [T]``: the file's channels averaged,
+    resampled to ``sample_rate`` and, with ``seconds``, cut (from the start) or padded with silence
+    to ``round(seconds * sample_rate)`` samples."""
+
+    name = "audio"
+    extensions = (".wav", ".flac")
+
+    def load(self, path: str, sample_rate: int = 16000, seconds: float | None = None) -> torch.Tensor:
+        check_options(sample_rate, seconds)
+        if not os.path.exists(path):
+            raise ValueError(f"audio file {path} does not exist")
+        try:
+            wave, rate = read_wav(path)
+        except ImportError:  # soundfile itself is missing: say so, not 'cannot read'
+            raise
+        except Exception as exc:  # soundfile raises its own LibsndfileError (a RuntimeError) and others
+            raise ValueError(f"audio file {path} cannot be read as WAV/FLAC: {exc}") from None
+        if wave.shape[1] == 0:
+            raise ValueError(f"audio file {path} holds no samples")
+        wave = wave.mean(0)
+        if rate != sample_rate:
+            try:
+                wave = torchaudio.functional.resample(wave, rate, sample_rate)
+            except Exception as exc:
+                raise ValueError(f"audio file {path}: cannot resample {rate} Hz to {sample_rate} Hz: {exc}") from None
+        if seconds is not None:
+            length = round(seconds * sample_rate)
+            wave = wave[:length] if len(wave) >= length else torch.cat([wave, wave.new_zeros(length - len(wave))])
+        return wave.contiguous()
+
+    @staticmethod
+    def wave_options(sample_rate: int) -> dict:
+        """The default feature settings for clips at ``sample_rate``: 32 mel bins, a hop of 1/80 s, a
+        window of about 32 ms (a power of two), standardized with (-4.5, 4.5)."""
+        check_options(sample_rate, None)
+        n_fft = 2 ** max(6, round(math.log2(sample_rate * 0.032)))
+        return {"sample_rate": sample_rate, "n_fft": n_fft, "hop_length": max(1, sample_rate // 80),
+                "n_mels": 32, "floor": 1e-4, "mean": LOG_MEL_MEAN, "std": LOG_MEL_STD}
+
+    @staticmethod
+    def _front(wave: dict) -> tuple[LogMel, float, float]:
+        options = dict(wave)
+        mean, std = options.pop("mean", 0.0), options.pop("std", 1.0)
+        return LogMel(**options), mean, std
+
+    def features(self, waves: torch.Tensor, **wave) -> torch.Tensor:
+        """Standardized log-mels [B, n_mels, frames] of waveforms [B, T] (or [T])."""
+        front, mean, std = self._front(wave)
+        return (front(waves) - mean) / std
+
+    def frames(self, samples: int, **wave) -> int:
+        return samples // wave["hop_length"] + 1
+
+    def to_wave(self, features: torch.Tensor, n_iter: int = 32, **wave) -> torch.Tensor:
+        """Waveforms [B, T] from standardized log-mels [B, n_mels, frames] (Griffin-Lim)."""
+        front, mean, std = self._front(wave)
+        length = (features.shape[-1] - 1) * front.hop_length
+        return front.inverse(n_iter=n_iter)(features.float().cpu() * std + mean, length=length)
+
+    def write(self, path_prefix: str, values: torch.Tensor, labels=None, wave: dict | None = None, **info) -> str:
+        """``PREFIX.wav``: the clips of features [n, n_mels, frames] one after the other, each
+        normalized to 0.9 of full scale, ``GAP_SECONDS`` apart."""
+        if wave is None or values.dim() != 3:
+            raise ValueError(f"audio samples need features [n, n_mels, frames] and the wave options, got "
+                             f"shape {tuple(values.shape)} and wave={wave!r}")
+        waves = self.to_wave(values, **wave)
+        gap = torch.zeros(int(GAP_SECONDS * wave["sample_rate"]))
+        audio = torch.cat([piece for w in waves for piece in (0.9 * w / w.abs().max().clamp(min=1e-6), gap)])
+        path = f"{path_prefix}.wav"
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{os.path.basename(path)}")
+        write_wav(tmp, audio, wave["sample_rate"])  # soundfile writes by name: rename when complete
+        os.replace(tmp, path)
+        return path
+
+
+def check_options(sample_rate, seconds) -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1000:
+        raise ValueError(f"audio option sample_rate must be an int >= 1000 (Hz), got {sample_rate!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+        raise ValueError(f"audio option seconds must be a number > 0 or null, got {seconds!r}")
