@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -55,6 +57,27 @@ def machine(device: str) -> dict:
     return info
 
 
+def git_state() -> dict:
+    """The commit of the checkout the benchmark runs from, and whether its tracked files differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"git_commit": commit or None,
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+
+
+def provenance() -> dict:
+    """What a result file records besides the machine: commit, command line, load average."""
+    return {**git_state(), "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -80,7 +103,7 @@ def write_json(name: str, device: str, rows: list[dict], out: str | None = None,
     """Write {machine, rows, ...} atomically; returns the path."""
     path = out or os.path.join(RESULTS, f"{name}_{device.split(':')[0]}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(device),
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), **provenance(), "machine": machine(device),
                "rows": rows, **extra}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
