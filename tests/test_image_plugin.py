@@ -5,7 +5,8 @@ import torch
 import mmgen
 from mmgen import likelihoods, plugins
 
-SIZES = (8, 28, 32, 64)
+SIZES = (8, 28, 32, 64)  # the bundled datasets' sizes
+ODD_SIZES = (4, 5, 7, 12, 20, 33)  # any size >= 4 works
 CHANNELS = (1, 3)
 
 
@@ -20,7 +21,7 @@ def image_plugin_only():
     plugins.reset()
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES + ODD_SIZES)
 @pytest.mark.parametrize("channels", CHANNELS)
 def test_encoder_decoder_shapes(channels, size):
     enc = mmgen.build("encoder", "image.conv", in_channels=channels, size=size, out_features=24)
@@ -34,7 +35,7 @@ def test_encoder_decoder_shapes(channels, size):
     assert all(p.grad is not None for p in enc.parameters())
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES + ODD_SIZES)
 @pytest.mark.parametrize("channels", CHANNELS)
 def test_dcgan_shapes(channels, size):
     gen = mmgen.build("generator", "image.dcgan", latent_dim=16, out_channels=channels, size=size, hidden=8)
@@ -100,11 +101,45 @@ def test_likelihood_errors():
         likelihoods.get("bernoulli").log_prob(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 3, 3))
 
 
+@pytest.mark.parametrize("size", (5, 7, 12, 20, 28, 33))
+def test_every_image_module_takes_any_size(size):
+    """20x20 RGB, odd sides, sides that halve to odd ones: every image module gives its shapes."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, size, size)
+    for downsample in (1, 2):
+        enc = mmgen.build("encoder", "image.vqconv", in_channels=3, size=size, out_channels=4, hidden=8,
+                          downsample=downsample)
+        dec = mmgen.build("decoder", "image.vqconv", in_channels=4, out_channels=3, size=size, hidden=8,
+                          downsample=downsample, params_per_channel=2)
+        grid = enc(x)
+        assert grid.shape == (2, 4, enc.grid_size, enc.grid_size) and enc.grid_size == size // 2 ** downsample
+        assert dec(grid).shape == (2, 6, size, size)
+    disc = mmgen.build("discriminator", "image.text_dcgan", text_features=5, in_channels=3, size=size, hidden=4)
+    assert disc(x, torch.randn(2, 5)).shape == (2,)
+    refiner = mmgen.build("generator", "image.refiner", condition_dim=5, channels=3, size=size, hidden=4)
+    assert refiner(x * 2 - 1, torch.randn(2, 5)).shape == (2, 3, 2 * size, 2 * size)
+    gen = mmgen.build("generator", "image.dcgan", latent_dim=6, out_channels=3, size=size, hidden=4,
+                      num_classes=3)
+    assert gen(torch.randn(2, 6), torch.tensor([0, 2])).shape == (2, 3, size, size)
+
+
+def test_image_modules_declare_what_the_data_gives():
+    meta = {(c.kind, c.name): c.meta for c in mmgen.list_components() if c.name.startswith("image.")}
+    assert meta[("encoder", "image.conv")]["infer"] == {"in_channels": "channels", "size": "size"}
+    assert meta[("decoder", "image.conv")]["infer"] == {"out_channels": "channels", "size": "size"}
+    assert meta[("generator", "image.dcgan")]["infer"] == {"out_channels": "channels", "size": "size"}
+    assert meta[("generator", "image.refiner")]["infer"] == {"channels": "channels"}
+    assert all("infer" in m for (kind, _), m in meta.items() if kind != "modality")
+
+
 def test_bad_sizes_and_shapes_are_named():
-    with pytest.raises(ValueError, match=r"image size 16 is not supported; accepted sizes: 8, 28, 32, 64"):
-        mmgen.build("encoder", "image.conv", size=16)
-    with pytest.raises(ValueError, match=r"1 or 3 channels, got 2"):
-        mmgen.build("decoder", "image.conv", out_channels=2)
+    for bad in (3, 0, 16.0, True):
+        with pytest.raises(ValueError, match=rf"image size must be an int >= 4 \(square images\), got {bad}"):
+            mmgen.build("encoder", "image.conv", size=bad)
+    with pytest.raises(ValueError, match=r"positive int number of channels, got 0"):
+        mmgen.build("decoder", "image.conv", out_channels=0)
+    with pytest.raises(ValueError, match=r"size // 2\*\*downsample >= 1; got downsample=3 for size 7"):
+        mmgen.build("encoder", "image.vqconv", size=7, downsample=3)
     enc = mmgen.build("encoder", "image.conv", in_channels=1, size=28)
     with pytest.raises(ValueError, match=r"expects images shaped \[B, 1, 28, 28\], got \(2, 1, 32, 32\)"):
         enc(torch.zeros(2, 1, 32, 32))

@@ -1,8 +1,9 @@
-"""Conv encoder and decoder for 1- or 3-channel square images (8, 28, 32 or 64 pixels)."""
+"""Conv encoder and decoder for square images of any size >= 4 pixels and any number of channels
+(the spatial plan is :func:`mmgen_image.sizes.side_plan`)."""
 import torch
 from torch import nn
 
-from mmgen_image.sizes import check_image, side_plan, widths
+from mmgen_image.sizes import check_image, output_paddings, side_plan, widths
 
 
 def check_input(x: torch.Tensor, channels: int, size: int, who: str) -> None:
@@ -52,8 +53,8 @@ class ConvDecoder(nn.Module):
         self.start = (chans[0], sides[-1], sides[-1])
         self.project = nn.Sequential(nn.Linear(in_features, chans[0] * sides[-1] ** 2), nn.ReLU())
         layers = []
-        for c_in, c_out in zip(chans, chans[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        for c_in, c_out, pad in zip(chans, chans[1:], output_paddings(sides)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, output_padding=pad), nn.ReLU()]
         layers.append(nn.Conv2d(chans[-1], out_channels * params_per_channel, 3, padding=1))
         self.body = nn.Sequential(*layers)
 

@@ -1,4 +1,4 @@
-"""DCGAN generator and discriminator (Radford et al.) for 8, 28, 32 and 64 pixel images.
+"""DCGAN generator and discriminator (Radford et al.) for square images of any size >= 4 pixels.
 
 With ``num_classes`` both are class-conditional: the generator concatenates a learned class
 embedding to z, the discriminator is a projection discriminator (Miyato & Koyama 2018):
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mmgen_image.conv import check_input
-from mmgen_image.sizes import check_image, side_plan, widths
+from mmgen_image.sizes import check_image, output_paddings, side_plan, widths
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -55,8 +55,8 @@ class DCGANGenerator(nn.Module):
         inputs = latent_dim * (1 if num_classes is None else 2)
         self.project = nn.Linear(inputs, chans[0] * sides[-1] ** 2, bias=False)
         layers = [nn.BatchNorm2d(chans[0]), nn.ReLU()]
-        for c_in, c_out in zip(chans, chans[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+        for c_in, c_out, pad in zip(chans, chans[1:], output_paddings(sides)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, output_padding=pad, bias=False),
                        nn.BatchNorm2d(c_out), nn.ReLU()]
         layers += [nn.Conv2d(chans[-1], out_channels, 3, padding=1), nn.Tanh()]
         self.body = nn.Sequential(*layers)

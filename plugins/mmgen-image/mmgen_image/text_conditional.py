@@ -13,7 +13,7 @@ from torch import nn
 
 from mmgen_image.conv import check_input
 from mmgen_image.dcgan import DCGANDiscriminator, init_dcgan_weights
-from mmgen_image.sizes import SIZES, check_image
+from mmgen_image.sizes import check_image
 
 
 def _check_embedding(t: torch.Tensor, features: int, batch: int, who: str) -> None:
@@ -72,15 +72,12 @@ class _ResidualBlock(nn.Module):
 
 class RefinerGenerator(nn.Module):
     """[B, channels, size, size] in [-1, 1] and a condition [B, condition_dim] -> [B, channels,
-    2 * size, 2 * size] in [-1, 1] (tanh). ``2 * size`` must be an image size the plugin supports."""
+    2 * size, 2 * size] in [-1, 1] (tanh); any size >= 4."""
 
     def __init__(self, condition_dim: int, channels: int = 3, size: int = 32, hidden: int = 32,
                  blocks: int = 2):
         super().__init__()
         check_image(channels, size)
-        if 2 * size not in SIZES or size % 2:
-            raise ValueError(f"image.refiner doubles the side: size={size!r} gives {2 * size}, which is "
-                             f"not one of the supported sizes {', '.join(map(str, SIZES))}")
         self.condition_dim, self.channels, self.size = condition_dim, channels, size
         wide = 2 * hidden
         self.encode = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(),
@@ -89,8 +86,10 @@ class RefinerGenerator(nn.Module):
         self.join = nn.Sequential(nn.Conv2d(wide + condition_dim, wide, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(wide), nn.ReLU())
         self.blocks = nn.Sequential(*[_ResidualBlock(wide) for _ in range(blocks)])
+        # the encoder halves the side (odd sides round down): the first upsampling restores it
+        restore = nn.Upsample(scale_factor=2) if size % 2 == 0 else nn.Upsample(size=(size, size))
         self.decode = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(wide, hidden, 3, padding=1, bias=False),
+            restore, nn.Conv2d(wide, hidden, 3, padding=1, bias=False),
             nn.BatchNorm2d(hidden), nn.ReLU(),
             nn.Upsample(scale_factor=2), nn.Conv2d(hidden, hidden, 3, padding=1, bias=False),
             nn.BatchNorm2d(hidden), nn.ReLU(),

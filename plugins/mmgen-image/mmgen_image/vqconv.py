@@ -1,20 +1,31 @@
 """Conv encoder/decoder to and from a grid of D-dim vectors (the VQ-VAE's code grid).
 
-The encoder halves the side ``downsample`` times: [B, C, S, S] -> [B, D, S / 2**downsample, ...];
-the decoder mirrors it. Both use the residual blocks of van den Oord et al. (2017).
+The encoder halves the side ``downsample`` times (odd sides round down): [B, C, S, S] ->
+[B, D, S // 2**downsample, ...]; the decoder mirrors it back to S. Any S >= 4 with a grid of at
+least one cell. Both use the residual blocks of van den Oord et al. (2017).
 """
 import torch
 from torch import nn
 
 from mmgen_image.conv import check_input
-from mmgen_image.sizes import check_image
+from mmgen_image.sizes import check_image, output_paddings
+
+
+def vq_sides(size: int, downsample: int) -> list[int]:
+    """Sides from ``size`` down to the code grid: ``downsample`` halvings, odd sides rounded down
+    (the decoder adds the pixel back), e.g. 28, 2 -> [28, 14, 7]; 20, 2 -> [20, 10, 5]."""
+    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1 \
+            or size // 2 ** downsample < 1:
+        raise ValueError(f"image.vqconv: downsample must be an int >= 1 with size // 2**downsample >= 1; "
+                         f"got downsample={downsample!r} for size {size}")
+    sides = [size]
+    for _ in range(downsample):
+        sides.append(sides[-1] // 2)
+    return sides
 
 
 def grid_side(size: int, downsample: int) -> int:
-    if not isinstance(downsample, int) or downsample < 1 or size % 2 ** downsample:
-        raise ValueError(f"image.vqconv: downsample must be an int >= 1 with size % 2**downsample == 0; "
-                         f"got downsample={downsample!r} for size {size}")
-    return size // 2 ** downsample
+    return vq_sides(size, downsample)[-1]
 
 
 class Residual(nn.Module):
@@ -68,8 +79,8 @@ class VQConvDecoder(nn.Module):
         layers = [nn.Conv2d(in_channels, hidden, 3, padding=1)]
         layers += [Residual(hidden) for _ in range(res_blocks)]
         layers += [nn.ReLU()]
-        for _ in range(downsample):
-            layers += [nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), nn.ReLU()]
+        for pad in output_paddings(vq_sides(size, downsample)):
+            layers += [nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1, output_padding=pad), nn.ReLU()]
         layers += [nn.Conv2d(hidden, out_channels * params_per_channel, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
