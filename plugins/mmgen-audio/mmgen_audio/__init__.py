@@ -12,7 +12,8 @@ __all__ = ["AudioModality", "LogMel", "MelToWave", "MelEncoder", "MelDecoder", "
 @hookimpl
 def mmgen_register(registry):
     registry.add("modality", "audio", AudioModality, description="WAV/FLAC files (soundfile), resampling, log-mel features, WAV samples")
-    registry.add("encoder", "audio.mel", MelEncoder, modality="audio",
+    registry.add("encoder", "audio.mel", MelEncoder, modality="audio", infer={"n_mels": "n_mels"},
                  description="conv over log-mels: [B, n_mels, frames] -> [B, out_features]")
     registry.add("decoder", "audio.mel", MelDecoder, modality="audio",
+                 infer={"n_mels": "n_mels", "frames": "frames"},
                  description="transposed conv: [B, in_features] -> log-mel means [B, n_mels, frames]")

