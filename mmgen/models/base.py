@@ -83,19 +83,56 @@ def batch_condition(model, batch: dict, rows: int | None = None, device=None) ->
 
 
 class GenerativeModel(nn.Module):
-    """Base class: subclasses set ``self.config`` (JSON-serializable constructor arguments, with
-    component specs) and are registered in ``mmgen.models.MODELS`` under ``config["model"]``."""
+    """Base class of every model family, mmgen's own and the plugins'.
+
+    Contract:
+
+    * The family is a ``model`` component of the plugin registry: mmgen's own are registered by its
+      built-in plugin as ``mmgen.<name>``, a plugin's with ``registry.add("model", "myplugin.name",
+      cls)``. ``mmgen.models.from_config`` builds it as ``cls(**options)`` from a config
+      ``{"model": NAME, **options}`` (a run config's model section, or a saved ``config.json``).
+    * ``self.config`` is the JSON-serializable config that rebuilds the model: the constructor
+      options (components as specs) and, under ``"model"``, its registered name (mmgen's own write
+      the short name, ``"vae"``, which means ``mmgen.vae``). A subclass may leave it out: a model
+      built by ``from_config`` gets the options it was built from as its config, and the name is
+      filled in if missing; ``save_pretrained`` fills a missing ``"model"`` from the registry (the
+      one name the class is registered under), and refuses to save when it cannot.
+    * ``loss(x, **cond)`` (or ``training_steps()``, see :class:`TrainingStep`) trains it, ``sample(n,
+      generator=...)`` draws examples shaped like the data (in the data's units; ``mmgen sample``
+      writes images ``[n, C, H, W]`` as a PNG grid) unless the model writes its own files with
+      ``write_samples(prefix, n, generator, data=...)``; ``elbo`` / ``nll`` / ``log_prob`` (in nats)
+      where it has a likelihood are what ``mmgen eval`` measures, besides registered metrics.
+    """
 
     config: dict
 
     def save_pretrained(self, path: str) -> None:
         """Write ``config.json`` and ``model.safetensors`` into the folder ``path`` (atomically each)."""
         from safetensors.torch import save as save_tensors
+        self._fill_model_name()
         os.makedirs(path, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(os.path.join(path, WEIGHTS_FILE), save_tensors(_unshare(state)))
         atomic_write_bytes(os.path.join(path, CONFIG_FILE),
                            json.dumps(self.config, indent=2, sort_keys=True).encode())
+
+    def _fill_model_name(self) -> None:
+        """Put the registered name of this model's class under ``config["model"]`` if it is missing."""
+        config = getattr(self, "config", None)
+        if not isinstance(config, dict):
+            raise TypeError(f"{type(self).__name__} cannot be saved: it has no config dict (set self.config "
+                            "to its JSON-serializable constructor options, or build it with "
+                            "mmgen.models.from_config)")
+        if "model" in config:
+            return
+        from mmgen import plugins
+        from mmgen.models import short_name
+        names = [c.name for c in plugins.list_components("model") if c.obj is type(self)]
+        if len(names) != 1:
+            found = f"it is registered as {', '.join(names)}" if names else "it is not a registered model"
+            raise ValueError(f"{type(self).__name__} cannot be saved: its config has no 'model' name and "
+                             f"{found}; set self.config['model'] to its registered name")
+        config["model"] = short_name(names[0])
 
     @classmethod
     def from_pretrained(cls, path: str, map_location: str | torch.device = "cpu", **modules):
