@@ -4,7 +4,7 @@ A plugin is a module or object with functions marked ``@mmgen.hookimpl``; instal
 found through the ``mmgen`` entry-point group::
 
     [project.entry-points.mmgen]
-    image = "mmgen_image"
+    ultrasound = "acme_ultrasound"
 """
 import pluggy
 

@@ -25,11 +25,19 @@ and, by modality:
   ``to_wave(features, **wave) -> [B, T]`` (its inverse through Griffin-Lim),
   ``wave_options(sample_rate) -> dict`` (the default ``wave`` for clips at that rate) and
   ``frames(samples, **wave) -> int``;
-- text: ``vocabulary(texts, min_count=1) -> list[str]`` (specials first: <pad> <bos> <eos> <unk>),
+- text: ``specials`` (the tokens every vocabulary starts with: <pad> <bos> <eos> <unk>, ids 0-3),
+  ``vocabulary(texts, min_count=1) -> list[str]`` (specials first, then the words seen at least
+  ``min_count`` times, most frequent first),
   ``encode(texts, vocabulary, length=None) -> LongTensor [B, T]`` (``<bos> ids <eos>``, padded with
-  <pad> = 0, cut or padded to ``length``), ``decode(tokens, vocabulary) -> list[str]`` and
-  ``tokenizer(vocabulary)`` (an object with ``encode``, ``decode``, ``batch_encode``, ``pad_id``,
-  ``bos_id``, ``eos_id``, ``unk_id``, ``__len__``).
+  <pad> = 0, cut or padded to ``length``), ``decode(tokens, vocabulary) -> list[str]``,
+  ``tokenizer(vocabulary, lowercase=True)`` (an object with ``vocab``, ``encode(text,
+  add_special=True)``, ``decode(ids)``, ``batch_encode(texts, max_length=None)``, ``pad_id``,
+  ``bos_id``, ``eos_id``, ``unk_id``, ``__len__``) and ``check_tokens(tokens, vocab_size, who)``
+  (a ``ValueError`` naming ``who`` unless ``tokens`` is a LongTensor [B, T] of ids in range).
+
+Modality-specific code in the core goes through these handlers: datasets (``mnist-trimodal``'s
+log-mels and captions, ``lee``'s vocabulary), tokenizers of text-conditioned models, and MFM's
+sample files (:func:`mmgen.models.mfm_samples.write_samples` calls ``write`` per modality).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@
   sentences of more than ``max_length`` tokens are dropped. Fixed split by sentence (permutation
   seed 0): 10% val, 10% test, the rest train (1,921 / 240 / 240 by default). The vocabulary is
   built on the train split only (words seen ``min_count`` times, the rest become ``<unk>``), with
-  the text plugin's lowercasing :class:`mmgen_text.WordTokenizer`.
+  the text modality's lowercasing word tokenizer (``mmgen.modalities.get("text")``).
   ``x`` is ``int64 [N, max_length + 2]``: ``<bos> tokens <eos>`` right-padded with ``<pad>`` (id 0);
   ``Dataset.vocab`` holds the tokens of the ids.
 """
@@ -30,12 +30,10 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
-def _tokenizer_module():
-    try:
-        from mmgen_text import tokenizer
-    except ImportError as exc:
-        raise ImportError("text datasets need the text plugin: pip install -e plugins/mmgen-text") from exc
-    return tokenizer
+def _text():
+    """The text modality's handler; an error names its plugin when none is installed."""
+    from mmgen import modalities
+    return modalities.get("text")
 
 
 def lee_sentences() -> list[str]:
@@ -55,8 +53,8 @@ def sentence_splits(name: str, sentences: list[str], max_length: int, min_count:
         raise ValueError(f"{name}: max_length must be an int >= 1 (tokens per sentence), got {max_length!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"{name}: min_count must be an int >= 1, got {min_count!r}")
-    tokenizers = _tokenizer_module()
-    counter = tokenizers.WordTokenizer(list(tokenizers.SPECIALS))  # every word is <unk>: counts tokens
+    text = _text()
+    counter = text.tokenizer(text.specials)  # every word is <unk>: counts tokens
     unique = list(dict.fromkeys(sentences))  # a repeated sentence must not sit in two splits
     kept = [s for s in unique if len(counter.encode(s, add_special=False)) <= max_length]
     held_out = round(HELD_OUT_FRACTION * len(kept))
@@ -68,7 +66,7 @@ def sentence_splits(name: str, sentences: list[str], max_length: int, min_count:
     for split, size in zip(SPLITS, sizes):
         parts[split] = [kept[i] for i in order[lo:lo + size]]
         lo += size
-    tokenizer = tokenizers.WordTokenizer.from_corpus(parts["train"], min_freq=min_count)
+    tokenizer = text.tokenizer(text.vocabulary(parts["train"], min_count))
     width = max_length + 2
     out = {}
     for split, texts in parts.items():

@@ -4,11 +4,11 @@
   ``[1, 28, 28]``, aligned with the labels.
 - audio: the spoken digits of ``files/spoken_digits.npz`` (``scripts/synthesize_speech.py``: flite
   and espeak-ng, 80 renditions per digit, 8 kHz, 0.8 s) as standardized natural-log mel spectrograms
-  ``[32, 65]`` (:data:`LOGMEL`, the audio plugin's ``LogMel``; ``(log_mel + 4.5) / 4.5``). The renditions are split by voice
+  ``[32, 65]`` (:data:`LOGMEL`, the audio modality's ``features``; ``(log_mel + 4.5) / 4.5``). The renditions are split by voice
   (voices permuted with seed 0): 20% of the voices are test-only, 10% val-only, the rest train,
   so test voices are never heard in training.
 - text: captions from :data:`TEMPLATES` ("the digit seven", "a handwritten seven", ...) as token ids
-  ``[8]`` (<bos> words <eos>, padded) over :data:`VOCABULARY` (mmgen_text's ``WordTokenizer``).
+  ``[8]`` (<bos> words <eos>, padded) over :data:`VOCABULARY` (the text modality's tokenizer).
 
 Training batches augment the audio (:func:`augment_audio`; ``augment=False`` turns it off).
 Audio and text are paired with the images by label: each image gets a random rendition and a random
@@ -27,7 +27,7 @@ from mmgen.data.multimodal import MultimodalDataset
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = ("the digit {}", "a handwritten {}", "number {}", "this is a {}", "an image of the number {}",
              "{}", "the spoken word {}", "a picture of a {}", "it shows a {}", "written digit {}")
-# mmgen_text's WordTokenizer special tokens first (its constructor checks them), then the words.
+# the text modality's special tokens first (its tokenizer checks them), then the words.
 VOCABULARY = ("<pad>", "<bos>", "<eos>", "<unk>", *sorted(
     {w for t in TEMPLATES for w in t.format("").split()} | set(DIGIT_WORDS)))
 CAPTION_LENGTH = 8  # <bos> + at most 6 words + <eos>
@@ -35,7 +35,7 @@ LOGMEL = {"sample_rate": 8000, "n_fft": 256, "hop_length": 100, "n_mels": 32, "f
 CLIP_SAMPLES = 6400  # 0.8 s at 8 kHz, as scripts/synthesize_speech.py writes them
 FRAMES = CLIP_SAMPLES // LOGMEL["hop_length"] + 1  # 65 log-mel frames per clip
 # audio features are standardized log-mels, (log_mel - mean) / std, with these fixed constants (close
-# to the train split's statistics); ``WAVE`` tells mmgen.models.mfm_samples how to turn them into sound.
+# to the train split's statistics); ``WAVE`` tells the audio modality how to turn them into sound.
 LOG_MEL_MEAN, LOG_MEL_STD = -4.5, 4.5
 WAVE = {**LOGMEL, "mean": LOG_MEL_MEAN, "std": LOG_MEL_STD}
 SPEECH_FILE = os.path.join(os.path.dirname(__file__), "files", "spoken_digits.npz")
@@ -72,25 +72,20 @@ def voice_split() -> dict[str, list[str]]:
 
 @functools.lru_cache(maxsize=None)
 def _log_mels() -> torch.Tensor:
-    try:
-        from mmgen_audio import LogMel
-    except ImportError as exc:
-        raise ImportError("mnist-trimodal needs the audio plugin: pip install -e plugins/mmgen-audio") from exc
+    from mmgen import modalities
+    audio = modalities.get("audio")  # an error names the plugin when it is missing
     archive = spoken_digits()
     if int(archive["sample_rate"]) != LOGMEL["sample_rate"] or archive["wave"].shape[1] != CLIP_SAMPLES:
         raise ValueError(f"{SPEECH_FILE} holds clips of {archive['wave'].shape[1]} samples at "
                          f"{int(archive['sample_rate'])} Hz, expected {CLIP_SAMPLES} at {LOGMEL['sample_rate']}")
-    return (LogMel(**LOGMEL)(torch.from_numpy(archive["wave"])) - LOG_MEL_MEAN) / LOG_MEL_STD
+    return audio.features(torch.from_numpy(archive["wave"]), **WAVE)
 
 
 @functools.lru_cache(maxsize=None)
 def captions() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Token ids [100, CAPTION_LENGTH], labels [100] and the caption strings (template x digit)."""
-    try:
-        from mmgen_text import WordTokenizer
-    except ImportError as exc:
-        raise ImportError("mnist-trimodal needs the text plugin: pip install -e plugins/mmgen-text") from exc
-    tokenizer = WordTokenizer(list(VOCABULARY))
+    from mmgen import modalities
+    tokenizer = modalities.get("text").tokenizer(list(VOCABULARY))
     texts = [t.format(w) for t in TEMPLATES for w in DIGIT_WORDS]
     labels = torch.tensor([d for _ in TEMPLATES for d in range(10)])
     tokens = tokenizer.batch_encode(texts)

@@ -129,11 +129,12 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                     generated = model.generate(s, batch, [t])[t]
                     add(f"cross_{s}_to_{t}", judge(model.encoder_view(t, generated)).argmax(1) == y)
         for t, wave in speech.items():
-            from mmgen.models.mfm_samples import log_mel_to_wave
+            from mmgen import modalities
             truth = [words[int(c)] for c in y]
             clips = {"real": batch[t], **{s: model.generate(s, batch, [t])[t] for s in names if s != t}}
             for source, features in clips.items():
-                heard = recognize(log_mel_to_wave(features, wave), wave["sample_rate"], list(words))
+                waves = modalities.get("audio").to_wave(features, **wave)
+                heard = recognize(waves, wave["sample_rate"], list(words))
                 key = f"pocketsphinx_real_{t}" if source == "real" else f"pocketsphinx_{source}_to_{t}"
                 add(key, torch.tensor([h == w for h, w in zip(heard, truth)]))
     model.train(was_training)

@@ -24,12 +24,10 @@ LOGISTIC_STEEPNESS = 10.0  # the logistic weight goes from 0.007 to 0.993 over t
 ROWS_PER_PASS = 512  # decoder rows per pass of iwae_bound (the logits are rows x T x vocab floats)
 
 
-def _text_plugin():
-    try:
-        import mmgen_text
-    except ImportError as exc:
-        raise ImportError("SentenceVAE needs the text plugin: pip install -e plugins/mmgen-text") from exc
-    return mmgen_text
+def _text():
+    """The text modality's handler (tokenizer, token checks); an error names the plugin when missing."""
+    from mmgen import modalities
+    return modalities.get("text")
 
 
 def resolve_vocab(vocab) -> list[str]:
@@ -55,7 +53,7 @@ class SentenceVAE(GenerativeModel):
     ``p(x|z)`` a GRU language model fed z at every step.
 
     Args:
-        vocab: the tokens of the ids (``WordTokenizer`` order: <pad> <bos> <eos> <unk> ...) or a
+        vocab: the tokens of the ids (the text modality's specials first: <pad> <bos> <eos> <unk> ...) or a
             dataset spec ``{"name": "lee", **kwargs}`` whose train vocabulary is taken (and saved).
         encoder: ``text.gru`` text encoder (module or spec); ``vocab_size`` is filled in.
         decoder: ``text.gru`` decoder (module or spec); ``vocab_size`` and ``in_features`` are filled in.
@@ -72,9 +70,8 @@ class SentenceVAE(GenerativeModel):
                  kl_warmup: int = 1000, word_dropout: float = 0.25, max_length: int = 41,
                  lowercase: bool = True):
         super().__init__()
-        text = _text_plugin()
         self.vocab = resolve_vocab(vocab)
-        self.tokenizer = text.WordTokenizer(self.vocab, lowercase=lowercase)
+        self.tokenizer = _text().tokenizer(self.vocab, lowercase=lowercase)
         if kl_anneal not in KL_ANNEALING:
             raise ValueError(f"SentenceVAE kl_anneal={kl_anneal!r} is not one of {list(KL_ANNEALING)}")
         if not isinstance(kl_warmup, int) or kl_warmup < 0:
@@ -123,7 +120,7 @@ class SentenceVAE(GenerativeModel):
 
     def _sentences(self, x: torch.Tensor) -> torch.Tensor:
         """Check a batch of sentences and cut the columns that are padding in every row."""
-        _text_plugin().gru.check_tokens(x, len(self.vocab), "SentenceVAE")
+        _text().check_tokens(x, len(self.vocab), "SentenceVAE")
         if x.shape[1] < 2 or not (x[:, 0] == self.tokenizer.bos_id).all():
             raise ValueError(f"SentenceVAE expects sentences as <bos> ... <eos> (id {self.tokenizer.bos_id} "
                              f"first, at least 2 columns), got shape {tuple(x.shape)}")

@@ -2,7 +2,7 @@
 augmentation and second stage (Zhang et al. 2017).
 
 - Text: a text encoder (kind "text_encoder") maps captions to embeddings ``t``. A trainable one
-  (``text.gru``, over token ids of a :class:`mmgen_text.WordTokenizer` whose vocabulary is saved in
+  (``text.gru``, over token ids of the text modality's tokenizer, whose vocabulary is saved in
   config.json) is trained with the discriminator, by the matching loss; a frozen one
   (``text.minilm``) is run once per distinct caption and its embeddings are cached.
 - Conditioning augmentation: ``(mu, logvar) = fc(t)``, ``c = reparameterize(mu, logvar)`` and the
@@ -141,6 +141,19 @@ class TextToImageGAN(GAN):
         objective, gp_weight, clip_value, spectral_norm, d_steps, ema_decay, data_range: as in
             :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
     """
+
+    @classmethod
+    def infer_config(cls, config: dict, info: dict) -> dict:
+        """``image_channels`` and ``image_size`` from the data's images (``"x"``; stage one makes half
+        the data's side when ``stage_two``), see :mod:`mmgen.infer`."""
+        from mmgen.infer import entry, fill_value
+        images = entry(info, "x") or {}
+        size = images.get("size")
+        if size is not None and config.get("stage_two"):
+            size = size // 2
+        fill_value(config, "image_channels", images.get("channels"), cls.__name__, "channels")
+        fill_value(config, "image_size", size, cls.__name__, "size" if not config.get("stage_two") else "size / 2")
+        return config
 
     def __init__(self, text_encoder: dict | None = None, vocab: list[str] | str | None = None,
                  prompts: list[str] | str | None = None, image_channels: int = 1, image_size: int = 28,

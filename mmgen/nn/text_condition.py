@@ -12,18 +12,16 @@ __all__ = ["TextEmbedder", "make_tokenizer"]
 
 
 def make_tokenizer(vocab):
-    """A ``WordTokenizer`` from a token list, or from the caption words of a captioned dataset named
-    by a string (``"shapes"``, ``"mnist-captions"``); None for None."""
+    """The text modality's tokenizer of a token list, or of the caption words of a captioned dataset
+    named by a string (``"shapes"``, ``"mnist-captions"``); None for None."""
     if vocab is None:
         return None
-    try:
-        from mmgen_text import WordTokenizer
-    except ImportError as exc:
-        raise ImportError("a tokenizer vocabulary needs the text plugin: pip install -e plugins/mmgen-text") from exc
+    from mmgen import modalities
+    text = modalities.get("text")
     if isinstance(vocab, str):
         from mmgen.data import captions
-        return WordTokenizer.from_corpus(captions.corpus(vocab))
-    return WordTokenizer(list(vocab))
+        return text.tokenizer(text.vocabulary(captions.corpus(vocab)))
+    return text.tokenizer(list(vocab))
 
 
 class TextEmbedder(nn.Module):
@@ -37,7 +35,7 @@ class TextEmbedder(nn.Module):
 
     Args:
         spec: component spec (``{"name": "text.gru", "out_features": 64}``) or a module.
-        tokenizer: a ``WordTokenizer``, needed by encoders of token ids.
+        tokenizer: the text modality's tokenizer (:func:`make_tokenizer`), needed by encoders of token ids.
         what: how errors name this encoder.
     """
 

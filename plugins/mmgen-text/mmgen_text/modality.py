@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from mmgen.io import atomic_write_bytes
-from mmgen_text.tokenizer import WordTokenizer
+from mmgen_text.gru import check_tokens
+from mmgen_text.tokenizer import SPECIALS, WordTokenizer
 
 
 class TextModality:
@@ -13,6 +14,7 @@ class TextModality:
 
     name = "text"
     extensions = (".txt",)
+    specials = SPECIALS  # the first tokens of every vocabulary, ids 0-3
 
     def load(self, path: str, encoding: str = "utf-8") -> str:
         """The whole text of a file, stripped."""
@@ -24,8 +26,16 @@ class TextModality:
         except (UnicodeDecodeError, OSError) as exc:
             raise ValueError(f"text file {path} cannot be read as {encoding} text: {exc}") from None
 
-    def tokenizer(self, vocabulary: list[str]) -> WordTokenizer:
-        return WordTokenizer(list(vocabulary))
+    def tokenizer(self, vocabulary: list[str], lowercase: bool = True) -> WordTokenizer:
+        """The tokenizer of ``vocabulary`` (it must start with :attr:`specials`); ``lowercase``
+        must match how the vocabulary was built."""
+        return WordTokenizer(list(vocabulary), lowercase=lowercase)
+
+    @staticmethod
+    def check_tokens(tokens: torch.Tensor, vocab_size: int, who: str) -> None:
+        """A clear ``ValueError`` (naming ``who``) unless ``tokens`` is a LongTensor [B, T] of ids
+        in ``[0, vocab_size)``."""
+        check_tokens(tokens, vocab_size, who)
 
     def vocabulary(self, texts, min_count: int = 1) -> list[str]:
         """Specials, then the words seen at least ``min_count`` times, most frequent first."""
