@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 
 from mmgen.data.captions import mnist_captions, shapes
+from mmgen.data import files
 from mmgen.data.datasets import Dataset, digits, mnist
 from mmgen.data.multibench import load_affect
 from mmgen.data.semisupervised import keep_labels
@@ -19,14 +20,19 @@ from mmgen.data.text import lee
 from mmgen.data.trimodal import mnist_trimodal
 
 DATASETS = {"digits": digits, "mnist": mnist, "lee": lee, "mnist-captions": mnist_captions,
-            "shapes": shapes, "mnist-trimodal": mnist_trimodal, "multibench-affect": load_affect}
+            "shapes": shapes, "mnist-trimodal": mnist_trimodal, "multibench-affect": load_affect,
+            # the user's own files (mmgen.data.files): their names are already component names
+            "files.images": files.images, "files.audio": files.audio, "files.text": files.text,
+            "files.manifest": files.manifest}
 MODALITY = {"digits": "image", "mnist": "image", "lee": "text", "mnist-captions": "image",
-            "shapes": "image", "mnist-trimodal": "multimodal", "multibench-affect": "multimodal"}
+            "shapes": "image", "mnist-trimodal": "multimodal", "multibench-affect": "multimodal",
+            "files.images": "image", "files.audio": "audio", "files.text": "text", "files.manifest": "multimodal"}
 
 
 def component_names() -> dict[str, str]:
-    """Short name -> component name of mmgen's own datasets."""
-    return {name: f"{MODALITY[name]}.{name}" for name in DATASETS}
+    """Short name -> component name of mmgen's own datasets (a name with a dot is its own
+    component name: ``files.images``)."""
+    return {name: name if "." in name else f"{MODALITY[name]}.{name}" for name in DATASETS}
 
 
 def factory(name: str):

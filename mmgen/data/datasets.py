@@ -59,6 +59,45 @@ class Dataset:
         n = len(self)
         return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
+    def data_info(self) -> dict:
+        """Shapes for model shape inference: ``{"modalities": {"x": {...}}, "num_classes", "levels"}``
+        (see :func:`describe_example`)."""
+        return {"modalities": {"x": describe_example(self.x[0] if len(self) else self.x.new_zeros(self.shape),
+                                                     vocabulary=self.vocab)},
+                "num_classes": num_classes(self.y), "levels": self.levels}
+
+
+def describe_example(x: torch.Tensor, *, modality: str | None = None, vocabulary=None, wave: dict | None = None) -> dict:
+    """What shape inference needs of one example: ``{"modality": "image", "channels", "size"}``
+    (``size`` = the height), ``{"modality": "audio", "n_mels", "frames", "wave"}``, ``{"modality":
+    "text", "vocab_size", "vocabulary", "length"}``; every one also has ``"shape"`` (a list).
+    The modality is inferred when not given: token ids with a vocabulary are text, [C, H, W] with
+    C in (1, 3) an image; anything else is ``{"modality": None, "shape": [...]}``."""
+    shape = list(x.shape)
+    if modality is None:
+        if vocabulary is not None and not x.is_floating_point() and x.dim() == 1:
+            modality = "text"
+        elif x.dim() == 3 and shape[0] in (1, 3):
+            modality = "image"
+    if modality == "image":
+        return {"modality": "image", "channels": shape[0], "size": shape[1], "shape": shape}
+    if modality == "audio":
+        return {"modality": "audio", "n_mels": shape[0], "frames": shape[1],
+                "wave": dict(wave) if wave is not None else None, "shape": shape}
+    if modality == "text":
+        return {"modality": "text", "vocab_size": len(vocabulary) if vocabulary is not None else None,
+                "vocabulary": list(vocabulary) if vocabulary is not None else None, "length": shape[0],
+                "shape": shape}
+    return {"modality": modality, "shape": shape}
+
+
+def num_classes(y: torch.Tensor | None) -> int | None:
+    """1 + the largest known label (labels -1 are unknown); None without labels."""
+    if y is None:
+        return None
+    known = y[y >= 0]
+    return int(known.max()) + 1 if len(known) else None
+
 
 def _split(name, x, y, sizes, **kw) -> dict[str, Dataset]:
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))

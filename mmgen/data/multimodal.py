@@ -94,6 +94,21 @@ class MultimodalDataset:
         n = len(self)
         return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
 
+    def data_info(self) -> dict:
+        """Shapes for model shape inference: ``{"modalities": {modality: {...}}, "num_classes",
+        "levels"}`` (see :func:`mmgen.data.datasets.describe_example`; audio's ``wave`` and text's
+        ``vocabulary`` come from ``info``; ``num_classes`` from ``info["label_words"]`` or the labels)."""
+        from mmgen.data.datasets import describe_example, num_classes
+        examples = {m: v[0] if len(v) else v.new_zeros(v.shape[1:]) for m, v in self.aligned.items()}
+        examples.update({m: v[0] for m, (v, _) in self.pools.items()})
+        known = {"image", "audio", "text"}
+        described = {m: describe_example(x, modality=m if m in known else None,
+                                         vocabulary=self.info.get("vocabulary"), wave=self.info.get("wave"))
+                     for m, x in examples.items()}
+        words = self.info.get("label_words") or self.info.get("classes")
+        return {"modalities": described, "num_classes": len(words) if words else num_classes(self.y),
+                "levels": None}
+
     def example_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of one example of each modality."""
         shapes = {m: tuple(v.shape[1:]) for m, v in self.aligned.items()}

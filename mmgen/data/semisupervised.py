@@ -28,4 +28,4 @@ def keep_labels(data, count: int, *, seed: int = 0):
                              f"{len(members)} examples, fewer than {per_class}")
         chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
         y[chosen] = c
-    return dataclasses.replace(data, y=y)
+    return data.with_labels(y) if hasattr(data, "with_labels") else dataclasses.replace(data, y=y)

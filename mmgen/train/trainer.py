@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from mmgen import distributed
+from mmgen.data.loader import as_batches
 from mmgen.io import image_grid, save_png
 from mmgen.models.base import TrainingStep, batch_condition
 from mmgen.ops import rng
@@ -134,7 +135,8 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
 
 class Trainer:
     """Trains ``model`` (anything with ``loss(x, **cond)`` or ``training_steps()``) on a
-    :class:`mmgen.data.Dataset`.
+    :class:`mmgen.data.Dataset` (or any dataset with ``batches``, a map-style torch ``Dataset`` of dict
+    examples, or a ``DataLoader`` of dict batches: see :func:`mmgen.data.loader.as_batches`).
 
     Writes into ``run_dir``: ``metrics.jsonl`` (one JSON object per log/eval line), ``samples/``
     (PNG grids, when the model has ``sample``), ``checkpoints/`` (see mmgen.train.checkpoint) and,
@@ -156,6 +158,9 @@ class Trainer:
 
     def __init__(self, model, train_data, *, run_dir: str, config: TrainConfig | dict | None = None,
                  val_data=None, evaluate=None, condition_on_labels: bool | None = None):
+        # a plain torch Dataset (dict examples) or DataLoader (dict batches) gets the batches() interface
+        train_data = as_batches(train_data, what="training data")
+        val_data = as_batches(val_data, what="validation data")
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
         self.config.validate()
         self.device = torch.device(distributed.init_from_env(self.config.device))
@@ -216,10 +221,11 @@ class Trainer:
     def _cond(self, batch: dict) -> dict:
         return batch_condition(self.model, batch, device=self.device) if self.condition_on_labels else {}
 
-    def _shard(self, batch: dict) -> dict:
+    def _shard(self, batch: dict, data=None) -> dict:
         """This rank's contiguous share of a batch: rows [r * n / N, (r + 1) * n / N) of every tensor
-        or list with one row per example; other values as they are."""
-        if self.world == 1:
+        or list with one row per example (masks and labels included); other values as they are. A
+        DataLoader with a DistributedSampler (``data.per_rank``) already gives this rank's share."""
+        if self.world == 1 or getattr(data, "per_rank", False):
             return batch
         n = examples(batch)
         lo, hi = self.rank * n // self.world, (self.rank + 1) * n // self.world
@@ -325,7 +331,7 @@ class Trainer:
                                                      epoch=self.epoch, drop_last=True,
                                                      start=self.batch_in_epoch):
                     self.batch_in_epoch += 1
-                    ran = self._train_step(self._shard(batch))
+                    ran = self._train_step(self._shard(batch, self.train_data))
                     self.step += 1
                     logged = None
                     if ran and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
@@ -424,7 +430,7 @@ class Trainer:
         else:
             loss_sum = count = errors = labelled = 0.0
             for batch in self.val_data.batches(256):
-                batch = self._on_device(self._shard(batch))
+                batch = self._on_device(self._shard(batch, self.val_data))
                 rows = examples(batch)
                 if rows == 0:
                     continue
