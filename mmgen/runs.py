@@ -60,9 +60,20 @@ def check_sections(config) -> None:
             raise ValueError(f"run config section {key!r} must be a JSON object, got {config[key]!r}")
 
 
+LIKELIHOOD_METHODS = ("elbo", "iwae_bound", "nll", "log_prob")
+MEASURED_METHODS = (*LIKELIHOOD_METHODS, "reconstruct", "codes", "classify")
+
+
+class NothingToEvaluate(ValueError):
+    """The model has nothing mmgen's evaluation measures and no metric was requested."""
+
+
 def _evaluator(model):
     """What evaluates ``model``: mmgen.eval.multimodal.evaluate for multimodal models (MFM),
-    mmgen.eval.attributes.evaluate_text_to_image for text-to-image GANs, else mmgen.eval.evaluate."""
+    mmgen.eval.attributes.evaluate_text_to_image for text-to-image GANs, mmgen.eval.evaluate for
+    models with a likelihood or reconstructions (see MEASURED_METHODS), else None: such a model (a
+    GAN, a plugin's model without ``elbo`` / ``nll`` / ``log_prob``) gets only the registered
+    metrics its run requests (``eval.metrics``, ``mmgen eval --metric``)."""
     from mmgen.models import TextToImageGAN
     if isinstance(model, TextToImageGAN):
         from mmgen.eval.attributes import evaluate_text_to_image
@@ -70,16 +81,41 @@ def _evaluator(model):
     if getattr(model, "multimodal", False):
         from mmgen.eval.multimodal import evaluate as evaluate_multimodal
         return evaluate_multimodal
+    if not any(hasattr(model, method) for method in MEASURED_METHODS):
+        return None
     from mmgen.eval import evaluate as evaluate_model
     return evaluate_model
 
 
+def _no_likelihood(model) -> str:
+    return (f"a {type(model).__name__} model has no likelihood or reconstruction for mmgen's evaluation "
+            f"(none of {', '.join(MEASURED_METHODS)})")
+
+
 def _check_eval_options(config: dict, model) -> None:
-    """The eval section holds options of the model's evaluator (checked before training, not after)."""
-    accepted = [p for p in inspect.signature(_evaluator(model)).parameters if p not in ("model", "data", "classifier")]
-    unknown = sorted(set(config.get("eval", {})) - set(accepted))
-    if unknown:
-        raise ValueError(f"run config eval: unknown option(s) {unknown}; accepted: {accepted}")
+    """The eval section holds options of the model's evaluator and ``metrics``, registered metric
+    names (a list, or an object name -> options) that exist and take those options (checked before
+    training, not after)."""
+    from mmgen.eval import metrics as eval_metrics
+    options = dict(config.get("eval", {}))
+    spec = options.pop("metrics", None)
+    with section("eval"):
+        eval_metrics.check(spec, where="metrics")
+        evaluator = _evaluator(model)
+        if evaluator is None:
+            if options:
+                raise ValueError(f"option(s) {sorted(options)} belong to mmgen's evaluation, but "
+                                 f"{_no_likelihood(model)}: only registered metrics evaluate it; "
+                                 "accepted: ['metrics']")
+            return
+        from mmgen.eval.attributes import evaluate_text_to_image
+        if evaluator is evaluate_text_to_image and spec:
+            raise ValueError("metrics: registered metrics are not run on text-to-image runs (their "
+                             "evaluation is mmgen.eval.attributes.evaluate_run)")
+        accepted = [p for p in inspect.signature(evaluator).parameters if p not in ("model", "data", "classifier")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; accepted: {[*accepted, 'metrics']}")
 
 
 @contextlib.contextmanager
@@ -168,7 +204,7 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
-    metrics = evaluate(run_dir, "test") if distributed.is_main() else None  # local: no collectives
+    metrics = evaluate(run_dir, "test", strict=False) if distributed.is_main() else None  # local: no collectives
     distributed.shutdown()
     return metrics
 
@@ -198,26 +234,66 @@ def _validate_multimodal(model, data) -> dict:
     return {f"val_{key}": value for key, value in evaluate_multimodal(model, data).items()}
 
 
-def evaluate(run_dir: str, split: str = "test", **overrides) -> dict:
+def evaluate(run_dir: str, split: str = "test", *, metrics: list[str] | None = None,
+             metric_options: dict[str, dict] | None = None, strict: bool = True, **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
-    the run's eval options (None: keep)."""
+    the run's eval options (None: keep).
+
+    Registered metrics (``eval.metrics`` of the run config; ``metrics``, a list of names, replaces
+    that list, ``metric_options`` ``{name: {key: value}}`` adds to their options) run too, their
+    numbers under ``"metrics": {name: {...}}``. A model without a likelihood (see :func:`_evaluator`)
+    gets only those; with none requested there is nothing to evaluate: :class:`NothingToEvaluate`,
+    or, with ``strict=False`` (the end of training), a file holding that ``note``."""
+    from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
+    from mmgen.models import config_name
     config = read_run_config(run_dir)
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    with section("eval"):
+        requested = eval_metrics.normalize(options.pop("metrics", None), where="metrics")
+    if metrics is not None:
+        requested = {name: requested.get(name, {}) for name in metrics}
+    for name, extra in (metric_options or {}).items():
+        if name not in requested:
+            raise ValueError(f"options for metric {name!r}, which is not requested (requested metrics: "
+                             f"{', '.join(requested) or 'none'})")
+        requested[name] = {**requested[name], **extra}
+    requested = eval_metrics.check(requested, where=None)
     model = load_model(run_dir)
+    evaluator = _evaluator(model)
     from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
-    if _evaluator(model) is evaluate_text_to_image:  # judged by the run's attribute classifier
+    if evaluator is evaluate_text_to_image:  # judged by the run's attribute classifier
+        if requested:
+            raise ValueError("registered metrics are not run on text-to-image runs (their evaluation is "
+                             "mmgen.eval.attributes.evaluate_run)")
         return evaluate_run(run_dir, split, model=model, **options)
+    model_name = config_name(config["model"])
     for option in ("inception_weights", "condition"):
         if overrides.get(option) is not None:
-            raise ValueError(f"{option} applies to text-to-image runs only; this run's model is "
-                             f"{config['model'].get('model')!r}")
+            raise ValueError(f"{option} applies to text-to-image runs only; this run's model is {model_name!r}")
+    if evaluator is None and options:
+        raise ValueError(f"eval option(s) {sorted(options)} belong to mmgen's evaluation, but "
+                         f"{_no_likelihood(model)} ({run_dir}, model {model_name!r}): only registered "
+                         "metrics evaluate it")
+    result = {}
+    if evaluator is None and not requested:
+        from mmgen import plugins
+        registered = ", ".join(c.name for c in plugins.list_components("metric")) or "none"
+        message = (f"nothing to evaluate: {_no_likelihood(model)} ({run_dir}, model {model_name!r}) and no "
+                   "metric is requested; name registered metrics with `mmgen eval RUN --metric NAME` or "
+                   f"eval.metrics in the run config (registered metrics: {registered})")
+        if strict:
+            raise NothingToEvaluate(message)
+        result["note"] = message
     data = dataset(config, split)
-    torch.manual_seed(0)
-    metrics = _evaluator(model)(model, data, **options)
-    metrics.update({"split": split, "dataset": config["data"]})
-    if not getattr(model, "multimodal", False):  # MFM reports accuracies, not a likelihood
-        metrics["uniform_nll"] = uniform_nll(data)
-    atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(metrics, indent=2).encode())
-    return metrics
+    if evaluator is not None:
+        torch.manual_seed(0)
+        result = evaluator(model, data, **options)
+        if not getattr(model, "multimodal", False):  # MFM reports accuracies, not a likelihood
+            result["uniform_nll"] = uniform_nll(data)
+    if requested:
+        result["metrics"] = eval_metrics.run(model, data, requested)
+    result.update({"split": split, "dataset": config["data"]})
+    atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(result, indent=2).encode())
+    return result

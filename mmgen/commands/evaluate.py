@@ -7,12 +7,17 @@ from mmgen import runs
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained run (nats per example, bits/dim)")
+    p = subparsers.add_parser("eval", help="evaluate a trained run (nats per example, bits/dim, registered metrics)")
     p.add_argument("run_dir", help="a run folder written by `mmgen train`")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "heldout"),
                    help="heldout: the unseen (shape, colour) pairs of the shapes dataset")
     p.add_argument("--k", type=int, help="importance samples for the IWAE NLL (default: the run's)")
     p.add_argument("--max-examples", type=int, help="evaluate only this many examples")
+    p.add_argument("--metric", action="append", metavar="NAME",
+                   help="run this registered metric (repeatable; replaces the run's eval.metrics; "
+                        "`mmgen plugins list` shows the metrics); its numbers go under \"metrics\"")
+    p.add_argument("--metric-option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                   help="an option of a requested metric, e.g. myplugin.fid.k=10 (repeatable; JSON values)")
     p.add_argument("--inception-weights", metavar="PATH",
                    help="text-to-image runs: also report Inception FID from these local weights")
     p.add_argument("--condition", choices=("mean", "sample"),
@@ -21,8 +26,29 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def parse_metric_options(items: list[str]) -> dict[str, dict]:
+    """``["toy.fid.k=10"]`` -> ``{"toy.fid": {"k": 10}}`` (values parsed as JSON, else kept as strings)."""
+    options: dict[str, dict] = {}
+    for item in items:
+        path, sep, raw = item.partition("=")
+        name, dot, key = path.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise ValueError(f"--metric-option {item!r} must look like NAME.KEY=VALUE (e.g. myplugin.fid.k=10)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(name, {})[key] = value
+    return options
+
+
 def run(args) -> int:
-    metrics = runs.evaluate(args.run_dir, args.split, k=args.k, max_examples=args.max_examples,
-                            inception_weights=args.inception_weights, condition=args.condition)
+    try:
+        metrics = runs.evaluate(args.run_dir, args.split, metrics=args.metric,
+                                metric_options=parse_metric_options(args.metric_option), k=args.k,
+                                max_examples=args.max_examples, inception_weights=args.inception_weights,
+                                condition=args.condition)
+    except (ValueError, TypeError, LookupError, OSError) as exc:
+        raise SystemExit(f"mmgen eval: {exc}") from exc
     print(json.dumps(metrics, indent=2))
     return 0

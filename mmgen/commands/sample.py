@@ -46,7 +46,15 @@ def run(args) -> int:
                                     data=runs.dataset(config, "test"))
         print(f"wrote {args.n} samples to {', '.join(paths)}")
         return 0
-    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **cond).float()
+    if not hasattr(model, "sample"):
+        raise SystemExit(f"mmgen sample: the {type(model).__name__} model of {args.run_dir} has no sample()")
+    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **cond)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise SystemExit(f"mmgen sample: the {type(model).__name__} model's sample(n) gave {got}, not images "
+                         "[n, C, H, W]; a model whose samples are not images writes its own files with "
+                         "write_samples(prefix, n, generator, data=...)")
+    images = images.float()
     levels = getattr(runs.dataset(config, "test"), "levels", None)
     if levels:
         images = images / (levels - 1)

@@ -2,7 +2,8 @@
 
 ``evaluate(model, data)`` picks what the model supports: the ELBO (VAEs), an importance-weighted NLL
 estimate with ``k`` samples (IWAE bound; it is an upper bound on the true NLL in expectation), the
-exact NLL (autoregressive models), bits/dim derived from the NLL, and the reconstruction error;
+exact NLL (autoregressive models; ``nll``, else ``-log_prob``), bits/dim derived from the NLL, and
+the reconstruction error;
 codebook usage and perplexity over the whole split (models with ``codes``, e.g. VQVAE); the
 classification error (models with ``classify``, e.g. M2). Models with ``condition_on_labels``
 get the labels as ``y``, except those with ``classify``: for them y is a latent variable that
@@ -53,6 +54,8 @@ def evaluate(model, data, *, k: int = 1000, batch_size: int = 100, device: str |
             parts[f"nll_iwae_k{k}"] = -model.iwae_bound(x, k)
         elif hasattr(model, "nll"):
             parts["nll"] = model.nll(x)
+        elif hasattr(model, "log_prob"):
+            parts["nll"] = -model.log_prob(x)
         if hasattr(model, "kl_divergence"):
             parts["kl"] = model.kl_divergence(x)
         if hasattr(model, "tokens_per_example"):  # text: words (+ <eos>) the likelihood predicts

@@ -47,11 +47,18 @@ def resolve(name: str):
     return plugins.get_component("metric", name).obj
 
 
-def check(spec, where: str = "eval.metrics") -> dict[str, dict]:
-    """Normalize ``spec`` and check that each metric is registered and takes its options."""
-    metrics = normalize(spec, where)
+def check(spec, where: str | None = "eval.metrics") -> dict[str, dict]:
+    """Normalize ``spec`` and check that each metric is registered and takes its options; messages
+    start with ``where`` (None: nothing)."""
+    from mmgen.models.base import raise_with_context
+    metrics = normalize(spec, where or "metrics")
     for name, options in metrics.items():
-        fn = resolve(name)
+        try:
+            fn = resolve(name)
+        except LookupError as exc:
+            if where is None:
+                raise
+            raise_with_context(exc, where)
         try:
             signature = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -59,7 +66,7 @@ def check(spec, where: str = "eval.metrics") -> dict[str, dict]:
         try:
             signature.bind(None, None, **options)
         except TypeError as exc:
-            raise ValueError(f"{where}: metric {name!r} does not take options {options}: {exc}; it takes "
+            raise ValueError(f"{where + ': ' if where else ''}metric {name!r} does not take options {options}: {exc}; it takes "
                              f"{signature}") from None
     return metrics
 
