@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import json
 import os
 import re
@@ -289,8 +290,7 @@ def _image_column(where: str, paths: list, origins: list, size, channels) -> tup
         channels = channels or int(image.shape[0])
         size = size or int(min(image.shape[-2:]))
 
-    def load(path, size=size, channels=channels):
-        return modality_handlers.get("image").load(path, size=size, channels=channels)
+    load = functools.partial(_load_image, size=size, channels=channels)  # picklable for spawned workers
     return load, (channels, size, size), {"modality": "image", "channels": channels, "size": size,
                                           "shape": [channels, size, size]}
 
@@ -305,10 +305,7 @@ def _audio_column(where: str, paths: list, origins: list, sample_rate, seconds) 
     frames = handler.frames(samples, **wave)
     n_mels = wave["n_mels"]
 
-    def load(path, sample_rate=sample_rate, seconds=seconds, wave=wave):
-        audio = modality_handlers.get("audio")
-        clip = audio.load(path, sample_rate=sample_rate, seconds=seconds)
-        return audio.features(clip.unsqueeze(0), **wave)[0]
+    load = functools.partial(_load_audio, sample_rate=sample_rate, seconds=seconds, wave=wave)
     describe = {"modality": "audio", "n_mels": n_mels, "frames": frames, "wave": dict(wave),
                 "seconds": seconds, "shape": [n_mels, frames]}
     return load, (n_mels, frames), describe, wave
@@ -340,6 +337,16 @@ def _text_columns(where: str, texts_by_split: dict[str, list], min_count, length
 
 def _identity(value):
     return value
+
+
+def _load_image(path: str, *, size: int, channels: int) -> torch.Tensor:
+    return modality_handlers.get("image").load(path, size=size, channels=channels)
+
+
+def _load_audio(path: str, *, sample_rate: int, seconds: float, wave: dict) -> torch.Tensor:
+    audio = modality_handlers.get("audio")
+    clip = audio.load(path, sample_rate=sample_rate, seconds=seconds)
+    return audio.features(clip.unsqueeze(0), **wave)[0]
 
 
 # --------------------------------------------------------------------------- folders

@@ -126,8 +126,8 @@ class LoaderData:
     def batches(self, batch_size: int | None = None, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                 drop_last: bool = False, start: int = 0) -> Iterator[dict]:
         self._set_epoch(epoch)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + epoch)
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only: CUDA streams are untouched
+            torch.random.default_generator.manual_seed(seed * 1_000_003 + epoch)
             iterator = iter(self.loader)
             try:
                 first = next(iterator)  # a single-process loader draws its permutation here
