@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -7,6 +8,41 @@ import mmgen
 
 # Tests that need the CUDA device carry the `cuda` marker; use DEVICES to parametrize over devices.
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+# Tests that need a first-party plugin carry `@pytest.mark.plugins("image", ...)` (or a module's
+# `pytestmark`); they are skipped, with the plugin named, where its package cannot be imported (the
+# core-only CI run, scripts/core_only_tests.sh). A test module that imports a plugin package at the
+# top uses `pytest.importorskip("mmgen_text", reason=plugin_reason(["text"]))` instead.
+PLUGIN_PACKAGES = {"image": "mmgen_image", "text": "mmgen_text", "audio": "mmgen_audio", "gumbel": "mmgen_gumbel"}
+PLUGIN_DISTRIBUTIONS = {"image": "mmgen-image", "text": "mmgen-text", "audio": "mmgen-audio",
+                        "gumbel": "examples/mmgen-gumbel"}
+_importable: dict[str, bool] = {}
+
+
+def plugin_missing(name: str) -> bool:
+    """Whether the package of first-party plugin ``name`` ("image", "text", "audio") cannot be imported."""
+    if name not in PLUGIN_PACKAGES:
+        raise ValueError(f"unknown plugin {name!r}; known: {sorted(PLUGIN_PACKAGES)}")
+    if name not in _importable:
+        try:
+            importlib.import_module(PLUGIN_PACKAGES[name])
+            _importable[name] = True
+        except ImportError:
+            _importable[name] = False
+    return not _importable[name]
+
+
+def plugin_reason(names) -> str:
+    """'needs the image plugin (mmgen-image)', 'needs the image and text plugins (mmgen-image, mmgen-text)'."""
+    names = list(dict.fromkeys(names))
+    said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (f"needs the {said} plugin{'s' if len(names) > 1 else ''} "
+            f"({', '.join(PLUGIN_DISTRIBUTIONS[n] for n in names)})")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "plugins(*names): needs these first-party plugins (image, text, audio); "
+                                       "skipped where one is not installed")
 
 
 def pytest_sessionstart(session):
@@ -18,6 +54,10 @@ def pytest_sessionstart(session):
 def pytest_runtest_setup(item):
     if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
+    needed = [name for marker in item.iter_markers("plugins") for name in marker.args]
+    missing = [name for name in dict.fromkeys(needed) if plugin_missing(name)]
+    if missing:
+        pytest.skip(plugin_reason(missing))
 
 
 def pytest_report_header(config):

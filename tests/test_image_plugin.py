@@ -5,6 +5,8 @@ import torch
 import mmgen
 from mmgen import likelihoods, plugins
 
+pytestmark = pytest.mark.plugins("image")
+
 SIZES = (8, 28, 32, 64)  # the bundled datasets' sizes
 ODD_SIZES = (4, 5, 7, 12, 20, 33)  # any size >= 4 works
 CHANNELS = (1, 3)

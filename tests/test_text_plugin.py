@@ -6,7 +6,8 @@ import torch
 
 import mmgen
 from mmgen import plugins
-from mmgen_text import WordTokenizer
+mmgen_text = pytest.importorskip("mmgen_text", reason="needs the text plugin (mmgen-text)")
+WordTokenizer = mmgen_text.WordTokenizer
 
 SENTENCES = ["a small red bird sings .", "the big grey dog sleeps all day !"]
 
