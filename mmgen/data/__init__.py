@@ -15,6 +15,11 @@
   ``mnist-trimodal``: MNIST-5k images + spoken digits + captions; ``multibench-affect``: MultiBench's
   affect pickles (CMU-MOSI/MOSEI features) that the user has (:mod:`mmgen.data.multibench`).
 
+The user's own files: ``files.images`` (a folder, class sub-folders as labels), ``files.audio``,
+``files.text`` (one example per line) and ``files.manifest`` (JSONL/CSV, one column per modality,
+missing values masked), loaded lazily through ``torch.utils.data`` (:mod:`mmgen.data.files`).
+Every dataset has ``data_info()`` (shapes, vocabulary, wave options, classes) for shape inference.
+
 Each is also a plugin component ``<modality>.<name>`` (``image.digits``, ``text.lee``, ...), and
 ``load`` takes datasets that plugins register (see :mod:`mmgen.data.catalog`).
 
