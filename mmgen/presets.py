@@ -2,35 +2,36 @@
 
 A run config is JSON: ``{"data": {"name": ..., **kwargs}, "model": <model config>,
 "train": <TrainConfig options>, "eval": {"k": ..., "max_examples": ...}}``.
+
+What the data gives is left out of the model configs (image size and channels, log-mel bins and
+frames, vocabularies, ``wave`` options, numbers of classes and of grey levels): :mod:`mmgen.infer`
+fills it in from the training data when the run is prepared, and the saved model's config.json
+holds it (tests/test_infer.py checks that every preset builds the model it built when the numbers
+were written out).
 """
 from __future__ import annotations
 
 import copy
 
 
-def _conv(size: int, channels: int, latent: int, params: int, hidden: int) -> tuple[dict, dict]:
-    encoder = {"name": "image.conv", "in_channels": channels, "size": size, "out_features": 256,
-               "hidden": hidden}
-    decoder = {"name": "image.conv", "in_features": latent, "out_channels": channels, "size": size,
-               "params_per_channel": params, "hidden": hidden}
-    return encoder, decoder
+def _conv(latent: int, hidden: int, **decoder) -> tuple[dict, dict]:
+    """image.conv encoder and decoder (size and channels from the data; a categorical likelihood's
+    levels set the decoder's params_per_channel)."""
+    encoder = {"name": "image.conv", "out_features": 256, "hidden": hidden}
+    return encoder, {"name": "image.conv", "in_features": latent, **decoder, "hidden": hidden}
 
 
-_DIGITS_ENC, _DIGITS_DEC = _conv(8, 1, 16, 17, 64)
-_MNIST_ENC, _MNIST_DEC = _conv(28, 1, 32, 1, 32)
-_VQ_ENC = {"name": "image.vqconv", "in_channels": 1, "size": 28, "out_channels": 16, "hidden": 32,
-           "downsample": 2}
-_VQ_DEC = {"name": "image.vqconv", "in_channels": 16, "out_channels": 1, "size": 28, "hidden": 32,
-           "downsample": 2}
+_DIGITS_ENC, _DIGITS_DEC = _conv(16, 64)
+_MNIST_ENC, _MNIST_DEC = _conv(32, 32, params_per_channel=1)  # one Bernoulli logit per pixel
+_VQ_ENC = {"name": "image.vqconv", "out_channels": 16, "hidden": 32, "downsample": 2}
+_VQ_DEC = {"name": "image.vqconv", "in_channels": 16, "hidden": 32, "downsample": 2}
 
 
-def _dcgan(size: int, data_range: list, latent: int, hidden: int, batch_norm: bool = True, **gan) -> dict:
+def _dcgan(data_range: list, latent: int, hidden: int, batch_norm: bool = True, **gan) -> dict:
     """A GAN of image.dcgan networks; real data is mapped from ``data_range`` to the tanh range."""
     return {"model": "gan", "data_range": data_range, **gan,
-            "generator": {"name": "image.dcgan", "latent_dim": latent, "out_channels": 1, "size": size,
-                          "hidden": hidden},
-            "discriminator": {"name": "image.dcgan", "in_channels": 1, "size": size, "hidden": hidden,
-                              "batch_norm": batch_norm}}
+            "generator": {"name": "image.dcgan", "latent_dim": latent, "hidden": hidden},
+            "discriminator": {"name": "image.dcgan", "hidden": hidden, "batch_norm": batch_norm}}
 
 
 def _mfm_trimodal() -> dict:
@@ -40,21 +41,20 @@ def _mfm_trimodal() -> dict:
     The audio reconstruction has weight 0.25: its Gaussian NLL over 32 x 65 log-mel values (~2,000
     nats a clip) otherwise dwarfs the label terms in the gradient of the shared audio encoder, and
     the speech-only label accuracy on unseen voices suffers (val voices, seed 0: 0.888 at weight 1,
-    0.948 at 0.25, the value chosen on val; generated speech did not get worse)."""
-    from mmgen.data import trimodal
-    vocab = len(trimodal.VOCABULARY)
-    mels, frames = trimodal.LOGMEL["n_mels"], trimodal.FRAMES
+    0.948 at 0.25, the value chosen on val; generated speech did not get worse).
+
+    From the data: image size and channels, log-mel bins and frames and the ``wave`` options, the
+    vocabulary (and its size), the caption length (``max_length``) and the number of classes."""
     return {
-        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 128, "hidden": 16},
-                  "decoder": {"name": "image.conv", "in_features": 128, "out_channels": 1, "size": 28, "hidden": 16},
+        "image": {"encoder": {"name": "image.conv", "out_features": 128, "hidden": 16},
+                  "decoder": {"name": "image.conv", "in_features": 128, "hidden": 16},
                   "likelihood": "bernoulli"},
-        "audio": {"encoder": {"name": "audio.mel", "n_mels": mels, "out_features": 128, "hidden": 64},
-                  "decoder": {"name": "audio.mel", "in_features": 128, "n_mels": mels, "frames": frames, "hidden": 64},
-                  "likelihood": "gaussian", "wave": dict(trimodal.WAVE), "weight": 0.25},
-        "text": {"encoder": {"name": "text.gru", "vocab_size": vocab, "out_features": 64, "embed_dim": 32, "hidden": 64},
-                 "decoder": {"name": "text.gru", "vocab_size": vocab, "in_features": 64, "embed_dim": 32, "hidden": 64},
-                 "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
-                 "max_length": trimodal.CAPTION_LENGTH - 1},
+        "audio": {"encoder": {"name": "audio.mel", "out_features": 128, "hidden": 64},
+                  "decoder": {"name": "audio.mel", "in_features": 128, "hidden": 64},
+                  "likelihood": "gaussian", "weight": 0.25},
+        "text": {"encoder": {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 64},
+                 "decoder": {"name": "text.gru", "in_features": 64, "embed_dim": 32, "hidden": 64},
+                 "likelihood": "tokens"},
     }
 
 
@@ -77,7 +77,7 @@ PRESETS: dict[str, dict] = {
         "description": "VAE, categorical likelihood over the 17 grey levels of the 8x8 digits",
         "data": {"name": "digits"},
         "model": {"model": "vae", "encoder": _DIGITS_ENC, "decoder": _DIGITS_DEC, "latent_dim": 16,
-                  "likelihood": {"name": "categorical", "levels": 17}, "kl_warmup": 500},
+                  "likelihood": "categorical", "kl_warmup": 500},
         "train": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
                   "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {"k": 1000},
@@ -94,14 +94,14 @@ PRESETS: dict[str, dict] = {
     "dcgan-digits": {
         "description": "DCGAN, non-saturating loss, on the 8x8 digits (levels mapped to [-1, 1]); EMA samples",
         "data": {"name": "digits"},
-        "model": _dcgan(8, [0, 16], 32, 32, objective="non_saturating", ema_decay=0.99),
+        "model": _dcgan([0, 16], 32, 32, objective="non_saturating", ema_decay=0.99),
         "train": {"steps": 2000, "batch_size": 64, "optimizers": _adam(2e-4, [0.5, 0.999]),
                   "log_every": 100, "sample_every": 500, "checkpoint_every": 500},
     },
     "dcgan-mnist": {
         "description": "DCGAN, non-saturating loss, on MNIST-5k intensities (28x28); EMA samples",
         "data": {"name": "mnist", "binarize": None},
-        "model": _dcgan(28, [0, 1], 64, 32, objective="non_saturating", ema_decay=0.995),
+        "model": _dcgan([0, 1], 64, 32, objective="non_saturating", ema_decay=0.995),
         "train": {"steps": 2000, "batch_size": 64, "optimizers": _adam(2e-4, [0.5, 0.999]),
                   "log_every": 100, "sample_every": 500, "checkpoint_every": 500},
     },
@@ -109,7 +109,7 @@ PRESETS: dict[str, dict] = {
         "description": "WGAN-GP (lambda 10, 5 critic steps per generator step, no batch norm in the "
                        "critic) on MNIST-5k intensities (28x28); EMA samples",
         "data": {"name": "mnist", "binarize": None},
-        "model": _dcgan(28, [0, 1], 64, 32, batch_norm=False, objective="wgan_gp", gp_weight=10.0,
+        "model": _dcgan([0, 1], 64, 32, batch_norm=False, objective="wgan_gp", gp_weight=10.0,
                         d_steps=5, ema_decay=0.99),
         "train": {"steps": 5000, "batch_size": 64, "optimizers": _adam(1e-4, [0.0, 0.9]),
                   "log_every": 250, "sample_every": 1000, "checkpoint_every": 1000},
@@ -120,8 +120,7 @@ PRESETS: dict[str, dict] = {
                        "spectrally normalized discriminator, on MNIST-5k with captions (digit, thickness, "
                        "slant, size); EMA samples",
         "data": {"name": "mnist-captions"},
-        "model": {"model": "text_to_image_gan", "vocab": "mnist-captions", "text_encoder": _T2I_GRU,
-                  "image_channels": 1, "image_size": 28, **_T2I_GAN},
+        "model": {"model": "text_to_image_gan", "vocab": "mnist-captions", "text_encoder": _T2I_GRU, **_T2I_GAN},
         "train": {"steps": 1500, "batch_size": 32, "num_samples": 80, "log_every": 50, "sample_every": 250,
                   "checkpoint_every": 250,
                   "optimizers": _T2I_OPTIMIZERS},
@@ -135,8 +134,8 @@ PRESETS: dict[str, dict] = {
         # generator's learning rate (at 2e-4 shape consistency stayed at 0.67) and a hard negative
         # per attribute in every batch, so every image is set against its shape-swapped caption
         "data": {"name": "shapes", "negatives": "each"},
-        "model": {"model": "text_to_image_gan", "vocab": "shapes", "text_encoder": _T2I_GRU,
-                  "image_channels": 3, "image_size": 32, **_T2I_GAN, "kl_weight": 0.001,
+        "model": {"model": "text_to_image_gan", "vocab": "shapes", "text_encoder": _T2I_GRU, **_T2I_GAN,
+                  "kl_weight": 0.001,
                   "discriminator_hidden": 32},
         "train": {"steps": 4000, "batch_size": 32, "schedule": "cosine", "log_every": 50, "sample_every": 1000,
                   "checkpoint_every": 500,
@@ -146,8 +145,7 @@ PRESETS: dict[str, dict] = {
         "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits "
                        "(small on purpose: 64 maps x 6 layers overfits the 1,297 images, val NLL 120)",
         "data": {"name": "digits"},
-        "model": {"model": "pixelcnn", "channels": 1, "levels": 17, "image_size": 8, "hidden": 32,
-                  "layers": 4, "first_kernel_size": 5},
+        "model": {"model": "pixelcnn", "hidden": 32, "layers": 4, "first_kernel_size": 5},
         "train": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
                   "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {},
@@ -155,8 +153,7 @@ PRESETS: dict[str, dict] = {
     "pixelcnn-mnist": {
         "description": "gated PixelCNN on dynamically binarized MNIST-5k (28x28, 2 levels)",
         "data": {"name": "mnist", "binarize": "dynamic"},
-        "model": {"model": "pixelcnn", "channels": 1, "levels": 2, "image_size": 28, "hidden": 32,
-                  "layers": 8},
+        "model": {"model": "pixelcnn", "levels": 2, "hidden": 32, "layers": 8},  # binarized on the fly
         "train": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "schedule": "cosine",
                   "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
         "eval": {"max_examples": 500},
@@ -188,7 +185,7 @@ PRESETS: dict[str, dict] = {
         "description": "conditional VAE p(x | digit class) on dynamically binarized MNIST-5k",
         "data": {"name": "mnist", "binarize": "dynamic"},
         "model": {"model": "cvae", "encoder": _MNIST_ENC, "decoder": {**_MNIST_DEC, "in_features": 42},
-                  "num_classes": 10, "latent_dim": 32, "likelihood": "bernoulli"},
+                  "latent_dim": 32, "likelihood": "bernoulli"},
         "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
         "eval": {"max_examples": 500},
@@ -210,7 +207,7 @@ PRESETS: dict[str, dict] = {
         "data": {"name": "mnist", "binarize": "dynamic", "labels": 100},
         "model": {"model": "m2", "encoder": _MNIST_ENC,
                   "decoder": {**_MNIST_DEC, "in_features": 42, "hidden": 16},  # runs once per class
-                  "classifier": _MNIST_ENC, "num_classes": 10, "latent_dim": 32, "likelihood": "bernoulli",
+                  "classifier": _MNIST_ENC, "latent_dim": 32, "likelihood": "bernoulli",
                   "alpha": 20.0},
         "train": {"steps": 2000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine",
                   "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
@@ -233,7 +230,7 @@ PRESETS: dict[str, dict] = {
         "description": "Multimodal Factorization Model over MNIST-5k images + spoken digits (unseen test "
                        "voices) + captions: label accuracy from every modality subset, cross-modal generation",
         "data": {"name": "mnist-trimodal"},
-        "model": {"model": "mfm", "modalities": _mfm_trimodal(), "num_classes": 10, "zy_dim": 16, "za_dim": 8,
+        "model": {"model": "mfm", "modalities": _mfm_trimodal(), "zy_dim": 16, "za_dim": 8,
                   "hidden": 128, "prior": "kl", "lam": 1.0, "label_weight": 100.0, "surrogate_weight": 1.0},
         "train": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "num_samples": 20,
                   "log_every": 100, "eval_every": 500, "sample_every": 750, "checkpoint_every": 500},

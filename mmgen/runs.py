@@ -16,7 +16,7 @@ import torch
 
 from mmgen import data as datasets
 from mmgen.data import catalog
-from mmgen import distributed, presets
+from mmgen import distributed, infer, presets
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
 from mmgen.models.base import raise_with_context
@@ -168,6 +168,14 @@ def dataset(config: dict, split: str):
         return datasets.load(name, split, **kwargs)
 
 
+def model_config(config: dict, train_data) -> dict:
+    """The run config's model section with what the training data gives filled in (image size and
+    channels, log-mel shape, vocabulary, classes, levels: see :mod:`mmgen.infer`); a value stated in
+    the config that the data contradicts is an error. run.json keeps the config as written, the
+    model's config.json this filled one (so the saved model loads without the data)."""
+    return infer.infer_model_config(config["model"], infer.data_info(train_data))
+
+
 def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
     """Check the run config and build its data, model and trainer, without writing anything; every
     config error is raised here, naming the section, the key, the bad value and what is accepted
@@ -183,9 +191,11 @@ def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
         if previous["model"] != config["model"] or previous["data"] != config["data"]:
             raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder")
     train_data, val_data = dataset(config, "train"), dataset(config, "val")
+    with section("model"):
+        model_cfg = model_config(config, train_data)
     torch.manual_seed(train_cfg.seed)  # the initial weights are part of the reproducible run
     with section("model"):
-        model = from_config(config["model"])
+        model = from_config(model_cfg)
     _check_eval_options(config, model)
     with section("train"):
         trainer = Trainer(model, train_data, run_dir=run_dir, config=train_cfg, val_data=val_data,

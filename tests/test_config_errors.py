@@ -49,21 +49,21 @@ CASES = {
     "latent size mismatch": ({"model.decoder.in_features": 8},
                              r"run config model: VAE decoder takes in_features=8 but latent_dim=16"),
     "decoder size mismatch": ({"model.decoder.size": 28},
-                              r"model 'vae' does not fit the data 'digits' \(examples of shape \(1, 8, 8\).*"
-                              r"logits of shape \(2, 17, 28, 28\).*do not match data of shape \(2, 1, 8, 8\)"),
+                              r"run config model: VAE decoder 'image.conv': size=28 does not fit the data, which "
+                              r"gives size=8; leave 'size' out to take it from the data"),
     "encoder size mismatch": ({"model.encoder.size": 28},
-                              r"does not fit the data 'digits'.*image.conv encoder expects images shaped "
-                              r"\[B, 1, 28, 28\], got \(2, 1, 8, 8\)"),
+                              r"VAE encoder 'image.conv': size=28 does not fit the data, which gives size=8"),
     "levels mismatch": ({"model.likelihood": {"name": "categorical", "levels": 2}},
-                        r"does not fit the data 'digits'.*cannot hold 2 parameters per channel"),
+                        r"VAE likelihood: levels=2 does not fit the data, which gives levels=17"),
+    "decoder params mismatch": ({"model.decoder.params_per_channel": 2},
+                                r"does not fit the data 'digits'.*cannot hold 17 parameters per channel"),
 }
 
 
 def test_gan_generator_and_discriminator_sizes_must_fit_the_data(tmp_path):
     config = runs.apply_overrides(presets.get("dcgan-digits"), ["model.generator.size=28", "train.steps=1"])
-    with pytest.raises(ValueError, match=r"model 'gan' does not fit the data 'digits' \(examples of shape "
-                                         r"\(1, 8, 8\).*discriminator expects images shaped \[B, 1, 8, 8\], "
-                                         r"got \(2, 1, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"run config model: GAN generator 'image.dcgan': size=28 does not fit "
+                                         r"the data, which gives size=8"):
         runs.train(config, str(tmp_path / "run"))
 
 

@@ -39,6 +39,18 @@ class CVAE(GenerativeModel):
 
     condition_on_labels = True
 
+    data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
+
+    @classmethod
+    def infer_config(cls, config: dict, info: dict) -> dict:
+        """:func:`mmgen.infer.infer_from_declarations`, and ``num_classes`` from the data unless the
+        model is conditioned on captions."""
+        from mmgen.infer import fill_value, infer_from_declarations
+        config = infer_from_declarations(cls, config, info)
+        if config.get("text_encoder") is None:
+            fill_value(config, "num_classes", info.get("num_classes"), cls.__name__)
+        return config
+
     def __init__(self, encoder, decoder, num_classes: int = 10, latent_dim: int = 16,
                  likelihood="bernoulli", beta: float = 1.0, text_encoder: dict | None = None,
                  vocab: list[str] | str | None = None, prompts: list[str] | None = None):

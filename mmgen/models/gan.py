@@ -36,6 +36,8 @@ class GAN(GenerativeModel):
     generator, projection discriminator).
     """
 
+    data_components = {"generator": "generator", "discriminator": "discriminator"}  # see mmgen.infer
+
     def __init__(self, generator, discriminator, objective: str = "non_saturating", gp_weight: float = 10.0,
                  clip_value: float = 0.01, spectral_norm: bool = False, d_steps: int = 1,
                  ema_decay: float = 0.0, data_range: tuple[float, float] = (0.0, 1.0)):

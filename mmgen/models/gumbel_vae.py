@@ -31,6 +31,8 @@ class GumbelVAE(GenerativeModel):
         likelihood: "bernoulli", "gaussian" or {"name": "categorical", "levels": L}.
     """
 
+    data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
+
     def __init__(self, encoder, decoder, latents: int = 20, categories: int = 10, likelihood="bernoulli",
                  tau_start: float = 1.0, tau_min: float = 0.5, anneal_rate: float = 3e-5,
                  straight_through: bool = False):

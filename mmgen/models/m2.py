@@ -33,6 +33,8 @@ class M2(CVAE):
             the mean over labelled examples corresponds here to alpha = 0.1 * N / N_labelled.
     """
 
+    data_components = {"encoder": "encoder", "decoder": "decoder", "classifier": "encoder"}  # see mmgen.infer
+
     def __init__(self, encoder, decoder, classifier, num_classes: int = 10, latent_dim: int = 16,
                  likelihood="bernoulli", alpha: float = 1.0):
         super().__init__(encoder, decoder, num_classes=num_classes, latent_dim=latent_dim,

@@ -168,6 +168,40 @@ class MFM(GenerativeModel):
                        "prior": prior, "lam": self.lam, "label_weight": self.label_weight,
                        "surrogate_weight": self.surrogate_weight}
 
+    @classmethod
+    def infer_config(cls, config: dict, info: dict) -> dict:
+        """What the data gives (:mod:`mmgen.infer`): ``num_classes``; for each modality m, from the
+        data's entry m, the encoder's and decoder's arguments their registry meta maps to the data,
+        a categorical likelihood's ``levels``, ``wave`` (log-mel data), ``vocabulary`` and, for
+        "tokens", ``max_length`` = the data's sequence length - 1 (the tokens after <bos>)."""
+        from mmgen.infer import entry, fill_value
+        fill_value(config, "num_classes", info.get("num_classes"), "MFM")
+        if isinstance(config.get("modalities"), dict):
+            config["modalities"] = {m: cls._infer_modality(m, spec, entry(info, m))
+                                    for m, spec in config["modalities"].items()}
+        return config
+
+    @staticmethod
+    def _infer_modality(name: str, spec, data: dict | None):
+        from mmgen.infer import fill_component, fill_decoder_params, fill_likelihood, fill_value
+        if not isinstance(spec, dict) or not data:
+            return spec
+        spec, what = dict(spec), f"MFM modality {name!r}"
+        if "encoder" in spec:
+            kind = spec.get("encoder_kind") or _encoder_kind(spec["encoder"])
+            spec["encoder"] = fill_component(spec["encoder"], kind, data, f"{what} encoder")
+        if "decoder" in spec:
+            spec["decoder"] = fill_component(spec["decoder"], "decoder", data, f"{what} decoder")
+        if spec.get("likelihood", TOKENS) != TOKENS:
+            spec["likelihood"] = fill_likelihood(spec["likelihood"], data.get("levels"), what)
+            if "decoder" in spec:
+                spec["decoder"] = fill_decoder_params(spec["decoder"], spec["likelihood"], f"{what} decoder")
+        fill_value(spec, "wave", data.get("wave"), what)
+        fill_value(spec, "vocabulary", data.get("vocabulary"), what)
+        if spec.get("likelihood") == TOKENS and isinstance(data.get("length"), int):
+            fill_value(spec, "max_length", data["length"] - 1, what, "length - 1")
+        return spec
+
     def _add_modality(self, name: str, spec: dict, za_dim: int, hidden: int) -> dict:
         if not isinstance(spec, dict) or not {"encoder", "decoder", "likelihood"} <= set(spec):
             raise ValueError(f"MFM modality {name!r} needs a dict with 'encoder', 'decoder' and "

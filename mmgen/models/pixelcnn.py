@@ -40,6 +40,8 @@ class PixelCNN(GenerativeModel):
         num_classes / cond_dim: condition on a class label ``[B]`` or a vector ``[B, cond_dim]``.
     """
 
+    data_fields = {"channels": "x.channels", "image_size": "x.size", "levels": "levels"}  # see mmgen.infer
+
     def __init__(self, *, channels: int = 1, levels: int = 256, image_size: int | list[int] = 28,
                  hidden: int = 64, layers: int = 8, kernel_size: int = 3, first_kernel_size: int = 7,
                  head_channels: int | None = None, num_classes: int | None = None,

@@ -142,6 +142,19 @@ class TextToImageGAN(GAN):
             :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
     """
 
+    @classmethod
+    def infer_config(cls, config: dict, info: dict) -> dict:
+        """``image_channels`` and ``image_size`` from the data's images (``"x"``; stage one makes half
+        the data's side when ``stage_two``), see :mod:`mmgen.infer`."""
+        from mmgen.infer import entry, fill_value
+        images = entry(info, "x") or {}
+        size = images.get("size")
+        if size is not None and config.get("stage_two"):
+            size = size // 2
+        fill_value(config, "image_channels", images.get("channels"), cls.__name__, "channels")
+        fill_value(config, "image_size", size, cls.__name__, "size" if not config.get("stage_two") else "size / 2")
+        return config
+
     def __init__(self, text_encoder: dict | None = None, vocab: list[str] | str | None = None,
                  prompts: list[str] | str | None = None, image_channels: int = 1, image_size: int = 28,
                  latent_dim: int = 32, condition_dim: int = 32, hidden: int = 32, stage_two: bool = False,

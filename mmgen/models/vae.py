@@ -63,6 +63,8 @@ class VAE(GenerativeModel):
             keeps the decoder from learning to ignore z early on (posterior collapse).
     """
 
+    data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
+
     def __init__(self, encoder, decoder, latent_dim: int = 16, likelihood="bernoulli",
                  beta: float = 1.0, k: int = 1, kl_warmup: int = 0):
         super().__init__()

@@ -42,6 +42,8 @@ class VQVAE(GenerativeModel):
         autoencoder_steps: training steps of stage 1.
     """
 
+    data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
+
     def __init__(self, encoder, decoder, num_codes: int = 64, likelihood="bernoulli", beta: float = 0.25,
                  ema: bool = True, decay: float = 0.99, dead_code_threshold: float = 1.0,
                  prior: dict | None = None, autoencoder_steps: int = 1000):
