@@ -11,13 +11,24 @@ def _first_line(obj, default: str) -> str:
     return doc[0] if doc else default
 
 
+FAMILIES = {  # short name -> (class name in mmgen.models, description)
+    "vae": ("VAE", "Gaussian-latent VAE (ELBO, IWAE NLL)"),
+    "pixelcnn": ("PixelCNN", "gated PixelCNN, exact NLL"),
+    "gan": ("GAN", "GAN / WGAN-GP / DCGAN, optionally class-conditional"),
+    "vqvae": ("VQVAE", "VQ-VAE with a PixelCNN prior over its codes"),
+    "gumbel_vae": ("GumbelVAE", "VAE with Gumbel-softmax categorical latents"),
+    "cvae": ("CVAE", "conditional VAE (labels or captions)"),
+    "m2": ("M2", "semi-supervised VAE (Kingma et al. M2)"),
+    "text_to_image_gan": ("TextToImageGAN", "text-to-image GAN (captions -> images)"),
+    "sentence_vae": ("SentenceVAE", "Gaussian-latent VAE over sentences"),
+    "mfm": ("MFM", "Multimodal Factorization Model"),
+}
+
+
 def model_families() -> dict:
     """mmgen's own model families, short name -> class (registered as ``mmgen.<short name>``)."""
     from mmgen import models
-    return {"vae": models.VAE, "pixelcnn": models.PixelCNN, "gan": models.GAN, "vqvae": models.VQVAE,
-            "gumbel_vae": models.GumbelVAE, "cvae": models.CVAE, "m2": models.M2,
-            "text_to_image_gan": models.TextToImageGAN, "sentence_vae": models.SentenceVAE,
-            "mfm": models.MFM}
+    return {name: getattr(models, cls) for name, (cls, _) in FAMILIES.items()}
 
 
 @hookimpl
@@ -28,4 +39,5 @@ def mmgen_register(registry):
         registry.add("dataset", component, factory, modality=catalog.MODALITY[name], short_name=name,
                      description=_first_line(factory, name))
     for name, cls in model_families().items():
-        registry.add("model", f"mmgen.{name}", cls, short_name=name, description=_first_line(cls, name))
+        registry.add("model", f"mmgen.{name}", cls, short_name=name,
+                     description=f"{FAMILIES[name][1]} (\"{name}\" in configs)")

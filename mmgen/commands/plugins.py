@@ -39,12 +39,13 @@ def run_list(args) -> int:
         return 0
     if not found:
         print("no plugins loaded" + _autoload_note())
+    width = max([20, *(len(c.name) for info in found for c in info.components)])
     for info in found:
         if info.status == "ok":
             print(f"{info.name} {info.version or '-'}  ok")
             for c in info.components:
                 description = c.meta.get("description", "")
-                print(f"    {c.kind:<14} {c.name:<20} {description}".rstrip())
+                print(f"    {c.kind:<14} {c.name:<{width}} {description}".rstrip())
         else:
             print(f"{info.name} -  failed: {info.failure.stage}: {info.failure.error} "
                   "(run `mmgen plugins doctor`)")
