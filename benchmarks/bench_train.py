@@ -25,7 +25,7 @@ from common import parser, print_table, time_ms, write_json
 
 import mmgen
 import mmgen.nn.masked_conv as masked_conv_layer
-from mmgen import presets
+from mmgen import presets, runs
 from mmgen.data import load
 from mmgen.models import from_config
 from mmgen.ops import reference
@@ -89,10 +89,11 @@ def plain_pytorch():
 def training_step(family: str, device: str):
     """A closure doing one training step of the family's preset model on a fixed real batch."""
     config = presets.get(FAMILIES[family])
-    torch.manual_seed(0)
-    model = from_config(config["model"]).to(device).train()
-    batch_size = config["train"]["batch_size"]
     data = load("mnist", "train", binarize="dynamic")
+    model_config = runs.model_config(config, data)  # image size and channels from the data
+    torch.manual_seed(0)
+    model = from_config(model_config).to(device).train()
+    batch_size = config["train"]["batch_size"]
     x = next(data.batches(batch_size, shuffle=True))["x"].to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
