@@ -239,7 +239,7 @@ def test_cli_list_and_doctor_in_process(installed, capsys):
     assert "image 0.1.0  ok" in out and "image.conv" in out and "text_encoder   text.minilm" in out
     assert cli_main(["plugins", "list", "--json"]) == 0
     listing = {p["plugin"]: p for p in json.loads(capsys.readouterr().out)}
-    assert listing["audio"]["components"] == {"encoder": ["audio.mel"], "decoder": ["audio.mel"]}
+    assert listing["audio"]["components"] == {"encoder": ["audio.mel"], "decoder": ["audio.mel"], "modality": ["audio"]}
     assert cli_main(["plugins", "doctor"]) == 0
     assert f"all {len(INSTALLED)} plugins loaded" in capsys.readouterr().out
 
