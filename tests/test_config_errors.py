@@ -7,6 +7,8 @@ import pytest
 
 from mmgen import cli, presets, runs
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 

@@ -8,6 +8,8 @@ from mmgen.eval import evaluate
 from mmgen.models import CVAE, GenerativeModel
 from helpers import assert_loss_fell, train_steps
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 

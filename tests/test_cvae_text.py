@@ -9,6 +9,8 @@ from mmgen.data import load
 from mmgen.models import CVAE, GenerativeModel
 from tests.helpers import assert_loss_fell, train_steps
 
+pytestmark = pytest.mark.plugins("image", "text")
+
 LATENT, TEXT = 8, 32
 ENCODER = {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 64, "hidden": 16}
 DECODER = {"name": "image.conv", "in_features": LATENT + TEXT, "out_channels": 1, "size": 28, "hidden": 16}

@@ -19,6 +19,8 @@ from mmgen.data import load
 from mmgen.models import VAE, VQVAE
 from mmgen.train import Trainer
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 # Shared by the worker and this process (the worker executes this text first).

@@ -7,6 +7,8 @@ import pytest
 
 from mmgen import cli, runs
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("mlxtend")
 
 QUICK = ["--set", "train.steps=4", "--set", "train.batch_size=16", "--set", "eval.k=4",

@@ -13,6 +13,8 @@ import torch
 from mmgen.models import GenerativeModel
 from mmgen.train import checkpoint
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 TRAIN = textwrap.dedent("""

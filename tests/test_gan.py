@@ -31,6 +31,7 @@ def losses(run_dir, key):
     return [r[key] for r in records if key in r]
 
 
+@pytest.mark.plugins("image")
 @pytest.mark.parametrize("objective", ["minimax", "non_saturating", "wgan", "wgan_gp", "hinge"])
 def test_each_objective_trains_on_real_data(tmp_path, objective):
     torch.manual_seed(0)
@@ -81,6 +82,7 @@ def test_gradient_penalty_matches_hand_computation():
         expected.item(), rel=1e-6)
 
 
+@pytest.mark.plugins("image")
 def test_wgan_gp_adds_the_weighted_penalty_and_refuses_batch_norm():
     model = digits_gan("wgan_gp", batch_norm=False, gp_weight=7.0)
     x = load("digits", "train").x[:6]
@@ -96,6 +98,7 @@ def test_wgan_gp_adds_the_weighted_penalty_and_refuses_batch_norm():
         digits_gan("wgan_gp", batch_norm=True)
 
 
+@pytest.mark.plugins("image")
 def test_weight_clipping_holds_the_bound(tmp_path):
     torch.manual_seed(0)
     model = digits_gan("wgan", clip_value=0.02)
@@ -107,6 +110,7 @@ def test_weight_clipping_holds_the_bound(tmp_path):
     assert torch.cat([p.flatten() for p in model.generator.parameters()]).abs().max() > 0.02
 
 
+@pytest.mark.plugins("image")
 def test_d_steps_discriminator_updates_per_generator_update(tmp_path):
     model = digits_gan(d_steps=3)
     trainer = Trainer(model, load("digits", "train"), run_dir=str(tmp_path), config={**FAST, "steps": 7})
@@ -115,6 +119,7 @@ def test_d_steps_discriminator_updates_per_generator_update(tmp_path):
     assert updates == {"discriminator": {7}, "generator": {2}}
 
 
+@pytest.mark.plugins("image")
 def test_ema_weights_trail_the_live_weights():
     torch.manual_seed(0)
     model = digits_gan(ema_decay=0.8)
@@ -142,6 +147,7 @@ def test_ema_weights_trail_the_live_weights():
                                model.to_data_range(model.generator_ema(z)))
 
 
+@pytest.mark.plugins("image")
 def test_spectral_norm_keeps_the_largest_singular_value_near_one(tmp_path):
     torch.manual_seed(0)
     model = digits_gan("hinge", num_classes=10, spectral_norm=True)
@@ -158,6 +164,7 @@ def test_spectral_norm_keeps_the_largest_singular_value_near_one(tmp_path):
         assert sigma.item() == pytest.approx(1.0, abs=1e-3) and abs(raw.item() - 1) > 0.05
 
 
+@pytest.mark.plugins("image")
 def test_class_conditional_gan(tmp_path):
     torch.manual_seed(0)
     model = digits_gan(num_classes=10)
@@ -180,6 +187,7 @@ def test_class_conditional_gan(tmp_path):
             {"name": "image.dcgan", "size": 8})
 
 
+@pytest.mark.plugins("image")
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = digits_gan("hinge", num_classes=10, spectral_norm=True, ema_decay=0.9, d_steps=2)
@@ -199,6 +207,7 @@ def params(model):
     return torch.cat([t.detach().flatten().float() for t in model.state_dict().values()])
 
 
+@pytest.mark.plugins("image")
 def test_gan_resume_continues_the_identical_trajectory(tmp_path):
     data = load("digits", "train")
     config = {**FAST, "checkpoint_every": 4}
@@ -220,6 +229,7 @@ def test_gan_resume_continues_the_identical_trajectory(tmp_path):
     assert any(r.get("event") == "resumed" for r in map(json.loads, open(tmp_path / "b" / "metrics.jsonl")))
 
 
+@pytest.mark.plugins("image")
 def test_bad_options_name_the_value():
     with pytest.raises(ValueError, match=r"unknown training step\(s\) \['critic'\]"):
         Trainer(digits_gan(), load("digits", "train"), run_dir="unused",
@@ -233,6 +243,7 @@ def test_bad_options_name_the_value():
         digits_gan(ema_decay=1.0)
 
 
+@pytest.mark.plugins("image")
 def test_cli_train_and_sample(tmp_path):
     out = str(tmp_path / "run")
     assert cli.main(["train", "--preset", "dcgan-digits", "--out", out, "--set", "train.steps=4",
@@ -243,6 +254,7 @@ def test_cli_train_and_sample(tmp_path):
     assert os.path.getsize(png) > 100
 
 
+@pytest.mark.plugins("image")
 def test_readme_gan_example_runs(tmp_path, monkeypatch):
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     block = next(b for b in readme.split("```python\n")[1:] if "GAN(" in b).split("```", 1)[0]

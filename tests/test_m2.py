@@ -6,6 +6,8 @@ from mmgen.eval import evaluate
 from mmgen.models import M2, GenerativeModel
 from helpers import assert_loss_fell, train_steps
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 

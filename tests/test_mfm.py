@@ -13,6 +13,8 @@ from mmgen.eval.multimodal import evaluate
 from mmgen.models import MFM, GenerativeModel
 from mmgen.models.mfm import mmd_to_standard_normal
 
+pytestmark = pytest.mark.plugins("image", "audio", "text")
+
 VOCAB = len(trimodal.VOCABULARY)
 
 

@@ -91,6 +91,7 @@ def test_bad_files_and_options_are_named(tmp_path, affect_file):
         load_affect(str(flat))
 
 
+@pytest.mark.plugins("audio")
 def test_mfm_trains_on_affect_features(affect_file):
     path, _ = affect_file
     splits = load_affect(path)

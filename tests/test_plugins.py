@@ -185,6 +185,7 @@ def test_build_from_config_errors_name_the_key(isolated, config, message):
 
 # ---- installed first-party plugins through their entry points ----
 
+@pytest.mark.plugins("image", "text", "audio")
 def test_first_party_plugins_load_through_entry_points(installed):
     infos = {info.name: info for info in plugins.list_plugins()}
     assert FIRST_PARTY <= set(infos)
@@ -206,6 +207,7 @@ def test_allow_list_limits_entry_points(installed, monkeypatch):
         mmgen.build("encoder", "audio.mel")
 
 
+@pytest.mark.plugins("image", "text")
 def test_compose_image_encoder_decoder_and_text_encoder(installed):
     enc = mmgen.build("encoder", "image.conv", in_channels=1, size=28, out_features=64)
     dec = mmgen.build("decoder", "image.conv", in_features=64, out_channels=1, size=28)
@@ -220,6 +222,7 @@ def test_compose_image_encoder_decoder_and_text_encoder(installed):
     assert nll.shape == (5,) and torch.all(nll > 0)
 
 
+@pytest.mark.plugins("image", "text")
 def test_compose_from_config_with_real_components(installed):
     built = plugins.build_from_config({
         "encoder": {"kind": "encoder", "name": "image.conv", "in_channels": 3, "size": 32, "out_features": 16},
@@ -233,6 +236,7 @@ def test_compose_from_config_with_real_components(installed):
 
 # ---- CLI ----
 
+@pytest.mark.plugins("image", "text", "audio")
 def test_cli_list_and_doctor_in_process(installed, capsys):
     assert cli_main(["plugins", "list"]) == 0
     out = capsys.readouterr().out
@@ -334,6 +338,7 @@ def test_cli_env_switches():
     assert f"installed plugins: {', '.join(INSTALLED)}" in allowed.stdout
 
 
+@pytest.mark.plugins("image", "text")
 def test_readme_plugins_example_runs(installed):
     section = (REPO / "README.md").read_text().split("\n## Plugins\n", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]

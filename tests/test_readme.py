@@ -16,6 +16,7 @@ def test_ops_example_runs():
     exec(compile(python_block("Ops"), "README.md (Ops)", "exec"), {})
 
 
+@pytest.mark.plugins("image")
 def test_models_example_runs(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.chdir(tmp_path)

@@ -17,6 +17,8 @@ from mmgen.eval import evaluate  # noqa: E402
 from mmgen.models import GenerativeModel, SentenceVAE  # noqa: E402
 from helpers import assert_loss_fell, train_steps  # noqa: E402
 
+pytestmark = pytest.mark.plugins("text")
+
 SMALL = dict(encoder={"embed_dim": 32, "hidden": 64, "out_features": 64},
              decoder={"embed_dim": 32, "hidden": 128}, latent_dim=16)
 PAD, BOS, EOS, UNK = range(4)

@@ -13,6 +13,8 @@ from mmgen.models import GenerativeModel, TextToImageGAN
 from mmgen.ops import gaussian_kl
 from mmgen.train import Trainer
 
+pytestmark = pytest.mark.plugins("image", "text")
+
 GRU = {"name": "text.gru", "out_features": 16, "embed_dim": 8, "hidden": 16}
 FAST = {"batch_size": 16, "log_every": 1, "sample_every": 100, "checkpoint_every": 100, "seed": 1,
         "num_samples": 8, "optimizers": {"generator": {"lr": 2e-4, "betas": [0.5, 0.999]},

@@ -10,6 +10,8 @@ from mmgen.data import load
 from mmgen.train import CheckpointError, Trainer, TrainingDiverged
 from test_vae import digits_vae
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 FAST = {"batch_size": 32, "lr": 3e-3, "log_every": 5, "eval_every": 10, "sample_every": 10,

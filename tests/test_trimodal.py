@@ -10,6 +10,8 @@ from mmgen.data import load
 from mmgen.data import trimodal
 from mmgen.data.multimodal import MultimodalDataset
 
+pytestmark = pytest.mark.plugins("image", "audio", "text")
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "scripts", "synthesize_speech.py")
 
 

@@ -7,6 +7,8 @@ from mmgen.data import load
 from mmgen.models import VAE, GenerativeModel
 from helpers import assert_loss_fell, train_steps
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 

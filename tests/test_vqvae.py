@@ -8,6 +8,8 @@ from mmgen.data import load
 from mmgen.eval import evaluate
 from mmgen.models import VQVAE, GenerativeModel
 
+pytestmark = pytest.mark.plugins("image")
+
 pytest.importorskip("sklearn")
 
 CODES = 16
