@@ -36,6 +36,7 @@ def _build(config: dict):
     return from_config(config)
 
 
+@pytest.mark.plugins("image", "text", "audio")
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_preset_builds_the_model_it_built_with_every_number_written_out(name):
     config = presets.get(name)
@@ -72,6 +73,7 @@ def test_presets_leave_out_what_the_data_gives():
         assert "levels" not in json.dumps(preset["model"].get("likelihood"))
 
 
+@pytest.mark.plugins("image")
 def test_a_stated_value_the_data_contradicts_names_both(tmp_path):
     config = runs.apply_overrides(presets.get("vae-digits"), ["model.encoder.size=28", "train.steps=1"])
     with pytest.raises(ValueError, match=r"run config model: VAE encoder 'image.conv': size=28 does not fit "
@@ -95,6 +97,7 @@ def test_prepared_model_saves_the_filled_config_and_reloads_without_data(tmp_pat
     assert again.config == trainer.model.config
 
 
+@pytest.mark.plugins("image")
 def test_any_image_size_from_the_data():
     """20x20 RGB data: the config names no size or channel count."""
     info = {"modalities": {"x": {"modality": "image", "channels": 3, "size": 20}}, "num_classes": 4,
@@ -116,6 +119,7 @@ def test_any_image_size_from_the_data():
     assert (t2i["image_channels"], t2i["image_size"]) == (3, 10)
 
 
+@pytest.mark.plugins("image", "text", "audio")
 def test_components_declare_what_comes_from_the_data():
     meta = {(c.kind, c.name): c.meta.get("infer") for c in mmgen.list_components()}
     assert meta[("encoder", "audio.mel")] == {"n_mels": "n_mels"}
@@ -124,6 +128,7 @@ def test_components_declare_what_comes_from_the_data():
     assert meta[("decoder", "image.vqconv")] == {"out_channels": "channels", "size": "size"}
 
 
+@pytest.mark.plugins("image", "audio")
 def test_a_component_of_another_modality_is_named():
     info = {"modalities": {"x": {"modality": "audio", "n_mels": 8, "frames": 9}}}
     with pytest.raises(ValueError, match=r"VAE encoder 'image.conv' is a image component but the data it is "
@@ -132,6 +137,7 @@ def test_a_component_of_another_modality_is_named():
                                   "decoder": {"name": "audio.mel", "in_features": 16}}, info)
 
 
+@pytest.mark.plugins("image", "audio", "text")
 def test_mfm_modalities_take_their_entries():
     info = {"num_classes": 3, "levels": None, "modalities": {
         "image": {"modality": "image", "channels": 3, "size": 12},
