@@ -270,10 +270,22 @@ class MFM(GenerativeModel):
             pooled = (proj * weights).sum(0) / weights.sum(0).clamp(min=1)
         return self.fusion(pooled).chunk(2, dim=1)
 
+    def presence(self, x: dict, names) -> torch.Tensor | None:
+        """``[B, len(names)]`` bool: which of ``names`` each row has, from the batch's ``"<m>_mask"``
+        fields (True = present; a modality without one is present in every row); None when the batch
+        has no mask of these modalities (every row has every modality)."""
+        masks = [x.get(f"{m}_mask") for m in names]
+        if all(mask is None for mask in masks):
+            return None
+        rows = next(len(mask) for mask in masks if mask is not None)
+        return torch.stack([torch.ones(rows, dtype=torch.bool, device=self.device) if mask is None
+                            else mask.to(self.device, torch.bool) for mask in masks], 1)
+
     def encode(self, x: dict, modalities=None) -> dict:
-        """Posterior parameters ``{"y": (mu, logvar), m: (mu, logvar) for each modality given}``."""
+        """Posterior parameters ``{"y": (mu, logvar), m: (mu, logvar) for each modality given}``;
+        with ``"<m>_mask"`` fields in ``x``, q(z_y) of each row fuses only the modalities it has."""
         h = self.features(x, modalities)
-        out = {"y": self.fuse(h)}
+        out = {"y": self.fuse(h, mask=self.presence(x, tuple(h)))}
         out.update({m: self.za_heads[m](h[m]).chunk(2, dim=1) for m in h})
         return out
 
@@ -313,6 +325,9 @@ class MFM(GenerativeModel):
         out = {}
         for m in targets:
             z_a = post[m][0] if m in post else self._prior_factor(len(z_y), generator)
+            if m in post and x.get(f"{m}_mask") is not None:  # rows without m: its prior, as for a target
+                z_a = torch.where(x[f"{m}_mask"].to(z_a.device, torch.bool).unsqueeze(1), z_a,
+                                  self._prior_factor(len(z_y), generator))
             out[m] = self.heads[m].generate(self.decode(m, z_y, z_a), generator=generator, sample=sample)
         return out
 
@@ -373,39 +388,65 @@ class MFM(GenerativeModel):
         return mu, mmd_to_standard_normal(mu)
 
     def loss_terms(self, x: dict, y: torch.Tensor | None = None) -> MFMLoss:
-        """All terms of the objective on a batch dict holding every modality (and ``"y"``)."""
+        """All terms of the objective on a batch dict holding every modality (and ``"y"``).
+
+        Rows missing a modality: the batch holds ``"<m>_mask"`` (bool [B], True = present) and any
+        value (zeros) in the absent rows of ``x[m]``. Then only what a row has counts: its q(z_y)
+        fuses the modalities present; m's reconstruction and z_a prior terms count in the rows that
+        have m; a modality subset's surrogate terms count in the rows that have every modality of
+        the subset. Terms are summed per row and divided by the batch size (rows, not present rows:
+        the loss per example is the objective of what the example holds; without masks this is the
+        plain batch mean). The reported ``reconstruction[m]`` is the mean over the rows that have m.
+        """
         y = x.get("y") if y is None else y
         if y is None:
             raise ValueError("MFM.loss needs labels: a batch dict with 'y' or y=...")
         missing = [m for m in self.names if m not in x]
         if missing:
             raise ValueError(f"MFM training batches need every modality; missing {missing} (have {sorted(x)})")
+        present = self.presence(x, self.names)  # None: every row has every modality
         h = self.features(x)
-        mu_y, logvar_y = self.fuse(h)
+        mu_y, logvar_y = self.fuse(h, mask=present)
         z_y, prior = self._factor(mu_y, logvar_y)
         g_y = self.gen_y(z_y)
         recon = {}
-        for m in self.names:
-            z_a, prior_a = self._factor(*self.za_heads[m](h[m]).chunk(2, dim=1))
+        for i, m in enumerate(self.names):
+            has = None if present is None else present[:, i]
+            mu_a, logvar_a = self.za_heads[m](h[m]).chunk(2, dim=1)
+            if has is not None and self.prior == "mmd":  # the batch statistic over the rows that have m
+                z_a, prior_a = mu_a, (mmd_to_standard_normal(mu_a[has]) if has.any() else mu_a.new_zeros(()))
+            else:
+                z_a, prior_a = self._factor(mu_a, logvar_a)
+                if has is not None:
+                    prior_a = torch.where(has, prior_a, torch.zeros_like(prior_a))
             prior = prior + prior_a
             h_dec = self.combine[m](torch.cat([self.gen_a[m](z_a), g_y], 1))
             recon[m] = -self.heads[m].log_prob(h_dec, x[m])
+            if has is not None:
+                recon[m] = torch.where(has, recon[m], torch.zeros_like(recon[m]))
         label = F.cross_entropy(self.classifier(g_y), y, reduction="none")
         surrogate = torch.zeros((), device=mu_y.device)
         for subset in self.subsets:
             mask = torch.tensor([m in subset for m in self.names], device=mu_y.device).expand(len(y), -1)
             mu_sub, logvar_sub = self.fuse(h, mask=mask)
             z_sub = mmgen.ops.reparameterize(mu_sub, logvar_sub) if self.prior == "kl" else mu_sub
-            surrogate = surrogate + (
-                self.label_weight * F.cross_entropy(self.classifier(self.gen_y(z_sub)), y, reduction="none")
-                + self.surrogate_weight * (mu_sub - mu_y.detach()).square().sum(1)).mean() / len(self.subsets)
+            term = (self.label_weight * F.cross_entropy(self.classifier(self.gen_y(z_sub)), y, reduction="none")
+                    + self.surrogate_weight * (mu_sub - mu_y.detach()).square().sum(1))
+            if present is not None:  # rows that have every modality of the subset
+                term = torch.where((present | ~mask).all(1), term, torch.zeros_like(term))
+            surrogate = surrogate + term.mean() / len(self.subsets)
         if self.training:
             self._track_class_means(mu_y.detach(), y)
         recon_total = sum(self.weights[m] * recon[m] for m in self.names).mean()
         prior_total = self.lam * prior.mean()
         label_total = self.label_weight * label.mean()
         total = recon_total + label_total + prior_total + surrogate
-        return MFMLoss(total, {m: r.mean() for m, r in recon.items()}, label.mean(), prior_total, surrogate)
+        if present is None:
+            reported = {m: r.mean() for m, r in recon.items()}
+        else:
+            counts = present.sum(0).clamp(min=1)
+            reported = {m: recon[m].sum() / counts[i] for i, m in enumerate(self.names)}
+        return MFMLoss(total, reported, label.mean(), prior_total, surrogate)
 
     def loss(self, x: dict, y: torch.Tensor | None = None) -> torch.Tensor:
         """The training objective (scalar) on a batch dict ``{modality: tensor, ..., "y": labels}``."""
