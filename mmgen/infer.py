@@ -41,48 +41,10 @@ __all__ = ["data_info", "infer_model_config", "infer_from_declarations", "fill_c
 
 
 def data_info(dataset) -> dict | None:
-    """``dataset.data_info()``; for an in-memory dataset without it (``x`` [N, C, H, W] images or
-    [N, T] token ids with ``vocab``, or a multimodal one with ``example_shapes()`` and ``info``), a
-    description read off its tensors; else None (nothing is inferred)."""
+    """``dataset.data_info()`` (every mmgen dataset has it); None for data without it, such as a
+    user's plain torch ``Dataset`` (nothing is inferred then)."""
     describe = getattr(dataset, "data_info", None)
-    if callable(describe):
-        return describe()
-    if callable(getattr(dataset, "example_shapes", None)) and hasattr(dataset, "y"):
-        return _describe_multimodal(dataset)
-    if hasattr(dataset, "x") and hasattr(dataset, "levels"):
-        return _describe_single(dataset)
-    return None
-
-
-def _classes(y) -> int | None:
-    return None if y is None or not len(y) else int(y.max()) + 1
-
-
-def _describe_single(dataset) -> dict | None:
-    x, vocab = dataset.x, getattr(dataset, "vocab", None)
-    if vocab is not None and x.dim() == 2:
-        found = {"modality": "text", "vocab_size": len(vocab), "vocabulary": list(vocab), "length": x.shape[1]}
-    elif x.dim() == 4 and x.shape[-1] == x.shape[-2]:
-        found = {"modality": "image", "channels": x.shape[1], "size": x.shape[-1]}
-    else:
-        return None
-    return {"modalities": {"x": found}, "num_classes": _classes(getattr(dataset, "y", None)),
-            "levels": dataset.levels}
-
-
-def _describe_multimodal(dataset) -> dict:
-    info, found = getattr(dataset, "info", {}) or {}, {}
-    for m, shape in dataset.example_shapes().items():
-        values = dataset.aligned[m] if m in getattr(dataset, "aligned", {}) else dataset.pools[m][0]
-        if not values.is_floating_point() and len(shape) == 1 and "vocabulary" in info:
-            found[m] = {"modality": "text", "vocab_size": len(info["vocabulary"]),
-                        "vocabulary": list(info["vocabulary"]), "length": shape[0]}
-        elif len(shape) == 3 and shape[1] == shape[2]:
-            found[m] = {"modality": "image", "channels": shape[0], "size": shape[-1]}
-        elif len(shape) == 2 and values.is_floating_point():
-            found[m] = {"modality": "audio", "n_mels": shape[0], "frames": shape[1],
-                        **({"wave": dict(info["wave"])} if "wave" in info else {})}
-    return {"modalities": found, "num_classes": _classes(dataset.y), "levels": None}
+    return describe() if callable(describe) else None
 
 
 def entry(info: dict | None, key: str) -> dict | None:
@@ -96,9 +58,7 @@ def entry(info: dict | None, key: str) -> dict | None:
 def model_class(config: dict):
     """The class a model config names."""
     import mmgen.models as models
-    if hasattr(models, "config_name"):  # families are registry components
-        return models.get(models.config_name(config)).obj
-    return models.MODELS[config["model"]]
+    return models.get(models.config_name(config)).obj
 
 
 def infer_model_config(config: dict, info: dict | None) -> dict:

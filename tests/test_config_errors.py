@@ -20,7 +20,7 @@ def vae_digits(**changes):
 
 CASES = {
     "unknown model": ({"model.model": "vea"},
-                      r"run config model: unknown model 'vea'; available: .*\bvae\b.*vqvae"),
+                      r"run config model: unknown model 'vea'; did you mean 'vae'\? \(registered models: .*\bvae\b.*vqvae"),
     "unknown encoder": ({"model.encoder.name": "image.cnv"},
                         r"run config model: VAE encoder: unknown encoder 'image.cnv'; did you mean "
                         r"'image.conv'\? \(registered encoder names: .*image.conv"),

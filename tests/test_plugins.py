@@ -230,8 +230,8 @@ def test_compose_from_config_with_real_components(installed):
                     "size": 32, "params_per_channel": 4}})
     out = built["decoder"](built["encoder"](torch.randn(2, 3, 32, 32)))
     assert out.shape == (2, 12, 32, 32)
-    with pytest.raises(plugins.ConfigError, match=r"config\.encoder: .*image size 30 is not supported"):
-        plugins.build_from_config({"encoder": {"kind": "encoder", "name": "image.conv", "size": 30}})
+    with pytest.raises(plugins.ConfigError, match=r"config\.encoder: .*image size must be an int >= 4 .*got 3"):
+        plugins.build_from_config({"encoder": {"kind": "encoder", "name": "image.conv", "size": 3}})
 
 
 # ---- CLI ----
