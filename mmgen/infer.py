@@ -37,7 +37,7 @@ import copy
 import inspect
 
 __all__ = ["data_info", "infer_model_config", "infer_from_declarations", "fill_component", "fill_value",
-           "fill_likelihood", "entry", "model_class"]
+           "fill_likelihood", "fill_caption_vocabulary", "entry", "model_class"]
 
 
 def data_info(dataset) -> dict | None:
@@ -167,6 +167,20 @@ def fill_decoder_params(decoder, likelihood, what: str):
     if _takes("decoder", decoder.get("name"), "params_per_channel"):
         decoder = {**decoder, "params_per_channel": per_value}
     return decoder
+
+
+def fill_caption_vocabulary(config: dict, info: dict) -> dict:
+    """A caption-conditioned model (``text_encoder`` of token ids) without a ``vocab`` gets the
+    vocabulary of the data's captions (``info["modalities"]["captions"]``, built on the train split),
+    and one without ``prompts`` the captions' default prompts."""
+    spec = config.get("text_encoder")
+    captions = entry(info, "captions") or {}
+    if (config.get("vocab") is None and captions.get("vocabulary") and isinstance(spec, dict)
+            and _takes("text_encoder", spec.get("name"), "vocab_size")):
+        config["vocab"] = list(captions["vocabulary"])
+    if config.get("prompts") is None and captions.get("prompts") and "text_encoder" in config:
+        config["prompts"] = list(captions["prompts"])
+    return config
 
 
 def _lookup(info: dict, path: str):

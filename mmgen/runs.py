@@ -112,7 +112,7 @@ def _check_eval_options(config: dict, model) -> None:
         if evaluator is evaluate_text_to_image and spec:
             raise ValueError("metrics: registered metrics are not run on text-to-image runs (their "
                              "evaluation is mmgen.eval.attributes.evaluate_run)")
-        accepted = [p for p in inspect.signature(evaluator).parameters if p not in ("model", "data", "classifier")]
+        accepted = [p for p in inspect.signature(evaluator).parameters if p not in ("model", "data", "classifier", "judge_data")]
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; accepted: {[*accepted, 'metrics']}")
@@ -298,6 +298,8 @@ def evaluate(run_dir: str, split: str = "test", *, metrics: list[str] | None = N
         result["note"] = message
     data = dataset(config, split)
     if evaluator is not None:
+        if options.get("judges") and "judge_data" in inspect.signature(evaluator).parameters:
+            options["judge_data"] = dataset(config, "train")  # judges learn on the run's own train split
         torch.manual_seed(0)
         result = evaluator(model, data, **options)
         if not getattr(model, "multimodal", False):  # MFM reports accuracies, not a likelihood

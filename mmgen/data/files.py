@@ -24,7 +24,12 @@
   modality ``modalities[column]`` (``{"photo": "image"}``) or, by default, the modality of its own
   name. A value may be missing (empty, null or absent): batches are ``{modality: tensor (zeros
   where missing), f"{modality}_mask": bool [B] (True = present), "y"}``, the mask always there. The
-  image, audio and text options above apply to the manifest's columns.
+  image, audio and text options above apply to the manifest's columns. The captioned view, for
+  text-conditioned models (a caption CVAE, the text-to-image GAN): ``x="image", captions="text"``
+  keeps the rows holding both and gives batches ``{"x": images, "y", "captions": list[str]}``
+  (the caption strings; their vocabulary, from the train split, is ``data_info()["modalities"]
+  ["captions"]["vocabulary"]`` and ``info["vocabulary"]``; its ``"prompts"``, the first ten
+  distinct train captions, are what a model built on it samples during training).
 
 All of them: without a split column, the splits are a seeded random partition (``val``, ``test``
 fractions, ``seed``); files and options are checked when the dataset is built (a missing file, a
@@ -55,6 +60,7 @@ from mmgen.data.loader import BatchPlan, _check_loader_options, batch_order, bat
 UNLABELLED = -1
 MANIFEST_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": ",", ".tsv": "\t"}
 RESERVED = ("label", "split")
+PROMPTS = 10  # distinct train captions a captioned view offers as a model's default prompts
 
 
 # --------------------------------------------------------------------------- columns and datasets
@@ -86,13 +92,15 @@ class FileDataset(torch.utils.data.Dataset):
 
     def __init__(self, name: str, split: str, columns: dict[str, Column], y: torch.Tensor, *,
                  origins: list[str], masks: bool, info: dict, num_workers: int = 0,
-                 pin_memory: bool = False, cache: bool = True):
+                 pin_memory: bool = False, cache: bool = True, captions: list[str] | None = None):
         self.name, self.split, self.columns, self.y = name, split, columns, y
+        self.captions = captions  # the caption strings of a captioned view (batch field "captions")
         self.origins, self.masks, self.info = origins, masks, info
         self.num_workers, self.pin_memory, self.cache = num_workers, pin_memory, cache
         self._cache: dict[int, dict] = {}
         self._tensors: dict[str, torch.Tensor] | None = None
-        self.vocab = info.get("vocabulary") if not masks else None
+        single = None if masks else next(iter(columns.values())).modality
+        self.vocab = info.get("vocabulary") if single == "text" else None  # token ids as "x"
 
     # -- interface of the bundled datasets
     def __len__(self) -> int:
@@ -110,8 +118,10 @@ class FileDataset(torch.utils.data.Dataset):
         classes = self.info.get("classes")
         known = self.y[self.y >= 0]
         num_classes = len(classes) if classes else (int(known.max()) + 1 if len(known) else None)
-        return {"modalities": {key: copy.deepcopy(c.describe) for key, c in self.columns.items()},
-                "num_classes": num_classes, "levels": None}
+        described = {key: copy.deepcopy(c.describe) for key, c in self.columns.items()}
+        if self.captions is not None:
+            described["captions"] = copy.deepcopy(self.info["captions"])
+        return {"modalities": described, "num_classes": num_classes, "levels": None}
 
     def with_labels(self, y: torch.Tensor) -> "FileDataset":
         """A copy with labels ``y`` (sharing the decoded examples), for semi-supervised splits."""
@@ -149,11 +159,11 @@ class FileDataset(torch.utils.data.Dataset):
             example = self._example(i)
             if self.cache:
                 self._cache[i] = example
-        return {**example, "y": self.y[i]}
+        return {**example, "y": self.y[i], **({"captions": self.captions[i]} if self.captions is not None else {})}
 
     def _collate(self, indices: list[int]) -> dict:
         rows = [self[i] for i in indices]
-        batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0] if k != "y"} if rows else {}
+        batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0] if k not in ("y", "captions")} if rows else {}
         batch["_index"] = torch.tensor(indices, dtype=torch.long)
         return batch
 
@@ -170,7 +180,8 @@ class FileDataset(torch.utils.data.Dataset):
                 idx = torch.tensor(indices, dtype=torch.long)
                 batch = {k: v[idx] for k, v in self._tensors.items()}
                 batch["y"] = self.y[idx]
-                yield {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+                batch = {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+                yield self._with_captions(batch, indices)
             return
         # each plan entry is one list of indices; the loader's sampler yields them as single items
         # and the collate function receives that list (batch_size=None disables auto-batching)
@@ -183,9 +194,14 @@ class FileDataset(torch.utils.data.Dataset):
                     if i not in self._cache:
                         self._cache[i] = {k: v[j].clone() for k, v in batch.items()}
             batch["y"] = self.y[index]
-            yield batch
+            yield self._with_captions(batch, index.tolist())
             if self.cache and len(self._cache) == len(self) and self._tensors is None:
                 self._materialize()
+
+    def _with_captions(self, batch: dict, indices: list[int]) -> dict:
+        if self.captions is not None:
+            batch["captions"] = [self.captions[i] for i in indices]
+        return batch
 
     def _materialize(self) -> None:
         keys = list(self._cache[0]) if len(self) else []
@@ -540,8 +556,10 @@ def _labels(path: str, rows: list[tuple[int, dict]]) -> tuple[list[int], list[st
 def manifest(path: str, modalities: dict | None = None, size: int | None = None, channels: int | None = None,
              sample_rate: int = 16000, seconds: float | None = None, min_count: int = 1,
              length: int | None = None, val: float = 0.1, test: float = 0.1, seed: int = 0,
-             num_workers: int = 0, pin_memory: bool = False, cache: bool = True) -> dict[str, FileDataset]:
-    """A JSONL/CSV manifest, one column per modality (see the module docs)."""
+             num_workers: int = 0, pin_memory: bool = False, cache: bool = True, x: str | None = None,
+             captions: str | None = None) -> dict[str, FileDataset]:
+    """A JSONL/CSV manifest, one column per modality (see the module docs); ``x`` and ``captions``
+    make the captioned view of it (for text-conditioned models)."""
     where = f"files.manifest {path}"
     _check_image_options(where, size, channels)
     _check_audio_options(where, sample_rate, seconds)
@@ -551,17 +569,23 @@ def manifest(path: str, modalities: dict | None = None, size: int | None = None,
             isinstance(k, str) and isinstance(v, str) for k, v in modalities.items())):
         raise ValueError(f"{where}: option modalities must map column names to modality names, "
                          f"e.g. {{\"photo\": \"image\"}}, got {modalities!r}")
+    for key, value in (("x", x), ("captions", captions)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: option {key} must name a modality of the manifest (e.g. 'image'), got {value!r}")
+    if captions is not None and x is None:
+        raise ValueError(f"{where}: option captions={captions!r} needs x (the modality the captions describe, "
+                         "e.g. x='image')")
     options = locals_options(modalities=modalities, size=size, channels=channels, sample_rate=sample_rate,
                              seconds=seconds, min_count=min_count, length=length, val=val, test=test, seed=seed,
-                             num_workers=num_workers, pin_memory=pin_memory, cache=cache)
+                             num_workers=num_workers, pin_memory=pin_memory, cache=cache, x=x, captions=captions)
     return _cached("files.manifest", path, options, lambda: _build_manifest(
         os.path.abspath(os.fspath(path)), dict(modalities or {}), size=size, channels=channels,
         sample_rate=sample_rate, seconds=seconds, min_count=min_count, length=length, val=val, test=test,
-        seed=seed, num_workers=num_workers, pin_memory=pin_memory, cache=cache))
+        seed=seed, num_workers=num_workers, pin_memory=pin_memory, cache=cache, view=(x, captions)))
 
 
 def _build_manifest(path, mapping, *, size, channels, sample_rate, seconds, min_count, length, val, test, seed,
-                    num_workers, pin_memory, cache) -> dict[str, FileDataset]:
+                    num_workers, pin_memory, cache, view=(None, None)) -> dict[str, FileDataset]:
     available = modality_handlers.available()
     columns, rows = read_manifest(path)
     for column, modality in mapping.items():
@@ -587,6 +611,22 @@ def _build_manifest(path, mapping, *, size, channels, sample_rate, seconds, min_
                          f"({[c for c, m in chosen.items() if m == twice[0]]}); one column per modality")
     if not chosen:
         raise ValueError(f"files.manifest {path}: no modality column; columns: {columns}")
+    x, caption_modality = view
+    if x is not None:  # the captioned view: one modality as "x", the rows that hold what it needs
+        by_modality = {m: c for c, m in chosen.items()}
+        for key, modality in (("x", x), ("captions", caption_modality)):
+            if modality is not None and modality not in by_modality:
+                raise ValueError(f"files.manifest {path}: option {key}={modality!r} names no modality of the "
+                                 f"manifest; its modalities: {sorted(by_modality)}")
+        if caption_modality is not None and caption_modality != "text":
+            raise ValueError(f"files.manifest {path}: option captions={caption_modality!r} must be a text "
+                             "modality ('text')")
+        needed = [by_modality[m] for m in (x, caption_modality) if m is not None]
+        rows = [(n, row) for n, row in rows if all(row.get(c) is not None for c in needed)]
+        if not rows:
+            raise ValueError(f"files.manifest {path}: no row holds {needed}")
+        chosen = {by_modality[x]: x}
+        caption_column = by_modality.get(caption_modality)
     folder = os.path.dirname(path)
     for n, row in rows:
         if all(row.get(c) is None for c in chosen):
@@ -637,13 +677,22 @@ def _build_manifest(path, mapping, *, size, channels, sample_rate, seconds, min_
             loaders[modality] = (_identity, (width,), torch.long, describe, tokens)
         else:
             raise ValueError(f"{where}: modality {modality!r} has no manifest reader; accepted: image, audio, text")
+    texts = None
+    if x is not None and caption_column is not None:
+        texts = {s: [rows[i][1][caption_column] for i in idx] for s, idx in splits.items()}
+        where = f"files.manifest {path} (column {caption_column!r}, captions)"
+        *_, describe = _text_columns(where, texts, min_count, length)
+        describe["prompts"] = list(dict.fromkeys(texts["train"]))[:PROMPTS]  # what samples show in training
+        info["captions"] = describe
+        info["vocabulary"] = describe["vocabulary"]
     out = {}
     for split, idx in splits.items():
-        cols = {m: Column(m, per_split[split], load, shape, dtype, describe)
+        cols = {("x" if x is not None else m): Column(m, per_split[split], load, shape, dtype, describe)
                 for m, (load, shape, dtype, describe, per_split) in loaders.items()}
         out[split] = FileDataset("files.manifest", split, cols, y[idx],
-                                 origins=[origins[i] for i in idx], masks=True,
-                                 info=info, num_workers=num_workers, pin_memory=pin_memory, cache=cache)
+                                 origins=[origins[i] for i in idx], masks=x is None,
+                                 info=info, num_workers=num_workers, pin_memory=pin_memory, cache=cache,
+                                 captions=None if texts is None else texts[split])
     return out
 
 

@@ -16,6 +16,12 @@ from s, z_t at its prior mean). With ``pocketsphinx=True`` (needs ``pip install 
 speech of log-mel modalities with ``wave`` options is turned into sound (Griffin-Lim) and recognized
 with a grammar of the dataset's ``info["label_words"]``: ``pocketsphinx_real_<t>`` on the real
 clips, ``pocketsphinx_<s>_to_<t>`` on generated ones.
+
+Data whose rows may miss a modality (batches with ``"<m>_mask"``, e.g. ``files.manifest``): each
+metric counts the rows that hold what it needs (a subset's accuracy: rows holding the subset; a
+reconstruction or judge of m: rows holding m; ``cross_<s>_to_<t>``: rows holding s), and
+accuracies count labelled rows only (label -1 = unknown); ``examples_<key>`` says how many rows a
+metric saw where it is fewer than ``examples``. Judges train on the rows of their modality.
 """
 from __future__ import annotations
 
@@ -36,6 +42,12 @@ def _batches(data, batch_size: int, device, max_examples: int | None):
         yield {k: v[:keep].to(device) for k, v in batch.items()}
 
 
+def present(batch: dict, m: str) -> torch.Tensor:
+    """Rows of ``batch`` that hold modality ``m`` (all of them when the batch has no mask for it)."""
+    mask = batch.get(f"{m}_mask")
+    return torch.ones(len(batch["y"]), dtype=torch.bool, device=batch["y"].device) if mask is None else mask.bool()
+
+
 def _judge(model, m: str, train_data, steps: int, seed: int, device) -> nn.Module:
     """A classifier for modality m: a fresh copy of the model's encoder of m and a linear layer."""
     torch.manual_seed(seed)
@@ -48,8 +60,11 @@ def _judge(model, m: str, train_data, steps: int, seed: int, device) -> nn.Modul
     step, epoch = 0, 0
     while step < steps:
         for batch in train_data.batches(64, shuffle=True, seed=seed, epoch=epoch, drop_last=True):
-            logits = judge(model.encoder_view(m, batch[m].to(device)))
-            loss = nn.functional.cross_entropy(logits, batch["y"].to(device))
+            rows = present(batch, m) & (batch["y"] >= 0)
+            if not rows.any():
+                continue
+            logits = judge(model.encoder_view(m, batch[m][rows].to(device)))
+            loss = nn.functional.cross_entropy(logits, batch["y"][rows].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -89,14 +104,18 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
     names = model.names
     subsets = [s for r in range(1, len(names) + 1) for s in itertools.combinations(names, r)]
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
 
-    def add(key, values):
-        sums[key] = sums.get(key, 0.0) + values.double().sum().item()
+    def add(key, values, rows):
+        """Sum ``values`` over the rows selected by the bool mask ``rows``."""
+        sums[key] = sums.get(key, 0.0) + values[rows].double().sum().item()
+        counts[key] = counts.get(key, 0) + int(rows.sum())
 
-    judge_nets, speech = {}, {}
+    judge_nets, speech, skipped = {}, {}, False
     if judges:
-        from mmgen.data import load
-        judge_data = judge_data if judge_data is not None else load(data.name, "train")
+        if judge_data is None:
+            from mmgen.data import load
+            judge_data = load(data.name, "train")
         with torch.enable_grad():
             judge_nets = {m: _judge(model, m, judge_data, judge_steps, judge_seed, device) for m in names}
     if pocketsphinx:
@@ -105,41 +124,51 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
         try:
             import pocketsphinx as _  # noqa: F401
         except ImportError:
-            speech, sums["pocketsphinx_skipped"] = {}, 1.0
+            speech, skipped = {}, True
         if words is None:
             speech = {}
     n = 0
     for batch in _batches(data, batch_size, device, max_examples):
         y = batch["y"]
         n += len(y)
+        has = {m: present(batch, m) for m in names}
+        labelled = y >= 0
         for subset in subsets:
             key = "accuracy" if len(subset) == len(names) else "accuracy_" + "+".join(subset)
-            add(key, model.predict(batch, subset) == y)
+            rows = labelled & torch.stack([has[m] for m in subset]).all(0)
+            if rows.any():
+                add(key, model.predict(batch, subset) == y, rows)
         post = model.encode(batch)
         for m in names:
             h = model.decode(m, post["y"][0], post[m][0])
-            add(f"recon_nll_{m}", -model.heads[m].log_prob(h, batch[m]))
+            add(f"recon_nll_{m}", -model.heads[m].log_prob(h, batch[m]), has[m])
             if batch[m].is_floating_point():
                 mean = model.heads[m].generate(h)
-                add(f"recon_mse_{m}", (mean - batch[m]).reshape(len(y), -1).square().mean(1))
+                add(f"recon_mse_{m}", (mean - batch[m]).reshape(len(y), -1).square().mean(1), has[m])
         for t, judge in judge_nets.items():
-            add(f"judge_accuracy_{t}", judge(model.encoder_view(t, batch[t])).argmax(1) == y)
+            add(f"judge_accuracy_{t}", judge(model.encoder_view(t, batch[t])).argmax(1) == y, labelled & has[t])
             for s in names:
-                if s != t:
+                if s != t and (labelled & has[s]).any():
                     generated = model.generate(s, batch, [t])[t]
-                    add(f"cross_{s}_to_{t}", judge(model.encoder_view(t, generated)).argmax(1) == y)
+                    add(f"cross_{s}_to_{t}", judge(model.encoder_view(t, generated)).argmax(1) == y, labelled & has[s])
         for t, wave in speech.items():
             from mmgen import modalities
-            truth = [words[int(c)] for c in y]
-            clips = {"real": batch[t], **{s: model.generate(s, batch, [t])[t] for s in names if s != t}}
-            for source, features in clips.items():
-                waves = modalities.get("audio").to_wave(features, **wave)
+            truth = [words[int(c)] if c >= 0 else None for c in y]
+            clips = {"real": (batch[t], has[t]),
+                     **{s: (model.generate(s, batch, [t])[t], has[s]) for s in names if s != t}}
+            for source, (features, rows) in clips.items():
+                rows = rows & labelled
+                if not rows.any():
+                    continue
+                waves = modalities.get("audio").to_wave(features[rows], **wave)
                 heard = recognize(waves, wave["sample_rate"], list(words))
                 key = f"pocketsphinx_real_{t}" if source == "real" else f"pocketsphinx_{source}_to_{t}"
-                add(key, torch.tensor([h == w for h, w in zip(heard, truth)]))
+                right = torch.tensor([h == w for h, w in zip(heard, [truth[i] for i in rows.nonzero().flatten().tolist()])])
+                add(key, right, torch.ones(len(right), dtype=torch.bool))
     model.train(was_training)
-    metrics = {key: value / n for key, value in sums.items() if key != "pocketsphinx_skipped"}
-    if "pocketsphinx_skipped" in sums:
+    metrics = {key: value / counts[key] if counts[key] else None for key, value in sums.items()}
+    metrics.update({f"examples_{key}": count for key, count in counts.items() if count < n})
+    if skipped:
         metrics["pocketsphinx"] = "skipped: pocketsphinx is not installed (pip install pocketsphinx)"
     metrics["examples"] = n
     return metrics

@@ -44,12 +44,12 @@ class CVAE(GenerativeModel):
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
         """:func:`mmgen.infer.infer_from_declarations`, and ``num_classes`` from the data unless the
-        model is conditioned on captions."""
-        from mmgen.infer import fill_value, infer_from_declarations
+        model is conditioned on captions; a caption CVAE without ``vocab`` takes the captions'."""
+        from mmgen.infer import fill_caption_vocabulary, fill_value, infer_from_declarations
         config = infer_from_declarations(cls, config, info)
         if config.get("text_encoder") is None:
             fill_value(config, "num_classes", info.get("num_classes"), cls.__name__)
-        return config
+        return fill_caption_vocabulary(config, info)
 
     def __init__(self, encoder, decoder, num_classes: int = 10, latent_dim: int = 16,
                  likelihood="bernoulli", beta: float = 1.0, text_encoder: dict | None = None,

@@ -145,8 +145,10 @@ class TextToImageGAN(GAN):
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
         """``image_channels`` and ``image_size`` from the data's images (``"x"``; stage one makes half
-        the data's side when ``stage_two``), see :mod:`mmgen.infer`."""
-        from mmgen.infer import entry, fill_value
+        the data's side when ``stage_two``) and, without ``vocab``, the vocabulary of the data's
+        captions; see :mod:`mmgen.infer`."""
+        from mmgen.infer import entry, fill_caption_vocabulary, fill_value
+        config = fill_caption_vocabulary(config, info)
         images = entry(info, "x") or {}
         size = images.get("size")
         if size is not None and config.get("stage_two"):
