@@ -24,6 +24,9 @@ class AudioModality:
     name = "audio"
     extensions = (".wav", ".flac")
 
+    def __init__(self):
+        self._fronts: dict[tuple, LogMel] = {}
+
     def load(self, path: str, sample_rate: int = 16000, seconds: float | None = None) -> torch.Tensor:
         check_options(sample_rate, seconds)
         if not os.path.exists(path):
@@ -56,11 +59,15 @@ class AudioModality:
         return {"sample_rate": sample_rate, "n_fft": n_fft, "hop_length": max(1, sample_rate // 80),
                 "n_mels": 32, "floor": 1e-4, "mean": LOG_MEL_MEAN, "std": LOG_MEL_STD}
 
-    @staticmethod
-    def _front(wave: dict) -> tuple[LogMel, float, float]:
+    def _front(self, wave: dict) -> tuple[LogMel, float, float]:
+        """The ``LogMel`` front end of ``wave`` (built once per settings: its mel filterbank is
+        the costly part), with the standardization constants."""
         options = dict(wave)
         mean, std = options.pop("mean", 0.0), options.pop("std", 1.0)
-        return LogMel(**options), mean, std
+        key = tuple(sorted(options.items()))
+        if key not in self._fronts:
+            self._fronts[key] = LogMel(**options)
+        return self._fronts[key], mean, std
 
     def features(self, waves: torch.Tensor, **wave) -> torch.Tensor:
         """Standardized log-mels [B, n_mels, frames] of waveforms [B, T] (or [T])."""
