@@ -5,8 +5,8 @@
 # that every test needing a plugin is skipped with its reason. Run by .ci/run after the main suite.
 #
 # The checkout is copied (tracked and untracked, not ignored files) into a temporary folder, so
-# the build writes nothing into it; pytest runs there once the copy's `mmgen/` is removed, so the
-# installed mmgen is tested and no plugin is importable. MMGEN_CUDA=0 builds the CPU kernels only (the main run
+# the build writes nothing into it; mmgen is installed from the copy in editable mode and pytest
+# runs there. MMGEN_CUDA=0 builds the CPU kernels only (the main run
 # compiled the CUDA ones); MMGEN_REQUIRE_NATIVE=1 still insists that the extension loads.
 # Environment: CORE_ONLY_DIR keeps the venv there (reused when it exists) instead of a temp folder.
 set -euo pipefail
@@ -29,9 +29,10 @@ py="$work/venv/bin/python"
 rm -rf "$work/src" && mkdir -p "$work/src"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard \
     | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$work/src"
-echo "+ core-only: pip install ./[test] (MMGEN_CUDA=0)"
+# Editable, as scripts/install.sh installs it: some tests read the checkout (benchmarks/, setup.py).
+echo "+ core-only: pip install -e ./[test] (MMGEN_CUDA=0)"
 (cd "$work/src" && MMGEN_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" \
-    "$py" -m pip install "${pip_q[@]}" --no-build-isolation "torch==2.11.0" "./[test]")
+    "$py" -m pip install "${pip_q[@]}" --no-build-isolation "torch==2.11.0" -e "./[test]")
 
 # No plugin package may be importable in this environment.
 "$py" - <<'EOF'
@@ -40,13 +41,12 @@ found = [m for m in ("mmgen_image", "mmgen_text", "mmgen_audio", "mmgen_gumbel")
 sys.exit(f"core-only venv unexpectedly has plugin packages: {found}" if found else 0)
 EOF
 
-# pytest runs in the copy (so `tests.helpers` imports) without its `mmgen/`: the installed mmgen
-# is the one imported, and the plugins' sources are no package on the path.
-rm -rf "$work/src/mmgen"
-echo "+ core-only: python -m pytest -q -p no:cacheprovider -rs tests"
+# pytest runs in the copy (so `tests.helpers` imports); the plugins' sources there are no package
+# on the path (plugins/mmgen-image/mmgen_image ...) and none is installed.
+echo "+ core-only: python -m pytest -q -p no:cacheprovider -rfEs tests"
 log="$work/pytest.log"
 set +e
-(cd "$work/src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -p no:cacheprovider -rs tests) 2>&1 | tee "$log"
+(cd "$work/src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -p no:cacheprovider -rfEs tests) 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" -ne 0 ]; then

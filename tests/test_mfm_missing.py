@@ -5,6 +5,8 @@ import torch
 
 from mmgen.models import MFM
 
+pytestmark = pytest.mark.plugins("image", "audio", "text")
+
 MODALITIES = {
     "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 8, "hidden": 4},
               "decoder": {"name": "image.conv", "in_features": 8, "out_channels": 1, "size": 8, "hidden": 4},

@@ -198,6 +198,7 @@ def test_first_party_plugins_load_through_entry_points(installed):
     assert by_name[("decoder", "audio.mel")] == "audio"
 
 
+@pytest.mark.plugins("image", "text", "audio")
 def test_allow_list_limits_entry_points(installed, monkeypatch):
     monkeypatch.setenv(plugins.ALLOW_LIST_ENV, "image, text")
     plugins.reset()
@@ -280,6 +281,7 @@ def write_third_party_plugins(root: Path) -> None:
         """))
 
 
+@pytest.mark.plugins("image")
 def test_doctor_reports_broken_third_party_plugins(tmp_path):
     write_third_party_plugins(tmp_path)
     doctor = run_mmgen("plugins", "doctor", extra_path=[tmp_path])
@@ -304,6 +306,7 @@ def test_doctor_reports_broken_third_party_plugins(tmp_path):
     assert "extra.identity" in listing.stdout and "image.conv" in listing.stdout
 
 
+@pytest.mark.plugins("image")
 def test_build_warns_about_failed_plugins_and_still_works(tmp_path):
     write_third_party_plugins(tmp_path)
     code = ("import warnings, mmgen\n"
@@ -324,6 +327,7 @@ def test_build_warns_about_failed_plugins_and_still_works(tmp_path):
     assert any("'broken' (entry point broken = tp_broken): import error" in line for line in lines)
 
 
+@pytest.mark.plugins("image", "text")
 def test_cli_env_switches():
     disabled = run_mmgen("plugins", "doctor", MMGEN_DISABLE_PLUGIN_AUTOLOAD="1")
     assert disabled.returncode == 0
