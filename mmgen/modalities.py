@@ -44,18 +44,12 @@ from __future__ import annotations
 from mmgen import plugins
 
 KIND = "modality"
-_PLUGIN_OF = {"image": "mmgen-image", "audio": "mmgen-audio", "text": "mmgen-text"}
 _cache: dict[tuple[int, str], object] = {}
 
 
 def get(name: str):
     """The handler of modality ``name``; an error names the plugin to install when none is registered."""
-    try:
-        component = plugins.get_component(KIND, name)
-    except plugins.UnknownComponentError as exc:
-        hint = (f"; install its plugin: pip install -e plugins/{_PLUGIN_OF[name]}" if name in _PLUGIN_OF
-                else "")
-        raise plugins.UnknownComponentError(f"{exc}{hint}") from None
+    component = plugins.get_component(KIND, name)  # an unknown first-party one names its plugin
     key = (id(component), name)  # a re-registered handler (plugins.reset) is built again
     if key not in _cache:
         _cache[key] = component.obj()

@@ -34,6 +34,7 @@ ALLOW_LIST_ENV = "MMGEN_PLUGINS"
 KINDS = ("encoder", "decoder", "generator", "discriminator", "text_encoder", "dataset", "metric", "model",
          "modality")
 DIRECT = "<direct>"  # the plugin name of components added to a registry outside any plugin
+FIRST_PARTY = {"image": "mmgen-image", "audio": "mmgen-audio", "text": "mmgen-text"}  # namespace -> package
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9][a-z0-9_-]*)+")
 _MODALITY_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a modality is the namespace itself: "image", "audio"
@@ -356,11 +357,24 @@ def list_components(kind: str | None = None) -> list[Component]:
     return _loaded().registry.components(kind)
 
 
+def install_hint(name: str) -> str:
+    """For a name in the namespace of a first-party plugin that is not loaded, how to install that
+    plugin (else "")."""
+    namespace = str(name).split(".")[0]
+    loaded = _loaded().plugins  # by entry-point name, or by module name when registered in code
+    if namespace not in FIRST_PARTY or namespace in loaded or FIRST_PARTY[namespace].replace("-", "_") in loaded:
+        return ""
+    return f"; the {namespace} plugin is not loaded: pip install -e plugins/{FIRST_PARTY[namespace]}"
+
+
 def get_component(kind: str, name: str) -> Component:
     manager = _loaded()
     try:
         return manager.registry.get(kind, name)
     except UnknownComponentError as exc:
+        hint = install_hint(name)
+        if hint:
+            raise UnknownComponentError(f"{exc}{hint}") from None
         if manager.failures:
             failed = ", ".join(sorted({f.plugin for f in manager.failures}))
             raise UnknownComponentError(f"{exc}; plugins that failed to load: {failed} "
