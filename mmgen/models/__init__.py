@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import inspect
 
+from mmgen.plugins import UnknownComponentError
 from mmgen.models.base import GenerativeModel
 from mmgen.models.vae import VAE
 from mmgen.models.pixelcnn import PixelCNN
@@ -56,9 +57,13 @@ def registered() -> dict[str, type]:
     return {short_name(c.name): c.obj for c in plugins.list_components("model")}
 
 
+class UnknownModelError(UnknownComponentError, ValueError):
+    """No registered model family has that name (a ValueError too, as any bad model config)."""
+
+
 def get(name: str):
     """The registered ``model`` component (:class:`mmgen.plugins.Component`) for a config's model name.
-    An unknown name raises :class:`mmgen.plugins.UnknownComponentError` (a LookupError) listing the
+    An unknown name raises :class:`UnknownModelError` (an UnknownComponentError and a ValueError) listing the
     registered names, with the closest match."""
     from mmgen import plugins
     if not isinstance(name, str):
@@ -75,7 +80,7 @@ def get(name: str):
     failed = sorted({f.plugin for f in plugins.failures()})
     note = (f"; plugins that failed to load: {', '.join(failed)} (run `mmgen plugins doctor`)"
             if failed else "")
-    raise plugins.UnknownComponentError(f"unknown model {name!r}{hint} (registered models: "
+    raise UnknownModelError(f"unknown model {name!r}{hint} (registered models: "
                                         f"{', '.join(names) or 'none'}){note}")
 
 
@@ -141,4 +146,4 @@ def __getattr__(attr):
 
 __all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE",
            "TextToImageGAN", "MFM", "from_config", "get", "registered", "config_name",
-           "component_name", "short_name"]
+           "component_name", "short_name", "UnknownModelError"]
