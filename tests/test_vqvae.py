@@ -126,8 +126,8 @@ def test_bad_configurations_name_the_value():
               {"name": "image.vqconv", "size": 8, "downsample": 1, "in_channels": 16})
     with pytest.raises(ValueError, match="prior option 'levels' is set by the VQ-VAE"):
         digits_vqvae(prior={"levels": 4})
-    with pytest.raises(ValueError, match="downsample=3 for size 28"):
-        VQVAE({"name": "image.vqconv", "size": 28, "downsample": 3}, {"name": "image.vqconv", "size": 28})
+    with pytest.raises(ValueError, match="downsample=5 for size 28"):
+        VQVAE({"name": "image.vqconv", "size": 28, "downsample": 5}, {"name": "image.vqconv", "size": 28})
 
 
 @pytest.mark.parametrize("channels, size, downsample", [(1, 28, 2), (3, 32, 3), (1, 8, 1)])
