@@ -81,6 +81,13 @@ def test_order_matches_bundled_dataset_and_workers(image_folder):
         b = list(workers.batches(4, shuffle=True, seed=2, epoch=epoch))
         assert all(torch.equal(p["x"], q["x"]) and torch.equal(p["y"], q["y"]) for p, q in zip(a, b))
     assert workers._tensors is not None and train._tensors is None
+    # an epoch that drops its last partial batch still leaves the whole split in memory, and the
+    # batches cut from memory are the ones the loader gave
+    cached = files.images(str(image_folder), size=4, num_workers=2, seed=9)["train"]
+    epoch0 = list(cached.batches(4, shuffle=True, seed=2, epoch=0, drop_last=True))
+    assert len(cached) % 4 and cached._tensors is not None
+    again0 = list(cached.batches(4, shuffle=True, seed=2, epoch=0, drop_last=True))
+    assert all(torch.equal(p["x"], q["x"]) and torch.equal(p["y"], q["y"]) for p, q in zip(epoch0, again0))
     import pickle  # spawned workers (macOS, forkserver) get the dataset pickled
     again = pickle.loads(pickle.dumps(train))
     assert torch.equal(again[3]["x"], train[3]["x"])

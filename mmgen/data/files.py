@@ -197,6 +197,14 @@ class FileDataset(torch.utils.data.Dataset):
             yield self._with_captions(batch, index.tolist())
             if self.cache and len(self._cache) == len(self) and self._tensors is None:
                 self._materialize()
+        if self.cache and self._tensors is None and plan:
+            # an epoch without its last partial batch (drop_last) leaves up to a batch undecoded:
+            # decode those here, so the next epoch is cut from memory instead of the loader
+            missing = [i for i in range(len(self)) if i not in self._cache]
+            if len(missing) <= len(plan[0]):
+                for i in missing:
+                    self._cache[i] = self._example(i)
+                self._materialize()
 
     def _with_captions(self, batch: dict, indices: list[int]) -> dict:
         if self.captions is not None:
