@@ -306,6 +306,6 @@ def evaluate(run_dir: str, split: str = "test", *, metrics: list[str] | None = N
             result["uniform_nll"] = uniform_nll(data)
     if requested:
         result["metrics"] = eval_metrics.run(model, data, requested)
-    result.update({"split": split, "dataset": config["data"]})
+    result.update({"split": split, "dataset": config["data"], "threads": torch.get_num_threads()})
     atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(result, indent=2).encode())
     return result

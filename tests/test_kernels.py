@@ -56,7 +56,9 @@ def test_native_extension_cpu_only_and_debug(build_env, tmp_path):
     build_env.chdir(root)
     ext = build.native_extension("mmgen_gumbel._C", root=str(root), cpu_sources=["csrc/gumbel.cpp", "csrc/cpu/*.cpp"],
                                  cuda_sources=["csrc/cuda/*.cu"])
-    assert ext.sources == ["csrc/gumbel.cpp", "csrc/cpu/gumbel_softmax_kernel.cpp"]
+    assert ext.sources == ["csrc/gumbel.cpp", "csrc/cpu/gumbel_softmax_kernel.cpp",
+                           "csrc/generated/mmgen_build_record.cpp"]  # exports the record as a C function
+    assert "mmgen_build_info_json" in (root / "csrc" / "generated" / "mmgen_build_record.cpp").read_text()
     assert ext.extra_compile_args["cxx"][:2] == ["-O0", "-g"] and "nvcc" not in ext.extra_compile_args
     assert ("MMGEN_WITH_CUDA", "1") not in ext.define_macros
     header = (root / "csrc" / "generated" / "build_info.h").read_text()
@@ -65,6 +67,13 @@ def test_native_extension_cpu_only_and_debug(build_env, tmp_path):
                       "debug": True, "module": "mmgen_gumbel._C"}
     with pytest.raises(build.BuildConfigError, match="'csrc/nope/\\*.cpp' matches no file"):
         build.native_extension("x._C", root=str(root), cpu_sources=["csrc/nope/*.cpp"])
+    (root / "csrc" / "helpers.cpp").write_text("// TORCH_LIBRARY(x, m) only in a comment\nint helper() { return 1; }\n")
+    with pytest.raises(build.BuildConfigError, match="csrc/helpers.cpp registers nothing: no TORCH_LIBRARY"):
+        build.native_extension("x._C", root=str(root), cpu_sources=["csrc/helpers.cpp"])
+    # op-only sources (no PYBIND11_MODULE) are accepted as they are
+    (root / "csrc" / "op_only.cpp").write_text('#include <torch/library.h>\nTORCH_LIBRARY(x, m) { m.def("f(Tensor a) -> Tensor"); }\n')
+    ext = build.native_extension("x._C", root=str(root), cpu_sources=["csrc/op_only.cpp"])
+    assert ext.sources[0] == "csrc/op_only.cpp"
 
 
 @pytest.mark.skipif(build.torch_cpp_extension().CUDA_HOME is None or torch.version.cuda is None,
@@ -75,7 +84,7 @@ def test_native_extension_with_cuda_uses_mmgen_archs_and_flags(build_env, tmp_pa
     build_env.chdir(root)
     ext = build.native_extension("mmgen_gumbel._C", root=str(root), cpu_sources=["csrc/*.cpp", "csrc/cpu/*.cpp"],
                                  cuda_sources=["csrc/cuda/*.cu"])
-    assert ext.sources[0] == "csrc/cuda/gumbel_softmax_kernel.cu" and len(ext.sources) == 3
+    assert ext.sources[0] == "csrc/cuda/gumbel_softmax_kernel.cu" and len(ext.sources) == 4
     assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0+PTX"
     assert os.environ["MAX_JOBS"] == str(min(2, os.cpu_count()))
     assert ("MMGEN_WITH_CUDA", "1") in ext.define_macros

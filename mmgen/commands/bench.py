@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from mmgen.cli import add_threads_option
+
 SUITE = ("reparameterize", "vq", "masked_conv", "train")
 
 
@@ -30,6 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out-dir", default=None,
                    help="where the JSON files go (default: DIR/results/, one <name>_<device>.json each, "
                         "plus summary_<device>.json)")
+    add_threads_option(p)  # passed to each benchmark as OMP_NUM_THREADS; recorded in its machine.threads
     p.set_defaults(func=run)
 
 
@@ -48,6 +51,8 @@ def run(args) -> int:
     out_dir = os.path.abspath(args.out_dir or os.path.join(bench_dir, "results"))
     os.makedirs(out_dir, exist_ok=True)
     device = args.device.split(":")[0]
+    threads = getattr(args, "threads", None)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
     summary, failed, started = [], [], time.perf_counter()
     for name in names:
         out = os.path.join(out_dir, f"{name}_{device}.json")
@@ -55,7 +60,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, os.path.join(bench_dir, f"bench_{name}.py"),
                                "--device", args.device, "--repeat", str(args.repeat), "--out", out],
-                              cwd=bench_dir)
+                              cwd=bench_dir, env=env)
         if proc.returncode != 0:
             failed.append(name)
             print(f"mmgen bench: {name} failed (exit {proc.returncode}); its JSON was not updated",
@@ -67,7 +72,7 @@ def run(args) -> int:
     print("\nmmgen speed-ups (alternative time / mmgen time)")
     print_summary(summary)
     path = os.path.join(out_dir, f"summary_{device}.json")
-    payload = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "benchmarks": names,
+    payload = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "threads": threads, "benchmarks": names,
                "failed": failed, "seconds": time.perf_counter() - started, "rows": summary}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from mmgen import runs
+from mmgen.cli import add_threads_option
 
 
 def add_parser(subparsers) -> None:
@@ -23,6 +24,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--condition", choices=("mean", "sample"),
                    help="text-to-image runs: generate from the conditioning augmentation's mean (default) "
                         "or from a draw of it (written to eval_t2i_<split>_sampled.json)")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,7 @@ import os
 import torch
 
 from mmgen import runs
+from mmgen.cli import add_threads_option
 from mmgen.io import image_grid, save_png
 
 
@@ -24,6 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
                    help="text-to-image models: images along the line between captions A and B")
     p.add_argument("--steps", type=int, default=8, help="images per --interpolate row (default 8)")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from mmgen import presets, runs
+from mmgen.cli import add_threads_option
 from mmgen.train import TrainConfig
 
 
@@ -28,6 +29,7 @@ def add_parser(subparsers) -> None:
                    help="override a config value, e.g. --set train.steps=200 (repeatable; JSON values)")
     p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    add_threads_option(p)
     p.set_defaults(func=run)
 
 

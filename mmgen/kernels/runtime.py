@@ -8,7 +8,9 @@ for another torch is refused.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
+import importlib.util
 import json
 import os
 import warnings
@@ -17,8 +19,8 @@ from typing import Callable
 import torch
 
 __all__ = ["BACKENDS", "REQUIRE_NATIVE_ENV", "NativeFallbackWarning", "NativeLibrary", "choose_native",
-           "describe_build", "fallback_message", "libraries", "load_native", "missing_native_error",
-           "native_required"]
+           "describe_build", "fallback_message", "libraries", "library_build_record", "load_native",
+           "missing_native_error", "native_required"]
 
 BACKENDS = ("auto", "native", "reference")
 _LIBRARIES: list = []  # every NativeLibrary made in this process (``mmgen kernels info`` lists them)
@@ -34,19 +36,67 @@ def native_required() -> bool:
     return os.environ.get(REQUIRE_NATIVE_ENV, "").strip() in ("1", "true", "yes")
 
 
+def library_build_record(path: str) -> dict | None:
+    """The build record of a loaded (or loadable) library, from the C function
+    ``mmgen_build_info_json`` that mmgen's builds add to every library (``mmgen.kernels.build``);
+    None when the library has no such function (built without mmgen.kernels)."""
+    from mmgen.kernels.build import RECORD_SYMBOL
+    handle = ctypes.CDLL(path)  # the same handle when torch or Python already loaded this file
+    try:
+        function = getattr(handle, RECORD_SYMBOL)
+    except AttributeError:
+        return None
+    function.restype, function.argtypes = ctypes.c_char_p, []
+    return json.loads(function().decode())
+
+
+def _module_file(module: str) -> str | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin and os.path.isfile(spec.origin) else None
+
+
+def _without_python_module(exc: ImportError) -> bool:
+    """The import found a compiled library that defines no Python module (an op-only library)."""
+    return "module export function" in str(exc)
+
+
 def load_native(module: str, rebuild_hint: str) -> tuple[dict | None, BaseException | None]:
-    """Import the extension ``module`` (which registers its operators) and read its build record.
+    """Load the extension ``module`` (which registers its operators) and read its build record.
+
+    A library that defines a Python module is imported; one that only registers operators
+    (``TORCH_LIBRARY`` / ``TORCH_LIBRARY_IMPL``, no ``PYBIND11_MODULE``) is loaded with
+    ``torch.ops.load_library`` from the file the import system finds for ``module``. The record
+    comes from the module's ``build_info_json()`` when it has one, else from the library's
+    ``mmgen_build_info_json`` C function (``library_build_record``).
 
     Returns ``(record, None)`` when it loaded and was built for the installed torch, else
     ``(None, cause)``.
     """
+    library = None
     try:
         library = importlib.import_module(module)
-    except (ImportError, OSError) as exc:  # OSError: an undefined symbol from a torch mismatch
+    except ImportError as exc:
+        file = _module_file(module) if _without_python_module(exc) else None
+        if file is None:
+            return None, exc
+        try:
+            torch.ops.load_library(file)
+        except (OSError, RuntimeError) as load_exc:  # an undefined symbol from a torch mismatch, ...
+            return None, load_exc
+    except OSError as exc:  # an undefined symbol from a torch mismatch
         return None, exc
     try:
-        record = json.loads(library.build_info_json())
-    except (AttributeError, ValueError) as exc:
+        if library is not None and hasattr(library, "build_info_json"):
+            record = json.loads(library.build_info_json())
+        else:
+            file = getattr(library, "__file__", None) or _module_file(module)
+            record = library_build_record(file) if file else None
+            if record is None:
+                raise ValueError("no build_info_json() and no mmgen_build_info_json symbol")
+    except (AttributeError, ValueError, OSError) as exc:
         return None, RuntimeError(f"{module} has no valid build record (build_info_json()): {exc}; "
                                   f"build it with mmgen.kernels ({rebuild_hint})")
     if record["torch_version"] != torch.__version__:

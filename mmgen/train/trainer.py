@@ -138,7 +138,8 @@ class Trainer:
     :class:`mmgen.data.Dataset` (or any dataset with ``batches``, a map-style torch ``Dataset`` of dict
     examples, or a ``DataLoader`` of dict batches: see :func:`mmgen.data.loader.as_batches`).
 
-    Writes into ``run_dir``: ``metrics.jsonl`` (one JSON object per log/eval line), ``samples/``
+    Writes into ``run_dir``: ``metrics.jsonl`` (one JSON object per log/eval line; training lines
+    carry ``step``, the losses, ``epoch``, ``elapsed_s`` and ``threads``, torch's CPU threads), ``samples/``
     (PNG grids, when the model has ``sample``), ``checkpoints/`` (see mmgen.train.checkpoint) and,
     at the end, ``model/`` (``save_pretrained``). ``fit()`` resumes from the latest checkpoint in
     ``run_dir`` when there is one, continuing the identical trajectory.
@@ -336,7 +337,8 @@ class Trainer:
                     logged = None
                     if ran and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                         last = logged = {"step": self.step, **self._metrics(), "epoch": self.epoch,
-                                         "elapsed_s": round(time.time() - start, 2)}
+                                         "elapsed_s": round(time.time() - start, 2),
+                                         "threads": torch.get_num_threads()}  # CPU threads (mmgen --threads)
                         self._log(last)
                     progress.update(self.step, logged)
                     if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
