@@ -11,6 +11,14 @@ from mmgen.cli import add_threads_option
 
 SUITE = ("reparameterize", "vq", "masked_conv", "train")
 
+# `mmgen bench --threads N`: each benchmark runs as its script would, after torch.set_num_threads(N)
+# (OMP_NUM_THREADS alone is capped by torch at the core count), so its machine() records N threads.
+WITH_THREADS = ("import runpy, sys, torch\n"
+                "n = int(sys.argv[1]); torch.set_num_threads(n)\n"
+                "try:\n    torch.set_num_interop_threads(n)\nexcept RuntimeError:\n    pass\n"
+                "sys.argv = sys.argv[2:]\n"
+                "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
 
 def default_dir() -> str:
     """``benchmarks/`` of the checkout mmgen is installed from (editable installs)."""
@@ -32,7 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out-dir", default=None,
                    help="where the JSON files go (default: DIR/results/, one <name>_<device>.json each, "
                         "plus summary_<device>.json)")
-    add_threads_option(p)  # passed to each benchmark as OMP_NUM_THREADS; recorded in its machine.threads
+    add_threads_option(p)  # set in each benchmark process (WITH_THREADS); recorded in its machine.threads
     p.set_defaults(func=run)
 
 
@@ -58,9 +66,10 @@ def run(args) -> int:
         out = os.path.join(out_dir, f"{name}_{device}.json")
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, os.path.join(bench_dir, f"bench_{name}.py"),
-                               "--device", args.device, "--repeat", str(args.repeat), "--out", out],
-                              cwd=bench_dir, env=env)
+        script = [os.path.join(bench_dir, f"bench_{name}.py"), "--device", args.device,
+                  "--repeat", str(args.repeat), "--out", out]
+        launcher = ["-c", WITH_THREADS, str(threads)] if threads else []
+        proc = subprocess.run([sys.executable, *launcher, *script], cwd=bench_dir, env=env)
         if proc.returncode != 0:
             failed.append(name)
             print(f"mmgen bench: {name} failed (exit {proc.returncode}); its JSON was not updated",
