@@ -67,16 +67,84 @@ def test_prior_stage_freezes_the_autoencoder_and_codebook(trained):
     assert torch.equal(frozen_parts(model), after_stage_one)
 
 
-def test_elbo_is_reconstruction_plus_prior_log_prob(trained):
+def brute_force_codes(model, x):
+    """Nearest codes by the full distance matrix: z_e [B, h, w, D], indices [B, h, w], codes [B, h, w, D]."""
+    z = model.encoder(x.float() / 16).movedim(1, -1)
+    book = model.quantizer.codebook
+    dist = (z.unsqueeze(-2) - book).square().sum(-1)            # [B, h, w, K]
+    idx = dist.argmin(-1)
+    return z, idx, book[idx]
+
+
+def digit_log_lik(logits, x):
+    """log p(x | decoder logits) of 17-level pixels, by an explicit log-softmax over the levels."""
+    log_p = torch.log_softmax(logits.view(len(x), 1, 17, 8, 8), dim=2)
+    return log_p.gather(2, x.long().unsqueeze(2)).sum((1, 2, 3, 4))
+
+
+def test_elbo_is_brute_force_reconstruction_plus_chain_rule_prior(trained):
     model, *_ = trained
     x = load("digits", "test").x[:16]
     model.eval()
-    codes = model.codes(x)
-    assert codes.shape == (16, 4, 4) and codes.dtype == torch.long
-    by_hand = (model.likelihood.log_prob(model.decode_codes(codes), x)
-               + model.prior.likelihood.log_prob(model.prior(codes[:, None]), codes[:, None]))
-    torch.testing.assert_close(model.elbo(x), by_hand)
+    with torch.no_grad():
+        _, idx, code = brute_force_codes(model, x)
+        assert torch.equal(model.codes(x), idx) and idx.shape == (16, 4, 4)
+        log_lik = digit_log_lik(model.decoder(code.movedim(-1, 1)), x)
+        # log p(codes) by the chain rule: the conditional of position i read from a grid whose
+        # positions from i on are noise, summed over the 16 positions.
+        g = torch.Generator().manual_seed(0)
+        prior = torch.zeros(16)
+        for i in range(16):
+            r, c = divmod(i, 4)
+            seen = idx.clone().view(16, -1)
+            seen[:, i:] = torch.randint(0, CODES, seen[:, i:].shape, generator=g)
+            logits = model.prior(seen.view(16, 1, 4, 4))[:, :, r, c]
+            prior += torch.log_softmax(logits, 1).gather(1, idx[:, r, c, None]).squeeze(1)
+    torch.testing.assert_close(model.elbo(x), log_lik + prior, rtol=1e-5, atol=1e-3)
     assert (model.elbo(x) < 0).all()
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_autoencoder_loss_and_gradients_match_brute_force_straight_through(trained, ema):
+    """The stage-1 loss -log p(x | z_q) + beta |z_e - sg(e)|^2 (+ |sg(z_e) - e|^2 without EMA), summed
+    over the grid and averaged over the batch, and its gradients with z_q = z_e + sg(e - z_e)."""
+    import copy
+    if ema:
+        model = copy.deepcopy(trained[0])
+        model.steps_trained.zero_()                     # back in the autoencoder stage
+    else:
+        torch.manual_seed(1)
+        model = digits_vqvae(ema=False)
+        with torch.no_grad():                           # codes spread over the encoder's outputs
+            z = model.encoder(load("digits", "train").x[:64] / 16).movedim(1, -1).reshape(-1, 8)
+            model.quantizer.codebook.copy_(z[torch.randperm(len(z))[:CODES]])
+    model.eval()                                        # no codebook update, no restart
+    assert model.stage == "autoencoder"
+    x = load("digits", "test").x[:16]
+    params = [p for p in model.parameters() if p.requires_grad and p is not model.quantizer.codebook]
+    params += [model.quantizer.codebook] if not ema else []
+    loss = model.loss(x)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+
+    z, idx, code = brute_force_codes(model, x)
+    assert len(idx.unique()) > 3
+    straight = z + (code - z).detach()
+    commit = (z - code.detach()).square().sum() / len(x)
+    book = (z.detach() - code).square().sum() / len(x)
+    expected = -digit_log_lik(model.decoder(straight.movedim(-1, 1)), x).mean() + 0.25 * commit
+    if not ema:
+        expected = expected + book
+    want = torch.autograd.grad(expected, params, allow_unused=True)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
+    used = 0
+    names = {id(p): n for n, p in model.named_parameters()}
+    for name, got, ref in zip([names[id(p)] for p in params], grads, want):
+        if ref is None:
+            assert got is None or not got.any(), name    # the prior gets no gradient in stage 1
+            continue
+        used += 1
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5, msg=name)
+    assert used >= 4
 
 
 def test_eval_reports_bound_and_codebook_usage(trained):
