@@ -124,6 +124,8 @@ def test_registrations_follow_local_includes_and_ignore_comments(tmp_path):
                                     "TORCH_LIBRARY_IMPL(other_ns, CPU, m) {}\n")
     found = build.registrations([str(tmp_path / "a.cpp")])
     assert found.namespaces == ("other_ns", "frag_ns") and not found.python_module
+    (tmp_path / "s.cpp").write_text("STABLE_TORCH_LIBRARY(stable_ns, m) {}\nTORCH_LIBRARY_IMPL(_, Meta, m) {}\n")
+    assert build.registrations([str(tmp_path / "s.cpp")]).namespaces == ("stable_ns",)
     (tmp_path / "b.cpp").write_text("PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {}\n")
     found = build.registrations([str(tmp_path / "b.cpp")])
     assert found.python_module and not found.registers_ops

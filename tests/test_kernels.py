@@ -290,6 +290,7 @@ def test_jit_load_builds_once_into_the_cache_and_runs_the_op():
     module = mmgen.kernels.load("mmgen_scale_demo", [source])
     record = json.loads(module.build_info_json())
     assert record["module"] == "mmgen_scale_demo" and record["torch_version"] == torch.__version__
+    assert runtime.library_build_record(module.__file__) == record  # the generated C function, as for op-only
     assert os.path.dirname(module.__file__).startswith(jit.cache_dir())
     x = torch.randn(4, 3)
     torch.testing.assert_close(torch.ops.mmgen_scale_demo.scale(x, 2.5), x * 2.5)

@@ -182,7 +182,9 @@ def write_build_record_source(generated_dir: str) -> str:
 
 
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-_MACRO = re.compile(r"\b(TORCH_LIBRARY_IMPL|TORCH_LIBRARY_FRAGMENT|TORCH_LIBRARY|PYBIND11_MODULE)\s*\(\s*(\w*)")
+# STABLE_TORCH_LIBRARY*: the same blocks in torch's stable ABI (torch/csrc/stable/library.h)
+_MACRO = re.compile(r"\b(?:STABLE_)?(TORCH_LIBRARY_IMPL|TORCH_LIBRARY_FRAGMENT|TORCH_LIBRARY|PYBIND11_MODULE)"
+                    r"\s*\(\s*(\w*)")
 _LOCAL_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
@@ -214,7 +216,7 @@ def registrations(sources) -> Registrations:
         for macro, arg in _MACRO.findall(text):
             if macro == MODULE_MACRO:
                 python_module = True
-            elif arg and arg not in namespaces:
+            elif arg and arg != "_" and arg not in namespaces:  # "_": an impl block for every namespace
                 namespaces.append(arg)
         todo += [os.path.join(os.path.dirname(path), inc) for inc in _LOCAL_INCLUDE.findall(text)]
     return Registrations(tuple(namespaces), python_module)
