@@ -250,7 +250,7 @@ def evaluate_run(run_dir: str, split: str = "test", *, model=None, **options) ->
     model = runs.load_model(run_dir) if model is None else model
     classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
     metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
-    metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE})
+    metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE, "threads": torch.get_num_threads()})
     suffix = "_sampled" if options.get("condition") == "sample" else ""
     atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}{suffix}.json"), json.dumps(metrics, indent=2).encode())
     return metrics
