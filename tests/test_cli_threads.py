@@ -62,7 +62,9 @@ def test_set_threads_keeps_the_interop_threads_once_fixed(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.plugins("image")  # the vae-digits preset's image.conv networks
 def test_mmgen_threads_1_train_and_eval_record_one_thread(tmp_path):
+    pytest.importorskip("sklearn")  # the digits dataset
     run = tmp_path / "run"
     train = mmgen_cli("--threads", "1", "train", "--preset", "vae-digits", "--out", str(run),
                       "--set", "train.steps=5", "--set", "train.log_every=1", "--set", "train.batch_size=16",

@@ -147,7 +147,7 @@ def test_installed_plugin_model_trains_samples_and_evaluates_through_the_cli(toy
                      "--metric-option", "toy.mean_error.scale=2")
     assert done.returncode == 0, done.stdout + done.stderr
     evaluated = json.loads((run / "eval_val.json").read_text())
-    assert evaluated["split"] == "val" and set(evaluated) == {"metrics", "split", "dataset"}
+    assert evaluated["split"] == "val" and set(evaluated) == {"metrics", "split", "dataset", "threads"}
     assert evaluated["metrics"]["toy.mean_error"]["mean_abs_error"] == pytest.approx(
         expected_error(run / "model", "val", scale=2), rel=1e-5)
     assert json.loads(done.stdout)["metrics"] == evaluated["metrics"]
