@@ -63,8 +63,8 @@ class UnknownModelError(UnknownComponentError, ValueError):
 
 def get(name: str):
     """The registered ``model`` component (:class:`mmgen.plugins.Component`) for a config's model name.
-    An unknown name raises :class:`UnknownModelError` (an UnknownComponentError and a ValueError) listing the
-    registered names, with the closest match."""
+    An unknown name raises :class:`UnknownModelError` (an UnknownComponentError and a ValueError)
+    listing the registered names, with the closest match."""
     from mmgen import plugins
     if not isinstance(name, str):
         raise TypeError(f"a model name must be a string like 'vae' or 'myplugin.name', got {name!r}")
@@ -81,7 +81,7 @@ def get(name: str):
     note = (f"; plugins that failed to load: {', '.join(failed)} (run `mmgen plugins doctor`)"
             if failed else "")
     raise UnknownModelError(f"unknown model {name!r}{hint} (registered models: "
-                                        f"{', '.join(names) or 'none'}){note}")
+                            f"{', '.join(names) or 'none'}){note}")
 
 
 def config_name(config: dict) -> str:
