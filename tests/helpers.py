@@ -1,4 +1,9 @@
 """Small helpers shared by the model tests."""
+import os
+import socket
+import subprocess
+import sys
+
 import torch
 
 
@@ -24,3 +29,19 @@ def assert_loss_fell(losses: list[float], by: float = 20.0) -> float:
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert first > last + by, (first, last)
     return last
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 ARGS`` on 127.0.0.1 (gloo on the CPU, one thread each); asserts it succeeded."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done

@@ -4,7 +4,6 @@ One launch of WORKER trains a VQ-VAE, a GAN, VAEs and NaN cases with 2 processes
 trains the same runs with 1 process and compares. A second launch runs ``-m mmgen train``."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from helpers import torchrun
 from safetensors.torch import load_file
 
 import mmgen
@@ -134,21 +134,6 @@ WORKER = MODELS + textwrap.dedent("""
             json.dump(results, f)
     dist.destroy_process_group()
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return done
 
 
 @contextmanager

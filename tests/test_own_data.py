@@ -5,6 +5,8 @@ the captioned view feeds a caption-conditioned model."""
 import json
 
 import pytest
+import torch
+from helpers import torchrun
 
 from mmgen import presets
 from mmgen.cli import main as cli
@@ -96,3 +98,28 @@ def test_bad_manifest_rows_are_named(tmp_path):
     (tmp_path / "n.jsonl").write_text('{"photo": "a.png"}\n')
     with pytest.raises(ValueError, match=r"column 'photo' names no modality; accepted: .*image"):
         load("files.manifest", "train", path=str(tmp_path / "n.jsonl"))
+
+
+def test_two_processes_train_on_the_manifest_and_its_captioned_view(manifest, tmp_path):
+    """Under torchrun each rank trains on its share of every global batch: the masks of rows missing a
+    modality and the caption strings are sharded with the rest (gloo, 2 CPU processes)."""
+    mfm = presets.get("mfm-digits")
+    mfm["data"] = {"name": "files.manifest", "path": manifest}
+    cvae = {"data": {"name": "files.manifest", "path": manifest, "x": "image", "captions": "text"},
+            "model": {"model": "cvae", "latent_dim": 8, "likelihood": "bernoulli",
+                      "encoder": {"name": "image.conv", "out_features": 32},
+                      "decoder": {"name": "image.conv", "in_features": 24},
+                      "text_encoder": {"name": "text.gru", "out_features": 16, "embed_dim": 8, "hidden": 16}}}
+    for name, config, extra in (("mfm", mfm, ["--set", "eval.judges=false", "--set", "eval.pocketsphinx=false"]),
+                                ("cvae", cvae, [])):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(config))
+        run = tmp_path / name
+        done = torchrun("-m", "mmgen", "train", str(path), "--out", str(run), "--set", "train.steps=4",
+                        "--set", "train.batch_size=16", "--set", "train.log_every=1",
+                        "--set", "train.progress=false", *extra)
+        assert done.stdout.count("run folder:") == 1, name  # rank 0 alone evaluates and prints
+        losses = [json.loads(line) for line in open(run / "metrics.jsonl") if '"loss"' in line]
+        assert [r["step"] for r in losses] == [1, 2, 3, 4], name
+        state = torch.load(run / "checkpoints" / "step-000004" / "training_state.pt", weights_only=True)
+        assert len(state["rng_per_rank"]) == 2, name
