@@ -68,6 +68,8 @@ def git_state() -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD")
+    if not commit and os.environ.get("MMGEN_GIT_COMMIT"):  # a copy without .git (scripts/gpu_check.sh)
+        return {"git_commit": os.environ["MMGEN_GIT_COMMIT"], "git_dirty": None}
     return {"git_commit": commit or None,
             "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-shot check on a machine with an NVIDIA GPU: build mmgen._C (and the example plugin's op) for
+# the GPU present, run every CUDA test, train three presets briefly on CUDA, run the CUDA benchmarks
+# and, last, the CUDA kernel tests under compute-sanitizer's memcheck (when it is installed).
+#
+#   bash scripts/gpu_check.sh [OUT_DIR]          (default: gpu_check/)
+#
+# Every stage is time-boxed (seconds: GPU_CHECK_LIMITS="build tests train bench sanitizer") and
+# logged to OUT_DIR/gpu_check.log; the benchmark JSONs (with their provenance) land in OUT_DIR and
+# the pytest report in OUT_DIR/junit.xml. A checkout without .git can name its commit in
+# MMGEN_GIT_COMMIT; the benchmark records carry it. Exit status: the number of failed stages.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=$(realpath -m "${1:-gpu_check}")
+mkdir -p "$out"
+log="$out/gpu_check.log"
+: >"$log"
+py=${PYTHON:-python3}
+read -r t_build t_tests t_train t_bench t_sanitizer <<<"${GPU_CHECK_LIMITS:-170 90 90 150 60}"
+failed=()
+
+stage() {  # stage NAME SECONDS COMMAND...
+    local name=$1 limit=$2 rc
+    shift 2
+    echo "== $name (limit ${limit} s, $(date -u +%T) UTC)" | tee -a "$log"
+    SECONDS=0
+    timeout "$limit" "$@" 2>&1 | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc after ${SECONDS} s" | tee -a "$log"
+    [ "$rc" -eq 0 ] || failed+=("$name")
+    return "$rc"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$log"
+arch=$("$py" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())") || {
+    echo "gpu_check: torch sees no CUDA GPU" | tee -a "$log"; exit 1; }
+echo "python $("$py" -V 2>&1 | cut -d' ' -f2), torch $("$py" -c 'import torch; print(torch.__version__)'), arch $arch, nvcc: $(nvcc --version | tail -1)" | tee -a "$log"
+
+# Only this GPU's architecture, all cores; nothing is fetched (--no-deps, no build isolation).
+plugins=(-e plugins/mmgen-image -e examples/mmgen-gumbel)
+stage build "$t_build" env TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 MMGEN_REQUIRE_NATIVE=1 MAX_JOBS="$(nproc)" \
+    "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . "${plugins[@]}" \
+    || { echo "gpu_check: the build failed; nothing else runs" | tee -a "$log"; exit 1; }
+stage build_info 60 "$py" -c "
+import mmgen, mmgen_gumbel
+info = mmgen.ops.build_info(); print(info)
+assert info['native'] and info['cuda'], 'mmgen._C was built without CUDA'"
+
+kernel_tests=(tests/test_kernels.py tests/test_masked_conv.py tests/test_pixelcnn.py tests/test_reparameterize.py
+              tests/test_vq.py examples/mmgen-gumbel/tests)
+stage tests "$t_tests" "$py" -m pytest -q -rs -p no:cacheprovider -m cuda --junitxml "$out/junit.xml" "${kernel_tests[@]}"
+
+runs=$(mktemp -d)
+stage train "$t_train" bash -c 'for p in vae-mnist vqvae-mnist pixelcnn-mnist; do
+    "$0" -m mmgen train --preset "$p" --device cuda --set train.steps=200 --out "$1/$p" || exit 1; done' "$py" "$runs"
+
+stage bench "$t_bench" "$py" -m mmgen bench --device cuda --repeat 5 --out-dir "$out" reparameterize vq masked_conv train
+
+if command -v compute-sanitizer >/dev/null; then
+    stage sanitizer "$t_sanitizer" compute-sanitizer --tool memcheck --error-exitcode 99 \
+        "$py" -m pytest -q -x -p no:cacheprovider -m cuda tests/test_vq.py tests/test_reparameterize.py tests/test_masked_conv.py
+fi
+
+echo "== gpu_check done; failed stages: ${failed[*]:-none}" | tee -a "$log"
+exit "${#failed[@]}"
