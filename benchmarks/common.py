@@ -4,15 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
 
-import mmgen
+from mmgen import provenance
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -34,50 +31,6 @@ def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: str) -> dict:
-    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "mmgen": mmgen.__version__, "build": mmgen.ops.build_info(), "device": device}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda_runtime"] = torch.version.cuda
-    return info
-
-
-def git_state() -> dict:
-    """The commit of the checkout the benchmark runs from, and whether its tracked files differ from it."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD")
-    if not commit and os.environ.get("MMGEN_GIT_COMMIT"):  # a copy without .git (scripts/gpu_check.sh)
-        return {"git_commit": os.environ["MMGEN_GIT_COMMIT"], "git_dirty": None}
-    return {"git_commit": commit or None,
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
-
-
-def provenance() -> dict:
-    """What a result file records besides the machine: commit, command line, load average."""
-    return {**git_state(), "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -105,8 +58,7 @@ def write_json(name: str, device: str, rows: list[dict], out: str | None = None,
     """Write {machine, rows, ...} atomically; returns the path."""
     path = out or os.path.join(RESULTS, f"{name}_{device.split(':')[0]}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d"), **provenance(), "machine": machine(device),
-               "rows": rows, **extra}
+    payload = {"benchmark": name, **provenance.record(device), "rows": rows, **extra}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)

@@ -1,0 +1,71 @@
+"""Where a recorded number comes from: code version, machine, threads, command line.
+
+Every file under ``benchmarks/results/`` carries :func:`record` (the benchmarks through
+``benchmarks/common.py``, quality runs through ``mmgen record``), so a number can be traced to the
+commit, build, machine and command that produced it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+__all__ = ["checkout_root", "cpu_name", "git_state", "machine", "record"]
+
+
+def checkout_root() -> str:
+    """The source checkout mmgen is imported from (editable installs): the folder above ``mmgen/``."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: str = "cpu") -> dict:
+    """CPU model, cores, torch threads, versions, the native build record and, on CUDA, the GPU."""
+    import mmgen
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "mmgen": mmgen.__version__, "build": mmgen.ops.build_info(), "device": device}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda_runtime"] = torch.version.cuda
+    return info
+
+
+def git_state(root: str | None = None) -> dict:
+    """The commit of the checkout, and whether its tracked files differ from it. A copy without
+    ``.git`` (scripts/gpu_check.sh on a device machine) names its commit in ``MMGEN_GIT_COMMIT``."""
+    root = root or checkout_root()
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit and os.environ.get("MMGEN_GIT_COMMIT"):
+        return {"git_commit": os.environ["MMGEN_GIT_COMMIT"], "git_dirty": None}
+    return {"git_commit": commit or None,
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+
+
+def record(device: str = "cpu", argv: list[str] | None = None) -> dict:
+    """The provenance block of a result file: date, commit, command line, load average, machine."""
+    argv = sys.argv if argv is None else argv
+    return {"date": time.strftime("%Y-%m-%d"), **git_state(),
+            "command": " ".join([os.path.basename(sys.executable), *argv]),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "machine": machine(device)}
