@@ -205,8 +205,9 @@ def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
 
 
 def train(config: dict, run_dir: str, device: str | None = None, trainer: Trainer | None = None) -> dict | None:
-    """Train (resuming if run_dir has checkpoints), then evaluate on the test split; ``trainer`` is
-    what :func:`prepare` returned for this config, else it is called here. Under torchrun every
+    """Train (resuming if run_dir has checkpoints), then evaluate on the validation split (the test
+    split is read only when asked for: ``mmgen eval RUN --split test``, ``mmgen record``); ``trainer``
+    is what :func:`prepare` returned for this config, else it is called here. Under torchrun every
     process calls this; rank 0 writes the files and evaluates (the other ranks return None)."""
     trainer = trainer or prepare(config, run_dir, device)
     distributed.barrier()  # every rank checked the config before rank 0 writes anything
@@ -214,7 +215,7 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
-    metrics = evaluate(run_dir, "test", strict=False) if distributed.is_main() else None  # local: no collectives
+    metrics = evaluate(run_dir, "val", strict=False) if distributed.is_main() else None  # local: no collectives
     distributed.shutdown()
     return metrics
 
@@ -244,7 +245,7 @@ def _validate_multimodal(model, data) -> dict:
     return {f"val_{key}": value for key, value in evaluate_multimodal(model, data).items()}
 
 
-def evaluate(run_dir: str, split: str = "test", *, metrics: list[str] | None = None,
+def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = None,
              metric_options: dict[str, dict] | None = None, strict: bool = True, **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace

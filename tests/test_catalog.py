@@ -60,5 +60,5 @@ def test_a_plugin_dataset_trains_from_a_run_config(isolated, tmp_path):
     with pytest.raises(ValueError, match=r"dataset 'toy.squares' has no option\(s\) \['colour'\]; accepted: \['labels', 'size'\]"):
         runs.dataset({"data": {"name": "toy.squares", "colour": 1}}, "train")
     runs.train(config, str(tmp_path / "run"))
-    with open(tmp_path / "run" / "eval_test.json") as f:
+    with open(tmp_path / "run" / "eval_val.json") as f:
         assert json.load(f)["examples"] == 2

@@ -75,7 +75,7 @@ def test_mmgen_threads_1_train_and_eval_record_one_thread(tmp_path):
     log = [json.loads(line) for line in open(run / "metrics.jsonl")]
     steps = [r for r in log if "step" in r and "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5] and {r["threads"] for r in steps} == {1}
-    assert json.loads((run / "eval_test.json").read_text())["threads"] == 1
+    assert json.loads((run / "eval_val.json").read_text())["threads"] == 1
     evaluated = mmgen_cli("eval", str(run), "--split", "val", "--k", "2", "--max-examples", "10", "--threads", "1",
                           env={"OMP_NUM_THREADS": "2"})
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

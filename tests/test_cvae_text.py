@@ -94,7 +94,7 @@ def test_preset_trains_evaluates_and_samples_from_prompts(tmp_path):
     assert cli.main(["train", "--preset", "cvae-mnist-text", "--out", out, "--set", "train.steps=3",
                      "--set", "train.batch_size=16", "--set", "eval.max_examples=20",
                      "--set", "model.encoder.hidden=8", "--set", "model.decoder.hidden=8"]) == 0
-    with open(os.path.join(out, "eval_test.json")) as f:
+    with open(os.path.join(out, "eval_val.json")) as f:
         metrics = json.load(f)
     assert metrics["examples"] == 20 and metrics["elbo"] < 0
     assert os.path.exists(os.path.join(out, "samples", "step-000003.png"))  # the trainer's grid

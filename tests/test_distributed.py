@@ -249,6 +249,6 @@ def test_torchrun_mmgen_train_writes_from_rank_zero_only(tmp_path):
     assert done.stdout.count("run folder:") == 1  # rank 0 prints the result
     assert [json.loads(line)["step"] for line in open(out / "metrics.jsonl")] == [1, 2, 3, 4]
     assert sorted(os.listdir(out / "checkpoints")) == ["latest", "step-000002", "step-000004"]
-    assert os.path.exists(out / "samples" / "step-000004.png") and os.path.exists(out / "eval_test.json")
+    assert os.path.exists(out / "samples" / "step-000004.png") and os.path.exists(out / "eval_val.json")
     state = torch.load(out / "checkpoints" / "step-000004" / "training_state.pt", weights_only=True)
     assert len(state["rng_per_rank"]) == 2 and state["step"] == 4

@@ -31,7 +31,7 @@ def test_preset_trains_evaluates_and_samples(preset, tmp_path, capsys):
     out = str(tmp_path / "run")
     overrides = [arg for item in SMALL[preset] for arg in ("--set", item)]
     assert cli.main(["train", "--preset", preset, "--out", out, *QUICK, *overrides]) == 0
-    metrics = json.load(open(os.path.join(out, "eval_test.json")))
+    metrics = json.load(open(os.path.join(out, "eval_val.json")))
     for key in EXPECTED[preset]:
         assert key in metrics, (key, metrics)
     assert metrics["examples"] == 20 and math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0

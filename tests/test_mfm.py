@@ -206,9 +206,9 @@ def test_preset_trains_evaluates_and_samples_through_the_cli(tmp_path):
              "--set", "train.num_samples=4", "--set", "eval.judge_steps=2", "--set", "eval.max_examples=8",
              "--set", "eval.pocketsphinx=false"]
     assert cli.main(["train", "--preset", "mfm-digits", "--out", out, *small]) == 0
-    metrics = json.loads((tmp_path / "run" / "eval_test.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "eval_val.json").read_text())
     assert metrics["examples"] == 8 and "cross_text_to_image" in metrics and "accuracy_audio" in metrics
-    assert metrics["split"] == "test" and "uniform_nll" not in metrics      # accuracies, no likelihood
+    assert metrics["split"] == "val" and "uniform_nll" not in metrics      # accuracies, no likelihood
     validation = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_accuracy" in record for record in validation)
     samples = os.listdir(tmp_path / "run" / "samples")

@@ -40,6 +40,8 @@ def test_mfm_preset_with_only_its_data_replaced(manifest, tmp_path, monkeypatch,
     assert text["vocabulary"] == train.data_info()["modalities"]["text"]["vocabulary"]
     assert saved["num_classes"] == 3
     # the evaluation counted, per metric, the rows holding what it needs
+    assert json.loads((run / "eval_val.json").read_text())["split"] == "val"  # training ends on val
+    assert cli(["eval", str(run), "--split", "test"]) == 0
     report = json.loads((run / "eval_test.json").read_text())
     test = load("files.manifest", "test", path=manifest)
     with_audio = sum(int(b["audio_mask"].sum()) for b in test.batches(64))

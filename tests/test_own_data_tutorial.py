@@ -74,5 +74,5 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs/my-mfm/eval_val.json").exists()
     assert list((tmp_path / "runs/my-cvae/samples").glob("prompt-a-red-square-seed0.png"))
     import json
-    metrics = json.loads((tmp_path / "runs/my-pixels/eval_test.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "runs/my-pixels/eval_val.json").read_text())["metrics"]
     assert metrics["myplugin.mean_gap"]["mean_abs_gap"] >= 0

@@ -133,8 +133,8 @@ def test_installed_plugin_model_trains_samples_and_evaluates_through_the_cli(toy
     assert done.returncode == 0, done.stdout + done.stderr
     saved = json.loads((run / "model" / "config.json").read_text())
     assert saved == {"model": "toy.gauss"}  # the registered name: from_pretrained finds the family again
-    after_training = json.loads((run / "eval_test.json").read_text())
-    error = expected_error(run / "model")
+    after_training = json.loads((run / "eval_val.json").read_text())
+    error = expected_error(run / "model", split="val")
     assert after_training["metrics"]["toy.mean_error"]["mean_abs_error"] == pytest.approx(error, rel=1e-5)
     untrained = load("digits", "test").x.float().mean(0).abs().mean().item()  # the error of mean 0
     assert error < untrained  # it learned
@@ -219,9 +219,9 @@ def test_name_alias_metric_options_and_nothing_to_evaluate(isolated, tmp_path):
     result = runs.train(config, str(run))
     assert json.loads((run / "model" / "config.json").read_text()) == {"model": "toy.gauss", "shape": [1, 8, 8]}
     assert result["metrics"]["toy.mean_error"]["mean_abs_error"] == pytest.approx(
-        expected_error(run / "model", scale=3), rel=1e-5)
+        expected_error(run / "model", split="val", scale=3), rel=1e-5)
     # the CLI's --metric replaces the list; options of the run config stay, --metric-option adds
-    again = runs.evaluate(str(run), "test", metrics=["toy.mean_error"], metric_options={"toy.mean_error": {}})
+    again = runs.evaluate(str(run), "val", metrics=["toy.mean_error"], metric_options={"toy.mean_error": {}})
     assert again["metrics"] == result["metrics"]
     with pytest.raises(ValueError, match=r"options for metric 'toy.other', which is not requested"):
         runs.evaluate(str(run), metric_options={"toy.other": {"k": 1}})
@@ -234,7 +234,7 @@ def test_name_alias_metric_options_and_nothing_to_evaluate(isolated, tmp_path):
     config["eval"] = {}  # at the end of training, nothing to evaluate is a note, not a failure
     result = runs.train(config, str(tmp_path / "bare"))
     assert result["note"].startswith("nothing to evaluate") and "metrics" not in result
-    assert json.loads((tmp_path / "bare" / "eval_test.json").read_text())["note"] == result["note"]
+    assert json.loads((tmp_path / "bare" / "eval_val.json").read_text())["note"] == result["note"]
 
 
 def test_save_pretrained_fills_the_registered_name(isolated, tmp_path):

@@ -377,7 +377,8 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     classifier.save(os.path.join(run_dir, attributes.CLASSIFIER_DIR))   # instead of the full recipe
     final = runs.train(config, run_dir)            # ends with the text-to-image evaluation
     assert final["examples"] == 24 and "consistency_all" in final and "fid" in final
-    assert os.path.exists(os.path.join(run_dir, "eval_t2i_test.json"))
+    assert os.path.exists(os.path.join(run_dir, "eval_t2i_val.json"))            # val: test is read on request
+    assert not os.path.exists(os.path.join(run_dir, "eval_t2i_test.json"))
     prompts = ["a small red circle at the top left", "a large blue square at the bottom right"]
     assert cli.main(["sample", run_dir, "-n", "4", "--prompt", prompts[0], "--prompt", prompts[1],
                      "--interpolate", prompts[0], prompts[1], "--steps", "3"]) == 0
@@ -385,7 +386,7 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     assert "prompt-a-small-red-circle-at-the-top-left-seed0.png" in written
     assert "prompts-seed0.png" in written
     assert any(name.startswith("interpolate-a-small-red-circle") for name in written)
-    assert cli.main(["eval", run_dir, "--max-examples", "40"]) == 0
+    assert cli.main(["eval", run_dir, "--split", "test", "--max-examples", "40"]) == 0
     saved = json.loads(open(os.path.join(run_dir, "eval_t2i_test.json")).read())
     assert saved["examples"] == 40 and "consistency_all" in saved and saved["dataset"] == config["data"]
     assert config["data"] == {"name": "shapes", "negatives": "each"}

@@ -92,8 +92,9 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     assert cli.main(["train", "--preset", "vae-digits", "--out", out, "--set", "train.steps=20",
                      "--set", "eval.k=8", "--set", "model.encoder.hidden=16",
                      "--set", "model.decoder.hidden=16"]) == 0
-    metrics = json.load(open(os.path.join(out, "eval_test.json")))
-    assert metrics["examples"] == 300 and metrics["nll_iwae_k8"] < metrics["uniform_nll"] + 50
+    metrics = json.load(open(os.path.join(out, "eval_val.json")))     # training ends on val, not test
+    assert not os.path.exists(os.path.join(out, "eval_test.json"))
+    assert metrics["split"] == "val" and metrics["examples"] == 200 and metrics["nll_iwae_k8"] < metrics["uniform_nll"] + 50
     assert cli.main(["sample", out, "-n", "9"]) == 0
     assert os.path.getsize(os.path.join(out, "samples", "sample-seed0.png")) > 100
     assert cli.main(["eval", out, "--k", "4", "--max-examples", "50"]) == 0

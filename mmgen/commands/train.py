@@ -12,10 +12,11 @@ from mmgen.train import TrainConfig
 def add_parser(subparsers) -> None:
     names = ", ".join(sorted(presets.PRESETS))
     p = subparsers.add_parser(
-        "train", help="train a model from a run config or a preset, then evaluate it",
+        "train", help="train a model from a run config or a preset, then evaluate it on val",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model (resuming from the latest checkpoint in --out if there is one),\n"
-                    "save it to OUT/model and evaluate it on the test split.\n"
+                    "save it to OUT/model and evaluate it on the validation split\n"
+                    "(the test split: mmgen eval OUT --split test, or mmgen record).\n"
                     "Several processes: torchrun --nproc_per_node=N -m mmgen train ... (DDP; gloo on CPU,\n"
                     "nccl on CUDA; train.batch_size is the global batch, split over the N processes).\n"
                     f"Presets: {names}.",
@@ -50,5 +51,5 @@ def run(args) -> int:
     metrics = runs.train(config, args.out, trainer=trainer)
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
-        print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*test.json)")
+        print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*val.json)")
     return 0
