@@ -19,7 +19,8 @@ import importlib
 import sys
 
 COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.train", "mmgen.commands.sample",
-            "mmgen.commands.evaluate", "mmgen.commands.bench", "mmgen.commands.kernels")
+            "mmgen.commands.evaluate", "mmgen.commands.record", "mmgen.commands.bench",
+            "mmgen.commands.kernels")
 
 THREADS_HELP = "torch CPU threads for this command (torch.set_num_threads; default: torch's choice)"
 

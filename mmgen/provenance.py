@@ -63,9 +63,9 @@ def git_state(root: str | None = None) -> dict:
             "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
 
 
-def record(device: str = "cpu", argv: list[str] | None = None) -> dict:
-    """The provenance block of a result file: date, commit, command line, load average, machine."""
-    argv = sys.argv if argv is None else argv
-    return {"date": time.strftime("%Y-%m-%d"), **git_state(),
-            "command": " ".join([os.path.basename(sys.executable), *argv]),
+def record(device: str = "cpu", command: list[str] | None = None) -> dict:
+    """The provenance block of a result file: date, commit, command line (default: this Python
+    and ``sys.argv``), load average, machine."""
+    command = [os.path.basename(sys.executable), *sys.argv] if command is None else command
+    return {"date": time.strftime("%Y-%m-%d"), **git_state(), "command": " ".join(command),
             "load_average": [round(v, 2) for v in os.getloadavg()], "machine": machine(device)}

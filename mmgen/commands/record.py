@@ -1,0 +1,66 @@
+"""``mmgen record PRESET --seeds 0 1 2`` and ``mmgen record --check PRESET`` (see :mod:`mmgen.record`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmgen.cli import add_threads_option
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "record", help="train a preset over several seeds and record its val and test numbers (mean ± sd)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train SOURCE (a preset or a run config file) once per seed, evaluate each run on val\n"
+                    "(selection) and test (the report), and write benchmarks/results/quality_<NAME>.json\n"
+                    "with the provenance (commit, versions, machine, threads, command line), each seed's\n"
+                    "numbers and, per split, mean, sd, min and max. Finished runs in RUNS/seed<S> of the\n"
+                    "same config are reused.\n"
+                    "--check re-trains one recorded seed and fails (exit 1) when a metric falls outside\n"
+                    "the record's 99% prediction interval, mean ± t(0.995, n-1)·sd·sqrt(1+1/n).")
+    p.add_argument("source", metavar="SOURCE", help="a preset name or a run config JSON file")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S",
+                   help="training seeds (train.seed; default: 0 1 2)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, as in mmgen train (recorded; --check applies it again)")
+    p.add_argument("--name", help="the record's name: quality_<NAME>.json (default: from SOURCE, - as _)")
+    p.add_argument("--runs", metavar="DIR", help="run folders, one per seed: DIR/seed<S> (default: "
+                                                 "runs/record/<NAME>; --check: a temporary folder)")
+    p.add_argument("--out", metavar="FILE", help="the record file (default: the checkout's "
+                                                 "benchmarks/results/quality_<NAME>.json)")
+    p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
+    p.add_argument("--check", action="store_true",
+                   help="re-train one recorded seed and compare with the record instead of recording")
+    p.add_argument("--seed", type=int, help="--check: the seed to re-train (default: the first recorded)")
+    add_threads_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mmgen import record
+    try:
+        if args.check:
+            if args.overrides or args.name or args.seeds != [0, 1, 2]:
+                raise ValueError("--check re-trains the record's own config and seed (its overrides, its seeds); "
+                                 "it takes --seed, --out (the record), --runs and --device, not --set, --name or --seeds")
+            ok, rows = record.check(args.source, record_path=args.out, seed=args.seed, runs_dir=args.runs,
+                                    device=args.device)
+        else:
+            record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
+                          runs_dir=args.runs, out=args.out, device=args.device, command=["mmgen", *sys.argv[1:]])
+            return 0
+    except (ValueError, TypeError, LookupError, OSError) as exc:
+        raise SystemExit(f"mmgen record: {exc}") from exc
+    width = max(len(f"{r['split']} {r['metric']}") for r in rows)
+    for r in rows:
+        value = "missing" if r["value"] is None else f"{r['value']:.6g}"
+        print(f"{'ok  ' if r['ok'] else 'FAIL'} {(r['split'] + ' ' + r['metric']).ljust(width)}  {value:>12}  "
+              f"in [{r['low']:.6g}, {r['high']:.6g}] (mean {r['mean']:.6g}, sd {r['sd']:.3g})")
+    same = [r for r in rows if r["recorded"] is not None and r["value"] == r["recorded"]]
+    print(f"seed {rows[0]['seed']}: {len(same)} of {len(rows)} metrics repeat the recorded "
+          "run exactly" + ("" if len(same) == len(rows) else " (another CPU or summation order gives another trajectory)"))
+    failed = [r for r in rows if not r["ok"]]
+    print(f"mmgen record --check {args.source}: "
+          + (f"{len(failed)} of {len(rows)} metrics outside the recorded spread" if failed
+             else f"all {len(rows)} metrics inside the recorded spread"))
+    return 1 if failed else 0

@@ -1,0 +1,234 @@
+"""Quality records: a preset trained over several seeds, its val and test numbers as mean ± sd.
+
+``mmgen record PRESET --seeds 0 1 2`` trains the preset once per seed (``train.seed``; a run folder
+that already holds the finished run of that exact config is reused), evaluates every run on the
+validation split (where settings are chosen) and on the test split (read here, once per run, for
+the record), and writes ``benchmarks/results/quality_<name>.json``: the provenance
+(:func:`mmgen.provenance.record`), the run config, each seed's numbers and training time, and per
+split the mean, sample standard deviation, minimum and maximum of every numeric metric.
+
+``mmgen record --check PRESET`` re-trains one recorded seed and compares its numbers with the
+record: each metric must fall inside the 99% prediction interval of a new draw from the recorded
+seeds, ``mean ± t(0.995, n-1) · sd · sqrt(1 + 1/n)`` (Student's t; n seeds). On the machine that
+recorded it the re-run repeats the recorded seed exactly; elsewhere (another CPU, another summation
+order) it is one more draw, which that interval covers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import tempfile
+import time
+
+from mmgen import provenance, runs
+from mmgen.io import atomic_write_bytes
+
+SPLITS = ("val", "test")
+# bookkeeping fields of an evaluation: recorded per run, not summarized or checked
+NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed)$")
+CHECK_LEVEL = 0.99
+
+__all__ = ["CHECK_LEVEL", "check", "default_path", "record", "summarize", "t_quantile", "prediction_interval"]
+
+
+def default_name(source: str) -> str:
+    """``vae-digits`` -> ``vae_digits``; a config file's stem likewise."""
+    stem = os.path.splitext(os.path.basename(source))[0]
+    return re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_")
+
+
+def default_path(name: str) -> str:
+    """``benchmarks/results/quality_<name>.json`` of the source checkout mmgen is imported from."""
+    return os.path.join(provenance.checkout_root(), "benchmarks", "results", f"quality_{name}.json")
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (p in (0.5, 1)): bisection on
+    the CDF, which is 1/2 plus the integral of the density from 0 (Simpson's rule, 4000 panels)."""
+    if not 0.5 < p < 1.0 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def pdf(x):
+        return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def cdf(t, panels=4000):
+        h = t / panels
+        total = pdf(0.0) + pdf(t) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, panels))
+        return 0.5 + total * h / 3
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < p:
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def prediction_interval(summary: dict, level: float = CHECK_LEVEL) -> tuple[float, float]:
+    """Where one more seed's value falls with probability ``level`` (normal seeds, unknown sd)."""
+    n, mean, sd = summary["n"], summary["mean"], summary["sd"]
+    if n < 2:
+        raise ValueError(f"a prediction interval needs at least 2 recorded seeds, got {n}")
+    half = t_quantile(0.5 + level / 2, n - 1) * sd * math.sqrt(1 + 1 / n)
+    half = max(half, 1e-9 * max(1.0, abs(mean)))  # equal seeds: equal up to float rounding
+    return mean - half, mean + half
+
+
+def numeric_metrics(result: dict) -> dict[str, float]:
+    """The metrics of an evaluation that are numbers (bookkeeping and nested blocks left out;
+    registered metrics' numbers flattened to ``<metric>.<key>``)."""
+    out = {}
+    for key, value in result.items():
+        if NOT_METRICS.match(key):
+            continue
+        if key == "metrics" and isinstance(value, dict):
+            for name, block in value.items():
+                for sub, number in (block.items() if isinstance(block, dict) else ()):
+                    if isinstance(number, (int, float)) and not isinstance(number, bool) and not NOT_METRICS.match(sub):
+                        out[f"{name}.{sub}"] = float(number)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
+    """``{metric: {mean, sd, min, max, n}}`` over the seeds that report the metric."""
+    names = sorted({name for values in per_seed for name in values})
+    summary = {}
+    for name in names:
+        values = [values[name] for values in per_seed if name in values]
+        summary[name] = {"mean": statistics.fmean(values),
+                         "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                         "min": min(values), "max": max(values), "n": len(values)}
+    return summary
+
+
+def _saved_eval(run_dir: str, split: str) -> dict | None:
+    for name in (f"eval_{split}.json", f"eval_t2i_{split}.json"):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def _finished(run_dir: str, config: dict) -> bool:
+    """``run_dir`` holds the finished training of exactly ``config``."""
+    try:
+        saved = runs.read_run_config(run_dir)
+    except FileNotFoundError:
+        return False
+    return saved == config and os.path.isdir(os.path.join(run_dir, "model"))
+
+
+def _train_seconds(run_dir: str) -> float | None:
+    elapsed = None
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                elapsed = json.loads(line).get("elapsed_s", elapsed)
+    return elapsed
+
+
+def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None, splits=SPLITS,
+             log=print) -> dict:
+    """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
+    run) and evaluate it on ``splits``; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
+    seeded = runs.apply_overrides(config, [f"train.seed={seed}"])
+    reused = _finished(run_dir, seeded)
+    if not reused:
+        if os.path.exists(run_dir) and os.listdir(run_dir):
+            try:
+                previous = runs.read_run_config(run_dir)
+            except FileNotFoundError:
+                previous = None
+            if previous is not None and (previous.get("model"), previous.get("data")) != (seeded["model"], seeded["data"]):
+                raise ValueError(f"{run_dir} holds another run; give mmgen record another --runs folder")
+        log(f"mmgen record: training seed {seed} in {run_dir}")
+        runs.train(seeded, run_dir, device=device)  # ends with the val evaluation
+    else:
+        log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
+    result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
+    for split in splits:
+        saved = _saved_eval(run_dir, split) if split == "val" else None  # training just wrote val
+        result[split] = saved if saved is not None else runs.evaluate(run_dir, split)
+    return result
+
+
+def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: str | None = None,
+           runs_dir: str | None = None, out: str | None = None, device: str | None = None,
+           command: list[str] | None = None, log=print) -> str:
+    """Train ``source`` (a preset or a run config file) once per seed, evaluate on val and test,
+    write the record (see the module docstring); returns its path."""
+    if len(seeds) < 1 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must name distinct seeds, got {seeds}")
+    config = runs.apply_overrides(runs.load_config(source), list(overrides))
+    name = name or default_name(source)
+    if provenance.git_state().get("git_dirty"):
+        log("mmgen record: warning: the checkout has uncommitted changes (the record says git_dirty: true)")
+    runs_dir = runs_dir or os.path.join("runs", "record", name)
+    path = out or default_path(name)
+    per_seed = [run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, log=log)
+                for seed in seeds]
+    payload = {"benchmark": f"quality: {config.get('description', name)}", "name": name, "source": source,
+               "overrides": list(overrides), **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
+               "seeds": list(seeds), "splits": {"selection": "val", "report": "test"},
+               "summary": {split: summarize([numeric_metrics(r[split]) for r in per_seed]) for split in SPLITS},
+               "runs": per_seed, "run_config": config}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+    log(f"mmgen record: wrote {path}")
+    return path
+
+
+def check(source: str, *, record_path: str | None = None, seed: int | None = None,
+          runs_dir: str | None = None, device: str | None = None, level: float = CHECK_LEVEL,
+          log=print) -> tuple[bool, list[dict]]:
+    """Re-train one recorded seed of ``source`` and compare every recorded test (and val) metric
+    with the record's prediction interval; returns (all inside, one row per metric)."""
+    name = default_name(source)
+    path = record_path or default_path(name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no record {path} to check against: write it with `mmgen record {source} "
+                                "--seeds 0 1 2`")
+    with open(path) as f:
+        saved = json.load(f)
+    if "summary" not in saved or "run_config" not in saved:
+        raise ValueError(f"{path} is not a record written by mmgen record (no summary / run_config)")
+    config = runs.apply_overrides(runs.load_config(source), saved.get("overrides", []))
+    if config != saved["run_config"]:
+        raise ValueError(f"the run config of {source} differs from the one recorded in {path}: the record is "
+                         f"stale; re-record it with `mmgen record {source} --seeds {' '.join(map(str, saved['seeds']))}`")
+    seed = saved["seeds"][0] if seed is None else seed
+    temporary = runs_dir is None
+    runs_dir = runs_dir or tempfile.mkdtemp(prefix=f"mmgen-check-{name}-")
+    started = time.time()
+    try:
+        again = run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, log=log)
+    finally:
+        if temporary:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+    rows = []
+    for split in SPLITS:
+        values = numeric_metrics(again[split])
+        for metric, summary in saved["summary"][split].items():
+            if summary["n"] < 2:
+                continue
+            lo, hi = prediction_interval(summary, level)
+            value = values.get(metric)
+            recorded = next((numeric_metrics(r[split]).get(metric) for r in saved["runs"] if r["seed"] == seed), None)
+            rows.append({"seed": seed, "split": split, "metric": metric, "value": value, "low": lo, "high": hi,
+                         "mean": summary["mean"], "sd": summary["sd"], "recorded": recorded,
+                         "ok": value is not None and lo <= value <= hi})
+    if not rows:
+        raise ValueError(f"{path} has no metric recorded over 2 or more seeds: nothing to check")
+    log(f"mmgen record --check {source}: seed {seed} re-trained in {time.time() - started:.0f} s; "
+        f"{int(level * 100)}% prediction intervals of {path}")
+    return all(r["ok"] for r in rows), rows
