@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--label", type=int, help="class to draw, for models conditioned on labels (cvae, m2); "
                                              "default: the classes in turn")
     p.add_argument("--out", help="PNG path (default RUN_DIR/samples/sample-seed<SEED>.png; text models "
-                                 "write .txt: samples, test-set reconstructions, an interpolation)")
+                                 "write .txt: samples, reconstructions of val examples, an interpolation)")
     p.add_argument("--prompt", action="append", metavar="TEXT",
                    help="text-to-image models and caption-conditioned CVAEs: a grid of -n images for this caption (repeatable; with "
                         "several, also one grid with a row per prompt); --out is then a folder")
@@ -45,7 +45,7 @@ def run(args) -> int:
         prefix = (os.path.splitext(args.out)[0] if args.out
                   else os.path.join(args.run_dir, "samples", f"sample-seed{args.seed}"))
         paths = model.write_samples(prefix, args.n, torch.Generator().manual_seed(args.seed),
-                                    data=runs.dataset(config, "test"))
+                                    data=runs.dataset(config, "val"))
         print(f"wrote {args.n} samples to {', '.join(paths)}")
         return 0
     if not hasattr(model, "sample"):
@@ -57,7 +57,7 @@ def run(args) -> int:
                          "[n, C, H, W]; a model whose samples are not images writes its own files with "
                          "write_samples(prefix, n, generator, data=...)")
     images = images.float()
-    levels = getattr(runs.dataset(config, "test"), "levels", None)
+    levels = getattr(runs.dataset(config, "val"), "levels", None)
     if levels:
         images = images / (levels - 1)
     out = args.out or os.path.join(args.run_dir, "samples", f"sample-seed{args.seed}.png")

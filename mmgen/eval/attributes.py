@@ -236,7 +236,7 @@ def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
     return classifier
 
 
-def evaluate_run(run_dir: str, split: str = "test", *, model=None, **options) -> dict:
+def evaluate_run(run_dir: str, split: str = "val", *, model=None, **options) -> dict:
     """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
     max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
     (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and the

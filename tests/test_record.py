@@ -1,0 +1,98 @@
+"""mmgen record: several seeds, val and test, mean ± sd, provenance; --check against the record."""
+import json
+import math
+import statistics
+
+import pytest
+
+from mmgen import cli, record
+
+pytestmark = pytest.mark.plugins("image")
+
+SMALL = ["--set", "train.steps=15", "--set", "eval.k=4", "--set", "eval.max_examples=40",
+         "--set", "model.encoder.hidden=8", "--set", "model.decoder.hidden=8", "--set", "train.progress=false"]
+
+
+@pytest.mark.parametrize("p,df", [(0.975, 1), (0.975, 2), (0.995, 2), (0.995, 4), (0.95, 10), (0.999, 30)])
+def test_t_quantile_matches_scipy(p, df):
+    stats = pytest.importorskip("scipy.stats")
+    assert record.t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-6)
+
+
+def test_t_quantile_closed_forms_and_bad_input():
+    assert record.t_quantile(0.75, 1) == pytest.approx(math.tan(math.pi * 0.25), rel=1e-7)  # Cauchy
+    p = 0.9
+    assert record.t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-7)
+    with pytest.raises(ValueError, match=r"0.5 < p < 1 and df >= 1, got p=0.4, df=2"):
+        record.t_quantile(0.4, 2)
+
+
+def test_summary_and_prediction_interval():
+    summary = record.summarize([{"a": 1.0, "b": 5.0}, {"a": 2.0}, {"a": 4.0, "b": 7.0}])
+    assert summary["a"] == {"mean": pytest.approx(7 / 3), "sd": pytest.approx(statistics.stdev([1, 2, 4])),
+                            "min": 1.0, "max": 4.0, "n": 3}
+    assert summary["b"]["n"] == 2 and summary["b"]["sd"] == pytest.approx(math.sqrt(2))
+    lo, hi = record.prediction_interval(summary["a"], 0.95)
+    half = 4.302652729911275 * statistics.stdev([1, 2, 4]) * math.sqrt(1 + 1 / 3)  # t(0.975, 2)
+    assert (lo, hi) == (pytest.approx(7 / 3 - half, rel=1e-6), pytest.approx(7 / 3 + half, rel=1e-6))
+    with pytest.raises(ValueError, match="at least 2 recorded seeds, got 1"):
+        record.prediction_interval({"n": 1, "mean": 0.0, "sd": 0.0})
+
+
+def test_numeric_metrics_leave_bookkeeping_out():
+    result = {"elbo": -3.5, "examples": 300, "examples_accuracy_audio": 20, "threads": 2, "split": "test",
+              "dataset": {"name": "digits"}, "flag": True, "metrics": {"toy.fid": {"fid": 2.0, "examples": 9}}}
+    assert record.numeric_metrics(result) == {"elbo": -3.5, "toy.fid.fid": 2.0}
+
+
+def test_record_then_check(tmp_path, capsys):
+    out, runs = tmp_path / "quality_vae_digits.json", tmp_path / "runs"
+    args = ["record", "vae-digits", "--seeds", "0", "1", "--runs", str(runs), "--out", str(out), *SMALL]
+    assert cli.main(args) == 0
+    saved = json.loads(out.read_text())
+    for key in ("git_commit", "git_dirty", "command", "load_average", "machine", "date", "seeds", "run_config"):
+        assert key in saved, key
+    assert saved["command"].startswith("mmgen record vae-digits --seeds 0 1")
+    assert saved["machine"]["threads"] >= 1 and "native" in saved["machine"]["build"]
+    assert [r["seed"] for r in saved["runs"]] == [0, 1] and saved["run_config"]["train"]["steps"] == 15
+    assert [r["val"]["split"] for r in saved["runs"]] == ["val", "val"]
+    assert [r["test"]["split"] for r in saved["runs"]] == ["test", "test"]
+    elbos = [r["test"]["elbo"] for r in saved["runs"]]
+    assert elbos[0] != elbos[1]  # the seeds trained different models
+    assert saved["summary"]["test"]["elbo"]["mean"] == pytest.approx(statistics.fmean(elbos))
+    assert saved["summary"]["test"]["elbo"]["sd"] == pytest.approx(statistics.stdev(elbos))
+    assert json.loads((runs / "seed1" / "run.json").read_text())["train"]["seed"] == 1
+    # again: the finished runs are reused, the numbers are the same
+    assert cli.main(args) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+    assert json.loads(out.read_text())["summary"] == saved["summary"]
+
+    # --check re-trains seed 0 here: the same numbers, inside the interval
+    assert cli.main(["record", "--check", "vae-digits", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "all 10 metrics inside the recorded spread" in printed
+    assert "seed 0: 10 of 10 metrics repeat the recorded run exactly" in printed
+
+    # a record whose test ELBO is far off fails the check, naming the metric
+    shifted = json.loads(out.read_text())
+    block = shifted["summary"]["test"]["elbo"]
+    low, high = record.prediction_interval(block)
+    block["mean"] += 2 * (high - low)
+    out.write_text(json.dumps(shifted))
+    assert cli.main(["record", "--check", "vae-digits", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "FAIL test elbo" in printed and "1 of 10 metrics outside the recorded spread" in printed
+
+
+def test_check_refuses_a_stale_or_missing_record(tmp_path):
+    out = tmp_path / "quality_vae_digits.json"
+    with pytest.raises(SystemExit, match=r"no record .*quality_vae_digits.json to check against: write it with "
+                                         r"`mmgen record vae-digits --seeds 0 1 2`"):
+        cli.main(["record", "--check", "vae-digits", "--out", str(out)])
+    out.write_text(json.dumps({"summary": {}, "run_config": {"data": {"name": "digits"}}, "overrides": [],
+                               "seeds": [0, 1, 2]}))
+    with pytest.raises(SystemExit, match=r"the run config of vae-digits differs from the one recorded .* the "
+                                         r"record is stale; re-record it with `mmgen record vae-digits --seeds 0 1 2`"):
+        cli.main(["record", "--check", "vae-digits", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"--seeds must name distinct seeds, got \[1, 1\]"):
+        cli.main(["record", "vae-digits", "--seeds", "1", "1", "--out", str(out)])
