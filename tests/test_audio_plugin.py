@@ -58,6 +58,28 @@ def test_mel_round_trip_through_griffin_lim():
     assert (falling[loud] - log_mel[loud]).abs().mean() > 5.0  # the check above can fail
 
 
+def tone(freq, seconds=0.4, sample_rate=SAMPLE_RATE):
+    """A sine of ``freq`` Hz at amplitude 0.5 in the middle fifth of ``seconds`` of silence."""
+    t = torch.arange(int(seconds * sample_rate), dtype=torch.float32) / sample_rate
+    on = (t > 0.4 * seconds) & (t < 0.6 * seconds)
+    return 0.5 * torch.sin(2 * math.pi * freq * t) * on
+
+
+def test_warp_scales_frequencies_through_the_mel_scale_and_stretches_time():
+    front = LogMel(sample_rate=SAMPLE_RATE, n_mels=64)
+    log_mel = front(torch.stack([tone(500.0), tone(2000.0)]))
+    assert torch.allclose(front.warp(log_mel, 1.0, 1.0), log_mel, atol=1e-4)
+    up = front.warp(log_mel, torch.tensor([1.3, 1.3]), torch.tensor([1.0, 1.0]))
+    target = front(torch.stack([tone(650.0), tone(2600.0)]))
+    loudest = lambda x: x.amax(2).argmax(1)  # noqa: E731 - the loudest mel bin of each clip
+    assert (loudest(up) - loudest(target)).abs().le(1).all() and (loudest(up) >= loudest(log_mel) + 3).all()
+    longer = front.warp(log_mel, torch.tensor([1.0, 1.0]), torch.tensor([1.5, 1.5]))
+    sounding = lambda x: (x.amax(1) > x.max() - 6.0).sum(1).float()  # noqa: E731 - frames near the peak
+    assert torch.allclose(sounding(longer), 1.5 * sounding(log_mel), rtol=0.2)
+    with pytest.raises(ValueError, match=r"expected a log-mel shaped \[B, 64, frames >= 2\]"):
+        front.warp(torch.zeros(2, 32, 10), 1.0, 1.0)
+
+
 @pytest.mark.parametrize("frames", [16, 63, 101])
 def test_mel_encoder_decoder_shapes(frames):
     enc = mmgen.build("encoder", "audio.mel", n_mels=40, out_features=24)

@@ -101,6 +101,54 @@ def test_train_audio_is_augmented_and_eval_audio_is_not(splits):
     assert torch.equal(next(test.batches(32))["audio"], test.pools["audio"][0][test.pairing()["audio"][:32]])
 
 
+def test_true_and_basic_augment_the_same_way_as_the_default(splits):
+    assert splits["train"].transforms == {"audio": trimodal.augment_audio}
+    for data in (trimodal.mnist_trimodal(augment=True), trimodal.mnist_trimodal(augment="basic")):
+        assert data["train"].transforms == {"audio": trimodal.augment_audio}
+        for split in ("train", "val"):
+            for a, b in zip(splits[split].batches(500, shuffle=True, seed=1, epoch=1),
+                            data[split].batches(500, shuffle=True, seed=1, epoch=1)):
+                assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_strong_augments_only_the_train_audio(splits):
+    strong = trimodal.mnist_trimodal(augment="strong")
+    assert strong["train"].transforms == {"audio": trimodal.augment_audio_strong}
+    assert strong["val"].transforms == {} and strong["test"].transforms == {}
+    a, b = (next(d["train"].batches(32, shuffle=True, seed=3, epoch=1)) for d in (splits, strong))
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["text"], b["text"])
+    assert not torch.allclose(a["audio"], b["audio"])
+
+
+@pytest.mark.parametrize("bad", ["strog", "none", "True", 1, 0, None])
+def test_unknown_augment_value_is_an_error_naming_it(bad):
+    with pytest.raises(ValueError, match=rf"augment={bad!r}; accepted: False, True, 'basic', 'strong'"):
+        load("mnist-trimodal", "train", augment=bad)
+
+
+def test_strong_augmentation_is_reproducible_and_only_perturbs(monkeypatch):
+    plain = trimodal.mnist_trimodal(augment=False)["train"]
+    raw = next(plain.batches(32))["audio"]
+    first, again, other = (trimodal.augment_audio_strong(raw, torch.Generator().manual_seed(s)) for s in (5, 5, 6))
+    assert first.shape == raw.shape and torch.equal(first, again) and not torch.allclose(first, other)
+    with monkeypatch.context() as m:
+        m.setattr(trimodal, "STRONG_AUGMENT", {k: 0 for k in trimodal.STRONG_AUGMENT})
+        assert torch.allclose(trimodal.augment_audio_strong(raw, torch.Generator().manual_seed(5)), raw, atol=1e-4)
+    train = trimodal.mnist_trimodal(augment="strong")["train"]
+    a, b = (next(train.batches(32, shuffle=True, seed=3, epoch=1))["audio"] for _ in range(2))
+    assert torch.equal(a, b)  # batches of a (seed, epoch) are reproducible, augmentation included
+
+
+def test_augment_is_a_run_config_data_option():
+    from mmgen import presets, runs
+    config = runs.apply_overrides(presets.get("mfm-digits"), ["data.augment=strong"])
+    assert config["data"] == {"name": "mnist-trimodal", "augment": "strong"}
+    assert runs.dataset(config, "train").transforms == {"audio": trimodal.augment_audio_strong}
+    assert runs.apply_overrides(config, ["data.augment=false"])["data"]["augment"] is False
+    with pytest.raises(ValueError, match=r"run config data: .*augment='strog'; accepted: False, True, "):
+        runs.dataset(runs.apply_overrides(config, ["data.augment=strog"]), "train")
+
+
 def test_registered_as_a_dataset():
     data = load("mnist-trimodal", "val")
     assert isinstance(data, MultimodalDataset) and data.modalities == ("image", "audio", "text")

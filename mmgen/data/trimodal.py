@@ -10,13 +10,29 @@
 - text: captions from :data:`TEMPLATES` ("the digit seven", "a handwritten seven", ...) as token ids
   ``[8]`` (<bos> words <eos>, padded) over :data:`VOCABULARY` (the text modality's tokenizer).
 
-Training batches augment the audio (:func:`augment_audio`; ``augment=False`` turns it off).
+Training batches augment the audio; the option ``augment`` (``load("mnist-trimodal", split,
+augment=...)``, or ``data.augment`` in a run config: ``--set data.augment=strong``) picks how:
+
+- ``True`` or ``"basic"`` (the default): :func:`augment_audio`, a circular time shift of up to
+  ``AUGMENT["max_shift"]`` frames and a random gain.
+- ``"strong"``: :func:`augment_audio_strong`, the same shift and gain, then a mel-scale frequency
+  warp and a time stretch (``mmgen_audio.LogMel.warp``: other vocal tracts and speaking rates), a
+  random smooth EQ curve and SpecAugment masks (one mel band, one time span), with
+  :data:`STRONG_AUGMENT`. The train split has one flite voice (awb) among its espeak-ng voices, the
+  test split two other flite voices (kal16, slt), so the speech encoder must not learn the training
+  voices' timbre; the masks and EQ are reconstruction targets too, which can cost generated speech.
+- ``False``: none.
+
+Only the train split is augmented. The choice between ``"basic"`` and ``"strong"`` is made on the
+validation voices (``mmgen record`` reports val and test per seed), never on the test split.
+
 Audio and text are paired with the images by label: each image gets a random rendition and a random
 caption of its digit, drawn again every epoch from (seed, epoch); evaluation batches use epoch 0.
 """
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -41,6 +57,13 @@ WAVE = {**LOGMEL, "mean": LOG_MEL_MEAN, "std": LOG_MEL_STD}
 SPEECH_FILE = os.path.join(os.path.dirname(__file__), "files", "spoken_digits.npz")
 VOICE_SPLIT = {"test": 0.2, "val": 0.1}
 AUGMENT = {"max_shift": 4, "gain_std": 0.2}  # train split: frames of circular time shift, log-gain
+# augment="strong" (see augment_audio_strong): AUGMENT's shift and gain, then the largest frequency and
+# time scale factors (log-uniform in [1 / (1 + x), 1 + x]), std of a random smooth EQ curve, widest
+# masked mel band and time span
+STRONG_AUGMENT = {"max_shift": 4, "gain_std": 0.2, "warp": 0.2, "stretch": 0.15, "eq_std": 0.3, "freq_mask": 4,
+                  "time_mask": 8}
+EQ_TERMS = 3  # cosines over the mel axis in the EQ curve
+AUGMENT_LEVELS = (False, True, "basic", "strong")  # the values mnist_trimodal(augment=...) accepts
 MU = 255
 
 
@@ -68,6 +91,15 @@ def voice_split() -> dict[str, list[str]]:
     n_test, n_val = (round(VOICE_SPLIT[s] * len(voices)) for s in ("test", "val"))
     ordered = [voices[i] for i in perm]
     return {"test": ordered[:n_test], "val": ordered[n_test:n_test + n_val], "train": ordered[n_test + n_val:]}
+
+
+@functools.lru_cache(maxsize=None)
+def _front_end():
+    """The audio plugin's LogMel with :data:`LOGMEL` (for :meth:`~mmgen_audio.LogMel.warp`)."""
+    from mmgen import modalities
+    modalities.get("audio")  # an error names the plugin when it is missing
+    from mmgen_audio import LogMel
+    return LogMel(**LOGMEL)
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,9 +139,66 @@ def augment_audio(features: torch.Tensor, generator: torch.Generator) -> torch.T
     return shifted + AUGMENT["gain_std"] * torch.randn(len(features), 1, 1, generator=generator)
 
 
+def _log_uniform(n: int, spread: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.exp((2 * torch.rand(n, generator=generator) - 1) * math.log1p(spread))
+
+
+def _mask(features: torch.Tensor, dim: int, widest: int, generator: torch.Generator) -> torch.Tensor:
+    """Set a random span of up to ``widest`` rows (dim 1) or frames (dim 2) of each clip to 0, the
+    standardized mean (SpecAugment)."""
+    size = features.shape[dim]
+    width = torch.randint(widest + 1, (len(features), 1), generator=generator)
+    start = (torch.rand(len(features), 1, generator=generator) * (size - width + 1)).long()
+    position = torch.arange(size).unsqueeze(0)
+    hidden = (position >= start) & (position < start + width)
+    return features.masked_fill(hidden.unsqueeze(2 if dim == 1 else 1), 0.0)
+
+
+def augment_audio_strong(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``augment="strong"``: train-time augmentation of a batch of standardized log-mels
+    [B, n_mels, frames], per clip (:data:`STRONG_AUGMENT`): circular time shift by up to
+    ``max_shift`` frames (the clips are centred in silence); frequency and time scaling
+    (:meth:`mmgen_audio.LogMel.warp`: other vocal tracts and speaking rates); a gain from
+    N(0, gain_std^2) plus a smooth EQ curve (``EQ_TERMS`` cosines over the mel axis with
+    N(0, eq_std^2) weights; other synthesizers and channels), in standardized log-power units; one
+    masked mel band and one masked time span. The same generator state gives the same output."""
+    n, n_mels, frames = features.shape
+    shifts = torch.randint(-STRONG_AUGMENT["max_shift"], STRONG_AUGMENT["max_shift"] + 1, (n,), generator=generator)
+    index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames
+    out = features.gather(2, index.unsqueeze(1).expand_as(features))
+    out = out + STRONG_AUGMENT["gain_std"] * torch.randn(n, 1, 1, generator=generator)
+    out = _front_end().warp(out, _log_uniform(n, STRONG_AUGMENT["warp"], generator),
+                            _log_uniform(n, STRONG_AUGMENT["stretch"], generator))
+    mel_axis = torch.arange(n_mels, dtype=out.dtype) / (n_mels - 1)
+    basis = torch.cos(torch.pi * torch.arange(1, EQ_TERMS + 1, dtype=out.dtype).unsqueeze(1) * mel_axis)
+    out = out + (STRONG_AUGMENT["eq_std"] * torch.randn(n, EQ_TERMS, generator=generator) @ basis).unsqueeze(2)
+    return _mask(_mask(out, 1, STRONG_AUGMENT["freq_mask"], generator), 2, STRONG_AUGMENT["time_mask"], generator)
+
+
+# the train split's audio transform per augment level
+TRANSFORMS = {"basic": augment_audio, "strong": augment_audio_strong}
+
+
+def _augment_level(augment) -> str:
+    """``augment`` as "none", "basic" or "strong"; any other value is an error naming it."""
+    if augment is False:
+        return "none"
+    if augment is True:
+        return "basic"
+    if isinstance(augment, str) and augment in TRANSFORMS:
+        return augment
+    raise ValueError(f"mnist-trimodal: unknown augment={augment!r}; accepted: "
+                     f"{', '.join(repr(v) for v in AUGMENT_LEVELS)}")
+
+
+def mnist_trimodal(augment: bool | str = True) -> dict[str, MultimodalDataset]:
+    """The three splits (see the module docs); ``augment``: False, True or "basic" (the default),
+    or "strong"."""
+    return _mnist_trimodal(_augment_level(augment))
+
+
 @functools.lru_cache(maxsize=None)
-def mnist_trimodal(augment: bool = True) -> dict[str, MultimodalDataset]:
-    """The three splits (see the module docs)."""
+def _mnist_trimodal(level: str) -> dict[str, MultimodalDataset]:
     from mmgen.data.datasets import mnist
     archive = spoken_digits()
     mels = _log_mels()
@@ -124,7 +213,7 @@ def mnist_trimodal(augment: bool = True) -> dict[str, MultimodalDataset]:
             aligned={"image": images.x},
             pools={"audio": (mels[keep].contiguous(), torch.from_numpy(archive["digit"])[keep]),
                    "text": (tokens, caption_labels)},
-            transforms={"audio": augment_audio} if augment and split == "train" else {},
+            transforms={"audio": TRANSFORMS[level]} if level != "none" and split == "train" else {},
             info={"rendition": torch.from_numpy(archive["rendition"])[keep], "voices": voices,
                   "wave": dict(WAVE), "vocabulary": list(VOCABULARY),
                   "label_words": list(DIGIT_WORDS)})

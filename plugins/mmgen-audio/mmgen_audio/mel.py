@@ -1,9 +1,18 @@
-"""Log-mel spectrograms and their inversion to waveforms (InverseMelScale + Griffin-Lim)."""
+"""Log-mel spectrograms, their inversion to waveforms (InverseMelScale + Griffin-Lim) and warping
+(speed / vocal-tract-length style augmentation)."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
+
+
+def _hz_to_mel(f):
+    """HTK mel scale (torchaudio's default for MelSpectrogram)."""
+    return 2595.0 * (torch.log10(1.0 + f / 700.0) if torch.is_tensor(f) else math.log10(1.0 + f / 700.0))
 
 
 class LogMel(nn.Module):
@@ -31,6 +40,29 @@ class LogMel(nn.Module):
     def frames(self, samples: int) -> int:
         """Number of frames for a waveform of ``samples`` samples (centered STFT)."""
         return samples // self.hop_length + 1
+
+    def warp(self, log_mel: torch.Tensor, freq_scale: torch.Tensor, time_scale: torch.Tensor) -> torch.Tensor:
+        """Resample log-mels [B, n_mels, frames] of this front end as if every frequency had been
+        multiplied by ``freq_scale[b]`` (exactly, through the mel scale: > 1 moves formants up) and
+        time stretched by ``time_scale[b]`` about the centre frame (> 1: slower). Linear
+        interpolation; bins or frames read from outside take the edge value."""
+        if log_mel.dim() != 3 or log_mel.shape[1] != self.n_mels or log_mel.shape[2] < 2:
+            raise ValueError(f"expected a log-mel shaped [B, {self.n_mels}, frames >= 2], got {tuple(log_mel.shape)}")
+        batch, n_mels, frames = log_mel.shape
+        dtype = log_mel.dtype
+        freq_scale, time_scale = (torch.as_tensor(v, dtype=dtype).reshape(-1, 1).expand(batch, 1)
+                                  for v in (freq_scale, time_scale))
+        lo = _hz_to_mel(float(self.f_min))
+        hi = _hz_to_mel(float(self.f_max if self.f_max is not None else self.sample_rate / 2))
+        centres_mel = torch.linspace(lo, hi, n_mels + 2, dtype=dtype)[1:-1]
+        centres = 700.0 * (torch.pow(10.0, centres_mel / 2595.0) - 1.0)
+        source_bin = (_hz_to_mel(centres / freq_scale) - lo) / (hi - lo) * (n_mels + 1) - 1  # [B, n_mels]
+        middle = (frames - 1) / 2
+        source_frame = (torch.arange(frames, dtype=dtype) - middle) / time_scale + middle   # [B, frames]
+        grid = torch.stack([(2 * source_frame / (frames - 1) - 1).unsqueeze(1).expand(batch, n_mels, frames),
+                            (2 * source_bin / (n_mels - 1) - 1).unsqueeze(2).expand(batch, n_mels, frames)], 3)
+        return F.grid_sample(log_mel.unsqueeze(1), grid, mode="bilinear", padding_mode="border",
+                             align_corners=True).squeeze(1)
 
     def inverse(self, n_iter: int = 32) -> "MelToWave":
         """The Griffin-Lim inversion matching this front end's settings."""
