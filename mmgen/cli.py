@@ -67,6 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the records
     if args.threads is not None:
         set_threads(args.threads)
     return int(args.func(args) or 0)

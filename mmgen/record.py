@@ -190,9 +190,11 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
 
 def check(source: str, *, record_path: str | None = None, seed: int | None = None,
           runs_dir: str | None = None, device: str | None = None, level: float = CHECK_LEVEL,
-          log=print) -> tuple[bool, list[dict]]:
+          threads: int | None = None, log=print) -> tuple[bool, list[dict]]:
     """Re-train one recorded seed of ``source`` and compare every recorded test (and val) metric
-    with the record's prediction interval; returns (all inside, one row per metric)."""
+    with the record's prediction interval; returns (all inside, one row per metric). The re-run
+    uses ``threads`` torch threads, by default the record's (so that on the recording machine it
+    repeats the recorded run exactly)."""
     name = default_name(source)
     path = record_path or default_path(name)
     if not os.path.exists(path):
@@ -207,6 +209,10 @@ def check(source: str, *, record_path: str | None = None, seed: int | None = Non
         raise ValueError(f"the run config of {source} differs from the one recorded in {path}: the record is "
                          f"stale; re-record it with `mmgen record {source} --seeds {' '.join(map(str, saved['seeds']))}`")
     seed = saved["seeds"][0] if seed is None else seed
+    threads = threads or saved.get("machine", {}).get("threads")
+    if threads:
+        from mmgen.cli import set_threads
+        set_threads(threads)
     temporary = runs_dir is None
     runs_dir = runs_dir or tempfile.mkdtemp(prefix=f"mmgen-check-{name}-")
     started = time.time()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mmgen.cli import add_threads_option
 
@@ -16,8 +15,9 @@ def add_parser(subparsers) -> None:
                     "with the provenance (commit, versions, machine, threads, command line), each seed's\n"
                     "numbers and, per split, mean, sd, min and max. Finished runs in RUNS/seed<S> of the\n"
                     "same config are reused.\n"
-                    "--check re-trains one recorded seed and fails (exit 1) when a metric falls outside\n"
-                    "the record's 99% prediction interval, mean ± t(0.995, n-1)·sd·sqrt(1+1/n).")
+                    "--check re-trains one recorded seed (with the record's thread count unless --threads)\n"
+                    "and fails (exit 1) when a metric falls outside the record's 99% prediction interval,\n"
+                    "mean ± t(0.995, n-1)·sd·sqrt(1+1/n).")
     p.add_argument("source", metavar="SOURCE", help="a preset name or a run config JSON file")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S",
                    help="training seeds (train.seed; default: 0 1 2)")
@@ -44,10 +44,10 @@ def run(args) -> int:
                 raise ValueError("--check re-trains the record's own config and seed (its overrides, its seeds); "
                                  "it takes --seed, --out (the record), --runs and --device, not --set, --name or --seeds")
             ok, rows = record.check(args.source, record_path=args.out, seed=args.seed, runs_dir=args.runs,
-                                    device=args.device)
+                                    device=args.device, threads=getattr(args, "threads", None))
         else:
             record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
-                          runs_dir=args.runs, out=args.out, device=args.device, command=["mmgen", *sys.argv[1:]])
+                          runs_dir=args.runs, out=args.out, device=args.device, command=["mmgen", *args.argv])
             return 0
     except (ValueError, TypeError, LookupError, OSError) as exc:
         raise SystemExit(f"mmgen record: {exc}") from exc
