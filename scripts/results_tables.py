@@ -1,0 +1,536 @@
+#!/usr/bin/env python
+"""Render the result tables of README.md and docs/*.md from the record files in benchmarks/results/.
+
+Every quoted result lives in a generated block:
+
+    <!-- results: quality_mfm_digits -->
+    ...generated markdown, never edited by hand...
+    <!-- /results -->
+
+The name after ``results:`` says what the block shows:
+
+* ``quality_<name>``: a ``mmgen record`` file, ``benchmarks/results/quality_<name>.json``: one row per
+  metric, val and test as mean ± sd over the recorded seeds (sd to 2 significant digits, the mean to
+  the same decimal place), with the record's provenance. The metrics are chosen from the keys the
+  record has (MFM, text to image, VAE, PixelCNN; otherwise every metric); ``metrics=a,b,c`` after
+  the name picks them: ``<!-- results: quality_vae_digits metrics=elbo,bits_per_dim -->``.
+* ``bench_cpu``: the speed benchmarks of ``mmgen bench`` (reparameterize, vq, masked_conv, train),
+  mmgen's median time against each alternative's in the same run, with the recorded ratio (a ratio
+  the file does not hold, such as vq's peer libraries, is the quotient of the two medians shown);
+  ``bench_<name>_cpu``: one benchmark file, ``benchmarks/results/<name>_cpu.json`` (``bench_data_cpu``:
+  the data-loading benchmark).
+
+    python scripts/results_tables.py --write    # rewrite every block from the records
+    python scripts/results_tables.py --check    # exit 1 listing the blocks that differ from the records
+
+A block whose record file is missing, is not a record or lacks its provenance (commit, command,
+date, threads) is an error naming the file, in both modes: there is no empty table and no number
+without its producer. ``--only NAME`` limits either mode to the blocks of that name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+# markers stand on their own lines (a marker quoted inside a sentence is prose, not a block)
+BLOCK = re.compile(r"^<!-- results: (?P<name>[A-Za-z0-9_.-]+)(?P<options>[^>\n]*?) -->\n(?P<body>.*?)^<!-- /results -->$",
+                   re.S | re.M)
+OPENING = re.compile(r"^<!-- results: ", re.M)
+BENCH_SET = ["reparameterize", "vq", "masked_conv", "train"]  # what `mmgen bench` runs
+
+# default metrics per record kind, in table order (only those the record has are shown)
+MFM_METRICS = ["accuracy", "accuracy_image", "accuracy_audio", "accuracy_text",
+               "cross_text_to_image", "cross_image_to_audio"]
+PIXELCNN_METRICS = ["nll", "bits_per_dim"]
+GLOSS = {
+    "accuracy": "label accuracy, all modalities",
+    "accuracy_image": "label accuracy, image alone",
+    "accuracy_audio": "label accuracy, speech alone, unseen voices",
+    "accuracy_text": "label accuracy, caption alone",
+    "cross_text_to_image": "caption → image, judged the right digit",
+    "cross_image_to_audio": "image → speech, judged the right digit",
+    "elbo": "ELBO in nats, higher is better",
+    "bits_per_dim": "bits per dimension",
+    "nll": "exact NLL in nats",
+    "fid": "FID on the attribute classifier's features",
+    "kid": "KID on the attribute classifier's features",
+    "error": "test-time classification error",
+}
+
+
+class ResultsError(Exception):
+    """A block cannot be rendered: its record is missing, unreadable or lacks what the block asks."""
+
+
+# ---------------------------------------------------------------------------------------------
+# number formatting
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _decimals_for_sd(sd: float) -> int:
+    """Decimal places that show ``sd`` to 2 significant digits (negative: round to tens, ...)."""
+    decimals = 1 - math.floor(math.log10(sd))
+    if round(sd, decimals) >= 10 ** (2 - decimals):  # 0.0996 -> 0.10, not 0.100
+        decimals -= 1
+    return decimals
+
+
+def _fixed(value: float, decimals: int) -> str:
+    if decimals >= 0:
+        text = f"{value:.{decimals}f}"
+    else:
+        step = 10 ** (-decimals)
+        text = f"{round(value / step) * step:.0f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def format_mean_sd(mean: float, sd: float) -> str:
+    """``mean ± sd``: sd to 2 significant digits, the mean to the same decimal place; without a spread
+    (every seed gave the same value) the mean to at most 4 significant digits and ``± 0``."""
+    if not _number(mean):
+        return "–"
+    if not _number(sd) or sd <= 1e-9 * max(1.0, abs(mean)):  # equal seeds, up to float rounding
+        return f"{mean:.4g} ± 0"
+    decimals = _decimals_for_sd(sd)
+    return f"{_fixed(mean, decimals)} ± {_fixed(sd, decimals)}"
+
+
+def _sig3(value: float) -> str:
+    if value == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def format_time(value: float, spread=None, unit: str = "ms", extra_mib=None) -> str:
+    """``152 ms [150–155]``: the median to 3 significant digits, the spread [q1–q3] alike (and the
+    peak memory beyond the inputs, where the row records it)."""
+    if unit == "ms" and value >= 1000:
+        value, unit = value / 1000, "s"
+        spread = [q / 1000 for q in spread] if spread else spread
+    text = f"{_sig3(value)} {unit}"
+    if spread and len(spread) == 2 and all(_number(q) for q in spread):
+        text += f" [{_sig3(spread[0])}–{_sig3(spread[1])}]"
+    if _number(extra_mib):
+        text += f", {_sig3(extra_mib)} MiB extra"
+    return text
+
+
+def format_ratio(value: float) -> str:
+    return f"{value:.2f}x" if value < 10 else f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+def _load(path: str, what: str) -> dict:
+    rel = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+    if not os.path.exists(path):
+        raise ResultsError(f"{rel} does not exist: {what}, or remove the block")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{rel} cannot be read: {exc}") from exc
+
+
+def require_provenance(record: dict, path: str, producer: str) -> None:
+    """A number is quoted only with its producer: commit, command, date and machine threads."""
+    missing = [key for key in ("git_commit", "command", "date") if not record.get(key)]
+    if not isinstance(record.get("machine"), dict) or record["machine"].get("threads") is None:
+        missing.append("machine.threads")
+    if missing:
+        raise ResultsError(f"{os.path.basename(path)} lacks its provenance ({', '.join(missing)}): "
+                           f"regenerate it with {producer}")
+
+
+def _link(path: str, doc_dir: str) -> str:
+    return os.path.relpath(path, doc_dir).replace(os.sep, "/")
+
+
+def _commit(record: dict) -> str:
+    commit = record.get("git_commit")
+    if not commit:
+        return "commit not recorded"
+    return f"commit `{commit[:7]}`" + (" (uncommitted changes)" if record.get("git_dirty") else "")
+
+
+def _machine(record: dict) -> str:
+    machine = record.get("machine") or {}
+    parts = []
+    if machine.get("cpu"):
+        cores = machine.get("cores")
+        parts.append(f"{cores}-core {machine['cpu']}" if cores else str(machine["cpu"]))
+    if machine.get("threads") is not None:
+        parts.append(f"{machine['threads']} threads")
+    if machine.get("gpu"):
+        parts.append(str(machine["gpu"]))
+    if machine.get("torch"):
+        parts.append(f"torch {machine['torch']}")
+    return ", ".join(parts) or "machine not recorded"
+
+
+def provenance_line(record: dict) -> str:
+    line = f"{_commit(record)}, {record.get('date', 'date not recorded')}, {_machine(record)}"
+    load = record.get("load_average")
+    if isinstance(load, list) and load and _number(load[0]):
+        line += f", load {load[0]:.1f}"
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# quality records
+
+def default_metrics(summary: dict) -> list[str]:
+    """The metrics a table shows by default, from the keys the record has."""
+    keys = list(dict.fromkeys([*summary.get("test", {}), *summary.get("val", {})]))
+    if "accuracy" in keys and any(k.startswith("accuracy_") for k in keys):  # MFM
+        return [k for k in MFM_METRICS if k in keys]
+    if any(k.startswith("consistency_") for k in keys):  # text to image
+        return [k for k in keys if k.startswith("consistency_")] + [k for k in ("fid",) if k in keys]
+    iwae = sorted((k for k in keys if re.fullmatch(r"nll_iwae_k\d+", k)), key=lambda k: int(k[10:]))
+    if iwae:  # VAE family
+        return iwae + [k for k in ("elbo", "bits_per_dim") if k in keys]
+    if "nll" in keys:  # PixelCNN
+        return [k for k in PIXELCNN_METRICS if k in keys]
+    return [k for k in keys if k != "uniform_nll"]
+
+
+def _gloss(metric: str) -> str:
+    if metric in GLOSS:
+        return GLOSS[metric]
+    match = re.fullmatch(r"nll_iwae_k(\d+)", metric)
+    if match:
+        return f"NLL in nats, IWAE bound, k={match.group(1)}"
+    if metric.startswith("consistency_"):
+        return f"caption consistency: {metric[12:]}"
+    return ""
+
+
+def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None) -> str:
+    rel = os.path.basename(path)
+    summary = record.get("summary")
+    if not isinstance(summary, dict) or not all(isinstance(summary.get(s), dict) for s in ("val", "test")):
+        raise ResultsError(f"{rel} is not a `mmgen record` file (no summary of val and test): "
+                           f"re-record it with `python -m mmgen record PRESET --seeds 0 1 2`")
+    require_provenance(record, path, "`python -m mmgen record`")
+    metrics = metrics or default_metrics(summary)
+    if not metrics:
+        raise ResultsError(f"{rel} has no metrics to show")
+    missing = [m for m in metrics if m not in summary["val"] and m not in summary["test"]]
+    if missing:
+        raise ResultsError(f"{rel} has no metric {', '.join(missing)} "
+                           f"(it has: {', '.join(sorted(set(summary['val']) | set(summary['test'])))})")
+    seeds = record.get("seeds") or []
+    counts = {s[m]["n"] for s in (summary["val"], summary["test"]) for m in metrics if m in s}
+    n = max(counts) if counts else len(seeds)
+
+    def cell(split: str, metric: str) -> str:
+        stats = summary[split].get(metric)
+        if stats is None:
+            return "–"
+        text = format_mean_sd(stats["mean"], stats.get("sd", 0.0))
+        return text + (f" (n={stats['n']})" if stats.get("n", n) != n else "")
+
+    source = record.get("source", record.get("name", "?"))
+    overrides = record.get("overrides") or []
+    what = f"`{source}`" + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
+    seconds = [r.get("train_seconds") for r in record.get("runs", []) if _number(r.get("train_seconds"))]
+    lines = [f"{what}, seeds {', '.join(str(s) for s in seeds)}: settings chosen on "
+             f"{record.get('splits', {}).get('selection', 'val')}, reported on "
+             f"{record.get('splits', {}).get('report', 'test')}; "
+             f"[{rel}]({_link(path, doc_dir)})", "",
+             f"| metric | val, mean ± sd ({n} seeds) | test, mean ± sd ({n} seeds) |",
+             "| --- | --- | --- |"]
+    for metric in metrics:
+        gloss = _gloss(metric)
+        lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | {cell('val', metric)} | "
+                     f"{cell('test', metric)} |")
+    lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; "
+                  f"{provenance_line(record)}"
+                  + (f"; training {_sig3(sum(seconds) / len(seconds))} s per seed" if seconds else "") + "."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks
+
+_SKIP_IN_CASE = {"method", "variant", "speedup", "family"}
+
+
+def _case(row: dict) -> str:
+    parts = []
+    for key, value in row.items():
+        if key in _SKIP_IN_CASE or not isinstance(value, str):
+            continue
+        parts.append(f"{key}={value}" if key.startswith("N") else value)
+    if _number(row.get("batch")):
+        parts.append(f"batch {row['batch']}")
+    if row.get("speedup") == "algorithmic":
+        parts.append("algorithmic: same kernels, another algorithm")
+    return ", ".join(parts)
+
+
+def _primary_time(row: dict):
+    """(median, spread, unit, extra MiB) of a row that is one method's time (vq, train)."""
+    for key, unit in (("ms", "ms"), ("ms_per_step", "ms"), ("s", "s")):
+        if _number(row.get(key)):
+            return row[key], row.get(f"{key}_spread"), unit, row.get("extra_MiB")
+    return None
+
+
+def _named_time(row: dict, name: str, qualifiers: list[str]):
+    """The time field of ``name`` in a row: ``<name>[_<qualifiers>]_ms`` or ``..._s``."""
+    stem = f"{name}_{'_'.join(qualifiers)}" if qualifiers else name
+    for suffix, unit in (("_ms", "ms"), ("_s", "s")):
+        key = stem + suffix
+        if _number(row.get(key)):
+            return row[key], row.get(f"{key}_spread"), unit
+    return None
+
+
+def _who(row: dict) -> str:
+    return str(row.get("method", row.get("variant", "mmgen")))
+
+
+def bench_comparisons(result: dict) -> list[dict]:
+    """One comparison per (mmgen row, alternative): {case, mmgen, mmgen_time, alternative,
+    alternative_time, ratio, recorded}, the ratio taken from the row where it holds it."""
+    rows = list(result.get("rows", []))
+    rows += [v for k, v in result.items() if k != "machine" and isinstance(v, dict) and "model" in v]
+    out = []
+    for row in rows:
+        who = _who(row)
+        if not who.startswith("mmgen"):
+            continue
+        case = _case(row)
+        siblings = [r for r in rows if r is not row and ("method" in r or "variant" in r)
+                    and _case(r) == case and not _who(r).startswith("mmgen")]
+        covered = set()
+        for key, ratio in row.items():
+            if "/" not in key or not _number(ratio):
+                continue
+            alt_part, _, base_part = key.partition("/")
+            words = alt_part.split()
+            alt, qualifiers = words[-1], words[:-1]
+            base = base_part.split()[-1]
+            if base in ("this", "mmgen"):  # the row's own time
+                mine = _named_time(row, "mmgen", qualifiers) or (None if qualifiers else _primary_time(row))
+            else:
+                mine = _named_time(row, base, qualifiers)
+            other = _named_time(row, alt, qualifiers)
+            if other is None:
+                match = next((r for r in siblings if _who(r) == alt), None)
+                other = _primary_time(match) if match else None
+                covered.add(alt)
+            label = case + "".join(f" ({q})" for q in qualifiers)
+            out.append({"case": label, "mmgen": who, "mmgen_time": mine, "alternative": alt,
+                        "alternative_time": other, "ratio": float(ratio), "recorded": True})
+        for sibling in siblings:  # alternatives the row holds no ratio for (vq: peer libraries)
+            if _who(sibling) in covered:
+                continue
+            mine, other = _primary_time(row), _primary_time(sibling)
+            if mine and other and mine[2] == other[2]:
+                out.append({"case": case, "mmgen": who, "mmgen_time": mine, "alternative": _who(sibling),
+                            "alternative_time": other, "ratio": other[0] / mine[0], "recorded": False})
+    return out
+
+
+def _bench_path(name: str, results_dir: str) -> str:
+    return os.path.join(results_dir, f"{name}_cpu.json")
+
+
+def _bench_footer(names: list[str], results: dict, paths: dict, doc_dir: str) -> list[str]:
+    lines = []
+    for name in names:
+        result = results[name]
+        extra = f", {result['repeat']} timed runs" if _number(result.get("repeat")) else ""
+        lines.append(f"- [{os.path.basename(paths[name])}]({_link(paths[name], doc_dir)}): "
+                     f"`{result.get('command', 'command not recorded')}`; {provenance_line(result)}{extra}")
+    return lines
+
+
+def render_bench(names: list[str], results_dir: str, doc_dir: str) -> str:
+    paths = {name: _bench_path(name, results_dir) for name in names}
+    results = {name: _load(paths[name], f"run `python -m mmgen bench {name}`") for name in names}
+    for name in names:
+        require_provenance(results[name], paths[name], f"`python -m mmgen bench {name}`")
+    lines = ["| benchmark | case | mmgen, median [q1–q3] | alternative, median [q1–q3] | alternative / mmgen |",
+             "| --- | --- | --- | --- | --- |"]
+    computed = False
+    for name in names:
+        comparisons = bench_comparisons(results[name])
+        if not comparisons:
+            raise ResultsError(f"{os.path.basename(paths[name])} holds no mmgen row with a speed-up ratio")
+        for c in comparisons:
+            mine = format_time(*c["mmgen_time"]) if c["mmgen_time"] else "–"
+            other = format_time(*c["alternative_time"]) if c["alternative_time"] else "–"
+            mark = "" if c["recorded"] else " *"
+            computed |= not c["recorded"]
+            who = c["mmgen"].removeprefix("mmgen.")
+            who = "" if who == "mmgen" else f"`{who}`, "
+            lines.append(f"| {name} | {who}{c['case']} | {mine} | {c['alternative']}: {other} | "
+                         f"{format_ratio(c['ratio'])}{mark} |")
+    lines.append("")
+    lines.append("Ratios > 1: mmgen is faster. Times are the median of the timed runs, [q1–q3] their middle half"
+                 + ("; * the quotient of the two medians shown (the file holds no ratio for that pair)." if computed
+                    else "."))
+    lines.append("")
+    lines += _bench_footer(names, results, paths, doc_dir)
+    return "\n".join(lines)
+
+
+DATA_COLUMNS = [("data", "data"), ("workers", "workers"), ("step_ms", "step, ms"),
+                ("cold_epoch_ms_per_step", "first epoch, ms per step"),
+                ("cold_load_ms_per_batch", "first epoch, loading ms per batch"),
+                ("preset_run_s", "preset run, s"), ("preset_run_vs_in_memory", "preset run vs in memory")]
+
+
+def render_table_bench(name: str, results_dir: str, doc_dir: str) -> str:
+    """A benchmark without mmgen-vs-alternative rows (data): its rows, the columns it has."""
+    path = _bench_path(name, results_dir)
+    result = _load(path, f"run `python benchmarks/bench_{name}.py`")
+    require_provenance(result, path, f"`python benchmarks/bench_{name}.py`")
+    rows = result.get("rows") or []
+    if not rows:
+        raise ResultsError(f"{os.path.basename(path)} has no rows")
+    keys = [(k, title) for k, title in DATA_COLUMNS if any(k in r for r in rows)] if name == "data" else []
+    if not keys:
+        keys = [(k, k) for k in dict.fromkeys(k for r in rows for k, v in r.items()
+                                              if isinstance(v, str) or _number(v))]
+
+    def cell(value) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return _sig3(value)
+        return str(value)
+
+    lines = ["| " + " | ".join(title for _, title in keys) + " |", "|" + " --- |" * len(keys)]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k, _ in keys) + " |" for r in rows]
+    return "\n".join(lines + [""] + _bench_footer([name], {name: result}, {name: path}, doc_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+
+def _options(text: str) -> dict:
+    options = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ResultsError(f"bad block option {item!r} (expected key=value)")
+        options[key] = value
+    unknown = set(options) - {"metrics"}
+    if unknown:
+        raise ResultsError(f"unknown block option(s) {', '.join(sorted(unknown))} (known: metrics)")
+    return options
+
+
+def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESULTS) -> str:
+    """The markdown of the block ``name`` in a document in ``doc_dir`` (links relative to it)."""
+    opts = _options(options)
+    if name.startswith("quality_"):
+        path = os.path.join(results_dir, f"{name}.json")
+        record = _load(path, "record it with `python -m mmgen record PRESET --seeds 0 1 2` (docs/results.md)")
+        metrics = [m for m in opts.get("metrics", "").split(",") if m] or None
+        return render_quality(record, path, doc_dir, metrics)
+    if "metrics" in opts:
+        raise ResultsError(f"block {name}: metrics= applies to quality_ blocks only")
+    if name == "bench_cpu":
+        return render_bench(BENCH_SET, results_dir, doc_dir)
+    match = re.fullmatch(r"bench_(\w+)_cpu", name)
+    if match:
+        bench = match.group(1)
+        if bench in BENCH_SET:
+            return render_bench([bench], results_dir, doc_dir)
+        return render_table_bench(bench, results_dir, doc_dir)
+    raise ResultsError(f"unknown block {name!r}: quality_<record>, bench_cpu or bench_<name>_cpu")
+
+
+def default_documents(root: str = ROOT) -> list[str]:
+    docs = os.path.join(root, "docs")
+    names = sorted(f for f in os.listdir(docs) if f.endswith(".md")) if os.path.isdir(docs) else []
+    return [os.path.join(root, "README.md")] + [os.path.join(docs, f) for f in names]
+
+
+def update_document(path: str, results_dir: str = RESULTS, only=None):
+    """(new text, [(block name, changed)], [error messages]) of one document."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    doc_dir = os.path.dirname(os.path.abspath(path))
+    shown = os.path.relpath(path)
+    blocks, errors = [], []
+    if len(OPENING.findall(text)) != len(BLOCK.findall(text)):
+        errors.append(f"{shown}: a `<!-- results: NAME -->` marker without its `<!-- /results -->` "
+                      "(each block is the opening marker on its own line, the generated text, the closing marker)")
+
+    def replace(match: re.Match) -> str:
+        name, options, body = match.group("name"), match.group("options"), match.group("body")
+        if only and name not in only:
+            return match.group(0)
+        try:
+            rendered = render_block(name, options, doc_dir, results_dir).rstrip("\n") + "\n"
+        except ResultsError as exc:
+            errors.append(f"{shown}: block {name}: {exc}")
+            return match.group(0)
+        blocks.append((name, rendered != body))
+        return f"<!-- results: {name}{options} -->\n{rendered}<!-- /results -->"
+
+    return BLOCK.sub(replace, text), blocks, errors
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Blocks: <!-- results: quality_<record> [metrics=a,b] -->, "
+                                       "<!-- results: bench_cpu -->, <!-- results: bench_<name>_cpu -->, "
+                                       "each closed by <!-- /results -->.")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="rewrite the blocks from the records")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a block differs from what the records give")
+    p.add_argument("documents", nargs="*", help="markdown files (default: README.md and docs/*.md)")
+    p.add_argument("--results", default=RESULTS, help="the records' folder (default: benchmarks/results)")
+    p.add_argument("--only", action="append", metavar="NAME", help="only the blocks of this name (repeatable)")
+    args = p.parse_args(argv)
+    documents = args.documents or default_documents()
+    errors, stale, total = [], [], 0
+    for path in documents:
+        new, blocks, doc_errors = update_document(path, args.results, args.only)
+        errors += doc_errors
+        total += len(blocks)
+        changed = [name for name, differs in blocks if differs]
+        stale += [f"{os.path.relpath(path)}: block {name} differs from its record" for name in changed]
+        if args.write and changed:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(new)
+            print(f"wrote {os.path.relpath(path)}: {', '.join(changed)}")
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    if args.check:
+        for message in stale:
+            print(message, file=sys.stderr)
+        if stale or errors:
+            advice = ["`python scripts/results_tables.py --write` rewrites stale blocks"] if stale else []
+            advice += ["an error needs its file produced (or its block removed)"] if errors else []
+            print(f"results_tables --check: {len(stale)} stale block(s), {len(errors)} error(s); "
+                  + "; ".join(advice), file=sys.stderr)
+            return 1
+        print(f"results_tables --check: {total} block(s) match their records")
+        return 0
+    if not stale and not errors:
+        print(f"results_tables --write: {total} block(s) already match their records")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
