@@ -81,12 +81,14 @@ def run(args) -> int:
     print("\nmmgen speed-ups (alternative time / mmgen time)")
     print_summary(summary)
     path = os.path.join(out_dir, f"summary_{device}.json")
-    payload = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "threads": threads, "benchmarks": names,
+    from mmgen import provenance
+    from mmgen.io import atomic_write_bytes
+    record = provenance.record(args.device, ["mmgen", *getattr(args, "argv", [])])
+    if threads:  # the benchmarks ran with N threads; this process kept torch's default
+        record["machine"]["threads"] = threads
+    payload = {"benchmark": "summary", **record, "device": args.device, "threads": threads, "benchmarks": names,
                "failed": failed, "seconds": time.perf_counter() - started, "rows": summary}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(payload, indent=2).encode())
     print(f"wrote {path}")
     return 1 if failed else 0
 

@@ -372,9 +372,9 @@ class TextToImageGAN(GAN):
         augmentation, as :meth:`interpolate` does; the variety comes from the noise z. "sample"
         draws ``c ~ N(mu(t), exp(logvar(t)))`` as in training. Conditioning augmentation is a
         training-time augmentation (more condition vectors per caption, a smoother condition
-        space); its noise at sampling time blurs which caption is drawn: on MNIST captions the
-        digit was right for 0.95 of test captions with the mean and 0.75 with a sampled
-        condition, from the same model (see the README)."""
+        space); its noise at sampling time blurs which caption is drawn: on MNIST captions a
+        sampled condition names another digit noticeably more often than the mean does, with the
+        same model (docs/models.md)."""
         if condition not in ("mean", "sample"):
             raise ValueError(f"condition must be 'mean' or 'sample', got {condition!r}")
         captions = self._prompts(n, prompts)
