@@ -15,7 +15,8 @@ epoch of 62 batches, the rest warm). The first row is the preset on its own in-m
 ``mnist-trimodal``; ``cold_epoch_vs_in_memory`` is the first epoch's time per step (waiting and
 training: workers also slow the step down by sharing the cores) against it, and
 ``preset_run_vs_in_memory`` the same for a whole preset run (the first epoch as measured, the
-other 1,438 steps at the median warm step).
+other 1,438 steps at the median warm step). Medians carry their spread, ``<name>_spread`` = [q1, q3]
+over the timed steps (see common.py): ``step_ms_spread`` and ``warm_load_ms_per_batch_spread``.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import time
 import numpy as np
 import soundfile
 import torch
-from common import parser, print_table, write_json
+from common import parser, print_table, summarize, write_json
 from PIL import Image
 
 from mmgen import presets, runs
@@ -118,8 +119,10 @@ def measure(manifest: str | None, workers: int, steps: int, run_dir: str) -> dic
             "workers": workers if manifest else None, "batches_per_epoch": per_epoch, "steps_timed": len(trains),
             "cold_epoch_ms_per_step": round((sum(waits[i] + trains[i] for i in cold)) / len(cold) * 1e3, 2),
             "step_ms": round(step_ms, 2),
+            "step_ms_spread": [round(q * 1e3, 2) for q in summarize(trains).spread],
             "cold_load_ms_per_batch": round(cold_load / len(cold) * 1e3, 2),
             "warm_load_ms_per_batch": round(warm_load * 1e3, 3),
+            "warm_load_ms_per_batch_spread": [round(q * 1e3, 3) for q in summarize([waits[i] for i in warm]).spread],
             "cold_epoch_load_share": round(share(cold), 4), "warm_load_share": round(share(warm), 5),
             "preset_run_load_share": round(run_load / (run_load + step_ms / 1e3 * preset_steps), 4),
             "preset_run_s": round(cold_total + warm_total * (preset_steps - len(cold)), 1)}

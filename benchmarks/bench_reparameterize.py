@@ -1,19 +1,55 @@
 """Fused reparameterization (+ KL), forward + backward: mmgen vs eager PyTorch vs torch.compile.
 
-    python benchmarks/bench_reparameterize.py [--device cuda]
+    python benchmarks/bench_reparameterize.py [--device cuda] [--no-compile-search]
 
 Eager is what a user writes: ``mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` plus the KL
 ``0.5 * (exp(logvar) + mu^2 - 1 - logvar).sum(1)``. On CUDA the table also gives the forward's
 achieved bandwidth (read mu, logvar; write z) against the device's copy bandwidth.
+
+The torch.compile baseline is the same eager function given its best chance:
+
+* static shapes: ``torch.compile(eager, dynamic=False)``, compiled afresh for every shape
+  (``torch._dynamo.reset()`` first), so each shape runs its own specialized graph;
+* compilation is never timed: the forward graph compiles on the first call and the backward graph
+  on the first backward, both inside ``COMPILE_WARMUP`` untimed calls before any timing; timing runs
+  under ``torch._dynamo.config.error_on_recompile``, so a recompile would abort the benchmark rather
+  than be timed;
+* its settings are picked per shape by a short measurement (``--repeat`` runs each, median) among
+  ``COMPILE_CANDIDATES``: mode ``default`` or ``max-autotune-no-cudagraphs`` (the CUDA-graph-free
+  max-autotune, the one usable on CPU), each with inductor's own random numbers or
+  ``fallback_random=True`` (the compiled code calls ATen's ``randn_like``, as eager does, and fuses
+  the rest). The row records the pick (``compile_config``), every candidate's quick median
+  (``compile_search_ms``) and the first (compiling) call's time. ``--no-compile-search`` uses
+  ``COMPILE_DEFAULT`` of the device instead.
+
+Why the search: on CPU, inductor's own random numbers (a Philox normal per element in the
+generated C++) are many times slower than ATen's ``randn_like``, enough to make the compiled
+forward + backward slower than eager; ``fallback_random=True`` removes that, and which mode is
+faster depends on the shape and the device. ``compile_search_ms`` records what each candidate took
+in the run itself. A compiled baseline slower than eager is a misconfigured one; where the best
+candidate is still slower than eager, ``compile_vs_eager`` (> 1) shows it: a finding, not
+compilation time. ``compile_first_call_s`` is the compiling call (fast when inductor's on-disk
+cache already holds the graphs, e.g. from the search).
 """
 from __future__ import annotations
 
+import argparse
+import time
+
 import torch
-from common import parser, print_table, sync, time_ms, write_json
+import torch._dynamo
+import torch._inductor
+from common import median_and_spread, parser, print_table, sync, time_ms, timing, write_json
 
 import mmgen
 
 SIZES = {"1M": (1024, 1024), "16M": (1024, 16384)}
+COMPILE_CANDIDATES = [{"mode": mode, "fallback_random": fallback}
+                      for mode in ("default", "max-autotune-no-cudagraphs") for fallback in (True, False)]
+# --no-compile-search: what the search picked on the 2-core CPU test machine (1M) and an H200 (both sizes)
+COMPILE_DEFAULT = {"cpu": {"mode": "default", "fallback_random": True},
+                   "cuda": {"mode": "max-autotune-no-cudagraphs", "fallback_random": True}}
+COMPILE_WARMUP = 3  # untimed calls after compiling: forward and backward graphs built and run
 
 
 def eager(mu, logvar):
@@ -34,6 +70,46 @@ def fwd_bwd(fn, mu, logvar, gz, gk):
     return run
 
 
+def label(config: dict) -> str:
+    return f"{config['mode']}, fallback_random={config['fallback_random']}"
+
+
+def compiled_fwd_bwd(config: dict, device: str, *tensors):
+    """A warmed-up forward + backward closure of eager compiled for these shapes with ``config``,
+    and the seconds its first (compiling) call took."""
+    torch._dynamo.reset()  # this shape and config get their own graphs
+    options = {**torch._inductor.list_mode_options(config["mode"]), "fallback_random": config["fallback_random"]}
+    run = fwd_bwd(torch.compile(eager, dynamic=False, options=options), *tensors)
+    start = time.perf_counter()
+    run()
+    sync(device)
+    first_s = time.perf_counter() - start
+    for _ in range(COMPILE_WARMUP - 1):
+        run()
+    sync(device)
+    return run, first_s
+
+
+def time_compiled(config: dict, device: str, repeat: int, *tensors):
+    run, first_s = compiled_fwd_bwd(config, device, *tensors)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        return timing(run, device, warmup=1, repeat=repeat), first_s
+
+
+def compile_baseline(device: str, repeat: int, search: bool, *tensors):
+    """(timing, config, first-call seconds, {candidate: quick median ms}) of the best compiled baseline."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    quick = {}
+    config = COMPILE_DEFAULT[kind]
+    if search:
+        for candidate in COMPILE_CANDIDATES:
+            t, _ = time_compiled(candidate, device, repeat, *tensors)
+            quick[label(candidate)] = t.median
+        config = min(COMPILE_CANDIDATES, key=lambda c: quick[label(c)])
+    t, first_s = time_compiled(config, device, repeat, *tensors)  # recompiled: reset() dropped it
+    return t, config, first_s, quick
+
+
 def copy_bandwidth_gbs(device: str, numel: int, repeat: int) -> float:
     src = torch.empty(numel * 3, device=device)
     dst = torch.empty_like(src)
@@ -42,36 +118,53 @@ def copy_bandwidth_gbs(device: str, numel: int, repeat: int) -> float:
 
 
 def main():
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--compile-search", action=argparse.BooleanOptionalAction, default=True,
+                   help="pick the torch.compile settings per shape by a short measurement "
+                        "(default); --no-compile-search uses COMPILE_DEFAULT")
+    args = p.parse_args()
     dev = args.device
-    compiled = torch.compile(eager)
     rows = []
-    for label, shape in SIZES.items():
+    for name, shape in SIZES.items():
         mu = torch.randn(shape, device=dev, requires_grad=True)
         logvar = (0.5 * torch.randn(shape, device=dev)).requires_grad_()
         gz = torch.randn(shape, device=dev)
         gk = torch.randn(shape[0], device=dev)
-        t = {name: time_ms(fwd_bwd(fn, mu, logvar, gz, gk), dev, repeat=args.repeat)
-             for name, fn in [("mmgen", native), ("eager", eager), ("compile", compiled)]}
+        tensors = (mu, logvar, gz, gk)
+        t_mmgen = timing(fwd_bwd(native, *tensors), dev, repeat=args.repeat)
+        t_eager = timing(fwd_bwd(eager, *tensors), dev, repeat=args.repeat)
+        t_compile, config, first_s, quick = compile_baseline(dev, args.repeat, args.compile_search, *tensors)
         with torch.no_grad():
-            fwd = time_ms(lambda: mmgen.ops.reparameterize(mu, logvar), dev, repeat=args.repeat)
-        row = {"N": label, "shape": list(shape), "mmgen_ms": t["mmgen"], "eager_ms": t["eager"],
-               "compile_ms": t["compile"], "eager/mmgen": t["eager"] / t["mmgen"],
-               "compile/mmgen": t["compile"] / t["mmgen"], "mmgen_fwd_ms": fwd}
+            t_fwd = timing(lambda: mmgen.ops.reparameterize(mu, logvar), dev, repeat=args.repeat)
+        row = {"N": name, "shape": list(shape),
+               **median_and_spread("mmgen_ms", t_mmgen), **median_and_spread("eager_ms", t_eager),
+               **median_and_spread("compile_ms", t_compile),
+               "eager/mmgen": t_eager.median / t_mmgen.median,
+               "compile/mmgen": t_compile.median / t_mmgen.median,
+               "compile_vs_eager": t_compile.median / t_eager.median,
+               **median_and_spread("mmgen_fwd_ms", t_fwd),
+               "compile_config": config, "compile_first_call_s": first_s, "compile_search_ms": quick}
         if dev.startswith("cuda"):
             numel = shape[0] * shape[1]
-            achieved = 3 * numel * 4 / fwd / 1e6
+            achieved = 3 * numel * 4 / t_fwd.median / 1e6
             peak = copy_bandwidth_gbs(dev, numel, args.repeat)
             row.update({"fwd_GBps": achieved, "copy_GBps": peak, "fwd_of_copy_bw": achieved / peak})
         rows.append(row)
-        del mu, logvar, gz, gk
+        del mu, logvar, gz, gk, tensors
         sync(dev)
-    cols = ["N", "mmgen_ms", "eager_ms", "compile_ms", "eager/mmgen", "compile/mmgen", "mmgen_fwd_ms"]
+    cols = ["N", "mmgen_ms", "mmgen_ms_spread", "eager_ms", "eager_ms_spread", "compile_ms",
+            "compile_ms_spread", "eager/mmgen", "compile/mmgen", "compile_vs_eager", "compile settings",
+            "mmgen_fwd_ms"]
     if dev.startswith("cuda"):
         cols += ["fwd_GBps", "copy_GBps", "fwd_of_copy_bw"]
-    print("forward + backward, float32, times in ms (median)")
-    print_table(rows, cols)
-    write_json("reparameterize", dev, rows, args.out)
+    picked = "best of the candidates" if args.compile_search else "COMPILE_DEFAULT"
+    print(f"forward + backward, float32, times in ms (median, spread = [q1, q3] of {args.repeat} runs); "
+          f"compile: static shapes, warmed up, {picked}")
+    # (the settings as a string in the table only: every string field of a row names its case in
+    # `mmgen bench`'s summary)
+    print_table([{**r, "compile settings": label(r["compile_config"])} for r in rows], cols)
+    write_json("reparameterize", dev, rows, args.out, repeat=args.repeat,
+               compile_candidates=COMPILE_CANDIDATES if args.compile_search else [])
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ Rows, float32, for (N, K, D) = (65536, 512, 64) and (16384, 8192, 256):
   matmul+argmin                   (x2 - 2 x @ E^T + e2).argmin(1), the norm expansion
   vector_quantize_pytorch         VectorQuantize(dim=D, codebook_size=K) forward in eval mode
                                   (a full quantizer forward; skipped when not installed)
-Times are medians in ms. Peak extra memory is what a call adds on top of its inputs: on CPU the
-peak resident set (VmHWM, reset through /proc/self/clear_refs) of a fresh process running the call
-once, minus its resident set before the call (after a warm-up call on tiny inputs); on CUDA
-torch.cuda.max_memory_allocated.
+Times are medians in ms (``ms``), with ``ms_spread`` = [q1, q3] of the repeats (see common.py);
+every row is a kernel speed-up (the same search, computed differently). Peak extra memory is what
+a call adds on top of its inputs: on CPU the peak resident set (VmHWM, reset through
+/proc/self/clear_refs) of a fresh process running the call once, minus its resident set before the
+call (after a warm-up call on tiny inputs); on CUDA torch.cuda.max_memory_allocated.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import subprocess
 import sys
 
 import torch
-from common import parser, print_table, sync, time_ms, write_json
+from common import median_and_spread, parser, print_table, sync, timing, write_json
 
 import mmgen
 
@@ -125,24 +126,24 @@ def main():
                 continue
             with torch.no_grad():
                 agree = (fn(x, e) == ref_idx).float().mean().item()
-                ms = time_ms(lambda: fn(x, e), dev, warmup=1, repeat=args.repeat)
+                t = timing(lambda: fn(x, e), dev, warmup=1, repeat=args.repeat)
                 if dev.startswith("cuda"):
                     mem = peak_extra_mb_cuda(fn, x, e)
                 else:
                     mem = peak_extra_mb_cpu(name, n, k, d)
-            shape_rows.append({"N,K,D": f"{n},{k},{d}", "method": name, "ms": ms, "extra_MiB": mem,
-                               "agree_with_cdist": agree})
+            shape_rows.append({"N,K,D": f"{n},{k},{d}", "method": name, **median_and_spread("ms", t),
+                               "extra_MiB": mem, "agree_with_cdist": agree})
             sync(dev)
         base = next(r["ms"] for r in shape_rows if r["method"] == BASELINE)
         for r in shape_rows:
             r[f"{BASELINE}/this"] = base / r["ms"]
         rows += shape_rows
-    print(f"nearest-code search, float32, {dev}, {torch.get_num_threads()} threads; median ms; "
-          "extra_MiB = peak memory beyond the inputs")
-    print_table(rows, ["N,K,D", "method", "ms", f"{BASELINE}/this", "extra_MiB", "agree_with_cdist"])
+    print(f"nearest-code search, float32, {dev}, {torch.get_num_threads()} threads; median ms and "
+          f"[q1, q3] of {args.repeat} runs; extra_MiB = peak memory beyond the inputs")
+    print_table(rows, ["N,K,D", "method", "ms", "ms_spread", f"{BASELINE}/this", "extra_MiB", "agree_with_cdist"])
     for note in notes:
         print("note:", note)
-    write_json("vq", dev, rows, args.out, notes=notes)
+    write_json("vq", dev, rows, args.out, notes=notes, repeat=args.repeat)
 
 
 if __name__ == "__main__":

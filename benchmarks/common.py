@@ -1,4 +1,15 @@
-"""Shared helpers for the benchmarks: timing, machine description, table and JSON output."""
+"""Shared helpers for the benchmarks: timing, machine description, table and JSON output.
+
+Timing. ``timing(fn)`` runs ``fn`` ``warmup`` times untimed, then ``repeat`` timed times (CUDA
+synchronized around each) and returns a :class:`Timing`: the median, min, max, first and third
+quartiles (``statistics.quantiles(..., method="inclusive")``, so with 2 repeats they interpolate
+between the two runs), the interquartile range and every run, in ms. ``time_ms(fn)`` is the median
+alone. A benchmark row stores each time as its median, ``<name>_ms``, with the spread next to it,
+``<name>_ms_spread = [q1, q3]`` (ms, the middle half of the repeats): a ratio of two medians is
+trustworthy when the two spreads do not overlap. ``median_and_spread(name, t)`` gives both fields.
+Spread fields are lists and carry no ``/`` in their names, so ``mmgen bench``'s summary, which
+reads every numeric field with ``/`` in its name as a speed-up ratio, ignores them.
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +30,32 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:
-    """Median wall time of fn() in milliseconds (after warm-up), synchronizing CUDA."""
+class Timing(dict):
+    """Wall times of the timed runs, ms: median, min, max, q1, q3, iqr, repeats, times."""
+
+    @property
+    def median(self) -> float:
+        return self["median"]
+
+    @property
+    def spread(self) -> list[float]:
+        """[q1, q3]: the middle half of the repeats."""
+        return [self["q1"], self["q3"]]
+
+
+def summarize(times: list[float]) -> Timing:
+    """A Timing from run times in ms (one run: every statistic is that run)."""
+    if not times:
+        raise ValueError("summarize: no times")
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    return Timing(median=statistics.median(times), min=min(times), max=max(times), q1=q1, q3=q3,
+                  iqr=q3 - q1, repeats=len(times), times=list(times))
+
+
+def timing(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> Timing:
+    """Wall times of fn() in ms over ``repeat`` runs after ``warmup`` untimed ones, CUDA synchronized."""
+    if repeat < 1:
+        raise ValueError(f"timing: repeat must be >= 1, got {repeat}")
     for _ in range(warmup):
         fn()
     sync(device)
@@ -30,13 +65,23 @@ def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:
         fn()
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return summarize(times)
+
+
+def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:
+    """Median wall time of fn() in milliseconds (after warm-up), synchronizing CUDA."""
+    return timing(fn, device, warmup, repeat).median
+
+
+def median_and_spread(name: str, t: Timing, scale: float = 1.0) -> dict:
+    """``{name: median, name + "_spread": [q1, q3]}``, times multiplied by ``scale`` (1e-3: seconds)."""
+    return {name: t.median * scale, f"{name}_spread": [q * scale for q in t.spread]}
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--repeat", type=int, default=7, help="timed runs per case (median is kept)")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per case (median and [q1, q3] are kept)")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<name>_<device>.json)")
     return p
 
@@ -49,6 +94,8 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return "-" if v is None else str(v)

@@ -25,13 +25,61 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-__all__ = ["DEVICES", "Sample", "CheckReport", "check_op", "device_available"]
+__all__ = ["DEVICES", "Sample", "CheckReport", "check_op", "device_available", "rounding_bound",
+           "assert_within_rounding"]
 
 DEVICES = ["cpu", pytest.param("cuda", marks=[
     pytest.mark.cuda,
     pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")])]
 
 OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+
+
+def rounding_bound(reference: torch.Tensor, dtype: torch.dtype, *, magnitude: torch.Tensor | None = None,
+                   terms: int = 1, roundings: int = 0, accum_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Elementwise bound on ``|result - reference|`` for a ``dtype`` result computed in ``accum_dtype``.
+
+    The result must come from inputs already rounded to ``dtype``, and ``reference`` must be the
+    exact (float64) value of the SAME rounded inputs, so input rounding is not part of the error.
+    What is left, with ``eps(t) = torch.finfo(t).eps`` (twice the unit roundoff ``u`` of ``t``):
+
+    * ``eps(dtype) * |reference|``: the final rounding to ``dtype``, ``<= u(dtype) |v|`` for round to
+      nearest; one full ulp (2u) is allowed, which also absorbs the ``(1 + u)`` factor it applies to
+      the accumulation error below.
+    * ``terms * eps(accum_dtype) * magnitude``: accumulating ``terms`` products in ``accum_dtype``;
+      recursive summation of n terms errs by at most ``(n - 1) u sum |x_i|`` to first order (Higham,
+      *Accuracy and Stability of Numerical Algorithms*, 2002, eq. 3.5), and blocked / pairwise
+      orders (BLAS) do better. ``magnitude`` is ``sum |x_i|`` elementwise (``|reference|`` by default,
+      right for sums of same-sign terms). For elementwise formulas, ``terms`` counts the
+      ``accum_dtype`` operations on the longest path.
+    * ``roundings * eps(dtype) * magnitude``: intermediate results rounded to ``dtype`` on the way
+      (e.g. a GEMM output stored in ``dtype`` before the bias is added), each within ``magnitude``.
+    * the spacing of ``dtype``'s subnormals, for results that round into them.
+    """
+    ref = reference.detach().to(torch.float64).abs()
+    mag = ref if magnitude is None else magnitude.detach().to(torch.float64).abs()
+    low, acc = torch.finfo(dtype), torch.finfo(accum_dtype)
+    return (low.eps * ref + terms * acc.eps * mag + roundings * low.eps * mag
+            + low.smallest_normal * low.eps)
+
+
+def assert_within_rounding(actual: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype | None = None,
+                           msg: str = "", **bound) -> None:
+    """Assert ``|actual - reference| <= rounding_bound(reference, dtype, **bound)`` elementwise (dtype:
+    ``actual``'s by default); the message gives the worst element and how far past its bound it is."""
+    dtype = dtype or actual.dtype
+    if actual.shape != reference.shape:
+        raise AssertionError(f"{msg}: shape {list(actual.shape)} vs reference {list(reference.shape)}")
+    limit = rounding_bound(reference, dtype, **bound)
+    err = (actual.detach().to(torch.float64) - reference.detach().to(torch.float64)).abs()
+    if not bool((err <= limit).all()):
+        ratio = (err / limit).nan_to_num(nan=float("inf"))
+        worst = int(ratio.argmax())
+        raise AssertionError(
+            f"{msg}: {int((err > limit).sum())} of {err.numel()} elements exceed the {dtype} rounding bound; "
+            f"worst at flat index {worst}: |{actual.flatten()[worst].item()!r} - "
+            f"{reference.flatten()[worst].item()!r}| = {err.flatten()[worst].item():.3g} > "
+            f"{limit.flatten()[worst].item():.3g} ({ratio.flatten()[worst].item():.2f}x the bound)")
 
 
 class Sample:

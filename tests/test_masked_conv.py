@@ -5,8 +5,20 @@ import torch.nn.functional as F
 from conftest import DEVICES
 from mmgen.nn import MaskedConv2d
 from mmgen.ops import masked_conv2d, reference
+from mmgen.testing import assert_within_rounding
 
 TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.float64: dict(atol=1e-12, rtol=1e-12)}
+
+
+@pytest.fixture(autouse=True)
+def plain_reference_convolutions():
+    """The reference F.conv2d without cuDNN, forward and backward: on CUDA cuDNN runs float32
+    convolutions in TF32 (torch.backends.cudnn.allow_tf32 defaults to True, ~1e-3 relative error)
+    and may pick FFT or Winograd algorithms, neither the plain float32 accumulation the tolerances
+    here assume (nor exact on integers). Without it, F.conv2d is im2col + a float32 cuBLAS GEMM
+    (no TF32: torch.backends.cuda.matmul.allow_tf32 defaults to False). No effect on CPU."""
+    with torch.backends.cudnn.flags(enabled=False):
+        yield
 
 
 def paper_mask(c_out, c_in, kh, kw, mask_type, groups):
@@ -88,15 +100,130 @@ def test_shapes_and_layouts(device, dtype, case):
         torch.testing.assert_close(a, e, **TOL[dtype])
 
 
+def taps(kh, kw, mask_type):
+    """Kept taps of a kernel (the centre tap counted for "B", for some groups also for "A")."""
+    return (kh // 2) * kw + kw // 2 + 1
+
+
+def magnitudes(x, w, b, grad, mask_type, dilation, groups):
+    """sum |terms| of every output and gradient element, float64: the reference on |x|, |w|, |b|
+    and the gradients of it against |grad| (the op is linear in each input)."""
+    xa, wa = x.detach().double().abs().requires_grad_(), w.detach().double().abs().requires_grad_()
+    ba = b.detach().double().abs().requires_grad_()
+    out = reference.masked_conv2d(xa, wa, ba, mask_type, dilation, groups)
+    return (out.detach(), *torch.autograd.grad(out, (xa, wa, ba), grad.detach().double().abs()))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_reduced_precision(device, dtype):
-    x, w, b = sample_inputs(device, dtype, k=(5, 5))
+    """float16 / bfloat16 against the float64 reference of the same (already rounded) inputs.
+
+    Error bound (mmgen.testing.rounding_bound), elementwise: the result is rounded to ``dtype``
+    once, ``eps(dtype) * |ref|`` (one ulp; round to nearest gives half), plus the float32
+    accumulation of the dot products, ``K * eps(float32) * sum |a * b|`` with K the number of
+    terms (C_in * taps + 1 for the output, C_out * taps for the input gradient, N * H * W for the
+    weight and bias gradients). The CPU kernel computes in float32 and rounds once at the end. On
+    CUDA the GEMM runs in ``dtype`` with float32 accumulation and stores its result in ``dtype``
+    before the bias is added (forward) or the taps are summed (input gradient), and cuBLAS may
+    reduce split-K partial sums in ``dtype``: two more roundings of at most ``sum |a * b|`` each.
+    """
+    x, w, b = sample_inputs(device, dtype, True, k=(5, 5))
     out = masked_conv2d(x, w, b, mask_type="A", color_groups=3, backend="native")
     assert out.dtype == dtype
-    expected = masked_weight_conv(x.float(), w.float(), b.float(), "A", 1, 3)
-    tol = 1e-2 if dtype == torch.float16 else 5e-2
-    torch.testing.assert_close(out.float(), expected, atol=tol * expected.abs().max().item(), rtol=0)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+    grads = torch.autograd.grad(out, (x, w, b), grad)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    expected = reference.masked_conv2d(x64, w64, b64, "A", 1, 3)
+    expected_grads = torch.autograd.grad(expected, (x64, w64, b64), grad.double())
+    mags = magnitudes(x, w, b, grad, "A", 1, 3)
+    n, c_in, h, w_ = x.shape
+    c_out, _, kh, kw = w.shape
+    terms = (c_in * taps(kh, kw, "A") + 1, c_out * taps(kh, kw, "A"), n * h * w_, n * h * w_)
+    roundings = 2 if device == "cuda" else 0
+    for name, a, e, mag, k in zip(("output", "grad x", "grad weight", "grad bias"), (out, *grads),
+                                  (expected, *expected_grads), mags, terms):
+        assert a.dtype == dtype
+        assert_within_rounding(a, e, dtype, msg=f"{dtype} {name}", magnitude=mag, terms=k, roundings=roundings)
+
+
+# Multi-tile and multi-chunk shapes. The CPU kernel (csrc/ops/cpu/masked_conv2d_kernel.cpp) works
+# on tiles of tile_rows = clamp(2^18 / (C * taps * W), 1, H) image rows, C = C_in in the forward and
+# max(C_in, C_out) in the backward, and sums the weight gradient over min(N, 16) batch chunks
+# [c * N / chunks, (c + 1) * N / chunks). The CUDA kernel (csrc/ops/cuda/masked_conv2d_kernel.cu)
+# takes batch chunks of nb = 2^26 // (C_in * taps * H * W) samples. Every case crosses tile (or
+# chunk) boundaries at a non-multiple, so the last tile / chunk is a partial one.
+TILED = {
+    # 30 rows: tiles of 7 rows (48 * 25 * 28 = 33,600 per row), 7 + 7 + 7 + 7 + 2
+    "cpu_row_tiles": dict(n=2, c_in=48, c_out=24, k=(7, 7), size=(30, 28), mask_type="A", groups=3, dilation=1),
+    # forward: one tile (12 * 25 * 28 per row); backward: C_out = 60 sets 6-row tiles, 6 * 5 + 1
+    "cpu_backward_tiles_from_c_out": dict(n=2, c_in=12, c_out=60, k=(7, 7), size=(31, 28), mask_type="B", groups=3,
+                                          dilation=1),
+    # 40 * 25 * 300 = 300,000 > 2^18 per row: one row per tile; dilation 2 reads 2 and 4 rows (tiles) up
+    "cpu_one_row_tiles_dilated": dict(n=2, c_in=40, c_out=8, k=(7, 7), size=(5, 300), mask_type="B", groups=1,
+                                      dilation=2),
+    # 19 samples: 16 weight-gradient chunks of 1 or 2 samples
+    "cpu_weight_grad_chunks": dict(n=19, c_in=5, c_out=7, k=(3, 3), size=(9, 8), mask_type="A", groups=1, dilation=1),
+    # CUDA: 16 * 25 * 256 * 250 = 25.6M column elements per sample -> chunks of 2 samples: 2 + 2 + 1
+    # (on CPU: 2-row tiles, 128 of them)
+    "cuda_batch_chunks": dict(n=5, c_in=16, c_out=2, k=(7, 7), size=(256, 250), mask_type="B", groups=1, dilation=1),
+}
+SMALL_TILED = [name for name in TILED if name != "cuda_batch_chunks"]
+
+
+def tiled_inputs(device, dtype, case, integers):
+    c = TILED[case]
+    g = torch.Generator().manual_seed(len(case))
+    shapes = [(c["n"], c["c_in"], *c["size"]), (c["c_out"], c["c_in"], *c["k"]), (c["c_out"],),
+              (c["n"], c["c_out"], *c["size"])]
+    if integers:  # small integers: every product and partial sum is exact in float32 (< 2^24)
+        tensors = [torch.randint(-2, 3, s, generator=g).to(dtype) for s in shapes]
+    else:
+        tensors = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+    x, w, b, grad = (t.to(device) for t in tensors)
+    return x.requires_grad_(), w.requires_grad_(), b.requires_grad_(), grad
+
+
+def native_and_reference(x, w, b, grad, c):
+    args = (c["mask_type"], c["dilation"], c["groups"])
+    out = masked_conv2d(x, w, b, mask_type=c["mask_type"], dilation=c["dilation"], color_groups=c["groups"],
+                        backend="native")
+    got = (out, *torch.autograd.grad(out, (x, w, b), grad))
+    ref = reference.masked_conv2d(x, w, b, *args)
+    want = (ref, *torch.autograd.grad(ref, (x, w, b), grad))
+    return got, want
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", list(TILED))
+def test_tiles_and_chunks_exact_on_integers(device, case):
+    """Forward and all gradients across tiles / chunks, on small-integer float32 data: the kernel
+    and the reference are both exact (no rounding anywhere), so they must be equal; a tap, row,
+    tile or chunk read or summed at the wrong place cannot hide in a tolerance."""
+    c = TILED[case]
+    x, w, b, grad = tiled_inputs(device, torch.float32, case, integers=True)
+    kernel = c["k"][0] * c["k"][1]  # terms of at most 2 * 2 per sum, sums of at most this many:
+    assert 4 * max(c["c_in"] * kernel + 1, c["c_out"] * kernel, c["n"] * c["size"][0] * c["size"][1]) < 2 ** 24
+    got, want = native_and_reference(x, w, b, grad, c)
+    for name, a, e in zip(("output", "grad x", "grad weight", "grad bias"), got, want):
+        assert torch.equal(a, e), f"{case} {name}: max |diff| {(a - e).abs().max().item()}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", SMALL_TILED)
+def test_tiles_and_chunks_float64(device, case):
+    """The same shapes on Gaussian float64 data against the float64 reference, within the float64
+    accumulation bound K * eps(float64) * sum |a * b| (+ one ulp; see test_reduced_precision)."""
+    c = TILED[case]
+    x, w, b, grad = tiled_inputs(device, torch.float64, case, integers=False)
+    got, want = native_and_reference(x, w, b, grad, c)
+    mags = magnitudes(x, w, b, grad, c["mask_type"], c["dilation"], c["groups"])
+    t = taps(*c["k"], c["mask_type"])
+    pixels = c["n"] * c["size"][0] * c["size"][1]
+    terms = (c["c_in"] * t + 1, c["c_out"] * t, pixels, pixels)
+    for name, a, e, mag, k in zip(("output", "grad x", "grad weight", "grad bias"), got, want, mags, terms):
+        assert_within_rounding(a, e, torch.float64, msg=f"{case} {name}", magnitude=mag, terms=k,
+                               accum_dtype=torch.float64)
 
 
 @pytest.mark.parametrize("device", DEVICES)
