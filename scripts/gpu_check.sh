@@ -8,7 +8,9 @@
 # Every stage is time-boxed (seconds: GPU_CHECK_LIMITS="build tests train bench sanitizer") and
 # logged to OUT_DIR/gpu_check.log; the benchmark JSONs (with their provenance) land in OUT_DIR and
 # the pytest report in OUT_DIR/junit.xml. A checkout without .git can name its commit in
-# MMGEN_GIT_COMMIT; the benchmark records carry it. Exit status: the number of failed stages.
+# MMGEN_GIT_COMMIT; the benchmark records carry it. GPU_CHECK_BENCH names the benchmarks (default:
+# reparameterize vq masked_conv train) and GPU_CHECK_REPEAT their timed runs (default 5).
+# Exit status: the number of failed stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-gpu_check}")
@@ -54,7 +56,8 @@ runs=$(mktemp -d)
 stage train "$t_train" bash -c 'for p in vae-mnist vqvae-mnist pixelcnn-mnist; do
     "$0" -m mmgen train --preset "$p" --device cuda --set train.steps=200 --out "$1/$p" || exit 1; done' "$py" "$runs"
 
-stage bench "$t_bench" "$py" -m mmgen bench --device cuda --repeat 5 --out-dir "$out" reparameterize vq masked_conv train
+read -r -a benches <<<"${GPU_CHECK_BENCH:-reparameterize vq masked_conv train}"
+stage bench "$t_bench" "$py" -m mmgen bench --device cuda --repeat "${GPU_CHECK_REPEAT:-5}" --out-dir "$out" "${benches[@]}"
 
 if command -v compute-sanitizer >/dev/null; then
     stage sanitizer "$t_sanitizer" compute-sanitizer --tool memcheck --error-exitcode 99 \
