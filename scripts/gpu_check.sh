@@ -40,9 +40,12 @@ echo "python $("$py" -V 2>&1 | cut -d' ' -f2), torch $("$py" -c 'import torch; p
 
 # Only this GPU's architecture, all cores; nothing is fetched (--no-deps, no build isolation).
 plugins=(-e plugins/mmgen-image -e examples/mmgen-gumbel)
-stage build "$t_build" env TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 MMGEN_REQUIRE_NATIVE=1 MAX_JOBS="$(nproc)" \
-    "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . "${plugins[@]}" \
+# mmgen first: the example plugin's setup.py imports mmgen's build helpers.
+export TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 MMGEN_REQUIRE_NATIVE=1 MAX_JOBS="$(nproc)"
+stage build "$t_build" "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . \
     || { echo "gpu_check: the build failed; nothing else runs" | tee -a "$log"; exit 1; }
+stage build_plugins "$t_build" "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
+    "${plugins[@]}"
 stage build_info 60 "$py" -c "
 import mmgen, mmgen_gumbel
 info = mmgen.ops.build_info(); print(info)
