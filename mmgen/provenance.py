@@ -46,8 +46,11 @@ def machine(device: str = "cpu") -> dict:
 
 
 def git_state(root: str | None = None) -> dict:
-    """The commit of the checkout, and whether its tracked files differ from it. A copy without
-    ``.git`` (scripts/gpu_check.sh on a device machine) names its commit in ``MMGEN_GIT_COMMIT``."""
+    """The commit of the checkout, and whether its tracked files differ from it. A copy of a commit
+    (``git archive``; scripts/gpu_check.sh on another machine) names it in ``MMGEN_GIT_COMMIT``, which
+    then wins over any ``.git`` found above the copy (whose HEAD is not what was copied)."""
+    if os.environ.get("MMGEN_GIT_COMMIT"):
+        return {"git_commit": os.environ["MMGEN_GIT_COMMIT"], "git_dirty": None}
     root = root or checkout_root()
 
     def git(*args):
@@ -57,8 +60,6 @@ def git_state(root: str | None = None) -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD")
-    if not commit and os.environ.get("MMGEN_GIT_COMMIT"):
-        return {"git_commit": os.environ["MMGEN_GIT_COMMIT"], "git_dirty": None}
     return {"git_commit": commit or None,
             "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
 
