@@ -171,7 +171,7 @@ def _machine(record: dict) -> str:
         cores = machine.get("cores")
         parts.append(f"{cores}-core {machine['cpu']}" if cores else str(machine["cpu"]))
     if machine.get("threads") is not None:
-        parts.append(f"{machine['threads']} threads")
+        parts.append(f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}")
     if machine.get("gpu"):
         parts.append(str(machine["gpu"]))
     if machine.get("torch"):
