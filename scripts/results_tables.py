@@ -245,9 +245,9 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     overrides = record.get("overrides") or []
     what = f"`{source}`" + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
     seconds = [r.get("train_seconds") for r in record.get("runs", []) if _number(r.get("train_seconds"))]
-    lines = [f"{what}, seeds {', '.join(str(s) for s in seeds)}: settings chosen on "
-             f"{record.get('splits', {}).get('selection', 'val')}, reported on "
-             f"{record.get('splits', {}).get('report', 'test')}; "
+    lines = [f"{what}, seeds {', '.join(str(s) for s in seeds)}: "
+             f"{record.get('splits', {}).get('selection', 'val')} (for choosing) and "
+             f"{record.get('splits', {}).get('report', 'test')} (reported only); "
              f"[{rel}]({_link(path, doc_dir)})", "",
              f"| metric | val, mean ± sd ({n} seeds) | test, mean ± sd ({n} seeds) |",
              "| --- | --- | --- |"]
