@@ -23,8 +23,9 @@ and, by modality:
 - audio: ``features(waves [B, T], **wave) -> [B, n_mels, frames]`` (standardized log-mels:
   ``(log_mel - wave["mean"]) / wave["std"]``, the other keys are ``LogMel`` options),
   ``to_wave(features, **wave) -> [B, T]`` (its inverse through Griffin-Lim),
-  ``wave_options(sample_rate) -> dict`` (the default ``wave`` for clips at that rate) and
-  ``frames(samples, **wave) -> int``;
+  ``wave_options(sample_rate) -> dict`` (the default ``wave`` for clips at that rate),
+  ``frames(samples, **wave) -> int`` and ``warp(features, freq_scale [B], time_scale [B], **wave)``
+  (features resampled as if frequencies were scaled and time stretched per clip: augmentation);
 - text: ``specials`` (the tokens every vocabulary starts with: <pad> <bos> <eos> <unk>, ids 0-3),
   ``vocabulary(texts, min_count=1) -> list[str]`` (specials first, then the words seen at least
   ``min_count`` times, most frequent first),

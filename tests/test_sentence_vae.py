@@ -232,7 +232,7 @@ def test_cli_train_then_sample_writes_text(tmp_path, capsys):
     tiny = ["--set", "model.encoder.hidden=16", "--set", "model.decoder.hidden=32", "--set", "eval.k=2",
             "--set", "train.steps=4", "--set", "train.num_samples=3"]
     assert cli.main(["train", "--preset", "sentence-vae-lee", "--out", out, *tiny]) == 0
-    metrics = json.loads((tmp_path / "run" / "eval_test.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "eval_val.json").read_text())
     assert {"elbo_per_word", "nll_iwae_k2_per_word", "perplexity", "kl"} <= set(metrics)
     assert metrics["nll_iwae_k2"] < metrics["uniform_nll"] * 1.1  # near uniform after 4 steps, finite
     step_file = tmp_path / "run" / "samples" / "step-000004.txt"
@@ -240,7 +240,7 @@ def test_cli_train_then_sample_writes_text(tmp_path, capsys):
     assert cli.main(["sample", out, "-n", "4", "--seed", "1"]) == 0
     text = (tmp_path / "run" / "samples" / "sample-seed1.txt").read_text()
     sections = [line for line in text.splitlines() if line.startswith("# ")]
-    assert len(sections) == 4 and "reconstructions of lee/test" in sections[2]
+    assert len(sections) == 4 and "reconstructions of lee/val" in sections[2]
     assert sum(line.startswith("> ") for line in text.splitlines()) == 4
     interpolation = text.split(sections[3], 1)[1].strip().splitlines()
     assert len(interpolation) == 5

@@ -16,7 +16,7 @@ augment=...)``, or ``data.augment`` in a run config: ``--set data.augment=strong
 - ``True`` or ``"basic"`` (the default): :func:`augment_audio`, a circular time shift of up to
   ``AUGMENT["max_shift"]`` frames and a random gain.
 - ``"strong"``: :func:`augment_audio_strong`, the same shift and gain, then a mel-scale frequency
-  warp and a time stretch (``mmgen_audio.LogMel.warp``: other vocal tracts and speaking rates), a
+  warp and a time stretch (the audio modality's ``warp``: other vocal tracts and speaking rates), a
   random smooth EQ curve and SpecAugment masks (one mel band, one time span), with
   :data:`STRONG_AUGMENT`. The train split has one flite voice (awb) among its espeak-ng voices, the
   test split two other flite voices (kal16, slt), so the speech encoder must not learn the training
@@ -94,15 +94,6 @@ def voice_split() -> dict[str, list[str]]:
 
 
 @functools.lru_cache(maxsize=None)
-def _front_end():
-    """The audio plugin's LogMel with :data:`LOGMEL` (for :meth:`~mmgen_audio.LogMel.warp`)."""
-    from mmgen import modalities
-    modalities.get("audio")  # an error names the plugin when it is missing
-    from mmgen_audio import LogMel
-    return LogMel(**LOGMEL)
-
-
-@functools.lru_cache(maxsize=None)
 def _log_mels() -> torch.Tensor:
     from mmgen import modalities
     audio = modalities.get("audio")  # an error names the plugin when it is missing
@@ -158,7 +149,7 @@ def augment_audio_strong(features: torch.Tensor, generator: torch.Generator) -> 
     """``augment="strong"``: train-time augmentation of a batch of standardized log-mels
     [B, n_mels, frames], per clip (:data:`STRONG_AUGMENT`): circular time shift by up to
     ``max_shift`` frames (the clips are centred in silence); frequency and time scaling
-    (:meth:`mmgen_audio.LogMel.warp`: other vocal tracts and speaking rates); a gain from
+    (the audio modality's ``warp``: other vocal tracts and speaking rates); a gain from
     N(0, gain_std^2) plus a smooth EQ curve (``EQ_TERMS`` cosines over the mel axis with
     N(0, eq_std^2) weights; other synthesizers and channels), in standardized log-power units; one
     masked mel band and one masked time span. The same generator state gives the same output."""
@@ -167,8 +158,9 @@ def augment_audio_strong(features: torch.Tensor, generator: torch.Generator) -> 
     index = (torch.arange(frames).unsqueeze(0) - shifts.unsqueeze(1)) % frames
     out = features.gather(2, index.unsqueeze(1).expand_as(features))
     out = out + STRONG_AUGMENT["gain_std"] * torch.randn(n, 1, 1, generator=generator)
-    out = _front_end().warp(out, _log_uniform(n, STRONG_AUGMENT["warp"], generator),
-                            _log_uniform(n, STRONG_AUGMENT["stretch"], generator))
+    from mmgen import modalities
+    out = modalities.get("audio").warp(out, _log_uniform(n, STRONG_AUGMENT["warp"], generator),
+                                       _log_uniform(n, STRONG_AUGMENT["stretch"], generator), **WAVE)
     mel_axis = torch.arange(n_mels, dtype=out.dtype) / (n_mels - 1)
     basis = torch.cos(torch.pi * torch.arange(1, EQ_TERMS + 1, dtype=out.dtype).unsqueeze(1) * mel_axis)
     out = out + (STRONG_AUGMENT["eq_std"] * torch.randn(n, EQ_TERMS, generator=generator) @ basis).unsqueeze(2)

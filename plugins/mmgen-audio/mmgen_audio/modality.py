@@ -74,6 +74,13 @@ class AudioModality:
         front, mean, std = self._front(wave)
         return (front(waves) - mean) / std
 
+    def warp(self, features: torch.Tensor, freq_scale, time_scale, **wave) -> torch.Tensor:
+        """Standardized log-mels [B, n_mels, frames] resampled as if every frequency had been scaled
+        by ``freq_scale[b]`` and time stretched by ``time_scale[b]`` (:meth:`LogMel.warp`; its
+        interpolation is linear, so it commutes with the standardization)."""
+        front, _, _ = self._front(wave)
+        return front.warp(features, freq_scale, time_scale)
+
     def frames(self, samples: int, **wave) -> int:
         return samples // wave["hop_length"] + 1
 
