@@ -21,6 +21,7 @@ import time
 import torch
 
 from mmgen import provenance
+from mmgen.io import atomic_write_bytes
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -104,13 +105,7 @@ def _fmt(v) -> str:
 def write_json(name: str, device: str, rows: list[dict], out: str | None = None, **extra) -> str:
     """Write {machine, rows, ...} atomically; returns the path."""
     path = out or os.path.join(RESULTS, f"{name}_{device.split(':')[0]}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     payload = {"benchmark": name, **provenance.record(device), "rows": rows, **extra}
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(payload, indent=2).encode())
     print(f"wrote {path}")
     return path

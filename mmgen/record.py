@@ -15,6 +15,7 @@ order) it is one more draw, which that interval covers.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,6 +47,7 @@ def default_path(name: str) -> str:
     return os.path.join(provenance.checkout_root(), "benchmarks", "results", f"quality_{name}.json")
 
 
+@functools.lru_cache(maxsize=None)
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom (p in (0.5, 1)): bisection on
     the CDF, which is 1/2 plus the integral of the density from 0 (Simpson's rule, 4000 panels)."""
@@ -224,12 +226,13 @@ def check(source: str, *, record_path: str | None = None, seed: int | None = Non
     rows = []
     for split in SPLITS:
         values = numeric_metrics(again[split])
+        recorded_run = next((numeric_metrics(r[split]) for r in saved["runs"] if r["seed"] == seed), {})
         for metric, summary in saved["summary"][split].items():
             if summary["n"] < 2:
                 continue
             lo, hi = prediction_interval(summary, level)
             value = values.get(metric)
-            recorded = next((numeric_metrics(r[split]).get(metric) for r in saved["runs"] if r["seed"] == seed), None)
+            recorded = recorded_run.get(metric)
             rows.append({"seed": seed, "split": split, "metric": metric, "value": value, "low": lo, "high": hi,
                          "mean": summary["mean"], "sd": summary["sd"], "recorded": recorded,
                          "ok": value is not None and lo <= value <= hi})

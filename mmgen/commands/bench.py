@@ -22,8 +22,8 @@ WITH_THREADS = ("import runpy, sys, torch\n"
 
 def default_dir() -> str:
     """``benchmarks/`` of the checkout mmgen is installed from (editable installs)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "benchmarks")
+    from mmgen.provenance import checkout_root
+    return os.path.join(checkout_root(), "benchmarks")
 
 
 def add_parser(subparsers) -> None:
