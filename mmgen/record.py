@@ -3,7 +3,8 @@
 ``mmgen record PRESET --seeds 0 1 2`` trains the preset once per seed (``train.seed``; a run folder
 that already holds the finished run of that exact config is reused), evaluates every run on the
 validation split (where settings are chosen) and on the test split (read here, once per run, for
-the record), and writes ``benchmarks/results/quality_<name>.json``: the provenance
+the record), and on any ``also_splits`` the dataset has (report-only too, such as the held-out
+caption pairs of ``shapes``), and writes ``benchmarks/results/quality_<name>.json``: the provenance
 (:func:`mmgen.provenance.record`), the run config, each seed's numbers and training time, and per
 split the mean, sample standard deviation, minimum and maximum of every numeric metric.
 
@@ -139,6 +140,19 @@ def _train_seconds(run_dir: str) -> float | None:
     return elapsed
 
 
+def check_also_splits(config: dict, also_splits) -> tuple[str, ...]:
+    """The extra report-only splits, validated before any training: distinct, not train / val / test,
+    and held by the config's dataset (loading them raises otherwise)."""
+    also = tuple(also_splits)
+    bad = [s for s in also if not isinstance(s, str) or s in ("train", *SPLITS)]
+    if bad or len(set(also)) != len(also):
+        raise ValueError(f"--also-split takes distinct report-only splits other than train, val and test "
+                         f"(such as heldout), got {list(also)}")
+    for split in also:
+        runs.dataset(config, split)
+    return also
+
+
 def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None, splits=SPLITS,
              log=print) -> dict:
     """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
@@ -166,23 +180,26 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
 
 def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: str | None = None,
            runs_dir: str | None = None, out: str | None = None, device: str | None = None,
-           command: list[str] | None = None, log=print) -> str:
-    """Train ``source`` (a preset or a run config file) once per seed, evaluate on val and test,
-    write the record (see the module docstring); returns its path."""
+           also_splits=(), command: list[str] | None = None, log=print) -> str:
+    """Train ``source`` (a preset or a run config file) once per seed, evaluate on val, test and
+    ``also_splits``, write the record (see the module docstring); returns its path."""
     if len(seeds) < 1 or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must name distinct seeds, got {seeds}")
     config = runs.apply_overrides(runs.load_config(source), list(overrides))
+    also = check_also_splits(config, also_splits)
+    splits = (*SPLITS, *also)
     name = name or default_name(source)
     if provenance.git_state().get("git_dirty"):
         log("mmgen record: warning: the checkout has uncommitted changes (the record says git_dirty: true)")
     runs_dir = runs_dir or os.path.join("runs", "record", name)
     path = out or default_path(name)
-    per_seed = [run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, log=log)
-                for seed in seeds]
+    per_seed = [run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, splits=splits,
+                         log=log) for seed in seeds]
     payload = {"benchmark": f"quality: {config.get('description', name)}", "name": name, "source": source,
                "overrides": list(overrides), **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
-               "seeds": list(seeds), "splits": {"selection": "val", "report": "test"},
-               "summary": {split: summarize([numeric_metrics(r[split]) for r in per_seed]) for split in SPLITS},
+               "seeds": list(seeds),
+               "splits": {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})},
+               "summary": {split: summarize([numeric_metrics(r[split]) for r in per_seed]) for split in splits},
                "runs": per_seed, "run_config": config}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
@@ -219,12 +236,14 @@ def check(source: str, *, record_path: str | None = None, seed: int | None = Non
     runs_dir = runs_dir or tempfile.mkdtemp(prefix=f"mmgen-check-{name}-")
     started = time.time()
     try:
-        again = run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, log=log)
+        splits = (*SPLITS, *saved.get("splits", {}).get("also_reported", ()))
+        again = run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, splits=splits,
+                         log=log)
     finally:
         if temporary:
             shutil.rmtree(runs_dir, ignore_errors=True)
     rows = []
-    for split in SPLITS:
+    for split in splits:
         values = numeric_metrics(again[split])
         recorded_run = next((numeric_metrics(r[split]) for r in saved["runs"] if r["seed"] == seed), {})
         for metric, summary in saved["summary"][split].items():

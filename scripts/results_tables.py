@@ -226,12 +226,15 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     metrics = metrics or default_metrics(summary)
     if not metrics:
         raise ResultsError(f"{rel} has no metrics to show")
-    missing = [m for m in metrics if m not in summary["val"] and m not in summary["test"]]
+    splits_info = record.get("splits", {})
+    also = [s for s in splits_info.get("also_reported", []) if isinstance(summary.get(s), dict)]
+    columns = ["val", "test", *also]
+    known = set().union(*(summary[s] for s in columns))
+    missing = [m for m in metrics if m not in known]
     if missing:
-        raise ResultsError(f"{rel} has no metric {', '.join(missing)} "
-                           f"(it has: {', '.join(sorted(set(summary['val']) | set(summary['test'])))})")
+        raise ResultsError(f"{rel} has no metric {', '.join(missing)} (it has: {', '.join(sorted(known))})")
     seeds = record.get("seeds") or []
-    counts = {s[m]["n"] for s in (summary["val"], summary["test"]) for m in metrics if m in s}
+    counts = {summary[s][m]["n"] for s in columns for m in metrics if m in summary[s]}
     n = max(counts) if counts else len(seeds)
 
     def cell(split: str, metric: str) -> str:
@@ -245,16 +248,19 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     overrides = record.get("overrides") or []
     what = f"`{source}`" + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
     seconds = [r.get("train_seconds") for r in record.get("runs", []) if _number(r.get("train_seconds"))]
-    lines = [f"{what}, seeds {', '.join(str(s) for s in seeds)}: "
-             f"{record.get('splits', {}).get('selection', 'val')} (for choosing) and "
-             f"{record.get('splits', {}).get('report', 'test')} (reported only); "
+    reported = ", ".join([splits_info.get("report", "test"), *also])
+    seeds_word = f"{n} seed" + ("" if n == 1 else "s")
+    lines = [f"{what}, seed{'' if len(seeds) == 1 else 's'} {', '.join(str(s) for s in seeds)}: "
+             f"{splits_info.get('selection', 'val')} (for choosing) and "
+             f"{reported} (reported only); "
              f"[{rel}]({_link(path, doc_dir)})", "",
-             f"| metric | val, mean ± sd ({n} seeds) | test, mean ± sd ({n} seeds) |",
-             "| --- | --- | --- |"]
+             "| metric | " + " | ".join(f"{s}, mean ± sd ({seeds_word})" if n > 1 else f"{s} ({seeds_word})"
+                                        for s in columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
     for metric in metrics:
         gloss = _gloss(metric)
-        lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | {cell('val', metric)} | "
-                     f"{cell('test', metric)} |")
+        lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | "
+                     + " | ".join(cell(s, metric) for s in columns) + " |")
     lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; "
                   f"{provenance_line(record)}"
                   + (f"; training {_sig3(sum(seconds) / len(seconds))} s per seed" if seconds else "") + "."]

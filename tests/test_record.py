@@ -96,3 +96,31 @@ def test_check_refuses_a_stale_or_missing_record(tmp_path):
         cli.main(["record", "--check", "vae-digits", "--out", str(out)])
     with pytest.raises(SystemExit, match=r"--seeds must name distinct seeds, got \[1, 1\]"):
         cli.main(["record", "vae-digits", "--seeds", "1", "1", "--out", str(out)])
+
+
+def test_also_split_is_checked_before_training_then_recorded_and_checked(tmp_path, monkeypatch, capsys):
+    out, runs_dir = tmp_path / "quality_vae_digits.json", tmp_path / "runs"
+    base = ["record", "vae-digits", "--seeds", "0", "1", "--runs", str(runs_dir), "--out", str(out), *SMALL]
+    for bad in (["--also-split", "test"], ["--also-split", "heldout", "--also-split", "heldout"]):
+        with pytest.raises(SystemExit, match="--also-split takes distinct report-only splits other than train, "
+                                             "val and test"):
+            cli.main([*base, *bad])
+    with pytest.raises(SystemExit, match="heldout"):     # digits has no split heldout: said before training
+        cli.main([*base, "--also-split", "heldout"])
+    assert not runs_dir.exists()
+    # a dataset with an extra split: digits' test split served under another name
+    from mmgen import runs
+    real_dataset, real_evaluate = runs.dataset, runs.evaluate
+    monkeypatch.setattr(runs, "dataset", lambda config, split: real_dataset(config, "test" if split == "extra" else split))
+    monkeypatch.setattr(runs, "evaluate", lambda run_dir, split="val", **kw: {
+        **real_evaluate(run_dir, "test" if split == "extra" else split, **kw), "split": split})
+    assert cli.main([*base, "--also-split", "extra"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["splits"] == {"selection": "val", "report": "test", "also_reported": ["extra"]}
+    assert [r["extra"]["split"] for r in saved["runs"]] == ["extra", "extra"]
+    assert saved["summary"]["extra"] == saved["summary"]["test"]   # the same data, the same numbers
+    capsys.readouterr()
+    assert cli.main(["record", "--check", "vae-digits", "--out", str(out)]) == 0
+    assert "all 15 metrics inside the recorded spread" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not --set, --name, --seeds or --also-split"):
+        cli.main(["record", "--check", "vae-digits", "--also-split", "extra"])

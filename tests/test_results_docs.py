@@ -251,3 +251,27 @@ def test_the_links_of_the_readme_and_docs_lead_somewhere(doc):
         elif anchor and file.suffix == ".md" and anchor not in _slugs(file.read_text()):
             broken.append(f"{target}: no heading #{anchor} in {file.relative_to(ROOT)}")
     assert not broken, f"{doc.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def test_an_extra_report_split_gets_its_column_and_one_seed_says_so(workspace):
+    results, doc = workspace
+    rec = quality_record()
+    rec["splits"]["also_reported"] = ["heldout"]
+    rec["summary"]["heldout"] = {"accuracy_audio": stats([0.5, 0.6, 0.7])}
+    (results / "quality_tiny_mfm.json").write_text(json.dumps(rec))
+    doc.write_text("<!-- results: quality_tiny_mfm metrics=accuracy,accuracy_audio -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    text = doc.read_text()
+    assert ("| metric | val, mean ± sd (3 seeds) | test, mean ± sd (3 seeds) | heldout, mean ± sd (3 seeds) |"
+            in text)
+    assert "| --- | --- | --- | --- |" in text and "val (for choosing) and test, heldout (reported only)" in text
+    assert "| `accuracy_audio` (label accuracy, speech alone, unseen voices) | 0.960 ± 0.010 | 0.960 ± 0.026 | 0.60 ± 0.10 |" in text
+    assert "| `accuracy` (label accuracy, all modalities) | 1 ± 0 | 1 ± 0 | – |" in text
+    one = quality_record()
+    one["seeds"] = [0]
+    one["summary"] = {s: {"accuracy": {"mean": 0.5, "sd": 0.0, "min": 0.5, "max": 0.5, "n": 1}} for s in ("val", "test")}
+    (results / "quality_tiny_mfm.json").write_text(json.dumps(one))
+    doc.write_text("<!-- results: quality_tiny_mfm metrics=accuracy -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    text = doc.read_text()
+    assert "seed 0: val (for choosing)" in text and "| metric | val (1 seed) | test (1 seed) |" in text

@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
                    help="training seeds (train.seed; default: 0 1 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, as in mmgen train (recorded; --check applies it again)")
+    p.add_argument("--also-split", dest="also_splits", action="append", default=[], metavar="SPLIT",
+                   help="evaluate and record this split too, report-only like test (e.g. heldout: the "
+                        "unseen caption pairs of shapes); repeatable")
     p.add_argument("--name", help="the record's name: quality_<NAME>.json (default: from SOURCE, - as _)")
     p.add_argument("--runs", metavar="DIR", help="run folders, one per seed: DIR/seed<S> (default: "
                                                  "runs/record/<NAME>; --check: a temporary folder)")
@@ -40,14 +43,16 @@ def run(args) -> int:
     from mmgen import record
     try:
         if args.check:
-            if args.overrides or args.name or args.seeds != [0, 1, 2]:
-                raise ValueError("--check re-trains the record's own config and seed (its overrides, its seeds); "
-                                 "it takes --seed, --out (the record), --runs and --device, not --set, --name or --seeds")
+            if args.overrides or args.name or args.seeds != [0, 1, 2] or args.also_splits:
+                raise ValueError("--check re-trains the record's own config and seed (its overrides, its seeds, "
+                                 "its splits); it takes --seed, --out (the record), --runs and --device, not --set, "
+                                 "--name, --seeds or --also-split")
             ok, rows = record.check(args.source, record_path=args.out, seed=args.seed, runs_dir=args.runs,
                                     device=args.device, threads=getattr(args, "threads", None))
         else:
             record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
-                          runs_dir=args.runs, out=args.out, device=args.device, command=["mmgen", *args.argv])
+                          runs_dir=args.runs, out=args.out, device=args.device, also_splits=args.also_splits,
+                          command=["mmgen", *args.argv])
             return 0
     except (ValueError, TypeError, LookupError, OSError) as exc:
         raise SystemExit(f"mmgen record: {exc}") from exc
