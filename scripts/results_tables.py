@@ -241,6 +241,8 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
         stats = summary[split].get(metric)
         if stats is None:
             return "–"
+        if stats.get("n") == 1:  # one seed: its value, no spread to show
+            return _sig3(stats["mean"]) + (" (n=1)" if n != 1 else "")
         text = format_mean_sd(stats["mean"], stats.get("sd", 0.0))
         return text + (f" (n={stats['n']})" if stats.get("n", n) != n else "")
 

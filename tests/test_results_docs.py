@@ -275,3 +275,4 @@ def test_an_extra_report_split_gets_its_column_and_one_seed_says_so(workspace):
     assert run("--write", "--results", results, doc) == 0
     text = doc.read_text()
     assert "seed 0: val (for choosing)" in text and "| metric | val (1 seed) | test (1 seed) |" in text
+    assert "| `accuracy` (label accuracy, all modalities) | 0.500 | 0.500 |" in text   # no spread for one seed
