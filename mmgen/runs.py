@@ -246,7 +246,8 @@ def _validate_multimodal(model, data) -> dict:
 
 
 def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = None,
-             metric_options: dict[str, dict] | None = None, strict: bool = True, **overrides) -> dict:
+             metric_options: dict[str, dict] | None = None, strict: bool = True, device: str = "cpu",
+             **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
     the run's eval options (None: keep).
@@ -255,7 +256,8 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     that list, ``metric_options`` ``{name: {key: value}}`` adds to their options) run too, their
     numbers under ``"metrics": {name: {...}}``. A model without a likelihood (see :func:`_evaluator`)
     gets only those; with none requested there is nothing to evaluate: :class:`NothingToEvaluate`,
-    or, with ``strict=False`` (the end of training), a file holding that ``note``."""
+    or, with ``strict=False`` (the end of training), a file holding that ``note``. The model is
+    evaluated on ``device`` (cpu, cuda or cuda:N)."""
     from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
     from mmgen.models import config_name
@@ -271,7 +273,7 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
                              f"{', '.join(requested) or 'none'})")
         requested[name] = {**requested[name], **extra}
     requested = eval_metrics.check(requested, where=None)
-    model = load_model(run_dir)
+    model = load_model(run_dir, distributed.check_device(device))
     evaluator = _evaluator(model)
     from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
     if evaluator is evaluate_text_to_image:  # judged by the run's attribute classifier

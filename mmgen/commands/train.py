@@ -5,7 +5,7 @@ import argparse
 import json
 
 from mmgen import presets, runs
-from mmgen.cli import add_threads_option
+from mmgen.cli import UsageError, add_threads_option
 from mmgen.train import TrainConfig
 
 
@@ -40,14 +40,11 @@ def run(args) -> int:
             print(f"{name:18s} {cfg.get('description', '')}")
         return 0
     if bool(args.config) == bool(args.preset):
-        raise SystemExit("mmgen train: give either a CONFIG file or --preset NAME (not both)")
+        raise UsageError("give either a CONFIG file or --preset NAME (not both)")
     if not args.out:
-        raise SystemExit("mmgen train: --out DIR (the run folder) is required")
-    try:  # a bad run config ends with its message, not a traceback
-        config = runs.apply_overrides(runs.load_config(args.config or args.preset), args.overrides)
-        trainer = runs.prepare(config, args.out, device=args.device)
-    except (ValueError, TypeError, LookupError, OSError) as exc:
-        raise SystemExit(f"mmgen train: {exc}") from exc
+        raise UsageError("--out DIR (the run folder) is required")
+    config = runs.apply_overrides(runs.load_config(args.config or args.preset), args.overrides)
+    trainer = runs.prepare(config, args.out, device=args.device)  # every config error is raised here
     metrics = runs.train(config, args.out, trainer=trainer)
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
