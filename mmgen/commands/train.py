@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
                     f"Presets: {names}.",
         epilog="training options (the run config's train section, or --set train.KEY=VALUE), with defaults:\n"
                + TrainConfig.describe())
-    p.add_argument("config", nargs="?", help="run config JSON file (data, model, train, eval sections)")
+    p.add_argument("config", nargs="?", help="run config file, JSON or YAML (data, model, train, eval sections)")
     p.add_argument("--preset", help=f"a built-in run config instead of a file: {names}")
     p.add_argument("--out", help="run folder (metrics.jsonl, samples/, checkpoints/, model/); required "
                                  "unless --list-presets")
