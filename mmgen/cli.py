@@ -25,7 +25,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.train", "mmgen.commands.sample",
+COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.presets", "mmgen.commands.train", "mmgen.commands.sample",
             "mmgen.commands.evaluate", "mmgen.commands.record", "mmgen.commands.bench",
             "mmgen.commands.kernels")
 

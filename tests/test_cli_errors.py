@@ -29,6 +29,8 @@ def test_command_checks_go_through_the_handler(capsys, tmp_path):
     assert cli_error(capsys, ["sample", "RUN", "-n", "0"]) == "mmgen: error: sample: -n must be >= 1, got 0"
     assert cli_error(capsys, ["bench", "nosuch", "--dir", str(tmp_path)]).startswith(
         f"mmgen: error: bench: no benchmark(s) ['nosuch'] in {tmp_path} (available: none;")
+    assert cli_error(capsys, ["presets", "show", "vae-cifar"]).startswith(
+        "mmgen: error: presets show: unknown preset 'vae-cifar'; available: ")
 
 
 @pytest.mark.parametrize("error, line", [
