@@ -27,7 +27,7 @@ import sys
 
 COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.presets", "mmgen.commands.train", "mmgen.commands.sample",
             "mmgen.commands.evaluate", "mmgen.commands.record", "mmgen.commands.bench",
-            "mmgen.commands.kernels")
+            "mmgen.commands.kernels", "mmgen.commands.env")
 
 # mmgen's own errors of a bad run, config, checkpoint or build: (module, class), looked up only when
 # the module is already imported (an error of a module never imported cannot have been raised)
