@@ -41,3 +41,15 @@ def test_dry_run_of_a_config_file_reports_its_errors(tmp_path, capsys):
     assert line == ("mmgen: error: train: run config train: training option batch_size=5000 is larger than the "
                     "training data (1297 examples)")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_the_dry_run_example_of_docs_cli_md_is_what_mmgen_prints(capsys, monkeypatch, tmp_path):
+    import pathlib
+    import shlex
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    block = next(b for b in doc.split("```bash\n")[1:] if b.startswith("$ python -m mmgen train")).split("```")[0]
+    command, *expected = block.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(shlex.split(command)[4:]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    assert not (tmp_path / "runs").exists()
