@@ -11,16 +11,29 @@ default is torch's own choice. ``train``, ``eval``, ``sample`` and ``bench`` als
 the subcommand (``THREADS_OPTION``). Where it is recorded: ``metrics.jsonl`` lines of a training
 run and ``eval_<split>.json`` carry ``"threads"``; ``mmgen bench`` runs each benchmark with
 ``OMP_NUM_THREADS=N`` (its result records ``machine.threads``) and writes ``threads`` in the summary.
+
+Errors: :func:`main` is the one place that turns a user's error into a message. A command raises
+ValueError, TypeError, LookupError, OSError or one of mmgen's errors (``USER_ERRORS``); ``main``
+prints ``mmgen: error: COMMAND: message`` on one line of stderr and returns 1. A wrong command line
+is exit 2 (argparse's own errors, and :class:`UsageError` raised by a command); Ctrl-C is exit 130.
+``--traceback`` (or ``MMGEN_DEBUG=1``) re-raises instead, with the full stack.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.train", "mmgen.commands.sample",
+COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.presets", "mmgen.commands.train", "mmgen.commands.sample",
             "mmgen.commands.evaluate", "mmgen.commands.record", "mmgen.commands.bench",
-            "mmgen.commands.kernels")
+            "mmgen.commands.kernels", "mmgen.commands.env")
+
+# mmgen's own errors of a bad run, config, checkpoint or build: (module, class), looked up only when
+# the module is already imported (an error of a module never imported cannot have been raised)
+MMGEN_ERRORS = (("mmgen.plugins", "PluginError"), ("mmgen.train.checkpoint", "CheckpointError"),
+                ("mmgen.train.trainer", "TrainingDiverged"), ("mmgen.kernels.build", "BuildConfigError"))
+DEBUG_ENV = "MMGEN_DEBUG"
 
 THREADS_HELP = "torch CPU threads for this command (torch.set_num_threads; default: torch's choice)"
 
@@ -56,21 +69,83 @@ def set_threads(count: int | None) -> dict:
     return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
 
 
+class UsageError(Exception):
+    """A command line whose options do not go together: exit 2 with the command's usage, as argparse does."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions :func:`main` reports as one line (see ``MMGEN_ERRORS``)."""
+    found = tuple(getattr(sys.modules[module], name) for module, name in MMGEN_ERRORS if module in sys.modules)
+    return (ValueError, TypeError, LookupError, OSError, *found)
+
+
+def error_message(exc: BaseException) -> str:
+    """The exception's message on one line (a KeyError's without the quotes it adds)."""
+    text = str(exc)
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0]) if " " in str(exc.args[0]) else f"missing key {exc}"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+
+
+def version() -> str:
+    import mmgen
+    return (f"mmgen {mmgen.__version__} from {os.path.dirname(os.path.abspath(mmgen.__file__))} "
+            f"(Python {sys.version.split()[0]})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, computed only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmgen", description="Multimodal deep generative models.")
+    parser.add_argument("--version", action=_VersionAction, help="print mmgen's version and where it is imported from")
     parser.add_argument("--threads", type=thread_count, default=None, metavar="N", help=THREADS_HELP)
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"on an error, show the full stack instead of one line (also: {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         importlib.import_module(module).add_parser(subparsers)
+    parser.commands = subparsers.choices  # command name -> its parser (for UsageError)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    """Run one command; returns its exit code (argparse's usage errors and ``--help`` raise
+    SystemExit themselves)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the records
-    if args.threads is not None:
-        set_threads(args.threads)
-    return int(args.func(args) or 0)
+    debug = args.traceback or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        if args.threads is not None:
+            set_threads(args.threads)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        if debug:
+            raise
+        parser.commands[args.command].error(error_message(exc))  # usage, then the message; exit 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("mmgen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (mmgen presets list | head): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+    except Exception as exc:
+        if debug or not isinstance(exc, user_errors()):
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"mmgen: error: {command}: {error_message(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

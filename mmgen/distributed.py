@@ -8,6 +8,7 @@ single process (rank 0 of 1), so the same code runs with and without torchrun.
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 import torch.distributed as dist
@@ -38,6 +39,25 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r} must be an integer (torchrun sets it)") from None
+
+
+DEVICES = ["cpu", "cuda", "cuda:N"]
+
+
+def check_device(device, what: str = "device") -> str:
+    """``device`` if it is cpu, cuda or cuda:N and, for CUDA, torch sees that GPU; else a ValueError
+    naming ``what``, the value and what is accepted."""
+    if not isinstance(device, str) or not (device in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", device)):
+        raise ValueError(f"{what}={device!r} is not one of {DEVICES}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}={device!r}, but torch sees no CUDA device (torch {torch.__version__}, "
+                             f"built for CUDA {torch.version.cuda or 'none'}); accepted here: 'cpu'")
+        count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ValueError(f"{what}={device!r}, but torch sees {count} CUDA device(s); accepted: "
+                             f"{['cpu', 'cuda', *(f'cuda:{i}' for i in range(count))]}")
+    return device
 
 
 def init_from_env(device: str = "cpu") -> str:

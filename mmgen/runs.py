@@ -26,15 +26,14 @@ RUN_FILE = "run.json"
 SECTIONS = ("description", "data", "model", "train", "eval")
 
 
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_config(source: str) -> dict:
-    """A run config from a preset name or a JSON file path."""
+    """A run config from a preset name or a file: JSON, or YAML (``.yaml`` / ``.yml``)."""
     if os.path.exists(source):
-        with open(source) as f:
-            try:
-                config = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{source} is not valid JSON: {exc}") from exc
-    elif source.endswith(".json") or os.sep in source:
+        config = read_config_file(source)
+    elif source.endswith(CONFIG_SUFFIXES) or os.sep in source:
         raise FileNotFoundError(f"run config file {source!r} does not exist (and it is not a preset name; "
                                 f"presets: {', '.join(sorted(presets.PRESETS))})")
     else:
@@ -43,11 +42,47 @@ def load_config(source: str) -> dict:
     return config
 
 
+def read_config_file(path: str) -> dict:
+    """The mapping a JSON or YAML run config file holds (YAML by its suffix, else JSON)."""
+    with open(path) as f:
+        text = f.read()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+        try:
+            config = yaml.load(text, Loader=_yaml_loader())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    else:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the top level of a run config must be a mapping of sections "
+                         f"{list(SECTIONS)}, got {type(config).__name__} {config!r:.60}")
+    return config
+
+
+def _yaml_loader():
+    """PyYAML's safe loader, also reading ``1e-3`` and ``2.5e4`` as numbers, as JSON does (PyYAML's
+    YAML 1.1 floats need a dot and a signed exponent, ``1.0e-3``, else they stay strings)."""
+    import re
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."))
+    return Loader
+
+
 def check_sections(config) -> None:
     """The sections of a run config are known and shaped as they should be (what they hold is
     checked where it is used)."""
     if not isinstance(config, dict):
-        raise ValueError(f"a run config must be a JSON object with sections {list(SECTIONS)}, "
+        raise ValueError(f"a run config must be a mapping (JSON object) of sections {list(SECTIONS)}, "
                          f"got {type(config).__name__}")
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
@@ -57,7 +92,7 @@ def check_sections(config) -> None:
             raise ValueError(f"run config has no {key!r} section (sections: {list(SECTIONS)})")
     for key in ("data", "model", "train", "eval"):
         if key in config and not isinstance(config[key], dict):
-            raise ValueError(f"run config section {key!r} must be a JSON object, got {config[key]!r}")
+            raise ValueError(f"run config section {key!r} must be a mapping (JSON object), got {config[key]!r}")
 
 
 LIKELIHOOD_METHODS = ("elbo", "iwae_bound", "nll", "log_prob")
@@ -246,7 +281,8 @@ def _validate_multimodal(model, data) -> dict:
 
 
 def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = None,
-             metric_options: dict[str, dict] | None = None, strict: bool = True, **overrides) -> dict:
+             metric_options: dict[str, dict] | None = None, strict: bool = True, device: str = "cpu",
+             **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
     the run's eval options (None: keep).
@@ -255,7 +291,8 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     that list, ``metric_options`` ``{name: {key: value}}`` adds to their options) run too, their
     numbers under ``"metrics": {name: {...}}``. A model without a likelihood (see :func:`_evaluator`)
     gets only those; with none requested there is nothing to evaluate: :class:`NothingToEvaluate`,
-    or, with ``strict=False`` (the end of training), a file holding that ``note``."""
+    or, with ``strict=False`` (the end of training), a file holding that ``note``. The model is
+    evaluated on ``device`` (cpu, cuda or cuda:N)."""
     from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
     from mmgen.models import config_name
@@ -271,7 +308,7 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
                              f"{', '.join(requested) or 'none'})")
         requested[name] = {**requested[name], **extra}
     requested = eval_metrics.check(requested, where=None)
-    model = load_model(run_dir)
+    model = load_model(run_dir, distributed.check_device(device))
     evaluator = _evaluator(model)
     from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
     if evaluator is evaluate_text_to_image:  # judged by the run's attribute classifier

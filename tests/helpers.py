@@ -45,3 +45,27 @@ def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done
+
+
+def cli_error(capsys, argv: list[str]) -> str:
+    """Run ``mmgen ARGV`` in-process; it must fail as a user error: exit code 1 and exactly one line
+    ``mmgen: error: ...`` on stderr (no traceback), which is returned without its newline."""
+    from mmgen import cli
+    capsys.readouterr()
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mmgen: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    return err[:-1]
+
+
+def cli_usage_error(capsys, argv: list[str]) -> str:
+    """Run ``mmgen ARGV`` in-process; it must be a usage error: exit code 2, the usage, then
+    ``mmgen COMMAND: error: ...``, whose line is returned."""
+    import pytest
+    from mmgen import cli
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.startswith("usage: mmgen"), err
+    return err.rstrip("\n").splitlines()[-1]

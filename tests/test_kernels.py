@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import mmgen
+from helpers import cli_error
 from mmgen import cli
 from mmgen.kernels import build, diagnose, jit, runtime
 from mmgen.testing import DEVICES, CheckReport, Sample, check_op
@@ -330,8 +331,9 @@ def test_kernels_info_explains_a_library_that_does_not_load(capsys, monkeypatch)
 
 
 def test_kernels_build_needs_a_setup_py(tmp_path, capsys):
-    assert cli.main(["kernels", "build", str(tmp_path)]) == 2
-    assert "has no setup.py" in capsys.readouterr().err
+    assert cli_error(capsys, ["kernels", "build", str(tmp_path)]) == (
+        f"mmgen: error: kernels build: {tmp_path} has no setup.py (give the folder of the plugin, the one "
+        "holding setup.py that calls mmgen.kernels.build.native_extension)")
 
 
 @pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch")
@@ -339,9 +341,8 @@ def test_kernels_build_stops_on_a_toolkit_torch_mismatch_before_compiling(build_
     root = _plugin_tree(tmp_path)
     build_env.setattr(build.torch_cpp_extension(), "CUDA_HOME", "/opt/old-cuda")
     build_env.setattr(build, "toolkit_version", lambda home: "11.8")
-    assert cli.main(["kernels", "build", str(root)]) == 2
-    err = capsys.readouterr().err
-    assert f"error: CUDA toolkit 11.8 at /opt/old-cuda does not match torch {torch.__version__}" in err
+    assert cli_error(capsys, ["kernels", "build", str(root)]).startswith(
+        f"mmgen: error: kernels build: CUDA toolkit 11.8 at /opt/old-cuda does not match torch {torch.__version__}")
     assert not (root / "build").exists()
 
 

@@ -154,7 +154,7 @@ def test_installed_plugin_model_trains_samples_and_evaluates_through_the_cli(toy
 
     done = mmgen_cli(toy_site, "eval", str(run), "--metric", "toy.mean_eror")
     assert done.returncode == 1
-    assert ("mmgen eval: unknown metric 'toy.mean_eror'; did you mean 'toy.mean_error'? "
+    assert ("mmgen: error: eval: unknown metric 'toy.mean_eror'; did you mean 'toy.mean_error'? "
             "(registered metric names: toy.mean_error)") in done.stderr
 
     done = mmgen_cli(toy_site, "plugins", "list", "--json")

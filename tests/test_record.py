@@ -1,10 +1,12 @@
 """mmgen record: several seeds, val and test, mean ± sd, provenance; --check against the record."""
 import json
 import math
+import re
 import statistics
 
 import pytest
 
+from helpers import cli_error, cli_usage_error
 from mmgen import cli, record
 
 pytestmark = pytest.mark.plugins("image")
@@ -84,29 +86,27 @@ def test_record_then_check(tmp_path, capsys):
     assert "FAIL test elbo" in printed and "1 of 10 metrics outside the recorded spread" in printed
 
 
-def test_check_refuses_a_stale_or_missing_record(tmp_path):
+def test_check_refuses_a_stale_or_missing_record(tmp_path, capsys):
     out = tmp_path / "quality_vae_digits.json"
-    with pytest.raises(SystemExit, match=r"no record .*quality_vae_digits.json to check against: write it with "
-                                         r"`mmgen record vae-digits --seeds 0 1 2`"):
-        cli.main(["record", "--check", "vae-digits", "--out", str(out)])
+    assert re.match(r"mmgen: error: record: no record .*quality_vae_digits.json to check against: write it with "
+                    r"`mmgen record vae-digits --seeds 0 1 2`", cli_error(capsys, ["record", "--check", "vae-digits",
+                                                                                 "--out", str(out)]))
     out.write_text(json.dumps({"summary": {}, "run_config": {"data": {"name": "digits"}}, "overrides": [],
                                "seeds": [0, 1, 2]}))
-    with pytest.raises(SystemExit, match=r"the run config of vae-digits differs from the one recorded .* the "
-                                         r"record is stale; re-record it with `mmgen record vae-digits --seeds 0 1 2`"):
-        cli.main(["record", "--check", "vae-digits", "--out", str(out)])
-    with pytest.raises(SystemExit, match=r"--seeds must name distinct seeds, got \[1, 1\]"):
-        cli.main(["record", "vae-digits", "--seeds", "1", "1", "--out", str(out)])
+    assert re.match(r"mmgen: error: record: .*the run config of vae-digits differs from the one recorded .* the "
+                    r"record is stale; re-record it with `mmgen record vae-digits --seeds 0 1 2`",
+                    cli_error(capsys, ["record", "--check", "vae-digits", "--out", str(out)]))
+    assert re.match(r"mmgen: error: record: .*--seeds must name distinct seeds, got \[1, 1\]",
+                    cli_error(capsys, ["record", "vae-digits", "--seeds", "1", "1", "--out", str(out)]))
 
 
 def test_also_split_is_checked_before_training_then_recorded_and_checked(tmp_path, monkeypatch, capsys):
     out, runs_dir = tmp_path / "quality_vae_digits.json", tmp_path / "runs"
     base = ["record", "vae-digits", "--seeds", "0", "1", "--runs", str(runs_dir), "--out", str(out), *SMALL]
     for bad in (["--also-split", "test"], ["--also-split", "heldout", "--also-split", "heldout"]):
-        with pytest.raises(SystemExit, match="--also-split takes distinct report-only splits other than train, "
-                                             "val and test"):
-            cli.main([*base, *bad])
-    with pytest.raises(SystemExit, match="heldout"):     # digits has no split heldout: said before training
-        cli.main([*base, "--also-split", "heldout"])
+        assert ("--also-split takes distinct report-only splits other than train, val and test"
+                in cli_error(capsys, [*base, *bad]))
+    assert "heldout" in cli_error(capsys, [*base, "--also-split", "heldout"])  # digits has no split heldout: said before training
     assert not runs_dir.exists()
     # a dataset with an extra split: digits' test split served under another name
     from mmgen import runs
@@ -122,5 +122,5 @@ def test_also_split_is_checked_before_training_then_recorded_and_checked(tmp_pat
     capsys.readouterr()
     assert cli.main(["record", "--check", "vae-digits", "--out", str(out)]) == 0
     assert "all 15 metrics inside the recorded spread" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="not --set, --name, --seeds or --also-split"):
-        cli.main(["record", "--check", "vae-digits", "--also-split", "extra"])
+    assert "not --set, --name, --seeds or --also-split" in cli_usage_error(
+        capsys, ["record", "--check", "vae-digits", "--also-split", "extra"])

@@ -51,11 +51,11 @@ def run(args) -> int:
     if unknown:
         available = sorted(f[6:-3] for f in os.listdir(bench_dir) if f.startswith("bench_") and f.endswith(".py")) \
             if os.path.isdir(bench_dir) else []
-        raise SystemExit(f"mmgen bench: no benchmark(s) {unknown} in {bench_dir} "
+        raise LookupError(f"no benchmark(s) {unknown} in {bench_dir} "
                          f"(available: {', '.join(available) or 'none'}; benchmarks ship with the source "
                          "checkout: pass --dir PATH/TO/benchmarks)")
     if args.repeat < 1:
-        raise SystemExit(f"mmgen bench: --repeat must be >= 1, got {args.repeat}")
+        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
     out_dir = os.path.abspath(args.out_dir or os.path.join(bench_dir, "results"))
     os.makedirs(out_dir, exist_ok=True)
     device = args.device.split(":")[0]

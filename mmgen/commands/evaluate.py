@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from mmgen import runs
+from mmgen import distributed, runs
 from mmgen.cli import add_threads_option
 
 
@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--condition", choices=("mean", "sample"),
                    help="text-to-image runs: generate from the conditioning augmentation's mean (default) "
                         "or from a draw of it (written to eval_t2i_<split>_sampled.json)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_threads_option(p)
     p.set_defaults(func=run)
 
@@ -47,12 +48,10 @@ def parse_metric_options(items: list[str]) -> dict[str, dict]:
 
 
 def run(args) -> int:
-    try:
-        metrics = runs.evaluate(args.run_dir, args.split, metrics=args.metric,
-                                metric_options=parse_metric_options(args.metric_option), k=args.k,
-                                max_examples=args.max_examples, inception_weights=args.inception_weights,
-                                condition=args.condition)
-    except (ValueError, TypeError, LookupError, OSError) as exc:
-        raise SystemExit(f"mmgen eval: {exc}") from exc
+    distributed.check_device(args.device, "--device")
+    metrics = runs.evaluate(args.run_dir, args.split, metrics=args.metric,
+                            metric_options=parse_metric_options(args.metric_option), k=args.k,
+                            max_examples=args.max_examples, inception_weights=args.inception_weights,
+                            condition=args.condition, device=args.device)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -140,18 +140,13 @@ def build_command(path: str, install: bool) -> list[str]:
 
 
 def run_build(args) -> int:
-    from mmgen.kernels.build import BuildConfigError, read_build_record, settings
+    from mmgen.kernels.build import read_build_record, settings
     from mmgen.kernels.diagnose import build_failure_summary
     root = os.path.abspath(args.path)
     if not os.path.isfile(os.path.join(root, "setup.py")):
-        print(f"error: {args.path} has no setup.py (give the folder of the plugin, the one holding setup.py "
-              "that calls mmgen.kernels.build.native_extension)", file=sys.stderr)
-        return 2
-    try:
-        config = settings()
-    except BuildConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"{args.path} has no setup.py (give the folder of the plugin, the one holding "
+                                "setup.py that calls mmgen.kernels.build.native_extension)")
+    config = settings()  # a BuildConfigError (toolkit and torch do not match) stops here, before compiling
     print(f"building {args.path}: CUDA kernels {'ON' if config.use_cuda else 'OFF'} ({config.reason}); "
           f"archs {config.archs or '-'}; MAX_JOBS={config.max_jobs}; debug {'on' if config.debug else 'off'}",
           flush=True)

@@ -17,13 +17,13 @@ def add_parser(subparsers) -> None:
     doctor.set_defaults(func=run_doctor)
 
 
-def _load() -> list[plugins.PluginInfo]:
+def load_quietly() -> list[plugins.PluginInfo]:
     with warnings.catch_warnings():  # the failures are printed by the commands themselves
         warnings.simplefilter("ignore", plugins.PluginLoadWarning)
         return plugins.list_plugins()
 
 
-def _as_dict(info: plugins.PluginInfo) -> dict:
+def as_dict(info: plugins.PluginInfo) -> dict:
     components: dict[str, list[str]] = {}
     for c in info.components:
         components.setdefault(c.kind, []).append(c.name)
@@ -33,9 +33,9 @@ def _as_dict(info: plugins.PluginInfo) -> dict:
 
 
 def run_list(args) -> int:
-    found = _load()
+    found = load_quietly()
     if args.json:
-        print(json.dumps([_as_dict(info) for info in found], indent=2))
+        print(json.dumps([as_dict(info) for info in found], indent=2))
         return 0
     if not found:
         print("no plugins loaded" + _autoload_note())
@@ -59,7 +59,7 @@ def _autoload_note() -> str:
 
 
 def run_doctor(args) -> int:
-    found = _load()
+    found = load_quietly()
     note = _autoload_note()
     print("entry-point autoload: " + ("off" + note if note else "on"))
     allowed = plugins.allow_list()

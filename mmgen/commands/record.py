@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mmgen.cli import add_threads_option
+from mmgen.cli import UsageError, add_threads_option
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
                     "--check re-trains one recorded seed (with the record's thread count unless --threads)\n"
                     "and fails (exit 1) when a metric falls outside the record's 99% prediction interval,\n"
                     "mean ± t(0.995, n-1)·sd·sqrt(1+1/n).")
-    p.add_argument("source", metavar="SOURCE", help="a preset name or a run config JSON file")
+    p.add_argument("source", metavar="SOURCE", help="a preset name or a run config file (JSON or YAML)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S",
                    help="training seeds (train.seed; default: 0 1 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -41,21 +41,17 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from mmgen import record
-    try:
-        if args.check:
-            if args.overrides or args.name or args.seeds != [0, 1, 2] or args.also_splits:
-                raise ValueError("--check re-trains the record's own config and seed (its overrides, its seeds, "
-                                 "its splits); it takes --seed, --out (the record), --runs and --device, not --set, "
-                                 "--name, --seeds or --also-split")
-            ok, rows = record.check(args.source, record_path=args.out, seed=args.seed, runs_dir=args.runs,
-                                    device=args.device, threads=getattr(args, "threads", None))
-        else:
-            record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
-                          runs_dir=args.runs, out=args.out, device=args.device, also_splits=args.also_splits,
-                          command=["mmgen", *args.argv])
-            return 0
-    except (ValueError, TypeError, LookupError, OSError) as exc:
-        raise SystemExit(f"mmgen record: {exc}") from exc
+    if not args.check:
+        record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
+                      runs_dir=args.runs, out=args.out, device=args.device, also_splits=args.also_splits,
+                      command=["mmgen", *args.argv])
+        return 0
+    if args.overrides or args.name or args.seeds != [0, 1, 2] or args.also_splits:
+        raise UsageError("--check re-trains the record's own config and seed (its overrides, its seeds, "
+                         "its splits); it takes --seed, --out (the record), --runs and --device, not --set, "
+                         "--name, --seeds or --also-split")
+    ok, rows = record.check(args.source, record_path=args.out, seed=args.seed, runs_dir=args.runs,
+                            device=args.device, threads=getattr(args, "threads", None))
     width = max(len(f"{r['split']} {r['metric']}") for r in rows)
     for r in rows:
         value = "missing" if r["value"] is None else f"{r['value']:.6g}"

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from mmgen import runs
+from mmgen import distributed, runs
 from mmgen.cli import add_threads_option
 from mmgen.io import image_grid, save_png
 
@@ -25,18 +25,21 @@ def add_parser(subparsers) -> None:
     p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
                    help="text-to-image models: images along the line between captions A and B")
     p.add_argument("--steps", type=int, default=8, help="images per --interpolate row (default 8)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; a seed draws other "
+                                                   "samples on CUDA than on CPU)")
     add_threads_option(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.n < 1:
-        raise SystemExit(f"mmgen sample: -n must be >= 1, got {args.n}")
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    device = distributed.check_device(args.device, "--device")
     config = runs.read_run_config(args.run_dir)
-    model = runs.load_model(args.run_dir)
+    model = runs.load_model(args.run_dir, device)
     model.eval()
     if args.label is not None and not getattr(model, "condition_on_labels", False):
-        raise SystemExit(f"mmgen sample: --label {args.label} needs a label-conditioned model (cvae, m2); "
+        raise ValueError(f"--label {args.label} needs a label-conditioned model (cvae, m2); "
                          f"{args.run_dir} holds a {type(model).__name__}")
     cond = {} if args.label is None else {"y": args.label}
     if args.prompt or args.interpolate:
@@ -44,19 +47,19 @@ def run(args) -> int:
     if hasattr(model, "write_samples"):  # text (and multimodal) models write their own files
         prefix = (os.path.splitext(args.out)[0] if args.out
                   else os.path.join(args.run_dir, "samples", f"sample-seed{args.seed}"))
-        paths = model.write_samples(prefix, args.n, torch.Generator().manual_seed(args.seed),
+        paths = model.write_samples(prefix, args.n, torch.Generator(device).manual_seed(args.seed),
                                     data=runs.dataset(config, "val"))
         print(f"wrote {args.n} samples to {', '.join(paths)}")
         return 0
     if not hasattr(model, "sample"):
-        raise SystemExit(f"mmgen sample: the {type(model).__name__} model of {args.run_dir} has no sample()")
-    images = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **cond)
+        raise TypeError(f"the {type(model).__name__} model of {args.run_dir} has no sample()")
+    images = model.sample(args.n, generator=torch.Generator(device).manual_seed(args.seed), **cond)
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise SystemExit(f"mmgen sample: the {type(model).__name__} model's sample(n) gave {got}, not images "
-                         "[n, C, H, W]; a model whose samples are not images writes its own files with "
-                         "write_samples(prefix, n, generator, data=...)")
-    images = images.float()
+        raise TypeError(f"the {type(model).__name__} model's sample(n) gave {got}, not images "
+                        "[n, C, H, W]; a model whose samples are not images writes its own files with "
+                        "write_samples(prefix, n, generator, data=...)")
+    images = images.float().cpu()
     levels = getattr(runs.dataset(config, "val"), "levels", None)
     if levels:
         images = images / (levels - 1)
@@ -70,16 +73,15 @@ def _text_to_image(args, model) -> int:
     """PNG grids for ``--prompt`` and ``--interpolate`` (same seed, so the rows share their noise)."""
     captioned = getattr(model, "condition_key", None) == "captions"  # a caption-conditioned CVAE
     if not (hasattr(model, "interpolate") or captioned and not args.interpolate):
-        raise SystemExit(f"mmgen sample: --prompt needs a text-to-image model or a caption-conditioned "
-                         f"CVAE, --interpolate a text-to-image model; {args.run_dir} holds a "
-                         f"{type(model).__name__}")
+        raise ValueError(f"--prompt needs a text-to-image model or a caption-conditioned CVAE, "
+                         f"--interpolate a text-to-image model; {args.run_dir} holds a {type(model).__name__}")
     folder = args.out or os.path.join(args.run_dir, "samples")
     rows = []
     for prompt in args.prompt or []:
-        generator = torch.Generator().manual_seed(args.seed)
+        generator = torch.Generator(args.device).manual_seed(args.seed)
         images = (model.sample(args.n, y=prompt, mean=True, generator=generator) if captioned
                   else model.sample(args.n, prompts=prompt, generator=generator))
-        rows.append(images.float().clamp(0, 1))
+        rows.append(images.float().clamp(0, 1).cpu())
         path = os.path.join(folder, f"prompt-{_slug(prompt)}-seed{args.seed}.png")
         save_png(image_grid(rows[-1]), path, scale=max(1, 112 // images.shape[-1]))
         print(f"wrote {args.n} images for {prompt!r} to {path}")
@@ -89,10 +91,10 @@ def _text_to_image(args, model) -> int:
         print(f"wrote one row per prompt to {path}")
     if args.interpolate:
         if args.steps < 2:
-            raise SystemExit(f"mmgen sample: --steps must be >= 2, got {args.steps}")
-        generator = torch.Generator().manual_seed(args.seed)
+            raise ValueError(f"--steps must be >= 2, got {args.steps}")
+        generator = torch.Generator(args.device).manual_seed(args.seed)
         a, b = args.interpolate
-        images = torch.cat([model.interpolate(a, b, args.steps, generator=generator) for _ in range(4)])
+        images = torch.cat([model.interpolate(a, b, args.steps, generator=generator) for _ in range(4)]).cpu()
         path = os.path.join(folder, f"interpolate-{_slug(a)}-to-{_slug(b)}-seed{args.seed}.png")
         save_png(image_grid(images.float().clamp(0, 1), nrow=args.steps), path,
                  scale=max(1, 64 // images.shape[-1]))

@@ -5,7 +5,8 @@ import argparse
 import json
 
 from mmgen import presets, runs
-from mmgen.cli import add_threads_option
+from mmgen.cli import UsageError, add_threads_option
+from mmgen.commands.presets import print_presets
 from mmgen.train import TrainConfig
 
 
@@ -22,34 +23,54 @@ def add_parser(subparsers) -> None:
                     f"Presets: {names}.",
         epilog="training options (the run config's train section, or --set train.KEY=VALUE), with defaults:\n"
                + TrainConfig.describe())
-    p.add_argument("config", nargs="?", help="run config JSON file (data, model, train, eval sections)")
+    p.add_argument("config", nargs="?", help="run config file, JSON or YAML (data, model, train, eval sections)")
     p.add_argument("--preset", help=f"a built-in run config instead of a file: {names}")
     p.add_argument("--out", help="run folder (metrics.jsonl, samples/, checkpoints/, model/); required "
                                  "unless --list-presets")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=200 (repeatable; JSON values)")
     p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
-    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config (load it, apply --set, build the data and the model as training "
+                        "would), print a summary and stop: nothing is trained or written")
+    p.add_argument("--list-presets", action="store_true", help="print the presets and exit (= mmgen presets list)")
     add_threads_option(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.list_presets:
-        for name, cfg in sorted(presets.PRESETS.items()):
-            print(f"{name:18s} {cfg.get('description', '')}")
+        print_presets()
         return 0
     if bool(args.config) == bool(args.preset):
-        raise SystemExit("mmgen train: give either a CONFIG file or --preset NAME (not both)")
+        raise UsageError("give either a CONFIG file or --preset NAME (not both)")
     if not args.out:
-        raise SystemExit("mmgen train: --out DIR (the run folder) is required")
-    try:  # a bad run config ends with its message, not a traceback
-        config = runs.apply_overrides(runs.load_config(args.config or args.preset), args.overrides)
-        trainer = runs.prepare(config, args.out, device=args.device)
-    except (ValueError, TypeError, LookupError, OSError) as exc:
-        raise SystemExit(f"mmgen train: {exc}") from exc
+        raise UsageError("--out DIR (the run folder) is required")
+    config = runs.apply_overrides(runs.load_config(args.config or args.preset), args.overrides)
+    trainer = runs.prepare(config, args.out, device=args.device)  # every config error is raised here
+    if args.dry_run:
+        print(dry_run_summary(args, config, trainer))
+        return 0
     metrics = runs.train(config, args.out, trainer=trainer)
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
         print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*val.json)")
     return 0
+
+
+def dry_run_summary(args, config: dict, trainer) -> str:
+    """What ``mmgen train`` would train: config, model, data sizes, steps."""
+    cfg, model = trainer.config, trainer.model
+    parameters = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    source = f"preset {args.preset}" if args.preset else f"config {args.config}"
+    overrides = f" with {', '.join(args.overrides)}" if args.overrides else ""
+    val = f", val {len(trainer.val_data):,}" if trainer.val_data is not None else ""
+    epochs = cfg.steps * cfg.batch_size / len(trainer.train_data)
+    return "\n".join([
+        f"dry run: the config is valid; nothing was trained or written ({args.out} untouched)",
+        f"config:   {source}{overrides}",
+        f"model:    {type(model).__name__} ({getattr(model, 'config', {}).get('model', '?')}), {parameters:,} parameters"
+        + (f" ({trainable:,} trainable)" if trainable != parameters else ""),
+        f"data:     {config['data']['name']}: train {len(trainer.train_data):,}{val} examples",
+        f"training: {cfg.steps:,} steps of batch {cfg.batch_size} ({epochs:.1f} epochs) on {trainer.device}"])

@@ -117,8 +117,7 @@ class TrainConfig:
             raise ValueError(f"training option lr must be > 0, got {self.lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"training option grad_clip must be > 0 or null, got {self.grad_clip}")
-        if not (self.device in ("cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"training option device={self.device!r} is not one of ['cpu', 'cuda', 'cuda:N']")
+        distributed.check_device(self.device, "training option device")
         for name, options in (self.optimizers or {}).items():
             if not isinstance(options, dict):
                 raise ValueError(f"training option optimizers[{name!r}] must be a dict of optimizer "
