@@ -131,13 +131,20 @@ def _finished(run_dir: str, config: dict) -> bool:
 
 
 def _train_seconds(run_dir: str) -> float | None:
-    elapsed = None
+    """Training wall time from ``metrics.jsonl``: ``elapsed_s`` counts from the start of each
+    process's training, so a resumed run adds up its segments (each ``resumed`` event starts one;
+    steps repeated after an interruption count, they were computed twice)."""
+    total, segment, seen = 0.0, 0.0, False
     path = os.path.join(run_dir, "metrics.jsonl")
     if os.path.exists(path):
         with open(path) as f:
             for line in f:
-                elapsed = json.loads(line).get("elapsed_s", elapsed)
-    return elapsed
+                entry = json.loads(line)
+                if entry.get("event") == "resumed":
+                    total, segment = total + segment, 0.0
+                elif "elapsed_s" in entry:
+                    segment, seen = entry["elapsed_s"], True
+    return total + segment if seen else None
 
 
 def check_also_splits(config: dict, also_splits) -> tuple[str, ...]:

@@ -124,3 +124,17 @@ def test_also_split_is_checked_before_training_then_recorded_and_checked(tmp_pat
     assert "all 15 metrics inside the recorded spread" in capsys.readouterr().out
     assert "not --set, --name, --seeds or --also-split" in cli_usage_error(
         capsys, ["record", "--check", "vae-digits", "--also-split", "extra"])
+
+
+def test_training_time_adds_up_the_segments_of_a_resumed_run(tmp_path):
+    lines = [{"step": 50, "elapsed_s": 10.0}, {"step": 100, "elapsed_s": 20.5},   # killed after step 100
+             {"event": "resumed", "from": "step-000050", "processes": 1, "processes_before": 1},
+             {"step": 100, "elapsed_s": 9.0}, {"step": 150, "elapsed_s": 19.0},
+             {"event": "eval", "split": "val"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert record._train_seconds(str(tmp_path)) == pytest.approx(20.5 + 19.0)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 50, "elapsed_s": 7.0}) + "\n")
+    assert record._train_seconds(str(tmp_path)) == 7.0
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "eval"}) + "\n")
+    assert record._train_seconds(str(tmp_path)) is None
+    assert record._train_seconds(str(tmp_path / "missing")) is None
