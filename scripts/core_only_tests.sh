@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The test suite against the core alone: a fresh venv (no system site packages) with the pinned
-# torch, mmgen and its test extra, and none of the plugins (mmgen-image, mmgen-text, mmgen-audio,
-# the mmgen-gumbel example). Proves that mmgen imports, builds, trains and saves without them and
-# that every test needing a plugin is skipped with its reason. Run by .ci/run after the main suite.
+# The built distributions, as a user installs them: `python -m build` makes the core's sdist and its
+# wheel from that sdist (so the sdist must carry every source it needs), and each first-party
+# plugin's sdist and wheel. Then, in a fresh venv (no system site packages):
+#   1. the core wheel alone, with its test extra: the test suite against the core without plugins
+#      (every test needing a plugin is skipped with its reason);
+#   2. the plugin wheels added: a smoke test (imports, plugins load, ops, a short training, sampling).
+# Run by .ci/run after the main suite.
 #
 # The checkout is copied (tracked and untracked, not ignored files) into a temporary folder, so
-# the build writes nothing into it; mmgen is installed from the copy in editable mode and pytest
-# runs there. MMGEN_CUDA=0 builds the CPU kernels only (the main run
-# compiled the CUDA ones); MMGEN_REQUIRE_NATIVE=1 still insists that the extension loads.
-# Environment: CORE_ONLY_DIR keeps the venv there (reused when it exists) instead of a temp folder.
+# nothing is written into it. The tests run in that copy (they read benchmarks/, setup.py, docs/)
+# with its mmgen/ folder replaced by a link to the installed wheel's package, so what they import
+# is the wheel. MMGEN_CUDA=0 builds the CPU kernels only (the main run compiled the CUDA ones);
+# MMGEN_REQUIRE_NATIVE=1 still insists that the extension loads.
+# Environment: CORE_ONLY_DIR keeps the venv there (reused when it exists) instead of a temp folder;
+# PYTHON picks the interpreter (default python3).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-python}
+python=${PYTHON:-$(command -v python3 || command -v python)}
 work=${CORE_ONLY_DIR:-}
 if [ -z "$work" ]; then
     work=$(mktemp -d "${TMPDIR:-/tmp}/mmgen-core-only.XXXXXX")
@@ -20,33 +25,56 @@ fi
 mkdir -p "$work"
 start=$SECONDS
 pip_q=(--disable-pip-version-check -q)
+step() { echo "+ wheels: $* ($((SECONDS - start)) s)"; }
 
-echo "+ core-only: venv in $work"
+step "venv in $work"
 [ -x "$work/venv/bin/python" ] || "$python" -m venv "$work/venv"
 py="$work/venv/bin/python"
-"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "setuptools>=64" wheel ninja
+"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "setuptools>=77" wheel ninja "build>=1.2"
 
-rm -rf "$work/src" && mkdir -p "$work/src"
+rm -rf "$work/src" "$work/dist" && mkdir -p "$work/src" "$work/dist"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard \
     | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$work/src"
-# Editable, as scripts/install.sh installs it: some tests read the checkout (benchmarks/, setup.py).
-echo "+ core-only: pip install -e ./[test] (MMGEN_CUDA=0)"
-(cd "$work/src" && MMGEN_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" \
-    "$py" -m pip install "${pip_q[@]}" --no-build-isolation "torch==2.11.0" -e "./[test]")
+src="$work/src"
 
-# No plugin package may be importable in this environment.
+step "python -m build . (sdist, then the wheel from it; MMGEN_CUDA=0)"
+(cd "$src" && MMGEN_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" "$py" -m build --no-isolation --outdir "$work/dist" . \
+    > "$work/build-core.log" 2>&1) || { tail -n 60 "$work/build-core.log"; echo "building the core failed" >&2; exit 1; }
+sdist=$(ls "$work"/dist/mmgen_torch-*.tar.gz)
+wheel=$(ls "$work"/dist/mmgen_torch-*.whl)
+# The sdist carries every tracked file the build reads: the C++/CUDA sources, the build helper.
+missing=$(cd "$root" && git ls-files csrc setup.py mmgen/kernels/build.py LICENSE pyproject.toml \
+    | grep -v '^csrc/generated/' | while read -r f; do
+        tar -tzf "$sdist" | grep -qx "[^/]*/$f" || echo "$f"; done)
+[ -z "$missing" ] || { echo "the sdist $sdist lacks: $missing" >&2; exit 1; }
+unzip -l "$wheel" | grep -qE 'mmgen/_C\..*\.so$' || { echo "the wheel $wheel has no mmgen/_C extension" >&2; exit 1; }
+unzip -p "$wheel" '*.dist-info/METADATA' | grep -qx 'License-Expression: Apache-2.0' \
+    || { echo "the wheel's metadata lacks License-Expression: Apache-2.0 (PEP 639)" >&2; exit 1; }
+
+step "python -m build for each plugin"
+for plugin in mmgen-image mmgen-text mmgen-audio; do
+    (cd "$src/plugins/$plugin" && "$py" -m build --no-isolation --outdir "$work/dist" . > "$work/build-$plugin.log" 2>&1) \
+        || { tail -n 40 "$work/build-$plugin.log"; echo "building $plugin failed" >&2; exit 1; }
+done
+ls -1 "$work/dist"
+
+step "pip install the core wheel with its test extra (no plugin)"
+"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "$wheel[test]"
 "$py" - <<'EOF'
 import importlib.util, sys
 found = [m for m in ("mmgen_image", "mmgen_text", "mmgen_audio", "mmgen_gumbel") if importlib.util.find_spec(m)]
 sys.exit(f"core-only venv unexpectedly has plugin packages: {found}" if found else 0)
 EOF
+installed=$(cd "$work" && "$py" -c "import mmgen, os; print(os.path.dirname(mmgen.__file__))")
+case "$installed" in "$work/venv/"*) ;; *) echo "mmgen imports from $installed, not from the venv" >&2; exit 1 ;; esac
+rm -rf "$src/mmgen" && ln -s "$installed" "$src/mmgen"
 
 # pytest runs in the copy (so `tests.helpers` imports); the plugins' sources there are no package
 # on the path (plugins/mmgen-image/mmgen_image ...) and none is installed.
-echo "+ core-only: python -m pytest -q -p no:cacheprovider -rfEs tests"
+step "core only: python -m pytest -q -p no:cacheprovider -rfEs tests"
 log="$work/pytest.log"
 set +e
-(cd "$work/src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -p no:cacheprovider -rfEs tests) 2>&1 | tee "$log"
+(cd "$src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -p no:cacheprovider -rfEs tests) 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" -ne 0 ]; then
@@ -54,4 +82,32 @@ if [ "$rc" -ne 0 ]; then
     exit 1
 fi
 grep -q "needs the .* plugin" "$log" || { echo "core-only run skipped no plugin test: were plugins installed?" >&2; exit 1; }
-echo "+ core-only: passed in $((SECONDS - start)) s"
+
+step "pip install the plugin wheels; smoke test"
+"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "$work"/dist/mmgen_image-*.whl "$work"/dist/mmgen_text-*.whl \
+    "$work"/dist/mmgen_audio-*.whl
+smoke="$work/smoke" && rm -rf "$smoke" && mkdir -p "$smoke"
+(cd "$smoke" && MMGEN_REQUIRE_NATIVE=1 "$py" - <<'EOF'
+import importlib.util
+import torch
+import mmgen, mmgen.ops
+from mmgen.plugins import list_plugins
+
+info = mmgen.ops.build_info()
+assert info["native"], info
+loaded = {p.name for p in list_plugins() if p.status == "ok"}
+assert {"image", "text", "audio"} <= loaded, loaded
+assert importlib.util.find_spec("transformers") is None, "mmgen-text pulled in transformers (an extra)"
+mu, logvar = torch.randn(8, 4, requires_grad=True), torch.zeros(8, 4, requires_grad=True)
+z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+(z.sum() + kl.sum()).backward()
+print(f"smoke: mmgen {mmgen.__version__}, plugins {sorted(loaded)}, native {info['torch_version']}, ops ok")
+EOF
+)
+(cd "$smoke" && MMGEN_REQUIRE_NATIVE=1 OMP_NUM_THREADS=2 "$work/venv/bin/mmgen" train --preset vae-digits --out run \
+    --set train.steps=60 > train.log 2>&1) || { tail -n 30 "$smoke/train.log"; echo "smoke training failed" >&2; exit 1; }
+tail -n 3 "$smoke/train.log"
+(cd "$smoke" && "$work/venv/bin/mmgen" sample run -n 16 --out grid.png > sample.log 2>&1) \
+    || { cat "$smoke/sample.log"; echo "smoke sampling failed" >&2; exit 1; }
+[ -s "$smoke/grid.png" ] || { echo "mmgen sample wrote no grid.png" >&2; exit 1; }
+step "passed"

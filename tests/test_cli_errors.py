@@ -99,7 +99,7 @@ def test_version_is_the_package_version(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert out == f"mmgen {mmgen.__version__} from {os.path.dirname(mmgen.__file__)} (Python {sys.version.split()[0]})\n"
-    assert importlib.metadata.version("mmgen") == mmgen.__version__   # pyproject reads it (test_packaging)
+    assert importlib.metadata.version("mmgen-torch") == mmgen.__version__   # pyproject reads it (test_packaging)
 
 
 def test_commands_leave_their_errors_to_the_handler():

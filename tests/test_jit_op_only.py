@@ -77,7 +77,7 @@ def test_the_jit_records_the_build_of_an_op_only_library(op_only):
     library, _, _ = op_only
     record = library.build_info()
     assert record == {"torch_version": torch.__version__, "cuda": False, "cuda_version": None, "arch_list": None,
-                      "debug": False, "module": "mmgen_test_op_only"}
+                      "debug": False, "module": "mmgen_test_op_only", "cuda_reason": "MMGEN_CUDA=0"}
     assert json.loads(library.build_info_json()) == record
     assert runtime.library_build_record(library.__file__) == record  # the generated C function
     assert build.read_build_record(library.__file__) == record       # from the file, without loading it

@@ -65,7 +65,7 @@ def test_native_extension_cpu_only_and_debug(build_env, tmp_path):
     header = (root / "csrc" / "generated" / "build_info.h").read_text()
     record = json.loads(header.split('R"mmgen(')[1].split(')mmgen"')[0])
     assert record == {"torch_version": torch.__version__, "cuda": False, "cuda_version": None, "arch_list": None,
-                      "debug": True, "module": "mmgen_gumbel._C"}
+                      "debug": True, "module": "mmgen_gumbel._C", "cuda_reason": "MMGEN_CUDA=0"}
     with pytest.raises(build.BuildConfigError, match="'csrc/nope/\\*.cpp' matches no file"):
         build.native_extension("x._C", root=str(root), cpu_sources=["csrc/nope/*.cpp"])
     (root / "csrc" / "helpers.cpp").write_text("// TORCH_LIBRARY(x, m) only in a comment\nint helper() { return 1; }\n")
@@ -102,12 +102,50 @@ def test_forced_cuda_without_toolkit_or_with_a_mismatched_one_is_an_error(build_
     assert build.decide_cuda()[0] is False  # not forced: CPU kernels only, with the reason
     if torch.version.cuda is None:
         return
+    build_env.setenv("FORCE_CUDA", "1")
     build_env.setattr(cpp_extension, "CUDA_HOME", "/opt/some-cuda")
     build_env.setattr(build, "toolkit_version", lambda home: "11.8")
     with pytest.raises(build.BuildConfigError, match=r"toolkit 11.8 at /opt/some-cuda does not match torch"):
         build.decide_cuda()
     build_env.setenv("MMGEN_CUDA", "0")
     assert build.decide_cuda() == (False, "MMGEN_CUDA=0")
+
+
+def _fake_toolkit(tmp_path, release: str):
+    """A CUDA_HOME whose bin/nvcc prints what a real nvcc of that release prints."""
+    home = tmp_path / f"cuda-{release}"
+    (home / "bin").mkdir(parents=True)
+    nvcc = home / "bin" / "nvcc"
+    nvcc.write_text("#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
+                    f"echo 'Cuda compilation tools, release {release}, V{release}.131'\n")
+    nvcc.chmod(0o755)
+    return home
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch (the mismatch is with its CUDA)")
+def test_a_toolkit_of_another_cuda_major_gives_a_cpu_only_build_with_a_warning(build_env, tmp_path, capfd):
+    home = _fake_toolkit(tmp_path, "12.4" if not torch.version.cuda.startswith("12.") else "11.8")
+    release = home.name.split("-")[1]
+    build_env.setattr(build.torch_cpp_extension(), "CUDA_HOME", str(home))
+    assert build.toolkit_version(str(home)) == release  # the fake nvcc is read as a real one would be
+    with pytest.warns(build.BuildWarning, match=f"CUDA toolkit {release} at {home} does not match torch"):
+        use_cuda, reason = build.decide_cuda()
+    assert use_cuda is False and "CPU kernels only" in reason and "FORCE_CUDA" not in reason
+    assert "WARNING: mmgen build: CUDA toolkit" in capfd.readouterr().err  # what pip -v / the log shows
+    # the extension is then a CPU one, and its record says why
+    root = _plugin_tree(tmp_path)
+    build_env.chdir(root)
+    with pytest.warns(build.BuildWarning):
+        ext = build.native_extension("mmgen_gumbel._C", root=str(root), cpu_sources=["csrc/*.cpp", "csrc/cpu/*.cpp"],
+                                     cuda_sources=["csrc/cuda/*.cu"])
+    assert not any(s.endswith(".cu") for s in ext.sources) and ("MMGEN_WITH_CUDA", "1") not in ext.define_macros
+    header = (root / "csrc" / "generated" / "build_info.h").read_text()
+    record = json.loads(header.split('R"mmgen(')[1].split(')mmgen"')[0])
+    assert record["cuda"] is False and record["cuda_reason"] == reason
+    # FORCE_CUDA=1 insists: then it is an error, before anything compiles
+    build_env.setenv("FORCE_CUDA", "1")
+    with pytest.raises(build.BuildConfigError, match=f"CUDA toolkit {release} at {home} does not match torch"):
+        build.decide_cuda()
 
 
 def test_build_record_is_read_from_the_library_file(tmp_path):
@@ -337,8 +375,10 @@ def test_kernels_build_needs_a_setup_py(tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.version.cuda is None, reason="needs a CUDA build of torch")
-def test_kernels_build_stops_on_a_toolkit_torch_mismatch_before_compiling(build_env, tmp_path, capsys):
+def test_kernels_build_stops_on_a_toolkit_torch_mismatch_before_compiling_when_cuda_is_forced(build_env, tmp_path,
+                                                                                               capsys):
     root = _plugin_tree(tmp_path)
+    build_env.setenv("FORCE_CUDA", "1")  # without it the build goes on, CPU kernels only (test above)
     build_env.setattr(build.torch_cpp_extension(), "CUDA_HOME", "/opt/old-cuda")
     build_env.setattr(build, "toolkit_version", lambda home: "11.8")
     assert cli_error(capsys, ["kernels", "build", str(root)]).startswith(

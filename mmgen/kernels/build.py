@@ -13,7 +13,9 @@ Used by mmgen's ``setup.py`` (loaded by file path, so it needs nothing of mmgen)
 
 Environment switches (all optional), the same for mmgen and every plugin:
   MMGEN_CUDA=0            build CPU kernels only
-  FORCE_CUDA=1            compile CUDA kernels; an error when no toolkit or no CUDA torch is found
+  FORCE_CUDA=1            compile CUDA kernels; an error when no toolkit or no CUDA torch is found, or
+                          when the toolkit's major version differs from torch's CUDA (without it,
+                          such a toolkit gives a CPU-only build and a BuildWarning)
   TORCH_CUDA_ARCH_LIST    CUDA architectures (default "8.0;9.0+PTX")
   MAX_JOBS                parallel compile jobs (default: min(2, cores); nvcc needs memory)
   DEBUG=1                 -O0 -g build
@@ -41,6 +43,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 DEFAULT_ARCHS = "8.0;9.0+PTX"
@@ -50,14 +53,21 @@ RECORD_SOURCE = "mmgen_build_record.cpp"  # written next to build_info.h (in <di
 OP_MACROS = ("TORCH_LIBRARY", "TORCH_LIBRARY_IMPL", "TORCH_LIBRARY_FRAGMENT")
 MODULE_MACRO = "PYBIND11_MODULE"
 
-__all__ = ["BuildConfigError", "BuildSettings", "DEFAULT_ARCHS", "Registrations", "build_ext_cmdclass",
-           "build_record", "check_registrations", "cuda_library_headers", "decide_cuda", "native_extension",
+__all__ = ["BuildConfigError", "BuildSettings", "BuildWarning", "DEFAULT_ARCHS", "Registrations", "build_ext_cmdclass",
+           "build_record", "check_registrations", "cuda_library_headers", "decide_cuda", "editable_build_temp",
+           "native_extension",
            "read_build_record", "registrations", "settings", "toolkit_version", "torch_cpp_extension",
            "write_build_info_header", "write_build_record_source"]
 
 
 class BuildConfigError(RuntimeError):
-    """The requested build cannot be made (forced CUDA without a toolkit, toolkit/torch mismatch)."""
+    """The requested build cannot be made (FORCE_CUDA=1 without a toolkit, or with one whose major
+    version differs from torch's CUDA)."""
+
+
+class BuildWarning(UserWarning):
+    """The build goes on with less than asked: a CUDA toolkit was found whose major version differs
+    from torch's CUDA, so only the CPU kernels are built (``FORCE_CUDA=1`` makes this an error)."""
 
 
 def _flag(name: str) -> bool:
@@ -92,8 +102,10 @@ def toolkit_version(cuda_home: str) -> str | None:
 
 
 def decide_cuda() -> tuple[bool, str]:
-    """Return ``(use_cuda, reason)``; raise BuildConfigError when CUDA is forced but impossible or
-    when the toolkit's major version differs from torch's CUDA."""
+    """Return ``(use_cuda, reason)``; raise BuildConfigError when CUDA is forced but impossible.
+
+    A toolkit whose major version differs from torch's CUDA gives a CPU-only build with a
+    BuildWarning (also printed to stderr, which ``pip -v`` shows), or an error with FORCE_CUDA=1."""
     import torch
     cuda_home = torch_cpp_extension().CUDA_HOME
     forced = _flag("FORCE_CUDA")
@@ -114,10 +126,16 @@ def decide_cuda() -> tuple[bool, str]:
         raise BuildConfigError(f"cannot run {os.path.join(cuda_home, 'bin', 'nvcc')} --version: the CUDA "
                                "toolkit at CUDA_HOME looks broken; fix CUDA_HOME or set MMGEN_CUDA=0")
     if found.split(".")[0] != torch.version.cuda.split(".")[0]:
-        raise BuildConfigError(
-            f"CUDA toolkit {found} at {cuda_home} does not match torch {torch.__version__}, which was "
-            f"built with CUDA {torch.version.cuda}; install a CUDA {torch.version.cuda.split('.')[0]}.x "
-            "toolkit and point CUDA_HOME at it, or set MMGEN_CUDA=0 for CPU kernels only")
+        mismatch = (f"CUDA toolkit {found} at {cuda_home} does not match torch {torch.__version__}, which was "
+                    f"built with CUDA {torch.version.cuda}")
+        advice = (f"install a CUDA {torch.version.cuda.split('.')[0]}.x toolkit and point CUDA_HOME at it, "
+                  "or set MMGEN_CUDA=0 for CPU kernels only")
+        if forced:
+            raise BuildConfigError(f"{mismatch}; {advice}")
+        reason = f"{mismatch}: CPU kernels only; for CUDA kernels {advice.split(', or')[0]}"
+        warnings.warn(f"mmgen build: {reason}", BuildWarning, stacklevel=2)
+        print(f"WARNING: mmgen build: {reason}", file=sys.stderr, flush=True)
+        return False, reason
     if forced:
         return True, f"FORCE_CUDA=1 (toolkit {found} at {cuda_home})"
     return True, f"torch has CUDA {torch.version.cuda} and the toolkit {found} is at {cuda_home}"
@@ -142,11 +160,13 @@ def settings() -> BuildSettings:
 
 
 def build_record(module: str, config: BuildSettings) -> dict:
-    """What a library is built for; ``torch_version`` stays the first key (see RECORD_START)."""
+    """What a library is built for; ``torch_version`` stays the first key (see RECORD_START).
+    ``cuda_reason`` says why the CUDA kernels are on or off (e.g. a toolkit that does not match)."""
     import torch
     return {"torch_version": torch.__version__, "cuda": config.use_cuda,
             "cuda_version": torch.version.cuda if config.use_cuda else None,
-            "arch_list": config.archs or None, "debug": config.debug, "module": module}
+            "arch_list": config.archs or None, "debug": config.debug, "module": module,
+            "cuda_reason": config.reason}
 
 
 def write_build_info_header(path: str, record: dict) -> None:
@@ -334,6 +354,24 @@ def native_extension(name: str, *, root: str, cpu_sources, cuda_sources=(), csrc
     return ext
 
 
+def editable_build_temp(root: str) -> str:
+    """Where an editable install keeps its object files between installs: ``<root>/build/editable-<tag>``.
+
+    pip's editable builds otherwise compile in a new temporary folder each time, so installing again
+    (say, the test extra after the main job) recompiled every kernel. ninja then rebuilds only what
+    changed: a source or header (its depfiles), or a compile command (other flags, another torch)."""
+    return os.path.join(root, "build", f"editable-{sys.implementation.cache_tag}")
+
+
 def build_ext_cmdclass() -> dict:
-    """``cmdclass`` for ``setup()``: torch's BuildExtension with ninja."""
-    return {"build_ext": torch_cpp_extension().BuildExtension.with_options(use_ninja=True)}
+    """``cmdclass`` for ``setup()``: torch's BuildExtension with ninja; an editable install keeps its
+    object files (``editable_build_temp``) so a second install of unchanged sources only links."""
+    base = torch_cpp_extension().BuildExtension.with_options(use_ninja=True)
+
+    class BuildExtension(base):
+        def finalize_options(self):
+            super().finalize_options()
+            if getattr(self, "editable_mode", False) or self.inplace:
+                self.build_temp = editable_build_temp(os.getcwd())
+
+    return {"build_ext": BuildExtension}

