@@ -395,13 +395,8 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
 
 
 def test_readme_text_to_image_example_runs():
-    import pathlib
-    import re
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("\n### Text to image\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    scope = {}
-    exec(compile(code, "README.md (Text to image)", "exec"), scope)
+    import doc_blocks
+    scope = doc_blocks.run(doc_blocks.find("README.md", "Text to image"))
     assert scope["gan"].sample(2, prompts="a big cyan diamond at the top left").shape == (2, 3, 32, 32)
 
 
