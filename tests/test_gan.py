@@ -255,8 +255,8 @@ def test_cli_train_and_sample(tmp_path):
 
 
 @pytest.mark.plugins("image")
-def test_readme_gan_example_runs(tmp_path, monkeypatch):
+def test_docs_gan_example_runs(tmp_path, monkeypatch):
     import doc_blocks
     monkeypatch.chdir(tmp_path)
-    doc_blocks.run(doc_blocks.find("README.md", "GANs"))   # shortened by its test directive
+    doc_blocks.run(doc_blocks.find("docs/gan.md", "GANs"))   # shortened by its test directive
     assert (tmp_path / "runs" / "gan" / "model" / "model.safetensors").exists()

@@ -217,8 +217,8 @@ def test_preset_trains_evaluates_and_samples_through_the_cli(tmp_path):
     assert "sample-seed0-from_image-audio.wav" in os.listdir(tmp_path / "run" / "samples")
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
+def test_docs_example_runs(tmp_path, monkeypatch):
     import doc_blocks
     monkeypatch.chdir(tmp_path)
-    doc_blocks.run(doc_blocks.find("README.md", "Multimodal Factorization Model (MFM)"))   # shortened by its test directive
+    doc_blocks.run(doc_blocks.find("docs/mfm.md", "From Python"))   # shortened by its test directive
     assert (tmp_path / "runs" / "mfm" / "model" / "model.safetensors").exists()

@@ -343,7 +343,7 @@ def test_cli_env_switches():
 
 
 @pytest.mark.plugins("image", "text")
-def test_readme_plugins_example_runs(installed):
+def test_docs_plugins_example_runs(installed):
     import doc_blocks
-    namespace = doc_blocks.run(doc_blocks.find("README.md", "Plugins"))
+    namespace = doc_blocks.run(doc_blocks.find("docs/plugins.md", "First-party components"))
     assert namespace["h"].shape == (5, 96) and namespace["nll"].shape == (5,)

@@ -44,7 +44,7 @@ def test_the_generated_blocks_match_the_records():
 
 def test_the_readme_quotes_quality_through_a_generated_block():
     readme = (ROOT / "README.md").read_text()
-    assert "<!-- results: quality_mfm_digits -->" in readme
+    assert "<!-- results: presets -->" in readme
     assert "docs/results.md" in readme
 
 

@@ -245,8 +245,8 @@ def test_cli_train_then_sample_writes_text(tmp_path, capsys):
     assert "wrote 4 samples" in capsys.readouterr().out
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
+def test_docs_example_runs(tmp_path, monkeypatch):
     import doc_blocks
     monkeypatch.chdir(tmp_path)
-    doc_blocks.run(doc_blocks.find("README.md", "Sentence VAE"))   # shortened by its test directive
+    doc_blocks.run(doc_blocks.find("docs/sentence-vae.md", "Sentence VAE"))   # shortened by its test directive
     assert (tmp_path / "runs" / "svae-py" / "model" / "config.json").exists()
