@@ -19,6 +19,10 @@ The name after ``results:`` says what the block shows:
   the file does not hold, such as vq's peer libraries, is the quotient of the two medians shown);
   ``bench_<name>_cpu``: one benchmark file, ``benchmarks/results/<name>_cpu.json`` (``bench_data_cpu``:
   the data-loading benchmark).
+* ``presets``: one row per built-in preset (``mmgen.presets``): its family, its modalities, and from
+  its record ``quality_<preset>.json`` (the preset as it is, no overrides) the training time per
+  seed and the headline metric on test, linked to the record; a preset without a record says
+  "not recorded".
 
     python scripts/results_tables.py --write    # rewrite every block from the records
     python scripts/results_tables.py --check    # exit 1 listing the blocks that differ from the records
@@ -429,6 +433,94 @@ def render_table_bench(name: str, results_dir: str, doc_dir: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# presets
+
+# the metric a preset's row shows, where its record has it; otherwise the first default metric
+HEADLINE_METRICS = ["accuracy_audio", "consistency_all", "error"]
+# model name of a run config -> (family, its page under docs/)
+FAMILIES = {"vae": ("VAE", "vae.md"), "vqvae": ("VQ-VAE", "vae.md"),
+            "gumbel_vae": ("Gumbel-softmax VAE", "vae.md"), "cvae": ("conditional VAE", "vae.md"),
+            "m2": ("M2, semi-supervised VAE", "vae.md"), "pixelcnn": ("PixelCNN", "pixelcnn.md"),
+            "gan": ("GAN", "gan.md"), "mfm": ("Multimodal Factorization Model", "mfm.md"),
+            "text_to_image_gan": ("text-to-image GAN", "text-to-image.md"),
+            "sentence_vae": ("sentence VAE", "sentence-vae.md")}
+
+
+def headline_metric(summary: dict) -> str:
+    keys = set(summary.get("test", {}))
+    return next((m for m in HEADLINE_METRICS if m in keys), None) or default_metrics(summary)[0]
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+
+
+def _modalities(config: dict) -> str:
+    from mmgen.data.catalog import MODALITY
+    model = config.get("model", {})
+    if isinstance(model.get("modalities"), dict):
+        return " + ".join(model["modalities"])
+    data = MODALITY.get(config.get("data", {}).get("name"), "?")
+    return f"text → {data}" if model.get("text_encoder") else data
+
+
+def render_presets(results_dir: str, doc_dir: str) -> str:
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from mmgen import presets
+    lines = ["| preset | family | modalities | training time, CPU | headline metric, test |",
+             "| --- | --- | --- | --- | --- |"]
+    machines = []
+    for name in sorted(presets.PRESETS):
+        config = presets.get(name)
+        model = config.get("model", {}).get("model", "?")
+        family, page = FAMILIES.get(model, (model, None))
+        if page:
+            family = f"[{family}]({_link(os.path.join(ROOT, 'docs', page), doc_dir)})"
+        path = os.path.join(results_dir, f"quality_{name.replace('-', '_')}.json")
+        time, headline = "not recorded", "not recorded"
+        if os.path.exists(path):
+            record = _load(path, "")
+            rel = os.path.basename(path)
+            if record.get("source") != name or record.get("overrides"):
+                raise ResultsError(f"{rel} is not the record of preset {name} as it is (source "
+                                   f"{record.get('source')!r}, overrides {record.get('overrides')}): "
+                                   f"a variant is recorded under another --name")
+            summary = record.get("summary")
+            if not isinstance(summary, dict) or not isinstance(summary.get("test"), dict):
+                raise ResultsError(f"{rel} is not a `mmgen record` file (no summary of test): "
+                                   f"re-record it with `python -m mmgen record {name} --seeds 0 1 2`")
+            require_provenance(record, path, f"`python -m mmgen record {name}`")
+            metric = headline_metric(summary)
+            stats = summary["test"][metric]
+            value = _sig3(stats["mean"]) if stats.get("n") == 1 else format_mean_sd(stats["mean"], stats.get("sd", 0.0))
+            gloss = _gloss(metric)
+            n = stats.get("n", len(record.get("seeds") or []))
+            headline = (f"`{metric}`{' (' + gloss + ')' if gloss else ''}: {value}, {n} seed{'' if n == 1 else 's'}, "
+                        f"[record]({_link(path, doc_dir)})")
+            seconds = [r.get("train_seconds") for r in record.get("runs", []) if _number(r.get("train_seconds"))]
+            threads = record["machine"]["threads"]
+            if seconds:
+                time = f"{_minutes(sum(seconds) / len(seconds))}, {threads} thread{'' if threads == 1 else 's'}"
+                machine = record["machine"]
+                cpu = f"{machine['cores']}-core {machine['cpu']}" if machine.get("cores") else machine.get("cpu")
+                if cpu and cpu not in machines:
+                    machines.append(cpu)
+        lines.append(f"| `{name}` | {family} | {_modalities(config)} | {time} | {headline} |")
+    results_doc = _link(os.path.join(ROOT, "docs", "results.md"), doc_dir)
+    lines += ["", "Training time: the mean per seed of the preset's record"
+              + (f" (on a {' / '.join(machines)})" if machines else "")
+              + ". Headline metric: mean ± sd over the recorded seeds on the test split, which is read "
+                "once per run and never used to choose settings (val is). A preset without a record gets one "
+                "from `python -m mmgen record PRESET --seeds 0 1 2` "
+                f"([{results_doc}]({results_doc}))."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
 # blocks
 
 def _options(text: str) -> dict:
@@ -454,6 +546,8 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         return render_quality(record, path, doc_dir, metrics)
     if "metrics" in opts:
         raise ResultsError(f"block {name}: metrics= applies to quality_ blocks only")
+    if name == "presets":
+        return render_presets(results_dir, doc_dir)
     if name == "bench_cpu":
         return render_bench(BENCH_SET, results_dir, doc_dir)
     match = re.fullmatch(r"bench_(\w+)_cpu", name)
@@ -462,7 +556,7 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         if bench in BENCH_SET:
             return render_bench([bench], results_dir, doc_dir)
         return render_table_bench(bench, results_dir, doc_dir)
-    raise ResultsError(f"unknown block {name!r}: quality_<record>, bench_cpu or bench_<name>_cpu")
+    raise ResultsError(f"unknown block {name!r}: quality_<record>, presets, bench_cpu or bench_<name>_cpu")
 
 
 def default_documents(root: str = ROOT) -> list[str]:
@@ -501,7 +595,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Blocks: <!-- results: quality_<record> [metrics=a,b] -->, "
-                                       "<!-- results: bench_cpu -->, <!-- results: bench_<name>_cpu -->, "
+                                       "<!-- results: presets -->, <!-- results: bench_cpu -->, "
+                                       "<!-- results: bench_<name>_cpu -->, "
                                        "each closed by <!-- /results -->.")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="rewrite the blocks from the records")

@@ -217,14 +217,8 @@ def test_preset_trains_evaluates_and_samples_through_the_cli(tmp_path):
     assert "sample-seed0-from_image-audio.wav" in os.listdir(tmp_path / "run" / "samples")
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
-    import pathlib
-    import re
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("\n### Multimodal Factorization Model (MFM)\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    code = code.replace('"steps": 1500', '"steps": 2').replace(
-        "judges=True", "judges=True, judge_steps=2, max_examples=16")
+def test_docs_example_runs(tmp_path, monkeypatch):
+    import doc_blocks
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md (MFM)", "exec"), {})
+    doc_blocks.run(doc_blocks.find("docs/mfm.md", "From Python"))   # shortened by its test directive
     assert (tmp_path / "runs" / "mfm" / "model" / "model.safetensors").exists()

@@ -343,9 +343,7 @@ def test_cli_env_switches():
 
 
 @pytest.mark.plugins("image", "text")
-def test_readme_plugins_example_runs(installed):
-    section = (REPO / "README.md").read_text().split("\n## Plugins\n", 1)[1]
-    example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    namespace = {}
-    exec(compile(example, "README.md (Plugins)", "exec"), namespace)
+def test_docs_plugins_example_runs(installed):
+    import doc_blocks
+    namespace = doc_blocks.run(doc_blocks.find("docs/plugins.md", "First-party components"))
     assert namespace["h"].shape == (5, 96) and namespace["nll"].shape == (5,)

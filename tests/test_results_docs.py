@@ -44,7 +44,7 @@ def test_the_generated_blocks_match_the_records():
 
 def test_the_readme_quotes_quality_through_a_generated_block():
     readme = (ROOT / "README.md").read_text()
-    assert "<!-- results: quality_mfm_digits -->" in readme
+    assert "<!-- results: presets -->" in readme
     assert "docs/results.md" in readme
 
 
@@ -218,6 +218,31 @@ def test_an_unclosed_block_and_an_unknown_block_are_errors(workspace, capsys):
     doc.write_text("<!-- results: nonsense -->\n<!-- /results -->\n")
     assert run("--check", "--results", results, doc) == 1
     assert "unknown block 'nonsense'" in capsys.readouterr().err
+
+
+def test_the_presets_block_quotes_each_preset_from_its_record_or_says_not_recorded(workspace, capsys):
+    results, doc = workspace
+    rec = quality_record()
+    rec["source"] = "mfm-digits"
+    (results / "quality_mfm_digits.json").write_text(json.dumps(rec))
+    doc.write_text("<!-- results: presets -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    text = doc.read_text()
+    row = {line.split(" | ", 1)[0]: line for line in text.splitlines() if line.startswith("| `")}
+    assert row["| `mfm-digits`"].startswith("| `mfm-digits` | [Multimodal Factorization Model](")  # docs/mfm.md
+    assert row["| `mfm-digits`"].endswith(
+        "/docs/mfm.md) | image + audio + text | 1.7 min, 2 threads | `accuracy_audio` (label accuracy, speech "
+        "alone, unseen voices): 0.960 ± 0.026, 3 seeds, [record](../results/quality_mfm_digits.json) |")
+    assert row["| `vae-digits`"].endswith("/docs/vae.md) | image | not recorded | not recorded |")
+    assert "| text → image |" in row["| `t2i-mnist`"]
+    assert "(on a 2-core Test CPU)" in text
+    doc.write_text(text.replace("0.960 ± 0.026", "0.97 ± 0.026"))
+    assert run("--check", "--results", results, doc) == 1
+    rec["overrides"] = ["data.augment=strong"]           # a variant is not the preset's record
+    (results / "quality_mfm_digits.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert run("--check", "--results", results, doc) == 1
+    assert "quality_mfm_digits.json is not the record of preset mfm-digits as it is" in capsys.readouterr().err
 
 
 # -- the links between the README and docs/ -------------------------------------------------------

@@ -394,14 +394,9 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     assert json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())["split"] == "heldout"
 
 
-def test_readme_text_to_image_example_runs():
-    import pathlib
-    import re
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("\n### Text to image\n", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    scope = {}
-    exec(compile(code, "README.md (Text to image)", "exec"), scope)
+def test_docs_text_to_image_example_runs():
+    import doc_blocks
+    scope = doc_blocks.run(doc_blocks.find("docs/text-to-image.md", "Text to image"))
     assert scope["gan"].sample(2, prompts="a big cyan diamond at the top left").shape == (2, 3, 32, 32)
 
 
