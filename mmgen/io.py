@@ -1,12 +1,12 @@
-"""Small file helpers: atomic writes and PNG image grids (no imaging library needed)."""
+"""Small file helpers: atomic writes and PNG image grids (Pillow encodes the PNG)."""
 from __future__ import annotations
 
+import io
 import os
-import struct
 import tempfile
-import zlib
 
 import torch
+from PIL import Image
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -47,13 +47,7 @@ def save_png(image: torch.Tensor, path: str, scale: int = 1) -> None:
         raise ValueError(f"save_png expects uint8 [H, W, 1 or 3], got {image.dtype} {tuple(image.shape)}")
     if scale > 1:
         image = image.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    h, w, c = image.shape
-    rows = torch.cat([torch.zeros(h, 1, dtype=torch.uint8), image.reshape(h, w * c)], 1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-           + chunk(b"IDAT", zlib.compress(rows.numpy().tobytes(), 9)) + chunk(b"IEND", b""))
-    atomic_write_bytes(path, png)
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(2).numpy() if image.shape[2] == 1 else image.numpy()).save(
+        buffer, format="PNG", compress_level=9)
+    atomic_write_bytes(path, buffer.getvalue())
