@@ -1,29 +1,39 @@
 """Small file helpers: atomic writes and PNG image grids (Pillow encodes the PNG)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
+from typing import Iterator
 
 import torch
 from PIL import Image
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temp file beside ``path`` for a writer that takes a file name; when the block ends without
+    error it is fsynced and renamed to ``path`` (never a half-written file), otherwise deleted."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
