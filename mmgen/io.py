@@ -1,29 +1,39 @@
-"""Small file helpers: atomic writes and PNG image grids (no imaging library needed)."""
+"""Small file helpers: atomic writes and PNG image grids (Pillow encodes the PNG)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import struct
 import tempfile
-import zlib
+from typing import Iterator
 
 import torch
+from PIL import Image
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temp file beside ``path`` for a writer that takes a file name; when the block ends without
+    error it is fsynced and renamed to ``path`` (never a half-written file), otherwise deleted."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
@@ -47,13 +57,7 @@ def save_png(image: torch.Tensor, path: str, scale: int = 1) -> None:
         raise ValueError(f"save_png expects uint8 [H, W, 1 or 3], got {image.dtype} {tuple(image.shape)}")
     if scale > 1:
         image = image.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    h, w, c = image.shape
-    rows = torch.cat([torch.zeros(h, 1, dtype=torch.uint8), image.reshape(h, w * c)], 1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-           + chunk(b"IDAT", zlib.compress(rows.numpy().tobytes(), 9)) + chunk(b"IEND", b""))
-    atomic_write_bytes(path, png)
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(2).numpy() if image.shape[2] == 1 else image.numpy()).save(
+        buffer, format="PNG", compress_level=9)
+    atomic_write_bytes(path, buffer.getvalue())

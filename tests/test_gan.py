@@ -4,6 +4,7 @@ import math
 import os
 
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -139,12 +140,33 @@ def test_ema_weights_trail_the_live_weights():
         torch.testing.assert_close(e, want)
     assert any(not torch.equal(e, live) for e, live in zip(ema, model.generator.parameters()))
     assert not any(p.requires_grad for p in ema)
-    for e, live in zip(model.generator_ema.buffers(), model.generator.buffers()):
+    for e, live in zip(model.generator_ema.module.buffers(), model.generator.buffers(), strict=True):
         assert torch.equal(e, live)
     model.eval()
     z = torch.randn(3, 8, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(model.sample(3, generator=torch.Generator().manual_seed(2)),
                                model.to_data_range(model.generator_ema(z)))
+
+
+@pytest.mark.plugins("image")
+def test_a_file_written_before_the_ema_was_an_averaged_model_loads(tmp_path):
+    """Until the EMA was a torch.optim.swa_utils.AveragedModel it was a plain copy of the generator:
+    its weights were saved as ``generator_ema.<name>``, with no ``n_averaged``."""
+    torch.manual_seed(0)
+    model = digits_gan(ema_decay=0.9)
+    with torch.no_grad():
+        for p in model.generator_ema.parameters():
+            p.add_(1.0)
+    old = {k.replace("generator_ema.module.", "generator_ema."): v for k, v in model.state_dict().items()
+           if k != "generator_ema.n_averaged"}
+    assert any(k.startswith("generator_ema.") for k in old) and not any("module." in k for k in old)
+    model.save_pretrained(str(tmp_path))
+    safetensors.torch.save_file({k: v.contiguous() for k, v in old.items()}, str(tmp_path / "model.safetensors"))
+    loaded = GenerativeModel.from_pretrained(str(tmp_path))
+    assert torch.equal(params(loaded), params(model))
+    assert int(loaded.generator_ema.n_averaged) == 1   # the next update blends, it does not copy
+    draw = lambda m: m.eval().sample(4, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    torch.testing.assert_close(draw(loaded), draw(model), rtol=0, atol=0)
 
 
 @pytest.mark.plugins("image")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mmgen
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_path, atomic_write_bytes
 from mmgen.models.base import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 
 RECIPE = {"epochs": 6, "batch_size": 64, "lr": 1e-3, "seed": 0, "hidden": 32, "features": 128, "shift": 2}
@@ -69,9 +69,9 @@ class AttributeClassifier(nn.Module):
         return torch.cat(out)
 
     def save(self, path: str, extra: dict | None = None) -> None:
-        from safetensors.torch import save as save_tensors
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write_bytes(os.path.join(path, WEIGHTS_FILE), save_tensors(state))
+        from safetensors.torch import save_model
+        with atomic_path(os.path.join(path, WEIGHTS_FILE)) as tmp:
+            save_model(self, tmp)
         atomic_write_bytes(os.path.join(path, CONFIG_FILE),
                            json.dumps({**self.config, **(extra or {})}, indent=2).encode())
 

@@ -8,7 +8,7 @@ from typing import Callable, Iterable, NamedTuple, NoReturn
 import torch
 from torch import nn
 
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_path, atomic_write_bytes
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -108,11 +108,11 @@ class GenerativeModel(nn.Module):
 
     def save_pretrained(self, path: str) -> None:
         """Write ``config.json`` and ``model.safetensors`` into the folder ``path`` (atomically each)."""
-        from safetensors.torch import save as save_tensors
+        from safetensors.torch import save_model
         self._fill_model_name()
         os.makedirs(path, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write_bytes(os.path.join(path, WEIGHTS_FILE), save_tensors(_unshare(state)))
+        with atomic_path(os.path.join(path, WEIGHTS_FILE)) as tmp:
+            save_model(self, tmp)  # tensors that share memory are stored once
         atomic_write_bytes(os.path.join(path, CONFIG_FILE),
                            json.dumps(self.config, indent=2, sort_keys=True).encode())
 
@@ -147,16 +147,6 @@ class GenerativeModel(nn.Module):
         return model
 
 
-def _unshare(state: dict) -> dict:
-    """safetensors refuses tensors that share memory: give each its own copy."""
-    seen, out = set(), {}
-    for k, v in state.items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        out[k] = v.clone() if key in seen else v
-        seen.add(key)
-    return out
-
-
 def read_config(path: str) -> dict:
     file = os.path.join(path, CONFIG_FILE)
     if not os.path.exists(file):
@@ -170,13 +160,15 @@ def read_config(path: str) -> dict:
 
 def load_weights(model: nn.Module, file: str, map_location="cpu") -> None:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
     if not os.path.exists(file):
         raise FileNotFoundError(f"missing weights file {file}")
     try:
-        state = load_file(file, device=str(map_location))
+        missing, unexpected = load_model(model, file, strict=False, device=str(map_location))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{file} cannot be read (corrupted or truncated?): {exc}") from exc
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # a file written before save_model holds each name of a tied tensor: load_model loads them all
+    # but lists the extra names as unexpected
+    unexpected = [k for k in unexpected if k not in model.state_dict()]
     if missing or unexpected:
-        raise ValueError(f"{file} does not match the model: missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"{file} does not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
