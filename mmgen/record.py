@@ -164,7 +164,7 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
              log=print) -> dict:
     """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
     run, continued from its latest checkpoint when it holds that run unfinished) and evaluate it on
-    ``splits``; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
+    ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
     seeded = runs.apply_overrides(config, [f"train.seed={seed}"])
     reused = _finished(run_dir, seeded)
     if not reused:
@@ -181,9 +181,10 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     else:
         log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
     result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
+    device = device or seeded.get("train", {}).get("device", "cpu")  # where training evaluated val
     for split in splits:
         saved = _saved_eval(run_dir, split) if split == "val" else None  # training just wrote val
-        result[split] = saved if saved is not None else runs.evaluate(run_dir, split)
+        result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
     return result
 
 

@@ -322,8 +322,8 @@ def prepare(config: dict, run_dir: str, device: str | None = None, *, resume=Fal
 
 def train(config: dict, run_dir: str, device: str | None = None, trainer: Trainer | None = None, *,
           resume=False, overwrite: bool = False) -> dict | None:
-    """Train, then evaluate on the validation split (the test split is read only when asked for:
-    ``mmgen eval RUN --split test``, ``mmgen record``).
+    """Train, then evaluate on the validation split, on the training device (the test split is read
+    only when asked for: ``mmgen eval RUN --split test``, ``mmgen record``).
 
     A ``run_dir`` that already holds a run (run.json or a checkpoint) is refused unless ``resume``
     (True: continue from its latest checkpoint, which must exist; "auto": continue if there is
@@ -340,7 +340,8 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
-    metrics = evaluate(run_dir, "val", strict=False) if distributed.is_main() else None  # local: no collectives
+    # on (rank 0's) training device, where the model is; local: no collectives
+    metrics = evaluate(run_dir, "val", strict=False, device=str(trainer.device)) if distributed.is_main() else None
     distributed.shutdown()
     return metrics
 
