@@ -11,7 +11,7 @@ ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TO
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("env", help="versions, machine, native build, CUDA and plugins, for a bug report")
+    p = subparsers.add_parser("env")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 

@@ -14,8 +14,7 @@ from mmgen.train import TrainConfig
 def add_parser(subparsers) -> None:
     names = ", ".join(sorted(presets.PRESETS))
     p = subparsers.add_parser(
-        "train", help="train a model from a run config or a preset, then evaluate it on val",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a model in the run folder --out, save it to OUT/model and evaluate it on the\n"
                     "validation split, on the training device (the test split: mmgen eval OUT --split test,\n"
                     "or mmgen record). A folder that already holds a run is refused unless --resume\n"
