@@ -1,24 +1,29 @@
 """Loads the compiled extension ``mmgen._C`` (which registers the ``torch.ops.mmgen`` kernels).
 
-A missing or broken build is not an import error: the ops fall back to their pure-PyTorch
-references with one warning, unless ``MMGEN_REQUIRE_NATIVE=1`` is set, in which case any use of an
-op (and ``require_native()``) raises with the original cause. The loading and refusal logic is
-``mmgen.kernels.runtime``, shared with plugins that ship their own extensions.
+A missing or broken build is not an import error: on the CPU the ops fall back to their
+pure-PyTorch references with one warning per op, naming the cause, unless
+``MMGEN_REQUIRE_NATIVE=1`` is set, in which case any use of an op (and ``require_native()``) raises
+with the original cause. CUDA inputs without CUDA kernels raise, saying how to rebuild
+(``cuda_missing``). The loading and refusal logic is ``mmgen.kernels.runtime``, shared with
+plugins that ship their own extensions.
 """
 from __future__ import annotations
 
 import warnings
 
-from mmgen.kernels.runtime import (NativeFallbackWarning, describe_build, fallback_message, load_native,
-                                   missing_native_error, native_required)
+from mmgen.kernels.runtime import (NativeFallbackWarning, cuda_missing_error, describe_build, fallback_message,
+                                   load_native, missing_native_error, native_required)
+from mmgen.kernels.runtime import fallbacks as library_fallbacks
 
-__all__ = ["has_native", "build_info", "require_native", "NativeFallbackWarning", "load_error"]
+__all__ = ["has_native", "build_info", "require_native", "NativeFallbackWarning", "load_error", "fallbacks"]
 
 MODULE = "mmgen._C"
 REBUILD_HINT = "`pip install --no-build-isolation -e .`"
+CUDA_REBUILD_HINT = ("`FORCE_CUDA=1 pip install --no-build-isolation -e .` in mmgen's checkout (or "
+                     "`FORCE_CUDA=1 bash scripts/install.sh`; docs/kernels.md)")
 
 _INFO, _ERROR = load_native(MODULE, REBUILD_HINT)
-_warned = False
+_warned: set[str] = set()  # ops that warned of their fallback
 
 
 def has_native() -> bool:
@@ -38,14 +43,25 @@ def require_native(what: str = "mmgen") -> None:
 
 
 def warn_fallback(what: str) -> None:
-    """Called when an op runs its reference; warns once, or raises under MMGEN_REQUIRE_NATIVE=1."""
-    global _warned
+    """Called when an op runs its reference; warns once per op, or raises under MMGEN_REQUIRE_NATIVE=1."""
     if native_required():
         require_native(what)
         raise RuntimeError(f"{what}: no native kernel for this input and MMGEN_REQUIRE_NATIVE=1")
-    if not _warned:
-        _warned = True
-        warnings.warn(fallback_message(what, _ERROR, "mmgen"), NativeFallbackWarning, stacklevel=4)
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(fallback_message(what, _ERROR, "mmgen", MODULE, REBUILD_HINT), NativeFallbackWarning,
+                      stacklevel=4)
+
+
+def cuda_missing(what: str) -> RuntimeError:
+    """The error of an op given CUDA tensors without mmgen's CUDA kernels."""
+    return cuda_missing_error(what, "mmgen", MODULE, _ERROR, CUDA_REBUILD_HINT)
+
+
+def fallbacks() -> dict:
+    """What mmgen's ops run on CPU and CUDA inputs under ``backend="auto"``, and why
+    (:func:`mmgen.kernels.runtime.fallbacks`)."""
+    return library_fallbacks("mmgen", MODULE, _INFO, _ERROR, REBUILD_HINT, CUDA_REBUILD_HINT)
 
 
 def build_info() -> dict:

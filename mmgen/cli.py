@@ -3,7 +3,9 @@
 Each subcommand lives in its own module under ``mmgen/commands/`` with a function
 ``add_parser(subparsers)`` that adds its parser and sets ``func`` (called with the parsed
 arguments, returning the exit code). To add a subcommand, write such a module and list it in
-``COMMANDS``.
+``COMMANDS`` with its one-line help. Only the module of the command being run is imported (its
+parser is built when the command line names it), and ``import mmgen`` does not import torch, so
+``mmgen --help`` and ``mmgen --version`` import neither torch nor any command.
 
 Global options (before the subcommand): ``--threads N`` sets torch's CPU threads for the command
 (``torch.set_num_threads(N)`` and, while still allowed, ``torch.set_interop_threads(N)``); the
@@ -25,9 +27,19 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("mmgen.commands.plugins", "mmgen.commands.presets", "mmgen.commands.train", "mmgen.commands.sample",
-            "mmgen.commands.evaluate", "mmgen.commands.record", "mmgen.commands.bench",
-            "mmgen.commands.kernels", "mmgen.commands.env")
+# command -> (its module, its help in the list of ``mmgen --help``)
+COMMANDS = {
+    "plugins": ("mmgen.commands.plugins", "list installed plugins and diagnose failures"),
+    "presets": ("mmgen.commands.presets", "the built-in run configs (mmgen train --preset NAME)"),
+    "train": ("mmgen.commands.train", "train a model from a run config or a preset, then evaluate it on val"),
+    "sample": ("mmgen.commands.sample", "draw samples from a trained run and write a PNG grid"),
+    "eval": ("mmgen.commands.evaluate", "evaluate a trained run (nats per example, bits/dim, registered metrics)"),
+    "record": ("mmgen.commands.record",
+               "train a preset over several seeds and record its val and test numbers (mean ± sd)"),
+    "bench": ("mmgen.commands.bench", "run the kernel and training benchmarks, print a table and write JSON"),
+    "kernels": ("mmgen.commands.kernels", "native extensions of mmgen and its plugins"),
+    "env": ("mmgen.commands.env", "versions, machine, native build, CUDA and plugins, for a bug report"),
+}
 
 # mmgen's own errors of a bad run, config, checkpoint or build: (module, class), looked up only when
 # the module is already imported (an error of a module never imported cannot have been raised)
@@ -104,16 +116,44 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Commands(argparse._SubParsersAction):
+    """The subcommands: all listed (name and help) at once, each one's module imported and its
+    parser built only when the command line names it (argparse's own choice of a subparser)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._modules: dict[str, str] = {}  # commands whose parser is not built yet
+
+    def add_command(self, name: str, module: str, help: str) -> None:
+        super().add_parser(name, help=help)  # a placeholder until the module adds the real one
+        self._modules[name] = module
+
+    def load(self, name: str) -> argparse.ArgumentParser:
+        """The command's parser, built by its module's ``add_parser`` on first use."""
+        module = self._modules.pop(name, None)
+        if module is not None:
+            del self._name_parser_map[name]
+            importlib.import_module(module).add_parser(self)
+            if name not in self._name_parser_map:
+                raise RuntimeError(f"{module}.add_parser added no parser named {name!r}")
+        return self._name_parser_map[name]
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and values[0] in self._modules:
+            self.load(values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmgen", description="Multimodal deep generative models.")
     parser.add_argument("--version", action=_VersionAction, help="print mmgen's version and where it is imported from")
     parser.add_argument("--threads", type=thread_count, default=None, metavar="N", help=THREADS_HELP)
     parser.add_argument("--traceback", action="store_true",
                         help=f"on an error, show the full stack instead of one line (also: {DEBUG_ENV}=1)")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
-        importlib.import_module(module).add_parser(subparsers)
-    parser.commands = subparsers.choices  # command name -> its parser (for UsageError)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, action=_Commands)
+    for name, (module, help) in COMMANDS.items():
+        subparsers.add_command(name, module, help)
+    parser.commands = subparsers  # .load(name): the command's parser (for UsageError)
     return parser
 
 
@@ -131,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         if debug:
             raise
-        parser.commands[args.command].error(error_message(exc))  # usage, then the message; exit 2
+        parser.commands.load(args.command).error(error_message(exc))  # usage, then the message; exit 2
     except KeyboardInterrupt:
         if debug:
             raise

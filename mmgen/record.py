@@ -163,7 +163,8 @@ def check_also_splits(config: dict, also_splits) -> tuple[str, ...]:
 def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None, splits=SPLITS,
              log=print) -> dict:
     """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
-    run) and evaluate it on ``splits``; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
+    run, continued from its latest checkpoint when it holds that run unfinished) and evaluate it on
+    ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
     seeded = runs.apply_overrides(config, [f"train.seed={seed}"])
     reused = _finished(run_dir, seeded)
     if not reused:
@@ -175,13 +176,15 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
             if previous is not None and (previous.get("model"), previous.get("data")) != (seeded["model"], seeded["data"]):
                 raise ValueError(f"{run_dir} holds another run; give mmgen record another --runs folder")
         log(f"mmgen record: training seed {seed} in {run_dir}")
-        runs.train(seeded, run_dir, device=device)  # ends with the val evaluation
+        # an unfinished run of this config (interrupted) continues from its latest checkpoint
+        runs.train(seeded, run_dir, device=device, resume="auto")  # ends with the val evaluation
     else:
         log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
     result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
+    device = device or seeded.get("train", {}).get("device", "cpu")  # where training evaluated val
     for split in splits:
         saved = _saved_eval(run_dir, split) if split == "val" else None  # training just wrote val
-        result[split] = saved if saved is not None else runs.evaluate(run_dir, split)
+        result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
     return result
 
 

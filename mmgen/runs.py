@@ -11,6 +11,7 @@ import copy
 import inspect
 import json
 import os
+import shutil
 
 import torch
 
@@ -20,7 +21,8 @@ from mmgen import distributed, infer, presets
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
 from mmgen.models.base import raise_with_context
-from mmgen.train import TrainConfig, Trainer, checkpoint
+from mmgen.train import RunExistsError, TrainConfig, Trainer, checkpoint
+from mmgen.train.trainer import check_resume
 
 RUN_FILE = "run.json"
 SECTIONS = ("description", "data", "model", "train", "eval")
@@ -211,20 +213,98 @@ def model_config(config: dict, train_data) -> dict:
     return infer.infer_model_config(config["model"], infer.data_info(train_data))
 
 
-def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
-    """Check the run config and build its data, model and trainer, without writing anything; every
-    config error is raised here, naming the section, the key, the bad value and what is accepted
-    (a model that does not fit the data included: one loss is computed on two examples)."""
+def existing_run(run_dir: str) -> dict | None:
+    """What ``run_dir`` holds of a run: None when it holds none (it does not exist, is empty, or
+    holds neither ``run.json`` nor a checkpoint), else ``{"step": the latest complete checkpoint's
+    step (0: none yet), "steps": the steps its run.json plans (None without one), "checkpoint":
+    whether it has a complete checkpoint to resume, "finished": whether it has model/}``."""
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    config_file = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isdir(run_dir) or not (os.path.isfile(config_file) or checkpoint.exists(checkpoints)):
+        return None
+    done = checkpoint.steps(checkpoints)
+    steps = None
+    if os.path.isfile(config_file):
+        try:
+            with open(config_file) as f:
+                planned = json.load(f).get("train", {}).get("steps", TrainConfig.steps)
+            steps = planned if isinstance(planned, int) else None
+        except (OSError, ValueError, AttributeError):  # a damaged run.json is still a run's
+            pass
+    return {"step": done[-1] if done else 0, "steps": steps, "checkpoint": bool(done),
+            "finished": os.path.isdir(os.path.join(run_dir, "model"))}
+
+
+def describe_run(found: dict) -> str:
+    """``step 300 of 1500``, ``step 1500 of 1500, finished``, ``no checkpoint yet``."""
+    at = f"step {found['step']}" + (f" of {found['steps']}" if found["steps"] is not None else "")
+    if not found["checkpoint"]:
+        at += ", no checkpoint yet"
+    return at + (", finished" if found["finished"] else "")
+
+
+def check_run_folder(run_dir: str, *, resume=False, overwrite: bool = False) -> dict | None:
+    """Whether a run may start in ``run_dir``, as ``mmgen train`` decides (returns
+    :func:`existing_run`): a folder without a run always; one holding a run only with
+    ``resume=True`` (which needs a checkpoint) or ``"auto"``, or with ``overwrite`` (which refuses a
+    folder holding files but no run: it deletes only runs)."""
+    check_resume(resume)
+    if overwrite and resume is not False:
+        raise ValueError("resume and overwrite do not go together: overwrite starts the run again")
+    found = existing_run(run_dir)
+    if overwrite:
+        if found is None and os.path.exists(run_dir) and (not os.path.isdir(run_dir) or os.listdir(run_dir)):
+            raise FileExistsError(f"{run_dir} is not a mmgen run folder ({_listing(run_dir)}, but no {RUN_FILE} "
+                                  "and no checkpoints/): --overwrite deletes only runs; choose another --out")
+        return found
+    if resume is True and not (found and found["checkpoint"]):
+        what = (f"it holds a run ({describe_run(found)}); pass --overwrite to start again" if found
+                else "it holds no run" if os.path.isdir(run_dir) else "it does not exist")
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume ({what})")
+    if resume is False and found is not None:
+        raise RunExistsError(f"{run_dir} already holds a run ({describe_run(found)}); pass --resume to "
+                             "continue it or --overwrite to start again")
+    return found
+
+
+def _listing(path: str, shown: int = 5) -> str:
+    """``a file`` or ``it holds a.txt, notes/ and 3 more``."""
+    if not os.path.isdir(path):
+        return "a file"
+    names = sorted(os.listdir(path))
+    named = [n + ("/" if os.path.isdir(os.path.join(path, n)) else "") for n in names[:shown]]
+    return "it holds " + ", ".join(named) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def clear_run_folder(run_dir: str) -> None:
+    """Delete what a run folder holds (the folder itself stays); refuses a folder that holds no run."""
+    if existing_run(run_dir) is None:
+        raise FileExistsError(f"{run_dir} is not a mmgen run folder; not deleting it")
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def prepare(config: dict, run_dir: str, device: str | None = None, *, resume=False,
+            overwrite: bool = False) -> Trainer:
+    """Check the run config and the run folder and build its data, model and trainer, without
+    writing anything; every config error is raised here, naming the section, the key, the bad value
+    and what is accepted (a model that does not fit the data included: one loss is computed on two
+    examples). ``resume`` and ``overwrite`` are those of :func:`train` (checked here by
+    :func:`check_run_folder`; the returned trainer starts fresh when ``overwrite``)."""
     check_sections(config)
     with section("train"):
         train_cfg = TrainConfig.from_dict({**config.get("train", {}), **({"device": device} if device else {})})
     distributed.init_from_env(train_cfg.device)
-    saved = os.path.join(run_dir, RUN_FILE)
-    if os.path.exists(saved) and checkpoint.latest(os.path.join(run_dir, "checkpoints")):
-        with open(saved) as f:
-            previous = json.load(f)
+    found = check_run_folder(run_dir, resume=resume, overwrite=overwrite)
+    if found and found["checkpoint"] and not overwrite and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
+        previous = read_run_config(run_dir)
         if previous["model"] != config["model"] or previous["data"] != config["data"]:
-            raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder")
+            raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder (or "
+                             "--overwrite to replace it)")
     train_data, val_data = dataset(config, "train"), dataset(config, "val")
     with section("model"):
         model_cfg = model_config(config, train_data)
@@ -234,23 +314,34 @@ def prepare(config: dict, run_dir: str, device: str | None = None) -> Trainer:
     _check_eval_options(config, model)
     with section("train"):
         trainer = Trainer(model, train_data, run_dir=run_dir, config=train_cfg, val_data=val_data,
-                          evaluate=_validate_multimodal if getattr(model, "multimodal", False) else None)
+                          evaluate=_validate_multimodal if getattr(model, "multimodal", False) else None,
+                          resume=False if overwrite else resume)
     trainer.check_data()
     return trainer
 
 
-def train(config: dict, run_dir: str, device: str | None = None, trainer: Trainer | None = None) -> dict | None:
-    """Train (resuming if run_dir has checkpoints), then evaluate on the validation split (the test
-    split is read only when asked for: ``mmgen eval RUN --split test``, ``mmgen record``); ``trainer``
-    is what :func:`prepare` returned for this config, else it is called here. Under torchrun every
-    process calls this; rank 0 writes the files and evaluates (the other ranks return None)."""
-    trainer = trainer or prepare(config, run_dir, device)
-    distributed.barrier()  # every rank checked the config before rank 0 writes anything
+def train(config: dict, run_dir: str, device: str | None = None, trainer: Trainer | None = None, *,
+          resume=False, overwrite: bool = False) -> dict | None:
+    """Train, then evaluate on the validation split, on the training device (the test split is read
+    only when asked for: ``mmgen eval RUN --split test``, ``mmgen record``).
+
+    A ``run_dir`` that already holds a run (run.json or a checkpoint) is refused unless ``resume``
+    (True: continue from its latest checkpoint, which must exist; "auto": continue if there is
+    one, else start) or ``overwrite`` (delete what the run folder holds and start at step 0; a folder
+    holding files but no run is refused): see :func:`check_run_folder`, and ``--resume`` /
+    ``--overwrite`` of ``mmgen train``. ``trainer`` is what :func:`prepare` returned for this config
+    and these options, else it is called here. Under torchrun every process calls this; rank 0
+    writes the files and evaluates (the other ranks return None)."""
+    trainer = trainer or prepare(config, run_dir, device, resume=resume, overwrite=overwrite)
+    distributed.barrier()  # every rank checked the config and the folder before rank 0 writes anything
     if distributed.is_main():
+        if overwrite and existing_run(run_dir) is not None:
+            clear_run_folder(run_dir)
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
-    metrics = evaluate(run_dir, "val", strict=False) if distributed.is_main() else None  # local: no collectives
+    # on (rank 0's) training device, where the model is; local: no collectives
+    metrics = evaluate(run_dir, "val", strict=False, device=str(trainer.device)) if distributed.is_main() else None
     distributed.shutdown()
     return metrics
 

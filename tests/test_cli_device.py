@@ -38,3 +38,27 @@ def test_the_same_seed_draws_the_same_samples_on_cpu(run_dir, tmp_path):
     assert cli.main(["sample", str(run_dir), "-n", "4", "--seed", "3", "--device", "cpu", "--out", str(a)]) == 0
     assert cli.main(["sample", str(run_dir), "-n", "4", "--seed", "3", "--out", str(b)]) == 0  # cpu: the default
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_training_ends_with_its_evaluation_on_the_training_device(tmp_path, monkeypatch):
+    """runs.train hands the trainer's device to the final evaluation (CUDA is stood in for by a
+    trainer whose fit() is stubbed: nothing runs on it, the device is only passed through)."""
+    import torch
+    from mmgen import presets, record, runs
+    calls = []
+    monkeypatch.setattr(runs, "evaluate", lambda run_dir, split="val", **kw: calls.append((split, kw)) or {})
+    config = runs.apply_overrides(presets.get("vae-digits"), ["train.steps=2", "train.batch_size=16",
+                                                              "train.progress=false"])
+    runs.train(config, str(tmp_path / "cpu"))
+    assert calls == [("val", {"strict": False, "device": "cpu"})]
+    trainer = runs.prepare(config, str(tmp_path / "gpu"))
+    trainer.device = torch.device("cuda", 1)
+    monkeypatch.setattr(trainer, "fit", lambda: {})
+    calls.clear()
+    runs.train(config, str(tmp_path / "gpu"), trainer=trainer)
+    assert calls == [("val", {"strict": False, "device": "cuda:1"})]
+    # mmgen record evaluates its other splits on the training device as well
+    monkeypatch.setattr(runs, "train", lambda *args, **kw: None)
+    calls.clear()
+    record.run_seed(config, 0, str(tmp_path / "rec"), device="cuda:1", splits=("test",), log=lambda line: None)
+    assert calls == [("test", {"device": "cuda:1"})]

@@ -1,5 +1,6 @@
 """`mmgen env`: what a bug report needs (versions, platform, CPU, threads, native build, CUDA,
-plugins and plugin failures), as text or JSON, from mmgen.provenance's machine description."""
+plugins and plugin failures, the ops' fallbacks), as text or JSON, from mmgen.provenance's machine
+description."""
 import json
 import platform
 
@@ -31,7 +32,8 @@ def test_json_holds_the_machine_description_and_more(capsys, monkeypatch):
 def test_text_names_each_part(capsys):
     assert cli.main(["env"]) == 0
     rows = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
-    assert set(rows) == {"mmgen", "python", "platform", "torch", "cpu", "native", "cuda", "plugins", "failed", "env"}
+    assert set(rows) == {"mmgen", "python", "platform", "torch", "cpu", "native", "cuda", "plugins", "failed",
+                         "fallback", "env"}
     assert rows["mmgen"].startswith(mmgen.__version__) and rows["torch"].startswith(torch.__version__)
     assert f"{provenance.cpu_name()}, {provenance.machine()['cores']} cores" in rows["cpu"]
     assert rows["native"].startswith("mmgen._C built for torch" if mmgen.ops.has_native() else "not loaded")
@@ -53,3 +55,23 @@ def test_plugin_failures_are_shown_with_their_cause(capsys, monkeypatch):
     info = json.loads(capsys.readouterr().out)
     assert [p["plugin"] for p in info["plugins"]] == ["image"]
     assert [(p["plugin"], p["error"]) for p in info["plugin_failures"]] == [("broken", str(failure))]
+
+
+def test_fallbacks_are_shown_with_their_reason_and_fix(capsys, monkeypatch):
+    from mmgen import _extension
+    monkeypatch.setattr(_extension, "_INFO", None)
+    monkeypatch.setattr(_extension, "_ERROR", ImportError("mmgen._C: undefined symbol _ZN3c10"))
+    assert cli.main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert ("fallback  mmgen: CPU inputs run the pure-PyTorch reference (slower; one warning per op), CUDA inputs "
+            "raise an error (backend='reference' runs the reference on purpose), because its extension mmgen._C "
+            "did not load (ImportError: mmgen._C: undefined symbol _ZN3c10); fix: `pip install "
+            "--no-build-isolation -e .`\n") in out
+    assert cli.main(["env", "--json"]) == 0
+    mine = json.loads(capsys.readouterr().out)["fallbacks"][0]
+    assert mine["project"] == "mmgen" and mine["reason"].startswith("its extension mmgen._C did not load")
+    monkeypatch.setattr(_extension, "_INFO", {**mmgen.ops.build_info(), "cuda": True})
+    monkeypatch.setattr(_extension, "_ERROR", None)
+    monkeypatch.setattr("mmgen.kernels.runtime._LIBRARIES", [])  # no plugin library either
+    assert cli.main(["env"]) == 0
+    assert "fallback  none: every native library has CPU and CUDA kernels\n" in capsys.readouterr().out

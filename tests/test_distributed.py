@@ -86,11 +86,11 @@ WORKER = MODELS + textwrap.dedent("""
             out.append(max((t - every[0]).abs().max().item() for t in every))
         return out
 
-    def run(name, make, config, steps, data=digits):
+    def run(name, make, config, steps, data=digits, resume=False):
         torch.manual_seed(0)
         model = make()
         trainer = Trainer(model, data, val_data=load("digits", "val"), run_dir=os.path.join(out, name),
-                          config={**config, "steps": steps})
+                          config={**config, "steps": steps}, resume=resume)
         trainer.fit()
         results["rank_differences"][name] = rank_difference(model)
         return trainer
@@ -101,7 +101,7 @@ WORKER = MODELS + textwrap.dedent("""
     without_posterior_noise()
     run("vae", vae, VAE_CONFIG, 20)
     run("vae-half", vae, VAE_CONFIG, 10)
-    run("vae-from-one-process", vae, VAE_CONFIG, 20)  # a checkpoint the test wrote with 1 process
+    run("vae-from-one-process", vae, VAE_CONFIG, 20, resume=True)  # a checkpoint the test wrote with 1 process
 
     class NaNOnRankOne(torch.nn.Module):  # the loss of rank 1 alone is NaN at its 3rd call
         def __init__(self):
@@ -144,11 +144,11 @@ def no_posterior_noise():
         yield
 
 
-def one_process(make, run_dir, config, steps):
+def one_process(make, run_dir, config, steps, resume=False):
     torch.manual_seed(0)
     model = make()
     Trainer(model, load("digits", "train"), val_data=load("digits", "val"), run_dir=str(run_dir),
-            config={**config, "steps": steps}).fit()
+            config={**config, "steps": steps}, resume=resume).fit()
     return model
 
 
@@ -167,7 +167,7 @@ def runs(tmp_path_factory):
     torchrun(str(script), str(out))
     with no_posterior_noise():
         single = {"vae": one_process(vae, out / "single-vae", VAE_CONFIG, 20),
-                  "vae-half-resumed": one_process(vae, out / "vae-half", VAE_CONFIG, 20)}
+                  "vae-half-resumed": one_process(vae, out / "vae-half", VAE_CONFIG, 20, resume=True)}
     single["vqvae"] = one_process(vqvae, out / "single-vqvae", VQ_CONFIG, 8)
     return out, json.loads((out / "results.json").read_text()), single
 

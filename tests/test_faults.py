@@ -28,7 +28,8 @@ TRAIN = textwrap.dedent("""
     model = VAE(enc, dec, latent_dim=16, likelihood={"name": "categorical", "levels": 17})
     Trainer(model, load("digits", "train"), run_dir=sys.argv[1],
             config={"steps": 100000, "batch_size": 16, "checkpoint_every": 1, "log_every": 10,
-                    "eval_every": 100000, "sample_every": 100000, "keep_checkpoints": 2}).fit()
+                    "eval_every": 100000, "sample_every": 100000, "keep_checkpoints": 2},
+            resume="auto").fit()  # each restart continues from the latest checkpoint
 """)
 
 

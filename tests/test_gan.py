@@ -246,7 +246,7 @@ def test_gan_resume_continues_the_identical_trajectory(tmp_path):
     Trainer(half, data, run_dir=str(tmp_path / "b"), config={**config, "steps": 5}).fit()
     resumed = fresh()
     torch.manual_seed(99)
-    Trainer(resumed, data, run_dir=str(tmp_path / "b"), config={**config, "steps": 10}).fit()
+    Trainer(resumed, data, run_dir=str(tmp_path / "b"), config={**config, "steps": 10}, resume=True).fit()
     assert torch.equal(params(straight), params(resumed))
     assert any(r.get("event") == "resumed" for r in map(json.loads, open(tmp_path / "b" / "metrics.jsonl")))
 

@@ -422,3 +422,64 @@ def test_kernels_build_reports_a_broken_cuda_file_and_mmgen_keeps_working(tmp_pa
     after = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=ENV, cwd=str(tmp_path))
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == str(mmgen.ops.has_native())
+
+
+# ---- CUDA inputs without CUDA kernels: an error that says how to rebuild, never a silent slow path --
+
+def fake_cuda(*shape):
+    """A CUDA tensor that needs no GPU: FakeTensorMode tensors carry a device but no data."""
+    return torch.empty(*shape, device="cuda")
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["built-without-cuda", "not-loaded"])
+def test_auto_on_cuda_inputs_without_cuda_kernels_raises_how_to_rebuild(monkeypatch, loaded):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from mmgen import _extension
+    from mmgen.ops import _dispatch
+    monkeypatch.delenv("MMGEN_REQUIRE_NATIVE", raising=False)
+    record = {k: v for k, v in mmgen.ops.build_info().items() if k != "native"}
+    # what has_native() and build_info() (of _extension, which _dispatch uses) read
+    monkeypatch.setattr(_extension, "_INFO", {**record, "cuda": False} if loaded else None)
+    monkeypatch.setattr(_extension, "_ERROR", None if loaded else OSError("undefined symbol: _ZN3c10"))
+    assert _dispatch.has_native() is loaded and _dispatch.build_info()["cuda"] is False
+    why = (r"mmgen._C was built without CUDA kernels \(no CUDA toolkit or no CUDA torch at build time\)" if loaded
+           else r"its extension mmgen._C did not load \(OSError: undefined symbol: _ZN3c10\)")
+    with FakeTensorMode(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning either: an error
+        mu, logvar = fake_cuda(4, 3), fake_cuda(4, 3)
+        for backend in ("auto", "native"):
+            with pytest.raises(RuntimeError, match=(
+                    rf"mmgen.ops.gaussian_kl: the input is on CUDA, but mmgen has no CUDA kernel: {why}. Rebuild "
+                    r"it with its CUDA kernels: `FORCE_CUDA=1 pip install --no-build-isolation -e \.` .*"
+                    r"or pass backend='reference' to run the pure-PyTorch reference on purpose")):
+                mmgen.ops.gaussian_kl(mu, logvar, backend=backend)
+        with pytest.raises(RuntimeError, match="mmgen.ops.vq_nearest: the input is on CUDA"):
+            mmgen.ops.vq_nearest(fake_cuda(5, 2), fake_cuda(3, 2))
+        kl = mmgen.ops.gaussian_kl(mu, logvar, backend="reference")  # asked for: runs
+        assert kl.device.type == "cuda" and kl.shape == (4,)
+    info = _extension.fallbacks()
+    assert info["cuda"].startswith("raise an error") and info["fix"].startswith(
+        "`FORCE_CUDA=1 pip install" if loaded else "`pip install --no-build-isolation -e .`")
+    assert info["cpu"] == ("run the native kernels" if loaded else
+                           "run the pure-PyTorch reference (slower; one warning per op)")
+
+
+def test_a_plugin_library_refuses_cuda_inputs_and_warns_per_op_on_cpu(monkeypatch):
+    monkeypatch.delenv("MMGEN_REQUIRE_NATIVE", raising=False)
+    monkeypatch.setattr(runtime, "_LIBRARIES", [])
+    lib = runtime.NativeLibrary("mmgen_kernels_missing_plugin._C", project="demo")
+    with pytest.raises(RuntimeError, match=r"demo.op: the input is on CUDA, but demo has no CUDA kernel: its extension "
+                                           r"mmgen_kernels_missing_plugin._C did not load \(ModuleNotFoundError: .*\)\. "
+                                           r"Rebuild it with its CUDA kernels: `FORCE_CUDA=1 mmgen kernels build "
+                                           r"<path of demo>`"):
+        lib.use_native("auto", "demo.op", torch.device("cuda", 0))
+    cpu = torch.device("cpu")
+    for op in ("demo.a", "demo.b"):  # one warning per op, each naming the cause
+        with pytest.warns(runtime.NativeFallbackWarning, match=rf"{op}: .* because its extension "
+                                                                r"mmgen_kernels_missing_plugin._C did not load"):
+            assert lib.use_native("auto", op, cpu) is False
+    assert lib.fallbacks()["reason"].startswith("its extension mmgen_kernels_missing_plugin._C did not load")
+    lib.record, lib.error = {"torch_version": torch.__version__, "cuda": True}, None  # as if built with CUDA
+    assert lib.fallbacks() == {"project": "demo", "module": "mmgen_kernels_missing_plugin._C",
+                               "cpu": "run the native kernels", "cuda": "run the native kernels",
+                               "reason": None, "fix": None}

@@ -138,3 +138,16 @@ def test_training_time_adds_up_the_segments_of_a_resumed_run(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "eval"}) + "\n")
     assert record._train_seconds(str(tmp_path)) is None
     assert record._train_seconds(str(tmp_path / "missing")) is None
+
+
+def test_an_unfinished_run_is_continued_not_refused(tmp_path):
+    from mmgen import presets, runs
+    config = runs.apply_overrides(presets.get("vae-digits"), [s for s in SMALL if s != "--set"])
+    run_dir = str(tmp_path / "seed0")
+    runs.train(runs.apply_overrides(config, ["train.seed=0", "train.steps=4", "train.checkpoint_every=2"]), run_dir)
+    result = record.run_seed(runs.apply_overrides(config, ["train.steps=6", "train.checkpoint_every=2"]), 0, run_dir,
+                             splits=("val",), log=lambda line: None)
+    assert not result["reused"]
+    events = [json.loads(line) for line in open(tmp_path / "seed0" / "metrics.jsonl")]
+    assert [e["from"] for e in events if e.get("event") == "resumed"] == ["step-000004"]
+    assert max(e.get("step", 0) for e in events) == 6

@@ -240,19 +240,25 @@ def test_reference_backend_draws_the_same_noise():
                                mmgen.ops.gaussian_kl(mu, logvar, backend="reference"))
 
 
-def test_fallback_warns_once_and_require_native_raises(monkeypatch):
+def test_fallback_warns_once_per_op_with_the_reason_and_require_native_raises(monkeypatch):
     from mmgen import _extension
     from mmgen.ops import _dispatch
     mu, logvar = sample_inputs("cpu")
     monkeypatch.setattr(_dispatch, "has_native", lambda: False)
-    monkeypatch.setattr(_extension, "_warned", False)
+    monkeypatch.setattr(_extension, "_ERROR", ImportError("libc10.so: cannot open shared object file"))
+    monkeypatch.setattr(_extension, "_warned", set())
     monkeypatch.delenv("MMGEN_REQUIRE_NATIVE", raising=False)
-    with pytest.warns(mmgen.ops.NativeFallbackWarning):
+    reason = (r"mmgen.ops.reparameterize: using the pure-PyTorch reference \(slower\) because its extension "
+              r"mmgen._C did not load \(ImportError: libc10.so: cannot open shared object file\); build it with "
+              r"`pip install --no-build-isolation -e .`")
+    with pytest.warns(mmgen.ops.NativeFallbackWarning, match=reason):
         mmgen.ops.reparameterize(mu, logvar)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        mmgen.ops.gaussian_kl(mu, logvar)  # second fallback: no second warning
+        mmgen.ops.reparameterize(mu, logvar)  # the same op again: no second warning
+    with pytest.warns(mmgen.ops.NativeFallbackWarning, match="mmgen.ops.gaussian_kl: using the pure-PyTorch"):
+        mmgen.ops.gaussian_kl(mu, logvar)  # another op: its own warning
     monkeypatch.setenv("MMGEN_REQUIRE_NATIVE", "1")
     monkeypatch.setattr(_extension, "_INFO", None)
     with pytest.raises(RuntimeError, match="compiled extension"):

@@ -25,7 +25,8 @@ def test_dry_run_summarizes_and_writes_nothing(tmp_path, capsys):
         "config:   preset vae-digits with train.steps=30, train.batch_size=32",
         f"model:    VAE (vae), {parameters:,} parameters",
         "data:     digits: train 1,297, val 200 examples",
-        "training: 30 steps of batch 32 (0.7 epochs) on cpu"]
+        "training: 30 steps of batch 32 (0.7 epochs) on cpu",
+        f"run:      a new run in {out}"]
     assert not (tmp_path / "runs").exists()
 
 

@@ -34,7 +34,8 @@ def test_resume_continues_the_identical_trajectory(tmp_path):
     Trainer(half, data, val_data=val, run_dir=str(tmp_path / "b"), config={**FAST, "steps": 30}).fit()
     resumed = digits_vae()  # fresh process state: new model, new trainer, same run folder
     torch.manual_seed(123)
-    Trainer(resumed, data, val_data=val, run_dir=str(tmp_path / "b"), config={**FAST, "steps": 60}).fit()
+    Trainer(resumed, data, val_data=val, run_dir=str(tmp_path / "b"), config={**FAST, "steps": 60},
+            resume=True).fit()
     assert torch.equal(params(straight), params(resumed))
     log = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
     assert any(r.get("event") == "resumed" for r in log)
@@ -48,7 +49,7 @@ def test_damaged_checkpoint_gives_a_clear_error_and_is_kept(tmp_path):
     weights = run / "checkpoints" / "step-000010" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="corrupted or truncated"):
-        Trainer(digits_vae(), data, run_dir=str(run), config={**FAST, "steps": 20}).fit()
+        Trainer(digits_vae(), data, run_dir=str(run), config={**FAST, "steps": 20}, resume=True).fit()
     assert weights.stat().st_size == 100  # not overwritten silently
 
 

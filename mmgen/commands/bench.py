@@ -28,7 +28,7 @@ def default_dir() -> str:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", help="run the kernel and training benchmarks, print a table and write JSON",
+        "bench",
         description="Run benchmarks/bench_<name>.py of the source checkout (each compares mmgen with "
                     "what a user would use instead, in the same run), then print every mmgen row's "
                     "speed-up ratios (alternative time / mmgen time; >= 1 means mmgen is faster). "

@@ -11,23 +11,25 @@ ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TO
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("env", help="versions, machine, native build, CUDA and plugins, for a bug report")
+    p = subparsers.add_parser("env")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
 
 
 def collect() -> dict:
     """mmgen's machine description (:func:`mmgen.provenance.machine`: versions, CPU, threads, native
-    build) with the platform, the CUDA devices torch sees, the checkout, the plugins and the
-    environment variables that matter."""
+    build) with the platform, the CUDA devices torch sees, the checkout, the plugins, the fallbacks
+    of mmgen's and each plugin's ops (what ``backend="auto"`` runs on CPU and CUDA inputs, and why:
+    :func:`mmgen.kernels.runtime.fallbacks`) and the environment variables that matter."""
     import torch
     import mmgen
-    from mmgen import provenance
+    from mmgen import _extension, provenance
     from mmgen.commands.plugins import as_dict, load_quietly
+    from mmgen.kernels import runtime
     info = provenance.machine("cpu")
     del info["device"]
     cuda = torch.cuda.is_available()
-    found = [as_dict(p) for p in load_quietly()]
+    found = [as_dict(p) for p in load_quietly()]  # loads the plugins' native libraries too
     return {**info, "mmgen_path": os.path.dirname(os.path.abspath(mmgen.__file__)),
             "python_executable": sys.executable, "platform": platform.platform(),
             "interop_threads": torch.get_num_interop_threads(),
@@ -37,6 +39,8 @@ def collect() -> dict:
             **provenance.git_state(),
             "plugins": [p for p in found if p["status"] == "ok"],
             "plugin_failures": [p for p in found if p["status"] != "ok"],
+            "fallbacks": [f for f in (_extension.fallbacks(), *(lib.fallbacks() for lib in runtime.libraries()))
+                          if f["reason"]],
             "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MMGEN_") or k in ENVIRONMENT}}
 
 
@@ -65,6 +69,9 @@ def run(args) -> int:
          else "not available (torch.cuda.is_available() is False)"),
         ("plugins", ", ".join(f"{p['plugin']} {p['version'] or '-'}" for p in info["plugins"]) or "none"),
         *([("failed", p["error"]) for p in info["plugin_failures"]] or [("failed", "none")]),
+        *([("fallback", f"{f['project']}: CPU inputs {f['cpu']}, CUDA inputs {f['cuda']}, because "
+                        f"{f['reason']}; fix: {f['fix']}")
+           for f in info["fallbacks"]] or [("fallback", "none: every native library has CPU and CUDA kernels")]),
         ("env", ", ".join(f"{k}={v}" for k, v in info["environment"].items()) or "-"),
     ]
     for name, value in lines:

@@ -8,7 +8,7 @@ from mmgen.cli import add_threads_option
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained run (nats per example, bits/dim, registered metrics)")
+    p = subparsers.add_parser("eval")
     p.add_argument("run_dir", help="a run folder written by `mmgen train`")
     p.add_argument("--split", default="val", choices=("train", "val", "test", "heldout"),
                    help="default val: choose settings on val, and read test (named explicitly) once, for "

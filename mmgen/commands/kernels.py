@@ -15,7 +15,7 @@ LIBRARY_SUFFIXES = (".so", ".pyd")
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("kernels", help="native extensions of mmgen and its plugins")
+    parser = subparsers.add_parser("kernels")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     info = actions.add_parser("info", help="what mmgen and each plugin built (torch, CUDA, archs) and "
                                            "whether it loads; exit 1 if one does not")

@@ -8,7 +8,7 @@ from mmgen import plugins
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("plugins", help="list installed plugins and diagnose failures")
+    parser = subparsers.add_parser("plugins")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="plugins with their version, status and components")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")

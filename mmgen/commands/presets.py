@@ -7,7 +7,7 @@ from mmgen import presets
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("presets", help="the built-in run configs (mmgen train --preset NAME)")
+    parser = subparsers.add_parser("presets")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="each preset's name and description, one per line")
     listing.set_defaults(func=run_list)

@@ -8,8 +8,7 @@ from mmgen.cli import UsageError, add_threads_option
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "record", help="train a preset over several seeds and record its val and test numbers (mean ± sd)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "record", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train SOURCE (a preset or a run config file) once per seed, evaluate each run on val\n"
                     "(selection) and test (the report), and write benchmarks/results/quality_<NAME>.json\n"
                     "with the provenance (commit, versions, machine, threads, command line), each seed's\n"

@@ -11,7 +11,7 @@ from mmgen.io import image_grid, save_png
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="draw samples from a trained run and write a PNG grid")
+    p = subparsers.add_parser("sample")
     p.add_argument("run_dir", help="a run folder written by `mmgen train`")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

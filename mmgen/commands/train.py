@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from mmgen import presets, runs
+from mmgen import distributed, presets, runs
 from mmgen.cli import UsageError, add_threads_option
 from mmgen.commands.presets import print_presets
 from mmgen.train import TrainConfig
@@ -13,11 +14,11 @@ from mmgen.train import TrainConfig
 def add_parser(subparsers) -> None:
     names = ", ".join(sorted(presets.PRESETS))
     p = subparsers.add_parser(
-        "train", help="train a model from a run config or a preset, then evaluate it on val",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a model (resuming from the latest checkpoint in --out if there is one),\n"
-                    "save it to OUT/model and evaluate it on the validation split\n"
-                    "(the test split: mmgen eval OUT --split test, or mmgen record).\n"
+        "train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a model in the run folder --out, save it to OUT/model and evaluate it on the\n"
+                    "validation split, on the training device (the test split: mmgen eval OUT --split test,\n"
+                    "or mmgen record). A folder that already holds a run is refused unless --resume\n"
+                    "(continue from its latest checkpoint) or --overwrite (delete it and start again).\n"
                     "Several processes: torchrun --nproc_per_node=N -m mmgen train ... (DDP; gloo on CPU,\n"
                     "nccl on CUDA; train.batch_size is the global batch, split over the N processes).\n"
                     f"Presets: {names}.",
@@ -29,6 +30,13 @@ def add_parser(subparsers) -> None:
                                  "unless --list-presets")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=200 (repeatable; JSON values)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in OUT from its latest checkpoint (same model and data; "
+                               "train.steps may grow); an error if OUT has no checkpoint")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="delete the run that OUT holds and start again at step 0 (a folder that "
+                               "holds files but no run is refused)")
     p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config (load it, apply --set, build the data and the model as training "
@@ -47,19 +55,25 @@ def run(args) -> int:
     if not args.out:
         raise UsageError("--out DIR (the run folder) is required")
     config = runs.apply_overrides(runs.load_config(args.config or args.preset), args.overrides)
-    trainer = runs.prepare(config, args.out, device=args.device)  # every config error is raised here
+    # every config and run folder error is raised here
+    trainer = runs.prepare(config, args.out, device=args.device, resume=args.resume, overwrite=args.overwrite)
+    found = runs.existing_run(args.out)
     if args.dry_run:
-        print(dry_run_summary(args, config, trainer))
+        print(dry_run_summary(args, config, trainer, found))
         return 0
-    metrics = runs.train(config, args.out, trainer=trainer)
+    if args.overwrite and found is not None and distributed.is_main():
+        print(f"mmgen train: --overwrite: deleting the run in {args.out} ({runs.describe_run(found)})",
+              file=sys.stderr)
+    metrics = runs.train(config, args.out, trainer=trainer, overwrite=args.overwrite)
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
         print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*val.json)")
     return 0
 
 
-def dry_run_summary(args, config: dict, trainer) -> str:
-    """What ``mmgen train`` would train: config, model, data sizes, steps."""
+def dry_run_summary(args, config: dict, trainer, found: dict | None = None) -> str:
+    """What ``mmgen train`` would train: config, model, data sizes, steps, and what becomes of the
+    run folder (``found``: :func:`mmgen.runs.existing_run`)."""
     cfg, model = trainer.config, trainer.model
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -73,4 +87,13 @@ def dry_run_summary(args, config: dict, trainer) -> str:
         f"model:    {type(model).__name__} ({getattr(model, 'config', {}).get('model', '?')}), {parameters:,} parameters"
         + (f" ({trainable:,} trainable)" if trainable != parameters else ""),
         f"data:     {config['data']['name']}: train {len(trainer.train_data):,}{val} examples",
-        f"training: {cfg.steps:,} steps of batch {cfg.batch_size} ({epochs:.1f} epochs) on {trainer.device}"])
+        f"training: {cfg.steps:,} steps of batch {cfg.batch_size} ({epochs:.1f} epochs) on {trainer.device}",
+        f"run:      {run_folder_plan(args, found)}"])
+
+
+def run_folder_plan(args, found: dict | None) -> str:
+    if found is None:
+        return f"a new run in {args.out}"
+    if args.overwrite:
+        return f"deletes the run in {args.out} ({runs.describe_run(found)}) and starts at step 0"
+    return f"resumes the run in {args.out} ({runs.describe_run(found)})"

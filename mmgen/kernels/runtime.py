@@ -2,9 +2,12 @@
 
 mmgen's own ``mmgen._C`` goes through these helpers (``mmgen._extension``, ``mmgen.ops._dispatch``)
 and a plugin's extension through ``NativeLibrary``, so both behave alike: a missing or broken build
-is not an import error, ``backend="auto"`` falls back to the reference with one warning,
-``MMGEN_REQUIRE_NATIVE=1`` turns the fallback into an error naming the cause, and a library built
-for another torch is refused.
+is not an import error; on the CPU ``backend="auto"`` falls back to the reference with one warning
+per op, naming the cause; a CUDA input without a CUDA kernel is an error that says how to rebuild
+(never a silent slow path on the GPU: ``backend="reference"`` runs the reference on purpose);
+``MMGEN_REQUIRE_NATIVE=1`` turns every fallback into an error naming the cause; and a library built
+for another torch is refused. ``fallbacks`` says what each library falls back to, and why
+(``mmgen env`` prints it).
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from typing import Callable
 import torch
 
 __all__ = ["BACKENDS", "REQUIRE_NATIVE_ENV", "NativeFallbackWarning", "NativeLibrary", "choose_native",
-           "describe_build", "fallback_message", "libraries", "library_build_record", "load_native",
-           "missing_native_error", "native_required"]
+           "cuda_missing_error", "describe_build", "fallback_message", "fallbacks", "libraries",
+           "library_build_record", "load_native", "missing_native_error", "native_required"]
 
 BACKENDS = ("auto", "native", "reference")
 _LIBRARIES: list = []  # every NativeLibrary made in this process (``mmgen kernels info`` lists them)
@@ -28,7 +31,7 @@ REQUIRE_NATIVE_ENV = "MMGEN_REQUIRE_NATIVE"
 
 
 class NativeFallbackWarning(UserWarning):
-    """Emitted once when an op runs its pure-PyTorch reference because no native kernel is built."""
+    """Emitted once per op when it runs its pure-PyTorch reference because no native kernel is built."""
 
 
 def native_required() -> bool:
@@ -111,12 +114,50 @@ def missing_native_error(what: str, module: str, error: BaseException | None, re
                         f"Build it with {rebuild_hint} (see README).")
 
 
-def fallback_message(what: str, error: BaseException | None, project: str) -> str:
+def _why_not_loaded(module: str, error: BaseException) -> str:
+    return f"its extension {module} did not load ({type(error).__name__}: {error})"
+
+
+def fallback_message(what: str, error: BaseException | None, project: str, module: str | None = None,
+                     rebuild_hint: str | None = None) -> str:
+    """The warning of an op that runs its reference under ``backend="auto"``, with the reason."""
     if error:
-        return (f"{what}: using the pure-PyTorch reference (slower) because the native kernel is not "
-                f"available ({error!r} )")
+        why = _why_not_loaded(module, error) if module else f"the native kernel is not available ({error!r})"
+        return (f"{what}: using the pure-PyTorch reference (slower) because {why}"
+                + (f"; build it with {rebuild_hint}" if rebuild_hint else "") + " (`mmgen env` lists the fallbacks)")
     return (f"{what}: using the pure-PyTorch reference (slower) because {project} was built without "
             "kernels for this device")
+
+
+def cuda_missing_error(what: str, project: str, module: str, error: BaseException | None,
+                       cuda_rebuild_hint: str) -> RuntimeError:
+    """The error of an op given CUDA tensors when its library has no CUDA kernel (not built with
+    CUDA, or not loaded at all): what to rebuild, and how to ask for the slow reference instead."""
+    why = (_why_not_loaded(module, error) if error is not None
+           else f"{module} was built without CUDA kernels (no CUDA toolkit or no CUDA torch at build time)")
+    return RuntimeError(f"{what}: the input is on CUDA, but {project} has no CUDA kernel: {why}. Rebuild it "
+                        f"with its CUDA kernels: {cuda_rebuild_hint}; or pass backend='reference' to run the "
+                        "pure-PyTorch reference on purpose (slower)")
+
+
+def fallbacks(project: str, module: str, record: dict | None, error: BaseException | None,
+              rebuild_hint: str, cuda_rebuild_hint: str) -> dict:
+    """What a library's ops do with CPU and with CUDA inputs under ``backend="auto"``, and why
+    (``mmgen env``): ``{"project", "module", "cpu", "cuda", "reason", "fix"}`` (reason and fix: None
+    when both run native kernels)."""
+    cuda = bool(record and record.get("cuda"))
+    if record is None:
+        reason, fix = _why_not_loaded(module, error), rebuild_hint
+    elif not cuda:
+        reason, fix = f"{module} was built without CUDA kernels", cuda_rebuild_hint
+    else:
+        reason = fix = None
+    return {"project": project, "module": module,
+            "cpu": "run the native kernels" if record is not None
+            else "run the pure-PyTorch reference (slower; one warning per op)",
+            "cuda": "run the native kernels" if cuda
+            else "raise an error (backend='reference' runs the reference on purpose)",
+            "reason": reason, "fix": fix}
 
 
 def describe_build(record: dict | None, error: BaseException | None) -> dict:
@@ -128,19 +169,24 @@ def describe_build(record: dict | None, error: BaseException | None) -> dict:
 
 
 def choose_native(backend: str, op: str, device: torch.device, *, loaded: bool, cuda: bool,
-                  require: Callable[[str], None], fallback: Callable[[str], None], project: str) -> bool:
-    """True to call the compiled kernel, False to run the reference (``fallback`` warns once)."""
+                  require: Callable[[str], None], fallback: Callable[[str], None],
+                  no_cuda: Callable[[str], BaseException], project: str) -> bool:
+    """True to call the compiled kernel, False to run the reference. Without a kernel for the
+    device: a CUDA input raises ``no_cuda(op)`` (``"auto"`` included: the reference on the GPU is
+    never chosen silently); otherwise ``"native"`` raises and ``"auto"`` calls ``fallback(op)``
+    (which warns once per op) and runs the reference."""
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return False
     if loaded and (device.type in ("cpu", "meta") or (device.type == "cuda" and cuda)):
         return True
+    if device.type == "cuda":
+        raise no_cuda(op)
     if backend == "native":
         require(op)
-        raise RuntimeError(f"{op}: {project} was built without kernels for device {device.type!r} "
-                           "(CUDA kernels need the CUDA toolkit at build time, or FORCE_CUDA=1); "
-                           "use backend='reference' or rebuild")
+        raise RuntimeError(f"{op}: {project} was built without kernels for device {device.type!r}; "
+                           "use backend='reference'")
     fallback(op)
     return False
 
@@ -159,13 +205,17 @@ class NativeLibrary:
     missing build leaves the reference path working instead of failing at import.
     """
 
-    def __init__(self, module: str, *, project: str | None = None, rebuild_hint: str | None = None):
+    def __init__(self, module: str, *, project: str | None = None, rebuild_hint: str | None = None,
+                 cuda_rebuild_hint: str | None = None):
         self.module = module
         self.namespace = module.split(".")[0]
         self.project = project or self.namespace
         self.rebuild_hint = rebuild_hint or f"`mmgen kernels build <path of {self.project}>`"
+        self.cuda_rebuild_hint = cuda_rebuild_hint or (
+            f"`FORCE_CUDA=1 mmgen kernels build <path of {self.project}>`" if rebuild_hint is None
+            else f"{rebuild_hint} with FORCE_CUDA=1 and the CUDA toolkit")
         self.record, self.error = load_native(module, self.rebuild_hint)
-        self._warned = False
+        self._warned: set[str] = set()  # ops that warned of their fallback
         _LIBRARIES.append(self)
 
     def has_native(self) -> bool:
@@ -191,17 +241,25 @@ class NativeLibrary:
         if native_required():
             self.require_native(what)
             raise RuntimeError(f"{what}: no native kernel for this input and {REQUIRE_NATIVE_ENV}=1")
-        if not self._warned:
-            self._warned = True
-            warnings.warn(fallback_message(what, self.error, self.project), NativeFallbackWarning,
-                          stacklevel=4)
+        if what not in self._warned:
+            self._warned.add(what)
+            warnings.warn(fallback_message(what, self.error, self.project, self.module, self.rebuild_hint),
+                          NativeFallbackWarning, stacklevel=4)
+
+    def cuda_missing(self, what: str) -> RuntimeError:
+        return cuda_missing_error(what, self.project, self.module, self.error, self.cuda_rebuild_hint)
+
+    def fallbacks(self) -> dict:
+        """See :func:`fallbacks`."""
+        return fallbacks(self.project, self.module, self.record, self.error, self.rebuild_hint,
+                         self.cuda_rebuild_hint)
 
     def use_native(self, backend: str, op: str, device: torch.device) -> bool:
         """The ``backend=`` switch of a wrapper: True to call ``self.ops.<op>``, False for the reference."""
         return choose_native(backend, op, device, loaded=self.has_native(),
                              cuda=bool(self.record and self.record["cuda"]),
                              require=self.require_native, fallback=self.warn_fallback,
-                             project=self.project)
+                             no_cuda=self.cuda_missing, project=self.project)
 
     def register_fake(self, name: str):
         """Decorator: ``torch.library.register_fake("<namespace>::<name>")`` when loaded."""

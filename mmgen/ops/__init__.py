@@ -1,4 +1,7 @@
-"""mmgen's fused operators. Each takes ``backend="auto" | "native" | "reference"``."""
+"""mmgen's fused operators. Each takes ``backend="auto" | "native" | "reference"``: "auto" runs the
+native kernel; without one it runs the pure-PyTorch reference on CPU inputs (one warning per op,
+naming the cause) and raises on CUDA inputs, saying how to rebuild with CUDA kernels (see
+:func:`mmgen.kernels.runtime.choose_native`)."""
 from mmgen._extension import NativeFallbackWarning, has_native, native_required, require_native
 from mmgen._extension import build_info as _build_info
 

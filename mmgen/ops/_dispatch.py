@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from mmgen._extension import build_info, has_native, require_native, warn_fallback
+from mmgen._extension import build_info, cuda_missing, has_native, require_native, warn_fallback
 from mmgen.kernels.checks import check_float, check_generator, check_same, check_tensor
 from mmgen.kernels.runtime import BACKENDS, choose_native
 
@@ -11,7 +11,8 @@ __all__ = ["BACKENDS", "use_native", "check_tensor", "check_float", "check_same"
 
 
 def use_native(backend: str, op: str, device: torch.device) -> bool:
-    """True to call the compiled kernel, False to run the reference (warning once under "auto")."""
+    """True to call the compiled kernel, False to run the reference (on the CPU under "auto", warning
+    once per op; a CUDA input without CUDA kernels raises: see mmgen.kernels.runtime.choose_native)."""
     loaded = has_native()
     return choose_native(backend, op, device, loaded=loaded, cuda=loaded and build_info()["cuda"],
-                         require=require_native, fallback=warn_fallback, project="mmgen")
+                         require=require_native, fallback=warn_fallback, no_cuda=cuda_missing, project="mmgen")

@@ -62,8 +62,8 @@ def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         mask_type: ``"A"`` (excludes the centre) or ``"B"`` (includes it).
         dilation: spacing between taps (>= 1); padding is ``dilation * (k // 2)``.
         color_groups: number of channel groups for the centre-tap mask; divides C_in and C_out.
-        backend: ``"auto"`` (native kernel, else the reference with a warning), ``"native"`` or
-            ``"reference"``.
+        backend: ``"auto"`` (the native kernel; without one, the reference with a warning on CPU
+            inputs and an error on CUDA inputs), ``"native"`` or ``"reference"``.
 
     Returns:
         ``[N, C_out, H, W]``.

@@ -33,8 +33,8 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.G
         mu, logvar: tensors of the same shape ``[B, ...]`` and floating dtype, on one device.
         generator: a ``torch.Generator`` of the inputs' device, or None.
         return_kl: also return ``KL(N(mu, exp(logvar)) || N(0, I))`` summed over all dims but 0.
-        backend: ``"auto"`` (native kernel, else the reference with a warning), ``"native"`` or
-            ``"reference"``.
+        backend: ``"auto"`` (the native kernel; without one, the reference with a warning on CPU
+            inputs and an error on CUDA inputs), ``"native"`` or ``"reference"``.
 
     Returns:
         ``z`` shaped like ``mu``, or ``(z, kl)`` with ``kl`` of shape ``[B]`` when ``return_kl``.

@@ -108,6 +108,12 @@ def steps(folder: str) -> list[int]:
     return [s for s in _all_steps(folder) if _complete(os.path.join(folder, f"step-{s:06d}"))]
 
 
+def exists(folder: str) -> bool:
+    """``folder`` holds a checkpoint, complete or not (a ``step-*`` folder or the ``latest`` pointer):
+    a run was trained there."""
+    return bool(_all_steps(folder)) or os.path.exists(os.path.join(folder, POINTER))
+
+
 def latest(folder: str) -> str | None:
     """Path of the newest complete checkpoint, or None when there is none.
 

@@ -34,6 +34,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite and the config says to stop."""
 
 
+class RunExistsError(FileExistsError):
+    """The run folder already holds a run, and this one was not asked to resume it."""
+
+
+RESUME_CHOICES = (False, True, "auto")
+
+
+def check_resume(resume) -> None:
+    """``resume`` is one of :data:`RESUME_CHOICES` (``1`` and ``"yes"`` are not)."""
+    if not (resume is True or resume is False or resume == "auto"):
+        raise ValueError(f"resume must be False (a new run), True (continue the run) or 'auto' (continue "
+                         f"it when there is a checkpoint), got {resume!r}")
+
+
 def examples(batch: dict) -> int:
     """The number of examples in a batch dict: rows of ``x`` (else of its first tensor)."""
     first = batch["x"] if "x" in batch else next(v for v in batch.values() if isinstance(v, torch.Tensor))
@@ -140,8 +154,18 @@ class Trainer:
     Writes into ``run_dir``: ``metrics.jsonl`` (one JSON object per log/eval line; training lines
     carry ``step``, the losses, ``epoch``, ``elapsed_s`` and ``threads``, torch's CPU threads), ``samples/``
     (PNG grids, when the model has ``sample``), ``checkpoints/`` (see mmgen.train.checkpoint) and,
-    at the end, ``model/`` (``save_pretrained``). ``fit()`` resumes from the latest checkpoint in
-    ``run_dir`` when there is one, continuing the identical trajectory.
+    at the end, ``model/`` (``save_pretrained``).
+
+    ``resume`` says what ``fit()`` does with a checkpoint already in ``run_dir/checkpoints``:
+
+    * ``False`` (the default): start a new run; a ``run_dir`` that already holds a checkpoint is
+      refused (:class:`RunExistsError`) rather than trained over.
+    * ``True``: continue from the latest checkpoint, the identical trajectory (model, optimizers,
+      schedules, data position, RNG); a ``run_dir`` without one is an error (FileNotFoundError).
+    * ``"auto"``: continue when there is a checkpoint, else start: for jobs restarted after an
+      interruption (``mmgen record`` resumes its unfinished runs this way).
+
+    Nothing here deletes a run: to start again, empty ``run_dir`` first (``mmgen train --overwrite``).
 
     A label-conditioned model (attribute ``condition_on_labels``, e.g. CVAE, M2) gets the batch's
     labels as ``loss(x, y=...)`` in training and validation. Validation reports ``val_loss`` and, for
@@ -157,7 +181,10 @@ class Trainer:
     """
 
     def __init__(self, model, train_data, *, run_dir: str, config: TrainConfig | dict | None = None,
-                 val_data=None, evaluate=None, condition_on_labels: bool | None = None):
+                 val_data=None, evaluate=None, condition_on_labels: bool | None = None,
+                 resume: bool | str = False):
+        check_resume(resume)
+        self.resume_mode = resume
         # a plain torch Dataset (dict examples) or DataLoader (dict batches) gets the batches() interface
         train_data = as_batches(train_data, what="training data")
         val_data = as_batches(val_data, what="validation data")
@@ -289,9 +316,20 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
-        """Load the latest checkpoint of run_dir, if any. Returns whether one was loaded."""
+        """Load the latest checkpoint of run_dir, as ``resume`` says (see the class docstring): returns
+        whether one was loaded; raises when ``resume=False`` finds one or ``resume=True`` finds none."""
+        if self.resume_mode is False:
+            if checkpoint.exists(self.ckpt_dir):
+                done = checkpoint.steps(self.ckpt_dir)
+                at = f"checkpoint step {done[-1]}" if done else f"an incomplete checkpoint in {self.ckpt_dir}"
+                raise RunExistsError(f"{self.run_dir} already holds a run ({at}); pass resume=True to continue "
+                                     "it, resume='auto' to continue it when there is one, or use another run_dir")
+            return False
         path = checkpoint.latest(self.ckpt_dir)
         if path is None:
+            if self.resume_mode is True:
+                raise FileNotFoundError(f"resume=True, but {self.run_dir} holds no checkpoint to resume "
+                                        f"(no {os.path.join(self.ckpt_dir, 'step-*')})")
             return False
         state = checkpoint.load(path, self.model, map_location=self.device)
         if set(state["optimizers"]) != set(self.optimizers):

@@ -30,8 +30,8 @@ def gumbel_softmax_sample(logits: torch.Tensor, *, tau: float = 1.0, hard: bool 
         uniform: the noise, uniform in (0, 1) and shaped like logits (values are clamped to
             ``[tiny, 1 - eps]``); when None it is drawn with ``torch.rand`` from ``generator``
             (or the default generator of logits' device), so ``torch.manual_seed`` reproduces it.
-        backend: ``"auto"`` (native kernel, else the reference with a warning), ``"native"`` or
-            ``"reference"``.
+        backend: ``"auto"`` (the native kernel; without one, the reference with a warning on CPU
+            inputs and an error on CUDA inputs), ``"native"`` or ``"reference"``.
     """
     op = "mmgen_gumbel.gumbel_softmax_sample"
     check_tensor(logits, "logits", op)
