@@ -30,7 +30,7 @@ step() { echo "+ wheels: $* ($((SECONDS - start)) s)"; }
 step "venv in $work"
 [ -x "$work/venv/bin/python" ] || "$python" -m venv "$work/venv"
 py="$work/venv/bin/python"
-"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "setuptools>=77" wheel ninja "build>=1.2"
+"$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "setuptools>=77,<82" wheel ninja "build>=1.2"
 
 rm -rf "$work/src" "$work/dist" && mkdir -p "$work/src" "$work/dist"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard \

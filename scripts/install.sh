@@ -42,8 +42,8 @@ if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$
     echo "+ pip install $torch_pin ${torch_index[*]}"
     "${pip[@]}" "${torch_index[@]}" "$torch_pin"
 fi
-# setuptools>=77 reads the PEP 639 license fields; ninja compiles the kernels in parallel.
-"${pip[@]}" "setuptools>=77" wheel ninja
+# setuptools>=77 reads the PEP 639 license fields (torch 2.11 asks for <82); ninja compiles in parallel.
+"${pip[@]}" "setuptools>=77,<82" wheel ninja
 
 extras=$(IFS=,; echo "$*")
 export MAX_JOBS="${MAX_JOBS:-2}"
