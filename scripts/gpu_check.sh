@@ -38,6 +38,12 @@ arch=$("$py" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability(
     echo "gpu_check: torch sees no CUDA GPU" | tee -a "$log"; exit 1; }
 echo "python $("$py" -V 2>&1 | cut -d' ' -f2), torch $("$py" -c 'import torch; print(torch.__version__)'), arch $arch, nvcc: $(nvcc --version | tail -1)" | tee -a "$log"
 
+# The PEP 639 license fields need setuptools>=77 (torch 2.11 asks for <82). The device reaches no
+# index: an older setuptools is upgraded from the wheels carried in .whl/, if any.
+if ! "$py" -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)"; then
+    "$py" -m pip install --disable-pip-version-check -q --no-index --find-links .whl "setuptools>=77,<82" 2>&1 \
+        | tee -a "$log" || { echo "gpu_check: setuptools<77 and no setuptools>=77,<82 wheel in .whl/" | tee -a "$log"; exit 1; }
+fi
 # Only this GPU's architecture, all cores; nothing is fetched (--no-deps, no build isolation).
 plugins=(-e plugins/mmgen-image -e examples/mmgen-gumbel)
 # mmgen first: the example plugin's setup.py imports mmgen's build helpers.
