@@ -40,8 +40,9 @@ def _mfm_trimodal() -> dict:
 
     The audio reconstruction has weight 0.25: its Gaussian NLL over 32 x 65 log-mel values (~2,000
     nats a clip) otherwise dwarfs the label terms in the gradient of the shared audio encoder, and
-    the speech-only label accuracy on unseen voices suffers (val voices, seed 0: 0.888 at weight 1,
-    0.948 at 0.25, the value chosen on val; generated speech did not get worse).
+    the speech-only label accuracy on unseen voices suffers. 0.25 was chosen on val voices; that
+    comparison has no record under benchmarks/results/ (``mmgen record mfm-digits --set ...``
+    would make one), so no number is quoted here.
 
     From the data: image size and channels, log-mel bins and frames and the ``wave`` options, the
     vocabulary (and its size), the caption length (``max_length``) and the number of classes."""
@@ -143,7 +144,7 @@ PRESETS: dict[str, dict] = {
     },
     "pixelcnn-digits": {
         "description": "gated PixelCNN, exact likelihood over the 17 grey levels of the 8x8 digits "
-                       "(small on purpose: 64 maps x 6 layers overfits the 1,297 images, val NLL 120)",
+                       "(small on purpose: a wider, deeper one overfits the 1,297 training images)",
         "data": {"name": "digits"},
         "model": {"model": "pixelcnn", "hidden": 32, "layers": 4, "first_kernel_size": 5},
         "train": {"steps": 1500, "batch_size": 64, "lr": 2e-3, "schedule": "cosine",
