@@ -374,7 +374,7 @@ class TextToImageGAN(GAN):
         training-time augmentation (more condition vectors per caption, a smoother condition
         space); its noise at sampling time blurs which caption is drawn: on MNIST captions a
         sampled condition names another digit noticeably more often than the mean does, with the
-        same model (docs/models.md)."""
+        same model (docs/text-to-image.md)."""
         if condition not in ("mean", "sample"):
             raise ValueError(f"condition must be 'mean' or 'sample', got {condition!r}")
         captions = self._prompts(n, prompts)
