@@ -32,24 +32,37 @@ step "venv in $work"
 py="$work/venv/bin/python"
 "$py" -m pip install "${pip_q[@]}" "torch==2.11.0" "setuptools>=77,<82" wheel ninja "build>=1.2"
 
-rm -rf "$work/src" "$work/dist" && mkdir -p "$work/src" "$work/dist"
+rm -rf "$work/src" "$work/dist" "$work/sdist" && mkdir -p "$work/src" "$work/dist"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard \
     | tar --null --ignore-failed-read -cf - -T - 2>/dev/null) | tar -xf - -C "$work/src"
 src="$work/src"
 
-step "python -m build . (sdist, then the wheel from it; MMGEN_CUDA=0)"
-(cd "$src" && MMGEN_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" "$py" -m build --no-isolation --outdir "$work/dist" . \
-    > "$work/build-core.log" 2>&1) || { tail -n 60 "$work/build-core.log"; echo "building the core failed" >&2; exit 1; }
+step "python -m build --sdist ."
+(cd "$src" && "$py" -m build --sdist --no-isolation --outdir "$work/dist" . > "$work/build-sdist.log" 2>&1) \
+    || { tail -n 40 "$work/build-sdist.log"; echo "building the core's sdist failed" >&2; exit 1; }
 sdist=$(ls "$work"/dist/mmgen_torch-*.tar.gz)
-wheel=$(ls "$work"/dist/mmgen_torch-*.whl)
-# The sdist carries every tracked file the build reads: the C++/CUDA sources, the build helper.
+# The sdist carries every tracked file the build reads: the C++/CUDA sources and headers, the build helper.
 missing=$(cd "$root" && git ls-files csrc setup.py mmgen/kernels/build.py LICENSE pyproject.toml \
     | grep -v '^csrc/generated/' | while read -r f; do
         tar -tzf "$sdist" | grep -qx "[^/]*/$f" || echo "$f"; done)
-[ -z "$missing" ] || { echo "the sdist $sdist lacks: $missing" >&2; exit 1; }
-unzip -l "$wheel" | grep -qE 'mmgen/_C\..*\.so$' || { echo "the wheel $wheel has no mmgen/_C extension" >&2; exit 1; }
-unzip -p "$wheel" '*.dist-info/METADATA' | grep -qx 'License-Expression: Apache-2.0' \
-    || { echo "the wheel's metadata lacks License-Expression: Apache-2.0 (PEP 639)" >&2; exit 1; }
+[ -z "$missing" ] || { echo "the sdist $sdist lacks: $missing (MANIFEST.in)" >&2; exit 1; }
+step "the wheel, built from the unpacked sdist (MMGEN_CUDA=0)"
+mkdir -p "$work/sdist" && tar -xzf "$sdist" -C "$work/sdist"
+(cd "$work"/sdist/mmgen_torch-* && MMGEN_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" \
+    "$py" -m build --wheel --no-isolation --outdir "$work/dist" . > "$work/build-core.log" 2>&1) \
+    || { grep -E "error|Error" "$work/build-core.log" | head -n 30; tail -n 20 "$work/build-core.log"
+         echo "building the core's wheel from its sdist failed" >&2; exit 1; }
+wheel=$(ls "$work"/dist/mmgen_torch-*.whl)
+"$py" - "$wheel" <<'EOF'
+import re, sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+names = wheel.namelist()
+if not any(re.fullmatch(r"mmgen/_C\..*\.so", n) for n in names):
+    sys.exit(f"the wheel {sys.argv[1]} has no mmgen/_C extension")
+metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+if "License-Expression: Apache-2.0" not in metadata.splitlines():
+    sys.exit("the wheel's metadata lacks License-Expression: Apache-2.0 (PEP 639)")
+EOF
 
 step "python -m build for each plugin"
 for plugin in mmgen-image mmgen-text mmgen-audio; do
