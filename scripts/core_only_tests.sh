@@ -42,9 +42,9 @@ step "python -m build --sdist ."
     || { tail -n 40 "$work/build-sdist.log"; echo "building the core's sdist failed" >&2; exit 1; }
 sdist=$(ls "$work"/dist/mmgen_torch-*.tar.gz)
 # The sdist carries every tracked file the build reads: the C++/CUDA sources and headers, the build helper.
+tar -tzf "$sdist" | sed 's|^[^/]*/||' | sort > "$work/sdist-files.txt"
 missing=$(cd "$root" && git ls-files csrc setup.py mmgen/kernels/build.py LICENSE pyproject.toml \
-    | grep -v '^csrc/generated/' | while read -r f; do
-        tar -tzf "$sdist" | grep -qx "[^/]*/$f" || echo "$f"; done)
+    | grep -v '^csrc/generated/' | sort | comm -23 - "$work/sdist-files.txt")
 [ -z "$missing" ] || { echo "the sdist $sdist lacks: $missing (MANIFEST.in)" >&2; exit 1; }
 step "the wheel, built from the unpacked sdist (MMGEN_CUDA=0)"
 mkdir -p "$work/sdist" && tar -xzf "$sdist" -C "$work/sdist"
