@@ -136,8 +136,8 @@ def decide_cuda() -> tuple[bool, str]:
         warnings.warn(f"mmgen build: {reason}", BuildWarning, stacklevel=2)
         print(f"WARNING: mmgen build: {reason}", file=sys.stderr, flush=True)
         return False, reason
-    if forced:
-        return True, f"FORCE_CUDA=1 (toolkit {found} at {cuda_home})"
+    # One reason whether or not FORCE_CUDA=1 asked for it: the reason is in the build record, which
+    # mmgen.cpp includes, so a wording that changed with the flag alone would recompile it.
     return True, f"torch has CUDA {torch.version.cuda} and the toolkit {found} is at {cuda_home}"
 
 
