@@ -22,6 +22,9 @@ FAMILIES = {  # short name -> (class name in mmgen.models, description)
     "text_to_image_gan": ("TextToImageGAN", "text-to-image GAN (captions -> images)"),
     "sentence_vae": ("SentenceVAE", "Gaussian-latent VAE over sentences"),
     "mfm": ("MFM", "Multimodal Factorization Model"),
+    "mvae": ("MVAE", "multimodal VAE, product-of-experts posterior (Wu & Goodman 2018)"),
+    "mmvae": ("MMVAE", "multimodal VAE, mixture-of-experts posterior, DReG IWAE (Shi et al. 2019)"),
+    "mopoe": ("MoPoE", "multimodal VAE, mixture of products of experts (Sutter et al. 2021)"),
 }
 
 

@@ -73,6 +73,22 @@ _T2I_GRU = {"name": "text.gru", "out_features": 64, "embed_dim": 32, "hidden": 6
 _T2I_OPTIMIZERS = {"generator": {"lr": 5e-4, "betas": [0.5, 0.999]},
                    "discriminator": {"lr": 2e-4, "betas": [0.5, 0.999]}}
 
+# The multimodal comparison (MFM without labels, MVAE, MMVAE, MoPoE on mnist-trimodal): the same
+# encoders and decoders (MFM's), the same latent size (32 = MFM's 16 + 2 x 8 per modality, less one
+# modality factor), the same optimizer and step budget.
+_MULTIMODAL_TRAIN = {"steps": 1500, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "num_samples": 20,
+                     "log_every": 100, "eval_every": 500, "sample_every": 750, "checkpoint_every": 500}
+_MULTIMODAL_EVAL = {"judges": True, "judge_steps": 300}
+
+
+def _multimodal_vae(family: str, what: str, **options) -> dict:
+    """A multimodal VAE preset on mnist-trimodal, with MFM's modalities (encoders, decoders, weights)."""
+    return {"description": f"{what} over MNIST-5k images + spoken digits + captions, no labels",
+            "data": {"name": "mnist-trimodal"},
+            "model": {"model": family, "modalities": _mfm_trimodal(), "latent_dim": 32, "beta": 1.0, **options},
+            "train": copy.deepcopy(_MULTIMODAL_TRAIN), "eval": copy.deepcopy(_MULTIMODAL_EVAL)}
+
+
 PRESETS: dict[str, dict] = {
     "vae-digits": {
         "description": "VAE, categorical likelihood over the 17 grey levels of the 8x8 digits",
@@ -236,6 +252,18 @@ PRESETS: dict[str, dict] = {
         "train": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "num_samples": 20,
                   "log_every": 100, "eval_every": 500, "sample_every": 750, "checkpoint_every": 500},
         "eval": {"judges": True, "judge_steps": 300, "pocketsphinx": True},
+    },
+    "mvae-trimodal": _multimodal_vae("mvae", "MVAE (product of experts, sub-sampled ELBO)", random_subsets=1),
+    "mmvae-trimodal": _multimodal_vae("mmvae", "MMVAE (mixture of experts, stratified DReG IWAE, k=4)", k=4),
+    "mopoe-trimodal": _multimodal_vae("mopoe", "MoPoE-VAE (mixture of products of experts)"),
+    "mfm-trimodal-unsup": {
+        "description": "MFM without labels (no label head; surrogate inference by matching the full "
+                       "posterior) on mnist-trimodal, beside the multimodal VAEs",
+        "data": {"name": "mnist-trimodal"},
+        "model": {"model": "mfm", "modalities": _mfm_trimodal(), "num_classes": 0, "zy_dim": 16, "za_dim": 8,
+                  "hidden": 128, "prior": "kl", "lam": 1.0, "label_weight": 0.0, "surrogate_weight": 1.0},
+        "train": copy.deepcopy(_MULTIMODAL_TRAIN),
+        "eval": copy.deepcopy(_MULTIMODAL_EVAL),
     },
 }
 

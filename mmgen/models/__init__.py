@@ -23,6 +23,9 @@ from mmgen.models.m2 import M2
 from mmgen.models.text_to_image import TextToImageGAN
 from mmgen.models.sentence_vae import SentenceVAE
 from mmgen.models.mfm import MFM
+from mmgen.models.mvae import MVAE
+from mmgen.models.mmvae import MMVAE
+from mmgen.models.mopoe import MoPoE
 
 BUILTIN = "mmgen"  # the built-in plugin's name and the namespace of mmgen's own families
 
@@ -145,5 +148,5 @@ def __getattr__(attr):
 
 
 __all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE",
-           "TextToImageGAN", "MFM", "from_config", "get", "registered", "config_name",
+           "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "from_config", "get", "registered", "config_name",
            "component_name", "short_name", "UnknownModelError"]

@@ -28,6 +28,7 @@ A modality with ``"likelihood": "tokens"`` is a token sequence (LongTensor [B, T
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -35,13 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import mmgen
-from mmgen.models.base import GenerativeModel, TrainingStep, component
-from mmgen.models.vae import encoder_input, make_likelihood
+from mmgen.models.base import GenerativeModel, TrainingStep
+from mmgen.models.modality import build_modality, encoder_view, infer_modalities
 
 PRIORS = ("kl", "mmd")
-TOKENS = "tokens"
-MODALITY_KEYS = ("encoder", "decoder", "likelihood", "weight", "encoder_kind", "wave", "vocabulary",
-                 "max_length")
 
 
 class MFMLoss(NamedTuple):
@@ -65,56 +63,6 @@ def mmd_to_standard_normal(z: torch.Tensor, generator: torch.Generator | None = 
     return kernel(z, z) + kernel(prior, prior) - 2 * kernel(z, prior)
 
 
-class _Tokens:
-    """Token sequences scored by a teacher-forced decoder: log p = -sum of next-token cross-entropies."""
-
-    name = TOKENS
-
-    def __init__(self, decoder, max_length: int):
-        for attr in ("pad_id", "bos_id", "generate"):
-            if not hasattr(decoder, attr):
-                raise ValueError(f"a 'tokens' modality needs a decoder with {attr!r} (like text.gru), "
-                                 f"got {type(decoder).__name__}")
-        self.decoder, self.max_length = decoder, max_length
-
-    def log_prob(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        logits = self.decoder(h, x)
-        nll = F.cross_entropy(logits.transpose(1, 2), x[:, 1:], ignore_index=self.decoder.pad_id,
-                              reduction="none")
-        return -nll.sum(1)
-
-    def generate(self, h: torch.Tensor, generator=None, sample: bool = False) -> torch.Tensor:
-        out = self.decoder.generate(h, max_length=self.max_length, temperature=1.0 if sample else 0.0,
-                                    generator=generator)
-        bos = torch.full((len(h), 1), self.decoder.bos_id, dtype=torch.long, device=h.device)
-        return torch.cat([bos, out], 1)
-
-
-class _Values:
-    """Any other data: the decoder output is read by a named likelihood."""
-
-    def __init__(self, decoder, likelihood):
-        self.decoder, self.likelihood = decoder, likelihood
-        self.name = likelihood.name
-
-    def log_prob(self, h, x):
-        return self.likelihood.log_prob(self.decoder(h), x)
-
-    def generate(self, h, generator=None, sample: bool = False):
-        out = self.decoder(h)
-        return self.likelihood.sample(out, generator=generator) if sample else self.likelihood.mean(out)
-
-
-def _encoder_kind(spec) -> str:
-    """Plugins register sequence encoders as "text_encoder": accept either kind for a name."""
-    if not isinstance(spec, dict) or "name" not in spec:
-        return "encoder"
-    for kind in ("encoder", "text_encoder"):
-        if any(c.name == spec["name"] for c in mmgen.list_components(kind)):
-            return kind
-    return "encoder"  # the registry's error then names what exists
-
-
 class MFM(GenerativeModel):
     """Multimodal Factorization Model over any set of modalities (see the module docs).
 
@@ -126,7 +74,9 @@ class MFM(GenerativeModel):
             options of log-mel data, plus the ``mean`` and ``std`` it was standardized with:
             ``write_samples`` and pocketsphinx turn it into sound), ``"vocabulary"`` (token strings:
             ``write_samples`` writes text), ``"max_length"`` (generated tokens, default 32).
-        num_classes: labels are 0 .. num_classes - 1.
+        num_classes: labels are 0 .. num_classes - 1; 0 trains without labels: no label head D,
+            no label term, the surrogate terms only match the full posterior's mean, and
+            ``predict`` / ``sample(y=...)`` are not available (``has_label_head`` is False).
         zy_dim, za_dim: sizes of the joint and of each modality-specific factor.
         hidden: width of the fusion input and of G_y and G_a (D is linear on G_y(z_y)).
         prior: "kl" or "mmd"; lam: its weight. label_weight, surrogate_weight: see the module docs.
@@ -142,8 +92,8 @@ class MFM(GenerativeModel):
             raise ValueError(f"MFM needs a non-empty dict of modalities, got {modalities!r}")
         if prior not in PRIORS:
             raise ValueError(f"MFM prior must be one of {PRIORS}, got {prior!r}")
-        if num_classes < 2 or min(zy_dim, za_dim, hidden) < 1 or min(lam, label_weight, surrogate_weight) < 0:
-            raise ValueError(f"MFM needs num_classes >= 2, positive sizes and non-negative weights, got "
+        if num_classes == 1 or num_classes < 0 or min(zy_dim, za_dim, hidden) < 1 or min(lam, label_weight, surrogate_weight) < 0:
+            raise ValueError(f"MFM needs num_classes >= 2 (or 0: no labels), positive sizes and non-negative weights, got "
                              f"num_classes={num_classes}, zy_dim={zy_dim}, za_dim={za_dim}, hidden={hidden}, "
                              f"lam={lam}, label_weight={label_weight}, surrogate_weight={surrogate_weight}")
         self.names = tuple(modalities)
@@ -156,7 +106,8 @@ class MFM(GenerativeModel):
             specs[name] = self._add_modality(name, spec, za_dim, hidden)
         self.fusion = nn.Linear(hidden, 2 * zy_dim)
         self.gen_y = nn.Sequential(nn.Linear(zy_dim, hidden), nn.ReLU())
-        self.classifier = nn.Linear(hidden, num_classes)
+        self.has_label_head = num_classes > 0
+        self.classifier = nn.Linear(hidden, num_classes) if self.has_label_head else None
         self.register_buffer("class_means", torch.zeros(num_classes, zy_dim))  # running mean of E q(z_y|x)
         self.num_classes, self.zy_dim, self.za_dim, self.hidden = num_classes, zy_dim, za_dim, hidden
         self.prior, self.lam = prior, float(lam)
@@ -170,75 +121,28 @@ class MFM(GenerativeModel):
 
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
-        """What the data gives (:mod:`mmgen.infer`): ``num_classes``; for each modality m, from the
-        data's entry m, the encoder's and decoder's arguments their registry meta maps to the data,
-        a categorical likelihood's ``levels``, ``wave`` (log-mel data), ``vocabulary`` and, for
-        "tokens", ``max_length`` = the data's sequence length - 1 (the tokens after <bos>)."""
-        from mmgen.infer import entry, fill_value
-        fill_value(config, "num_classes", info.get("num_classes"), "MFM")
-        if isinstance(config.get("modalities"), dict):
-            config["modalities"] = {m: cls._infer_modality(m, spec, entry(info, m))
-                                    for m, spec in config["modalities"].items()}
-        return config
-
-    @staticmethod
-    def _infer_modality(name: str, spec, data: dict | None):
-        from mmgen.infer import fill_component, fill_decoder_params, fill_likelihood, fill_value
-        if not isinstance(spec, dict) or not data:
-            return spec
-        spec, what = dict(spec), f"MFM modality {name!r}"
-        if "encoder" in spec:
-            kind = spec.get("encoder_kind") or _encoder_kind(spec["encoder"])
-            spec["encoder"] = fill_component(spec["encoder"], kind, data, f"{what} encoder")
-        if "decoder" in spec:
-            spec["decoder"] = fill_component(spec["decoder"], "decoder", data, f"{what} decoder")
-        if spec.get("likelihood", TOKENS) != TOKENS:
-            spec["likelihood"] = fill_likelihood(spec["likelihood"], data.get("levels"), what)
-            if "decoder" in spec:
-                spec["decoder"] = fill_decoder_params(spec["decoder"], spec["likelihood"], f"{what} decoder")
-        fill_value(spec, "wave", data.get("wave"), what)
-        fill_value(spec, "vocabulary", data.get("vocabulary"), what)
-        if spec.get("likelihood") == TOKENS and isinstance(data.get("length"), int):
-            fill_value(spec, "max_length", data["length"] - 1, what, "length - 1")
-        return spec
+        """What the data gives (:mod:`mmgen.infer`): ``num_classes`` (unless the config says 0: no
+        labels); for each modality m, from the data's entry m, what
+        :func:`mmgen.models.modality.infer_modality` fills in."""
+        from mmgen.infer import fill_value
+        if config.get("num_classes") != 0:
+            fill_value(config, "num_classes", info.get("num_classes"), "MFM")
+        return infer_modalities(config, info, "MFM")
 
     def _add_modality(self, name: str, spec: dict, za_dim: int, hidden: int) -> dict:
-        if not isinstance(spec, dict) or not {"encoder", "decoder", "likelihood"} <= set(spec):
-            raise ValueError(f"MFM modality {name!r} needs a dict with 'encoder', 'decoder' and "
-                             f"'likelihood', got {spec!r}")
-        unknown = sorted(set(spec) - set(MODALITY_KEYS))
-        if unknown:
-            raise ValueError(f"MFM modality {name!r} has unknown option(s) {unknown}; accepted: {list(MODALITY_KEYS)}")
-        kind = spec.get("encoder_kind") or _encoder_kind(spec["encoder"])
-        encoder, enc_spec = component(spec["encoder"], kind, f"MFM {name} encoder")
-        decoder, dec_spec = component(spec["decoder"], "decoder", f"MFM {name} decoder")
-        for module, attr, what in ((encoder, "out_features", "encoder"), (decoder, "in_features", "decoder")):
-            if not isinstance(getattr(module, attr, None), int):
-                raise ValueError(f"MFM {name} {what} {type(module).__name__} has no integer attribute "
-                                 f"{attr!r} (see the component contract)")
-        self.encoders[name], self.decoders[name] = encoder, decoder
-        if spec["likelihood"] == TOKENS:
-            self.heads[name], lik_spec = _Tokens(decoder, int(spec.get("max_length", 32))), TOKENS
-        else:
-            likelihood, lik_spec = make_likelihood(spec["likelihood"])
-            self.heads[name] = _Values(decoder, likelihood)
-        weight = float(spec.get("weight", 1.0))
-        if weight < 0:
-            raise ValueError(f"MFM modality {name!r} weight must be >= 0, got {weight}")
-        self.weights[name] = weight
-        self.za_heads[name] = nn.Linear(encoder.out_features, 2 * za_dim)
-        self.fusion_in[name] = nn.Linear(encoder.out_features, hidden)
+        built = build_modality(name, spec, "MFM")
+        self.encoders[name], self.decoders[name] = built.encoder, built.decoder
+        self.heads[name], self.weights[name], self.options[name] = built.head, built.weight, built.options
+        self.za_heads[name] = nn.Linear(built.encoder.out_features, 2 * za_dim)
+        self.fusion_in[name] = nn.Linear(built.encoder.out_features, hidden)
         self.gen_a[name] = nn.Sequential(nn.Linear(za_dim, hidden), nn.ReLU())
-        self.combine[name] = nn.Linear(2 * hidden, decoder.in_features)
-        self.options[name] = {k: spec[k] for k in ("wave", "vocabulary") if k in spec}
-        return {**{k: v for k, v in spec.items() if k not in ("encoder", "decoder", "likelihood", "encoder_kind")},
-                "encoder": enc_spec, "decoder": dec_spec, "likelihood": lik_spec,
-                **({"encoder_kind": spec["encoder_kind"]} if "encoder_kind" in spec else {})}
+        self.combine[name] = nn.Linear(2 * hidden, built.decoder.in_features)
+        return built.spec
 
     # -- inference -----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.class_means.device
+        return self.fusion.weight.device
 
     def _present(self, x: dict, modalities) -> tuple[str, ...]:
         names = tuple(m for m in self.names if m in x) if modalities is None else tuple(modalities)
@@ -252,8 +156,7 @@ class MFM(GenerativeModel):
 
     def encoder_view(self, m: str, value: torch.Tensor) -> torch.Tensor:
         """What the encoder of m sees: integer levels scaled to [0, 1], other data as it is."""
-        head = self.heads[m]
-        return value if head.name == TOKENS else encoder_input(head.likelihood, value)
+        return encoder_view(self.heads[m], value)
 
     def features(self, x: dict, modalities=None) -> dict:
         """Encoder features h_i of the modalities given (all of ``x``'s by default)."""
@@ -289,14 +192,63 @@ class MFM(GenerativeModel):
         out.update({m: self.za_heads[m](h[m]).chunk(2, dim=1) for m in h})
         return out
 
+    def _need_label_head(self, what: str) -> None:
+        if not self.has_label_head:
+            raise ValueError(f"{what} needs the label head; this MFM was built with num_classes=0 (no labels)")
+
     def logits(self, x: dict, modalities=None) -> torch.Tensor:
         """Label logits D(G_y(E[z_y | the given modalities]))."""
+        self._need_label_head("MFM.logits / predict")
         return self.classifier(self.gen_y(self.encode(x, modalities)["y"][0]))
 
     @torch.no_grad()
     def predict(self, x: dict, modalities=None) -> torch.Tensor:
         """Predicted labels from the given modalities (default: all in ``x``); any subset works."""
         return self.logits(x, modalities).argmax(1)
+
+    def latent(self, x: dict, modalities=None) -> torch.Tensor:
+        """Posterior means from the given modalities: E q(z_y | x_S) and E q(z_a_m | x_m) for each m
+        in S, concatenated, ``[B, zy_dim + |S| * za_dim]``."""
+        post = self.encode(x, modalities)
+        return torch.cat([post["y"][0], *[post[m][0] for m in self._present(x, modalities)]], 1)
+
+    @torch.no_grad()
+    def log_prob(self, x: dict, *, k: int = 100, given=None, targets=None, chunk: int = 50,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Importance-weighted estimate (k samples, nats per example) of log p(x_T), or with
+        ``given=S`` of log p(x_T | x_S): z_y ~ q(z_y | x_T) (joint) or q(z_y | x_S) (conditional,
+        standing in for p(z_y | x_S)), z_a_t ~ q(z_a_t | x_t) for each target t, weights
+        p(x_T | z) p(z) / q(z) over the factors drawn from the target's own posterior. ``targets``
+        default: every modality (not in S). Needs ``prior="kl"`` (Gaussian posteriors)."""
+        from mmgen.models.multimodal_vae import gaussian_log_density, repeat_rows, standard_log_density
+        if self.prior != "kl":
+            raise ValueError("MFM.log_prob needs prior='kl': with prior='mmd' the encoders are deterministic")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        given = None if given is None else ((given,) if isinstance(given, str) else tuple(given))
+        targets = [m for m in self.names if given is None or m not in given] if targets is None else \
+            ([targets] if isinstance(targets, str) else list(targets))
+        self._present(x, targets)
+        post = self.encode(x, targets)
+        mu_y, logvar_y = post["y"] if given is None else self.encode(x, given)["y"]
+        log_w = []
+        for start in range(0, k, chunk):
+            kk = min(chunk, k - start)
+            m_y, lv_y = repeat_rows(mu_y, kk), repeat_rows(logvar_y, kk)
+            z_y = mmgen.ops.reparameterize(m_y, lv_y, generator=generator)
+            lw = 0.0 if given is not None else standard_log_density(z_y) - gaussian_log_density(z_y, m_y, lv_y)
+            for t in targets:
+                m_a, lv_a = repeat_rows(post[t][0], kk), repeat_rows(post[t][1], kk)
+                z_a = mmgen.ops.reparameterize(m_a, lv_a, generator=generator)
+                lw = lw + standard_log_density(z_a) - gaussian_log_density(z_a, m_a, lv_a)
+                lw = lw + self.heads[t].log_prob(self.decode(t, z_y, z_a), repeat_rows(x[t], kk))
+            log_w.append(lw.view(kk, -1))
+        return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
+
+    @torch.no_grad()
+    def elbo(self, x: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A one-sample estimate of the joint ELBO (nats per example; the label term not included)."""
+        return self.log_prob(x, k=1, generator=generator)
 
     # -- generation ----------------------------------------------------------------------------
     def decode(self, m: str, z_y: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
@@ -346,6 +298,7 @@ class MFM(GenerativeModel):
         if y is None:
             z_y = torch.randn(n, self.zy_dim, generator=generator, device=self.device)
         else:
+            self._need_label_head("MFM.sample(y=...)")
             labels = torch.as_tensor(y, device=self.device).long().expand(n) if isinstance(y, int) else \
                 torch.as_tensor(y, device=self.device).long()
             if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
@@ -362,12 +315,13 @@ class MFM(GenerativeModel):
         n examples (``PREFIX-real-*``) and, for each modality s, the others generated from s alone
         (``PREFIX-from_<s>-*``). Returns the paths written."""
         from mmgen.models.mfm_samples import write_samples
-        labels = torch.arange(n, device=self.device) % self.num_classes
+        labels = torch.arange(n, device=self.device) % max(self.num_classes, 1)
         was_training = self.training
         self.eval()
         try:
-            written = write_samples(path_prefix, self.sample(n, y=labels, generator=generator),
-                                    labels.cpu(), self.options)
+            samples = self.sample(n, y=labels if self.has_label_head else None, generator=generator)
+            written = write_samples(path_prefix, samples, labels.cpu() if self.has_label_head else None,
+                                    self.options)
             if data is not None:
                 batch = {k: v.to(self.device) for k, v in next(data.batches(n)).items()}
                 real = {m: batch[m] for m in self.names}
@@ -399,8 +353,8 @@ class MFM(GenerativeModel):
         plain batch mean). The reported ``reconstruction[m]`` is the mean over the rows that have m.
         """
         y = x.get("y") if y is None else y
-        if y is None:
-            raise ValueError("MFM.loss needs labels: a batch dict with 'y' or y=...")
+        if y is None and self.has_label_head:
+            raise ValueError("MFM.loss needs labels: a batch dict with 'y' or y=... (or num_classes=0: no labels)")
         missing = [m for m in self.names if m not in x]
         if missing:
             raise ValueError(f"MFM training batches need every modality; missing {missing} (have {sorted(x)})")
@@ -424,18 +378,21 @@ class MFM(GenerativeModel):
             recon[m] = -self.heads[m].log_prob(h_dec, x[m])
             if has is not None:
                 recon[m] = torch.where(has, recon[m], torch.zeros_like(recon[m]))
-        label = F.cross_entropy(self.classifier(g_y), y, reduction="none")
+        label = (F.cross_entropy(self.classifier(g_y), y, reduction="none") if self.has_label_head
+                 else mu_y.new_zeros(len(mu_y)))
         surrogate = torch.zeros((), device=mu_y.device)
         for subset in self.subsets:
-            mask = torch.tensor([m in subset for m in self.names], device=mu_y.device).expand(len(y), -1)
+            mask = torch.tensor([m in subset for m in self.names], device=mu_y.device).expand(len(mu_y), -1)
             mu_sub, logvar_sub = self.fuse(h, mask=mask)
             z_sub = mmgen.ops.reparameterize(mu_sub, logvar_sub) if self.prior == "kl" else mu_sub
-            term = (self.label_weight * F.cross_entropy(self.classifier(self.gen_y(z_sub)), y, reduction="none")
-                    + self.surrogate_weight * (mu_sub - mu_y.detach()).square().sum(1))
+            term = self.surrogate_weight * (mu_sub - mu_y.detach()).square().sum(1)
+            if self.has_label_head:
+                term = term + self.label_weight * F.cross_entropy(self.classifier(self.gen_y(z_sub)), y,
+                                                                  reduction="none")
             if present is not None:  # rows that have every modality of the subset
                 term = torch.where((present | ~mask).all(1), term, torch.zeros_like(term))
             surrogate = surrogate + term.mean() / len(self.subsets)
-        if self.training:
+        if self.training and self.has_label_head:
             self._track_class_means(mu_y.detach(), y)
         recon_total = sum(self.weights[m] * recon[m] for m in self.names).mean()
         prior_total = self.lam * prior.mean()

@@ -1,0 +1,49 @@
+"""MoPoE-VAE (Sutter, Daunhawer & Vogt, "Generalized Multimodal ELBO", ICLR 2021).
+
+The joint posterior of the modalities S is the equal-weight mixture, over every non-empty subset
+A of S, of the product of the experts of A (without a prior expert, so a single modality's
+component is its own expert): ``q(z | x_S) = 1/|P(S)| sum_A PoE({q_m(z | x_m)}_{m in A})``.
+Training maximizes ``E_q[sum_m w_m log p(x_m | z)] - beta * 1/|P| sum_A KL(q_A || p)`` (the
+mixture's KL bounded by the mean of its components', as in the paper): each example's z comes from
+one component, the components dealt out to the examples in a random order (a stratified draw from
+the mixture), by the fused ``mmgen.ops.reparameterize``, and the components' KLs by
+``mmgen.ops.gaussian_kl``.
+"""
+from __future__ import annotations
+
+import torch
+
+import mmgen
+from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, product_of_experts
+
+
+class MoPoE(MultimodalVAE):
+    """Multimodal VAE with a mixture-of-products-of-experts posterior (see the module docs).
+
+    Args: see :class:`mmgen.models.multimodal_vae.MultimodalVAE`.
+    """
+
+    family = "mopoe"
+
+    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0):
+        super().__init__(modalities, latent_dim, beta)
+
+    def components(self, experts: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [product_of_experts([experts[m][0] for m in subset], [experts[m][1] for m in subset], prior=False)
+                for subset in self.all_subsets(tuple(experts))]
+
+    def posterior(self, x: dict, modalities=None) -> Posterior:
+        return Posterior(self.components(self.experts(x, modalities)))
+
+    def loss(self, x: dict, **_) -> torch.Tensor:
+        """Minus the MoPoE ELBO, batch mean (nats per example)."""
+        self.check_batch(x)
+        components = self.components(self.experts(x))
+        mu = torch.stack([m for m, _ in components])  # [C, B, D]
+        logvar = torch.stack([lv for _, lv in components])
+        c, b, d = mu.shape
+        kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
+        which = torch.randperm(b, device=mu.device) % c
+        rows = torch.arange(b, device=mu.device)
+        z = mmgen.ops.reparameterize(mu[which, rows], logvar[which, rows])
+        return -(self.reconstruction(x, z, self.names) - self.beta * kl).mean()
