@@ -44,7 +44,8 @@ class MultimodalDataset:
                 raise ValueError(f"{self.name}/{self.split}: choices {m!r} must be [{n}, C >= 1, ...], "
                                  f"got {list(values.shape)}")
         if self.attributes is not None and (self.attributes.dim() != 2 or self.attributes.shape[0] != n):
-            raise ValueError(f"{self.name}/{self.split}: attributes must be [{n}, A], got {list(self.attributes.shape)}")
+            raise ValueError(f"{self.name}/{self.split}: attributes must be [{n}, A], "
+                             f"got {list(self.attributes.shape)}")
         for m, (values, labels) in self.pools.items():
             if values.shape[0] != labels.shape[0]:
                 raise ValueError(f"{self.name}/{self.split}: pool {m!r} has {values.shape[0]} values but "
