@@ -1,4 +1,5 @@
-"""``mnist-trimodal``: MNIST-5k images + spoken digits + text captions, one label (the digit).
+"""``mnist-trimodal``: MNIST-5k images + spoken digits + text captions, one label (the digit), and the
+image's measured attributes.
 
 - image: the MNIST-5k split of :func:`mmgen.data.mnist` (4,000 / 500 / 500), intensities in [0, 1],
   ``[1, 28, 28]``, aligned with the labels.
@@ -7,8 +8,25 @@
   ``[32, 65]`` (:data:`LOGMEL`, the audio modality's ``features``; ``(log_mel + 4.5) / 4.5``). The renditions are split by voice
   (voices permuted with seed 0): 20% of the voices are test-only, 10% val-only, the rest train,
   so test voices are never heard in training.
-- text: captions from :data:`TEMPLATES` ("the digit seven", "a handwritten seven", ...) as token ids
-  ``[8]`` (<bos> words <eos>, padded) over :data:`VOCABULARY` (the text modality's tokenizer).
+- text: captions as token ids (<bos> words <eos>, padded; the text modality's tokenizer). The option
+  ``captions`` (``load("mnist-trimodal", split, captions=...)``, or ``data.captions`` in a run
+  config) picks which:
+
+  - ``"label"`` (the default): captions of the digit only, from :data:`TEMPLATES` ("the digit
+    seven", "a handwritten seven", ...), ``[8]`` over :data:`VOCABULARY`, paired with the images by
+    label (below).
+  - ``"instance"``: captions of the image itself, the ``mnist-captions`` ones
+    (:func:`mmgen.data.captions.mnist_captions`, seed 0: same images, same order): its digit,
+    thickness, slant and size ("a small bold 7 leaning right"), ``CAPTIONS_PER_IMAGE`` variants per
+    image, aligned with the images; each example gets one variant, drawn every epoch from (seed,
+    epoch) (evaluation batches: epoch 0). ``[INSTANCE_CAPTION_LENGTH]`` over
+    :func:`instance_vocabulary` (:data:`VOCABULARY`, then the words of the instance captions).
+
+- attributes (both options): batches carry ``"attributes"`` [B, 4], the image's measured digit,
+  thickness, slant and size (``mnist-captions``' columns; ``info["attribute_names"]``,
+  ``info["attribute_values"]``); ``info["modality_attributes"]`` says which of them each modality
+  carries: the image all four, the audio the digit, the text the digit (``"label"``) or all four
+  (``"instance"``).
 
 Training batches augment the audio; the option ``augment`` (``load("mnist-trimodal", split,
 augment=...)``, or ``data.augment`` in a run config: ``--set data.augment=strong``) picks how:
@@ -26,8 +44,9 @@ augment=...)``, or ``data.augment`` in a run config: ``--set data.augment=strong
 Only the train split is augmented. The choice between ``"basic"`` and ``"strong"`` is made on the
 validation voices (``mmgen record`` reports val and test per seed), never on the test split.
 
-Audio and text are paired with the images by label: each image gets a random rendition and a random
-caption of its digit, drawn again every epoch from (seed, epoch); evaluation batches use epoch 0.
+Audio (and text with ``captions="label"``) are paired with the images by label: each image gets a
+random rendition and a random caption of its digit, drawn again every epoch from (seed, epoch);
+evaluation batches use epoch 0.
 """
 from __future__ import annotations
 
@@ -38,6 +57,7 @@ import os
 import numpy as np
 import torch
 
+from mmgen.data.captions import CAPTIONS_PER_IMAGE, corpus, mnist_captions
 from mmgen.data.multimodal import MultimodalDataset
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -47,6 +67,10 @@ TEMPLATES = ("the digit {}", "a handwritten {}", "number {}", "this is a {}", "a
 VOCABULARY = ("<pad>", "<bos>", "<eos>", "<unk>", *sorted(
     {w for t in TEMPLATES for w in t.format("").split()} | set(DIGIT_WORDS)))
 CAPTION_LENGTH = 8  # <bos> + at most 6 words + <eos>
+CAPTION_KINDS = ("label", "instance")  # the values mnist_trimodal(captions=...) accepts
+# captions="instance": <bos> + at most 15 tokens ("the digit 7 , medium sized , with regular strokes , slanted
+# to the right") + <eos>
+INSTANCE_CAPTION_LENGTH = 17
 LOGMEL = {"sample_rate": 8000, "n_fft": 256, "hop_length": 100, "n_mels": 32, "floor": 1e-4}
 CLIP_SAMPLES = 6400  # 0.8 s at 8 kHz, as scripts/synthesize_speech.py writes them
 FRAMES = CLIP_SAMPLES // LOGMEL["hop_length"] + 1  # 65 log-mel frames per clip
@@ -104,19 +128,42 @@ def _log_mels() -> torch.Tensor:
     return audio.features(torch.from_numpy(archive["wave"]), **WAVE)
 
 
+def encode(texts: list[str], vocabulary, length: int) -> torch.Tensor:
+    """Token ids [len(texts), length] of ``texts`` (the text modality's tokenizer, padded with <pad>);
+    a ValueError names a caption with a word outside ``vocabulary`` or longer than ``length`` tokens."""
+    from mmgen import modalities
+    tokens = modalities.get("text").encode(texts, list(vocabulary))
+    unknown = torch.nonzero((tokens == vocabulary.index("<unk>")).any(1)).flatten()
+    if len(unknown):
+        raise ValueError(f"mnist-trimodal: caption {texts[unknown[0]]!r} has words outside its vocabulary")
+    if tokens.shape[1] > length:
+        longest = int((tokens != vocabulary.index("<pad>")).sum(1).argmax())
+        raise ValueError(f"mnist-trimodal: caption {texts[longest]!r} is {tokens.shape[1]} tokens long, "
+                         f"more than the caption length {length}")
+    return torch.nn.functional.pad(tokens, (0, length - tokens.shape[1]), value=vocabulary.index("<pad>"))
+
+
 @functools.lru_cache(maxsize=None)
 def captions() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Token ids [100, CAPTION_LENGTH], labels [100] and the caption strings (template x digit)."""
-    from mmgen import modalities
-    tokenizer = modalities.get("text").tokenizer(list(VOCABULARY))
     texts = [t.format(w) for t in TEMPLATES for w in DIGIT_WORDS]
     labels = torch.tensor([d for _ in TEMPLATES for d in range(10)])
-    tokens = tokenizer.batch_encode(texts)
-    if tokens.shape[1] > CAPTION_LENGTH or (tokens == tokenizer.unk_id).any():
-        raise AssertionError("caption templates do not fit VOCABULARY / CAPTION_LENGTH")
-    padded = torch.full((len(texts), CAPTION_LENGTH), tokenizer.pad_id, dtype=torch.long)
-    padded[:, :tokens.shape[1]] = tokens
-    return padded, labels, texts
+    return encode(texts, VOCABULARY, CAPTION_LENGTH), labels, texts
+
+
+@functools.lru_cache(maxsize=None)
+def instance_vocabulary() -> tuple[str, ...]:
+    """The vocabulary of ``captions="instance"``: :data:`VOCABULARY` (same ids), then the other words
+    of the ``mnist-captions`` captions, sorted."""
+    from mmgen import modalities
+    words = modalities.get("text").vocabulary(corpus("mnist-captions"))
+    return (*VOCABULARY, *sorted(set(words) - set(VOCABULARY)))
+
+
+def instance_captions(texts: list[tuple[str, ...]]) -> torch.Tensor:
+    """Token ids [N, CAPTIONS_PER_IMAGE, INSTANCE_CAPTION_LENGTH] of the caption variants of N images."""
+    flat = [caption for variants in texts for caption in variants]
+    return encode(flat, instance_vocabulary(), INSTANCE_CAPTION_LENGTH).view(len(texts), CAPTIONS_PER_IMAGE, -1)
 
 
 def augment_audio(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -183,30 +230,43 @@ def _augment_level(augment) -> str:
                      f"{', '.join(repr(v) for v in AUGMENT_LEVELS)}")
 
 
-def mnist_trimodal(augment: bool | str = True) -> dict[str, MultimodalDataset]:
+def mnist_trimodal(augment: bool | str = True, captions: str = "label") -> dict[str, MultimodalDataset]:
     """The three splits (see the module docs); ``augment``: False, True or "basic" (the default),
-    or "strong"."""
-    return _mnist_trimodal(_augment_level(augment))
+    or "strong"; ``captions``: "label" (the default) or "instance"."""
+    if not isinstance(captions, str) or captions not in CAPTION_KINDS:
+        raise ValueError(f"mnist-trimodal: unknown captions={captions!r}; accepted: "
+                         f"{', '.join(repr(v) for v in CAPTION_KINDS)}")
+    return _mnist_trimodal(_augment_level(augment), captions)
 
 
 @functools.lru_cache(maxsize=None)
-def _mnist_trimodal(level: str) -> dict[str, MultimodalDataset]:
+def _mnist_trimodal(level: str, kind: str) -> dict[str, MultimodalDataset]:
     from mmgen.data.datasets import mnist
     archive = spoken_digits()
     mels = _log_mels()
-    tokens, caption_labels, _ = captions()
+    measured = mnist_captions()
+    vocabulary = instance_vocabulary() if kind == "instance" else VOCABULARY
+    names = list(measured["train"].attribute_names)
     out = {}
     for split, voices in voice_split().items():
         chosen = np.isin(archive["voice"][archive["rendition"]], voices)
         keep = torch.from_numpy(np.nonzero(chosen)[0])
         images = mnist(binarize=None)[split]
+        if not torch.equal(measured[split].x, images.x):
+            raise RuntimeError(f"mnist-captions and mnist-trimodal hold different {split} images")
+        pools = {"audio": (mels[keep].contiguous(), torch.from_numpy(archive["digit"])[keep])}
+        if kind == "label":
+            pools["text"] = captions()[:2]
         out[split] = MultimodalDataset(
             "mnist-trimodal", split, images.y,
-            aligned={"image": images.x},
-            pools={"audio": (mels[keep].contiguous(), torch.from_numpy(archive["digit"])[keep]),
-                   "text": (tokens, caption_labels)},
+            aligned={"image": images.x}, pools=pools,
+            choices={"text": instance_captions(measured[split].captions)} if kind == "instance" else {},
+            attributes=measured[split].attributes,
             transforms={"audio": TRANSFORMS[level]} if level != "none" and split == "train" else {},
             info={"rendition": torch.from_numpy(archive["rendition"])[keep], "voices": voices,
-                  "wave": dict(WAVE), "vocabulary": list(VOCABULARY),
-                  "label_words": list(DIGIT_WORDS)})
+                  "wave": dict(WAVE), "vocabulary": list(vocabulary),
+                  "label_words": list(DIGIT_WORDS), "captions": kind, "attribute_names": names,
+                  "attribute_values": [list(v) for v in measured[split].attribute_values],
+                  "modality_attributes": {"image": list(names), "audio": ["digit"],
+                                          "text": list(names) if kind == "instance" else ["digit"]}})
     return out
