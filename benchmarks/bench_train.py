@@ -2,12 +2,14 @@
 
     python benchmarks/bench_train.py [--device cuda] [--repeat 7]
 
-Each family is the model of its preset (vae-mnist, vqvae-mnist's autoencoder stage, pixelcnn-mnist),
-trained on real MNIST-5k batches (dynamically binarized) with Adam; one step is
+Each family is the model of its preset (vae-mnist, vqvae-mnist's autoencoder stage, pixelcnn-mnist on
+real MNIST-5k batches, dynamically binarized; mvae-, mmvae-, mopoe-trimodal and mfm-trimodal-unsup on
+real mnist-trimodal batches: image, log-mel speech, caption), trained with Adam; one step is
 zero_grad + loss + backward + optimizer step. The plain-PyTorch rows run the same architecture,
 weights and data with mmgen's fused ops replaced by what a user would write instead:
 
   reparameterize   mu + exp(logvar / 2) * randn_like(mu), KL written out in autograd ops
+  gaussian_kl      the KL to N(0, I) written out in autograd ops
   vector_quantize  cdist + argmin, codebook[idx], straight-through x + (q - x).detach(),
                    mse(q, x.detach()) + beta * mse(x, q.detach())
   vq_ema_stats     one_hot(idx).T @ x and one_hot(idx).sum(0)
@@ -32,7 +34,9 @@ from mmgen.data import load
 from mmgen.models import from_config
 from mmgen.ops import reference
 
-FAMILIES = {"vae": "vae-mnist", "vqvae": "vqvae-mnist", "pixelcnn": "pixelcnn-mnist"}
+FAMILIES = {"vae": "vae-mnist", "vqvae": "vqvae-mnist", "pixelcnn": "pixelcnn-mnist",
+            "mvae": "mvae-trimodal", "mmvae": "mmvae-trimodal", "mopoe": "mopoe-trimodal",
+            "mfm": "mfm-trimodal-unsup"}
 
 
 def plain_reparameterize(mu, logvar, *, generator=None, return_kl=False, backend="auto"):
@@ -41,6 +45,10 @@ def plain_reparameterize(mu, logvar, *, generator=None, return_kl=False, backend
         return z
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
     return z, kl.flatten(1).sum(1)
+
+
+def plain_gaussian_kl(mu, logvar, *, backend="auto"):
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).flatten(1).sum(1)
 
 
 def plain_vq_nearest(x, codebook, *, backend="auto"):
@@ -74,6 +82,7 @@ def plain_masked_conv2d(x, weight, bias=None, *, mask_type="B", dilation=1, colo
 def plain_pytorch():
     """Swap mmgen's ops for their plain-PyTorch formulations inside the models."""
     swaps = [(mmgen.ops, "reparameterize", plain_reparameterize),
+             (mmgen.ops, "gaussian_kl", plain_gaussian_kl),
              (mmgen.ops, "vq_nearest", plain_vq_nearest),
              (mmgen.ops, "vector_quantize", plain_vector_quantize),
              (mmgen.ops, "vq_ema_stats", plain_vq_ema_stats),
@@ -91,12 +100,14 @@ def plain_pytorch():
 def training_step(family: str, device: str):
     """A closure doing one training step of the family's preset model on a fixed real batch."""
     config = presets.get(FAMILIES[family])
-    data = load("mnist", "train", binarize="dynamic")
-    model_config = runs.model_config(config, data)  # image size and channels from the data
+    multimodal = config["data"]["name"] == "mnist-trimodal"
+    data = runs.dataset(config, "train") if multimodal else load("mnist", "train", binarize="dynamic")
+    model_config = runs.model_config(config, data)  # data shapes, vocabularies, ... from the data
     torch.manual_seed(0)
     model = from_config(model_config).to(device).train()
     batch_size = config["train"]["batch_size"]
-    x = next(data.batches(batch_size, shuffle=True))["x"].to(device)
+    batch = next(data.batches(batch_size, shuffle=True))
+    x = {k: v.to(device) for k, v in batch.items()} if multimodal else batch["x"].to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step():

@@ -106,15 +106,16 @@ class MultimodalVAE(GenerativeModel):
             raise ValueError(f"{what} latent_dim must be a positive int, got {latent_dim!r}")
         if not beta >= 0:
             raise ValueError(f"{what} beta must be >= 0, got {beta!r}")
-        self.names = tuple(modalities)
+        # sorted: a saved config.json sorts its keys, and the reloaded model must draw the same way
+        self.names = tuple(sorted(modalities))
         if "y" in self.names or "attributes" in self.names:
             raise ValueError(f"'y' and 'attributes' are label keys of a batch; they cannot name a modality, "
                              f"got {list(self.names)}")
         self.encoders, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         self.expert_heads, self.latent_in = nn.ModuleDict(), nn.ModuleDict()
         self.heads, self.weights, self.options, specs = {}, {}, {}, {}
-        for name, spec in modalities.items():
-            built = build_modality(name, spec, what)
+        for name in self.names:
+            built = build_modality(name, modalities[name], what)
             self.encoders[name], self.decoders[name] = built.encoder, built.decoder
             self.heads[name], self.weights[name], self.options[name] = built.head, built.weight, built.options
             self.expert_heads[name] = nn.Linear(built.encoder.out_features, 2 * latent_dim)
