@@ -1,27 +1,66 @@
-"""Evaluation of multimodal models (MFM) on a :class:`mmgen.data.multimodal.MultimodalDataset` split.
+"""Evaluation of multimodal models (MFM, MVAE, MMVAE, MoPoE: the API of docs/multimodal-metrics.md)
+on a :class:`mmgen.data.multimodal.MultimodalDataset` split: ``evaluate(model, data, ...)``.
 
-``evaluate(model, data)`` reports
+Metrics are computed only where the model has what they need; a metric whose optional method is
+missing reports a string ``"skipped: ..."`` under ``probe``, ``log_prob``, ``coherence`` or
+``joint_coherence`` instead (only when it was asked for). Keys (m, s, t: modalities; S: a subset
+written ``a+b``; <a>: an attribute, ``label`` (= y) for data without attributes):
 
-- ``accuracy`` (all modalities) and ``accuracy_<a+b>`` for every non-empty subset of the modalities
-  (the others missing: surrogate inference);
-- ``recon_nll_<m>``: -log p(x_m | posterior means from all modalities), nats per example, and
-  ``recon_mse_<m>`` for real-valued data.
+Always (cheap; what mid-training validation reports):
 
-With ``judges=True`` it also trains one classifier per modality on real data (the dataset's train
-split unless ``judge_data`` is given): the modality's encoder architecture with fresh weights plus a
-linear layer, Adam (lr 1e-3), ``judge_steps`` batches of 64, seeded by ``judge_seed``. It reports
-their accuracy on the real examples of ``data`` (``judge_accuracy_<m>``) and on generated data:
-``cross_<s>_to_<t>`` is the accuracy of the judge of t on t generated from s alone (z_y inferred
-from s, z_t at its prior mean). With ``pocketsphinx=True`` (needs ``pip install pocketsphinx``) the
-speech of log-mel modalities with ``wave`` options is turned into sound (Griffin-Lim) and recognized
-with a grammar of the dataset's ``info["label_words"]``: ``pocketsphinx_real_<t>`` on the real
-clips, ``pocketsphinx_<s>_to_<t>`` on generated ones.
+- ``accuracy`` (all modalities) and ``accuracy_<S>`` for every non-empty subset (models with
+  ``predict``, e.g. MFM with its label head; the others missing: surrogate inference);
+- ``recon_nll_<m>`` (MFM): -log p(x_m | posterior means from all modalities), nats per example, and
+  ``recon_mse_<m>`` for real-valued data (MFM; other models: of ``model.reconstruct(x)``);
+- ``elbo``: the joint ELBO per example (models with ``elbo``), nats.
+
+With ``judges=True`` (or a dict of judges from :func:`mmgen.eval.judges.train_judges`, reused as
+is): per modality a classifier trained on real data (``judge_data``, default the dataset's train
+split; ``judge_steps`` batches of 64, seed ``judge_seed``; see :mod:`mmgen.eval.judges`: the
+modality's encoder architecture with fresh weights and one linear head per attribute the modality
+carries, ``info["modality_attributes"]``). The *label attribute* is ``label`` without attributes,
+else the first attribute every modality carries (the digit on mnist-trimodal).
+
+- ``judge_accuracy_<m>_<a>`` on the real examples of ``data``, ``judge_accuracy_<m>_all`` (every
+  attribute of m right) when m carries several, and ``judge_accuracy_<m>`` for the label attribute;
+- conditional coherence (``coherence=True``): for every non-empty proper subset S and t not in S,
+  t generated from S (``model.generate(S, x, [t], generator=...)``, a generator seeded by ``seed``
+  unless ``seeded_draws=False``: for MFM the style factor z_t is then a prior draw, else its prior
+  mean as before this option existed) and judged: ``coherence_<S>_to_<t>_<a>``, ``..._all``;
+  ``cross_<s>_to_<t>`` (kept from earlier records) is the singleton S = s for the label attribute;
+- joint coherence (``coherence=True``; ``joint_samples`` draws of ``model.sample``, default as many
+  as examples, generator seeded by ``seed``): ``joint_coherence``, the fraction of samples whose
+  judges all agree on every attribute all modalities carry; ``joint_coherence_<a>`` per such
+  attribute when several; ``joint_agreement_<s>+<t>`` per pair (more than two modalities);
+  ``joint_coherence_real``, the same agreement on the real examples (the ceiling);
+- FID / KID (``fid=True``; needs torchmetrics) for image modalities (float data [B, C, H, W]) on the
+  judge's penultimate features (the encoder output): real images of ``data`` against images generated
+  from each other single modality, ``fid_<s>_to_<m>``, ``kid_<s>_to_<m>``, ``kid_std_<s>_to_<m>``,
+  and against unconditional samples, ``fid_unconditional_<m>``, ... (compare runs on one dataset and
+  judge recipe, not with papers).
+
+Log-likelihoods (``log_likelihood_k``: None = 100 with judges, 0 otherwise; 0 = off; models with
+``log_prob``), IWAE estimates with k samples in nats per example, torch seeded by ``seed`` + batch:
+``log_prob_joint`` (log p(x)), ``log_prob_<t>_given_<s>`` for every ordered pair, and with more
+than two modalities ``log_prob_<t>_given_<S>`` for S = all the others.
+
+Linear probes (``probe``: None = with judges; models with ``latent``): ``model.latent(x, [m])`` of up
+to ``probe_examples`` examples of the train data (``judge_data``) -> standardized features -> one
+logistic regression per attribute of the data (:mod:`mmgen.eval.probe`, seeded L-BFGS), accuracy on
+``data``: ``probe_<m>_<a>``, ``probe_all_<a>`` (the latent from all modalities), ``..._all`` (every
+attribute right) when there are several attributes.
+
+With ``pocketsphinx=True`` (needs ``pip install pocketsphinx``) the speech of log-mel modalities
+with ``wave`` options is turned into sound (Griffin-Lim) and recognized with a grammar of the
+dataset's ``info["label_words"]``: ``pocketsphinx_real_<t>`` on the real clips,
+``pocketsphinx_<s>_to_<t>`` on generated ones.
 
 Data whose rows may miss a modality (batches with ``"<m>_mask"``, e.g. ``files.manifest``): each
 metric counts the rows that hold what it needs (a subset's accuracy: rows holding the subset; a
-reconstruction or judge of m: rows holding m; ``cross_<s>_to_<t>``: rows holding s), and
-accuracies count labelled rows only (label -1 = unknown); ``examples_<key>`` says how many rows a
-metric saw where it is fewer than ``examples``. Judges train on the rows of their modality.
+reconstruction or judge of m: rows holding m; coherence from S: rows holding S; joint log-likelihood
+and ELBO: rows holding all), and accuracies count labelled rows only (label or attribute -1 =
+unknown); ``examples_<key>`` says how many rows a metric saw where it is fewer than ``examples``.
+Judges train on the rows of their modality. ``progress=True`` prints a line per phase to stderr.
 """
 from __future__ import annotations
 
@@ -132,6 +171,11 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
         notes["probe"], use_probe = _skipped(model, "latent"), False
     if k and not hasattr(model, "log_prob"):
         notes["log_prob"], k = _skipped(model, "log_prob"), 0
+    if judges is not False and judges is not None and coherence and not hasattr(model, "generate"):
+        notes["coherence"], coherence = _skipped(model, "generate"), False
+    joint = bool(judges) and (coherence or fid) and joint_samples != 0
+    if joint and not hasattr(model, "sample"):
+        notes["joint_coherence"], joint = _skipped(model, "sample"), False
     if (judges is True or use_probe) and train_data is None:
         from mmgen.data import load
         train_data = load(data.name, "train")
@@ -227,12 +271,12 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
             for t in names:
                 add_predictions(f"judge_accuracy_{t}", real[t], spec.per_modality[t], targets, has[t],
                                 label_key=f"judge_accuracy_{t}")
-            if shared:
+            if shared and coherence:
                 agree = _agreement(real, spec, shared, names)
                 add("joint_coherence_real", agree, everything)
             for t in image_modalities:
                 real_images.setdefault(t, []).append(batch[t][has[t]].cpu())
-            for source in (proper if coherence or image_modalities else []):
+            for source in (proper if hasattr(model, "generate") and (coherence or image_modalities) else []):
                 rows = torch.stack([has[m] for m in source]).all(0)
                 if not rows.any():
                     continue
@@ -263,7 +307,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                 right = torch.tensor([h == w for h, w in zip(heard, [truth[i] for i in rows.nonzero().flatten().tolist()])])
                 add(key, right, torch.ones(len(right), dtype=torch.bool))
 
-    if judge_nets and (coherence or image_modalities):
+    if joint and judge_nets and (coherence or image_modalities):
         count = n if joint_samples is None else joint_samples
         say(f"judging {count} joint samples")
         joint_gen = torch.Generator(device=torch.device(device)).manual_seed(seed)
