@@ -398,7 +398,7 @@ def test_cross_modal_accuracy_of_real_and_constant_generators(monkeypatch):
         # computed here by hand with the judge the evaluation trained.
         real_source = constant_target
         with torch.no_grad():  # the batches evaluate walks (the text and audio are paired per batch)
-            right = torch.cat([judges[real_target](model.encoder_view(real_target, batch[real_target])).argmax(1)
+            right = torch.cat([judges[real_target].predict(model.encoder_view(real_target, batch[real_target]))[:, 0]
                                == batch["y"] for batch in test.batches(100)])
         by_hand = right.sum().item() / len(right)
         assert metrics[f"cross_{real_source}_to_{real_target}"] == metrics[f"judge_accuracy_{real_target}"]
@@ -407,6 +407,6 @@ def test_cross_modal_accuracy_of_real_and_constant_generators(monkeypatch):
         assert metrics[f"judge_accuracy_{real_target}"] > torch.bincount(y).max().item() / len(y) + 0.05
         # A constant t for every example: the judge says one class c for all, right for the rows of class c.
         with torch.no_grad():
-            c = judges[constant_target](model.encoder_view(constant_target, constant[constant_target])).argmax(1).item()
+            c = judges[constant_target].predict(model.encoder_view(constant_target, constant[constant_target]))[0, 0].item()
         frequency = (y == c).double().mean().item()
         assert metrics[f"cross_{real_target}_to_{constant_target}"] == pytest.approx(frequency, abs=1e-12)

@@ -129,7 +129,7 @@ def accuracy(predicted: torch.Tensor, target: torch.Tensor, names: list[str], pr
 class _Features(nn.Module):
     """The classifier's penultimate features as a torchmetrics feature extractor."""
 
-    def __init__(self, classifier: AttributeClassifier):
+    def __init__(self, classifier):
         super().__init__()
         self.classifier, self.num_features = classifier, classifier.num_features
 
@@ -137,14 +137,39 @@ class _Features(nn.Module):
         return self.classifier.features(x)
 
 
-def _metrics_modules(classifier: AttributeClassifier, n: int):
+class FeatureModule(nn.Module):
+    """Any callable from images to features [B, F] as a torchmetrics feature extractor; ``num_features``
+    is F, ``name`` says what the features are (it goes into the metrics' ``features`` entry)."""
+
+    def __init__(self, fn, num_features: int, name: str):
+        super().__init__()
+        self.fn, self.num_features, self.name = fn, int(num_features), name
+        if isinstance(fn, nn.Module):
+            self.module = fn  # registered, so .to() moves it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _feature_module(features) -> nn.Module:
+    """The feature extractor of :func:`feature_distances`: an :class:`AttributeClassifier`'s
+    penultimate layer, or a module with ``num_features`` (e.g. :class:`FeatureModule`)."""
+    if not isinstance(features, nn.Module) or not isinstance(getattr(features, "num_features", None), int):
+        raise TypeError(f"features must be an AttributeClassifier (or a module with a features method) or an "
+                        f"nn.Module with an int num_features (e.g. mmgen.eval.attributes.FeatureModule), got "
+                        f"{type(features).__name__}")
+    if callable(getattr(features, "features", None)):  # a classifier: its penultimate features
+        return _Features(features)
+    return features
+
+
+def _metrics_modules(features: nn.Module, n: int):
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
     except ImportError as exc:
         raise ImportError("FID and KID need torchmetrics: pip install 'mmgen[eval]' (or torchmetrics)") from exc
     import warnings
-    features = _Features(classifier)
     fid = FrechetInceptionDistance(feature=features, reset_real_features=False)
     with warnings.catch_warnings():  # KID warns that it keeps all features: a few thousand here
         warnings.simplefilter("ignore", UserWarning)
@@ -152,21 +177,29 @@ def _metrics_modules(classifier: AttributeClassifier, n: int):
     return fid, kid
 
 
-def feature_distances(classifier: AttributeClassifier, real: torch.Tensor, fake: torch.Tensor,
-                      batch_size: int = 500) -> dict:
-    """FID and KID (mean, std over subsets) between two image sets on the classifier's features."""
+def feature_distances(features, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 500,
+                      device=None) -> dict:
+    """FID and KID (mean, std over subsets) between two image sets on the features of ``features``:
+    an :class:`AttributeClassifier` (its penultimate layer) or any feature module with an int
+    ``num_features`` (:class:`FeatureModule` wraps a function); computed on ``device`` (default: the
+    images' device). ``features`` in the result names them (the module's ``name``)."""
     if len(real) < 2 or len(fake) < 2:
         raise ValueError(f"FID and KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
-    fid, kid = _metrics_modules(classifier, min(len(real), len(fake)))
+    module = _feature_module(features)
+    fid, kid = _metrics_modules(module, min(len(real), len(fake)))
+    if device is not None:
+        fid, kid = fid.to(device), kid.to(device)
     with torch.no_grad():
         for images, is_real in ((real, True), (fake, False)):
             for lo in range(0, len(images), batch_size):
                 chunk = images[lo:lo + batch_size].float()
+                if device is not None:
+                    chunk = chunk.to(device)
                 fid.update(chunk, real=is_real)
                 kid.update(chunk, real=is_real)
         kid_mean, kid_std = kid.compute()
-        return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item(),
-                "features": FEATURES_NAME}
+        name = FEATURES_NAME if isinstance(features, AttributeClassifier) else getattr(module, "name", type(module).__name__)
+        return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item(), "features": name}
 
 
 def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, batch_size: int = 100) -> float:
