@@ -128,7 +128,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
     names = tuple(model.names)
     subsets = [s for r in range(1, len(names) + 1) for s in itertools.combinations(names, r)]
     proper = [s for s in subsets if len(s) < len(names)]
-    spec = attribute_spec(data, names, getattr(model, "num_classes", None))
+    spec = attribute_spec(data, names, getattr(model, "num_classes", None) or None)
     shared = spec.shared(names)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -171,6 +171,8 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
         notes["probe"], use_probe = _skipped(model, "latent"), False
     if k and not hasattr(model, "log_prob"):
         notes["log_prob"], k = _skipped(model, "log_prob"), 0
+    if k and getattr(model, "prior", "kl") != "kl":  # MFM with the MMD prior: deterministic encoders
+        notes["log_prob"], k = "skipped: an MFM with prior='mmd' has no posterior density to weigh by", 0
     if judges is not False and judges is not None and coherence and not hasattr(model, "generate"):
         notes["coherence"], coherence = _skipped(model, "generate"), False
     joint = bool(judges) and (coherence or fid) and joint_samples != 0
@@ -229,7 +231,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
         labelled = y >= 0
         if b == 0:
             image_modalities = [m for m in image_modalities if _image_like(batch[m])]
-        if hasattr(model, "predict"):
+        if hasattr(model, "predict") and getattr(model, "has_label_head", True):
             for subset in subsets:
                 key = "accuracy" if len(subset) == len(names) else "accuracy_" + "+".join(subset)
                 rows = labelled & torch.stack([has[m] for m in subset]).all(0)
