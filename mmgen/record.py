@@ -34,7 +34,7 @@ SPLITS = ("val", "test")
 NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed)$")
 CHECK_LEVEL = 0.99
 
-__all__ = ["CHECK_LEVEL", "check", "default_path", "record", "summarize", "t_quantile", "prediction_interval"]
+__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "summarize", "t_quantile", "prediction_interval"]
 
 
 def default_name(source: str) -> str:
@@ -183,7 +183,9 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
     device = device or seeded.get("train", {}).get("device", "cpu")  # where training evaluated val
     for split in splits:
-        saved = _saved_eval(run_dir, split) if split == "val" else None  # training just wrote val
+        # training just wrote val; a reused run's evaluations were written when it was recorded (or by
+        # a record of the same run under a comparison): the test split is read once per run
+        saved = _saved_eval(run_dir, split) if split == "val" or reused else None
         result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
     return result
 
@@ -215,6 +217,48 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
     log(f"mmgen record: wrote {path}")
     return path
+
+
+def compare_path(name: str) -> str:
+    """``benchmarks/results/compare_<name>.json`` of the source checkout mmgen is imported from."""
+    return os.path.join(provenance.checkout_root(), "benchmarks", "results", f"compare_{name}.json")
+
+
+def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[str] = (),
+            runs_dir: str | None = None, out: str | None = None, device: str | None = None,
+            command: list[str] | None = None, log=print) -> str:
+    """Record every source (:func:`record`, the same seeds and overrides; each its own
+    ``quality_<source>[_<name> with overrides].json`` beside the comparison, runs in
+    ``RUNS/<source>/seed<S>``) and write the comparison ``compare_<name>.json``: the provenance, and per source its record's file, training steps,
+    seconds per training step (the mean over seeds of the training time over the steps, validation
+    during training included) and the val and test summaries. Returns its path."""
+    if len(sources) < 2 or len(set(sources)) != len(sources):
+        raise ValueError(f"a comparison needs at least two distinct sources, got {sources}")
+    suffix = default_name(name)
+    runs_dir = runs_dir or os.path.join("runs", "record", f"compare_{suffix}")
+    out = out or compare_path(suffix)
+    models = {}
+    for source in sources:
+        record_name = default_name(source) + (f"_{suffix}" if overrides else "")
+        path = record(source, seeds, overrides=overrides, name=record_name,
+                      runs_dir=os.path.join(runs_dir, default_name(source)), device=device, command=command,
+                      out=os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json"), log=log)
+        with open(path) as f:
+            saved = json.load(f)
+        steps = saved["run_config"].get("train", {}).get("steps")
+        seconds = [r["train_seconds"] for r in saved["runs"] if r.get("train_seconds")]
+        models[source] = {
+            "record": os.path.basename(path), "steps": steps,
+            "seconds_per_step": (statistics.fmean(seconds) / steps) if seconds and steps else None,
+            "summary": {split: saved["summary"][split] for split in SPLITS}}
+    config = runs.apply_overrides(runs.load_config(sources[0]), list(overrides))
+    payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),
+               "overrides": list(overrides),
+               **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
+               "seeds": list(seeds), "splits": {"selection": "val", "report": "test"}, "models": models}
+    atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
+    log(f"mmgen record: wrote {out}")
+    return out
 
 
 def check(source: str, *, record_path: str | None = None, seed: int | None = None,

@@ -60,6 +60,9 @@ GLOSS = {
     "accuracy_text": "label accuracy, caption alone",
     "cross_text_to_image": "caption → image, judged the right digit",
     "cross_image_to_audio": "image → speech, judged the right digit",
+    "cross_image_to_text": "image → caption, judged the right digit",
+    "joint_coherence": "unconditional samples whose modalities' judges agree on the digit",
+    "log_prob_joint": "joint log-likelihood, IWAE, nats",
     "elbo": "ELBO in nats, higher is better",
     "bits_per_dim": "bits per dimension",
     "nll": "exact NLL in nats",
@@ -443,7 +446,9 @@ FAMILIES = {"vae": ("VAE", "vae.md"), "vqvae": ("VQ-VAE", "vae.md"),
             "m2": ("M2, semi-supervised VAE", "vae.md"), "pixelcnn": ("PixelCNN", "pixelcnn.md"),
             "gan": ("GAN", "gan.md"), "mfm": ("Multimodal Factorization Model", "mfm.md"),
             "text_to_image_gan": ("text-to-image GAN", "text-to-image.md"),
-            "sentence_vae": ("sentence VAE", "sentence-vae.md")}
+            "sentence_vae": ("sentence VAE", "sentence-vae.md"),
+            "mvae": ("MVAE", "multimodal-vae.md"), "mmvae": ("MMVAE", "multimodal-vae.md"),
+            "mopoe": ("MoPoE-VAE", "multimodal-vae.md")}
 
 
 def headline_metric(summary: dict) -> str:
@@ -536,6 +541,65 @@ def _options(text: str) -> dict:
     return options
 
 
+# the comparison rows: (metric, what it is), in this order, where the comparison has them
+COMPARE_METRICS = [("cross_text_to_image", None), ("cross_image_to_text", None),
+                   ("cross_audio_to_image", "speech → image, judged the right digit"),
+                   ("cross_image_to_audio", None), ("cross_text_to_audio", "caption → speech, judged the right digit"),
+                   ("cross_audio_to_text", "speech → caption, judged the right digit"),
+                   ("coherence_text_to_image_all", "caption → image, all the caption's attributes right"),
+                   ("coherence_audio+text_to_image_all", "speech + caption → image, all attributes right"),
+                   ("joint_coherence", None), ("log_prob_joint", None),
+                   ("log_prob_image_given_text", "log p(image | caption), nats"),
+                   ("log_prob_text_given_image", "log p(caption | image), nats"),
+                   ("probe_image_digit", "linear probe on the image's latent: digit"),
+                   ("probe_audio_digit", "linear probe on the speech's latent: digit"),
+                   ("probe_text_digit", "linear probe on the caption's latent: digit"),
+                   ("fid_text_to_image", "FID, caption → image, on the image judge's features"),
+                   ("fid_unconditional_image", "FID, unconditional images, on the image judge's features"),
+                   ("judge_accuracy_image_all", "the image judge on real test images: all attributes"),
+                   ("judge_accuracy_image", "the image judge on real test images: digit"),
+                   ("judge_accuracy_text", "the caption judge on real test captions: digit"),
+                   ("judge_accuracy_audio", "the speech judge on real test speech: digit")]
+
+
+def render_compare(record: dict, path: str, doc_dir: str) -> str:
+    rel = os.path.basename(path)
+    models = record.get("models")
+    if not isinstance(models, dict) or len(models) < 2:
+        raise ResultsError(f"{rel} is not a `mmgen record --compare` file (no models)")
+    require_provenance(record, path, "`python -m mmgen record SOURCE... --compare NAME`")
+    names = list(models)
+    tests = {m: models[m]["summary"]["test"] for m in names}
+    rows = [(metric, gloss if gloss is not None else _gloss(metric)) for metric, gloss in COMPARE_METRICS
+            if any(metric in tests[m] for m in names)]
+
+    def cell(model: str, metric: str) -> str:
+        stats = tests[model].get(metric)
+        if stats is None:
+            return "–"
+        if stats.get("n") == 1:
+            return _sig3(stats["mean"]) + " (n=1)"
+        return format_mean_sd(stats["mean"], stats.get("sd", 0.0))
+
+    seeds = record.get("seeds") or []
+    overrides = record.get("overrides") or []
+    lines = [f"Test split, mean ± sd over seeds {', '.join(map(str, seeds))}"
+             + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
+             + f"; each model's settings chosen on val; [{rel}]({_link(path, doc_dir)})", "",
+             "| metric | " + " | ".join(f"`{m}`" for m in names) + " |", "| --- |" + " --- |" * len(names)]
+    for metric, gloss in rows:
+        lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | "
+                     + " | ".join(cell(m, metric) for m in names) + " |")
+    per_step = [models[m].get("seconds_per_step") for m in names]
+    lines.append("| training time per step (s, validation included) | "
+                 + " | ".join(_sig3(v) if _number(v) else "–" for v in per_step) + " |")
+    lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; {provenance_line(record)}; "
+                  "each model's own record: " + ", ".join(f"[{os.path.basename(models[m]['record'])}]"
+                                                          f"({_link(os.path.join(os.path.dirname(path), models[m]['record']), doc_dir)})"
+                                                          for m in names) + "."]
+    return "\n".join(lines)
+
+
 def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESULTS) -> str:
     """The markdown of the block ``name`` in a document in ``doc_dir`` (links relative to it)."""
     opts = _options(options)
@@ -546,6 +610,10 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         return render_quality(record, path, doc_dir, metrics)
     if "metrics" in opts:
         raise ResultsError(f"block {name}: metrics= applies to quality_ blocks only")
+    if name.startswith("compare_"):
+        path = os.path.join(results_dir, f"{name}.json")
+        record = _load(path, "record it with `python -m mmgen record SOURCE... --compare NAME` (docs/results.md)")
+        return render_compare(record, path, doc_dir)
     if name == "presets":
         return render_presets(results_dir, doc_dir)
     if name == "bench_cpu":
@@ -556,7 +624,8 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         if bench in BENCH_SET:
             return render_bench([bench], results_dir, doc_dir)
         return render_table_bench(bench, results_dir, doc_dir)
-    raise ResultsError(f"unknown block {name!r}: quality_<record>, presets, bench_cpu or bench_<name>_cpu")
+    raise ResultsError(f"unknown block {name!r}: quality_<record>, compare_<name>, presets, bench_cpu or "
+                       "bench_<name>_cpu")
 
 
 def default_documents(root: str = ROOT) -> list[str]:

@@ -151,3 +151,28 @@ def test_an_unfinished_run_is_continued_not_refused(tmp_path):
     events = [json.loads(line) for line in open(tmp_path / "seed0" / "metrics.jsonl")]
     assert [e["from"] for e in events if e.get("event") == "resumed"] == ["step-000004"]
     assert max(e.get("step", 0) for e in events) == 6
+
+
+def test_compare_records_each_source_and_writes_the_comparison(tmp_path, capsys):
+    other = tmp_path / "vae_digits_latent8.json"
+    config = json.loads(json.dumps(__import__("mmgen.presets", fromlist=["get"]).get("vae-digits")))
+    config["model"]["latent_dim"] = 8
+    config["model"]["decoder"]["in_features"] = 8
+    other.write_text(json.dumps(config))
+    out = tmp_path / "compare_tiny.json"
+    args = ["record", "vae-digits", str(other), "--compare", "tiny", "--seeds", "0", "1", "--runs",
+            str(tmp_path / "runs"), "--out", str(out), *SMALL]
+    assert cli.main(args) == 0
+    saved = json.loads(out.read_text())
+    assert saved["sources"] == ["vae-digits", str(other)] and saved["seeds"] == [0, 1]
+    for key in ("git_commit", "command", "machine", "date"):
+        assert key in saved, key
+    for source, name in (("vae-digits", "quality_vae_digits_tiny.json"),
+                         (str(other), "quality_vae_digits_latent8_tiny.json")):
+        model = saved["models"][source]
+        assert model["record"] == name and model["steps"] == 15 and model["seconds_per_step"] > 0
+        own = json.loads((tmp_path / name).read_text())
+        assert model["summary"]["test"] == own["summary"]["test"]
+    first, second = (saved["models"][s]["summary"]["test"]["elbo"]["mean"] for s in saved["sources"])
+    assert first != second  # two different models
+    assert "several only with --compare" in cli_usage_error(capsys, ["record", "vae-digits", "digits-too"])

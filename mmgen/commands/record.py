@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
                     "--check re-trains one recorded seed (with the record's thread count unless --threads)\n"
                     "and fails (exit 1) when a metric falls outside the record's 99% prediction interval,\n"
                     "mean ± t(0.995, n-1)·sd·sqrt(1+1/n).")
-    p.add_argument("source", metavar="SOURCE", help="a preset name or a run config file (JSON or YAML)")
+    p.add_argument("source", metavar="SOURCE", nargs="+",
+                   help="a preset name or a run config file (JSON or YAML); several with --compare")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S",
                    help="training seeds (train.seed; default: 0 1 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -31,6 +32,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="FILE", help="the record file (default: the checkout's "
                                                  "benchmarks/results/quality_<NAME>.json)")
     p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
+    p.add_argument("--compare", metavar="NAME",
+                   help="record every SOURCE (same seeds and --set) and write benchmarks/results/"
+                        "compare_<NAME>.json: their val and test summaries and seconds per training step")
     p.add_argument("--check", action="store_true",
                    help="re-train one recorded seed and compare with the record instead of recording")
     p.add_argument("--seed", type=int, help="--check: the seed to re-train (default: the first recorded)")
@@ -40,6 +44,16 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from mmgen import record
+    if args.compare:
+        if args.check or args.name or args.also_splits:
+            raise UsageError("--compare records each SOURCE under its own name; it takes no --check, --name "
+                             "or --also-split")
+        record.compare(args.source, args.seeds, args.compare, overrides=args.overrides, runs_dir=args.runs,
+                       out=args.out, device=args.device, command=["mmgen", *args.argv])
+        return 0
+    if len(args.source) != 1:
+        raise UsageError(f"one SOURCE at a time (several only with --compare NAME), got {args.source}")
+    args.source = args.source[0]
     if not args.check:
         record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
                       runs_dir=args.runs, out=args.out, device=args.device, also_splits=args.also_splits,

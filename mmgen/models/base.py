@@ -114,7 +114,8 @@ class GenerativeModel(nn.Module):
         with atomic_path(os.path.join(path, WEIGHTS_FILE)) as tmp:
             save_model(self, tmp)  # tensors that share memory are stored once
         atomic_write_bytes(os.path.join(path, CONFIG_FILE),
-                           json.dumps(self.config, indent=2, sort_keys=True).encode())
+                           json.dumps(self.config, indent=2).encode())  # key order kept: it is the
+        # order of a multimodal model's modalities, which fixes the order of its random draws
 
     def _fill_model_name(self) -> None:
         """Put the registered name of this model's class under ``config["model"]`` if it is missing."""

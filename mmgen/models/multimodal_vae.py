@@ -106,8 +106,7 @@ class MultimodalVAE(GenerativeModel):
             raise ValueError(f"{what} latent_dim must be a positive int, got {latent_dim!r}")
         if not beta >= 0:
             raise ValueError(f"{what} beta must be >= 0, got {beta!r}")
-        # sorted: a saved config.json sorts its keys, and the reloaded model must draw the same way
-        self.names = tuple(sorted(modalities))
+        self.names = tuple(modalities)  # config.json keeps this order, so a reloaded model draws alike
         if "y" in self.names or "attributes" in self.names:
             raise ValueError(f"'y' and 'attributes' are label keys of a batch; they cannot name a modality, "
                              f"got {list(self.names)}")
