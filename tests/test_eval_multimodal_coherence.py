@@ -20,9 +20,10 @@ pytestmark = pytest.mark.plugins("image", "audio", "text")  # mnist-trimodal syn
 
 
 def _subset(d, n):
-    from mmgen.data.multimodal import MultimodalDataset
-    return MultimodalDataset(d.name, d.split, d.y[:n], {m: v[:n] for m, v in d.aligned.items()},
-                             d.pools, d.transforms, d.info)
+    """The first n examples as label-only data: no attributes (the only attribute is then y)."""
+    import dataclasses
+    info = {k: v for k, v in d.info.items() if not k.startswith(("attribute", "modality_attributes"))}
+    return dataclasses.replace(d.head(n), attributes=None, info=info)
 
 
 class WithAttributes:

@@ -37,8 +37,7 @@ def modalities(names=("image", "audio", "text")) -> dict:
 
 def subset(data: MultimodalDataset, n: int) -> MultimodalDataset:
     """The first n examples of a split, with the same pools to pair from."""
-    return MultimodalDataset(data.name, data.split, data.y[:n], {m: v[:n] for m, v in data.aligned.items()},
-                             data.pools, data.transforms, data.info)
+    return data.head(n)
 
 
 def fit(model, data, steps: int, lr: float = 2e-3, batch_size: int = 32) -> list[float]:

@@ -350,15 +350,13 @@ def test_fid_is_near_zero_between_real_halves_and_grows_with_added_noise(shapes_
 @pytest.mark.plugins("image", "audio", "text")  # mnist-trimodal synthesizes its speech with the audio plugin
 def test_cross_modal_accuracy_of_real_and_constant_generators(monkeypatch):
     from mmgen.data import trimodal
-    from mmgen.data.multimodal import MultimodalDataset
     from mmgen.eval import multimodal
     from mmgen.models import MFM
 
     splits = trimodal.mnist_trimodal()
 
     def subset(d, n):
-        return MultimodalDataset(d.name, d.split, d.y[:n], {m: v[:n] for m, v in d.aligned.items()},
-                                 d.pools, d.transforms, d.info)
+        return d.head(n)
 
     train, test = subset(splits["train"], 640), subset(splits["test"], 200)
     vocab = len(trimodal.VOCABULARY)

@@ -9,6 +9,7 @@ always gives the same pairs.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -113,6 +114,13 @@ class MultimodalDataset:
                 continue
             gen = torch.Generator().manual_seed(seed * 7919 + epoch * 104729 + i)
             yield self.take(order[lo:lo + batch_size], pairing, gen)
+
+    def head(self, n: int) -> "MultimodalDataset":
+        """The first ``n`` examples (aligned values, choices, attributes), with the same pools to pair
+        from, transforms and info."""
+        return dataclasses.replace(self, y=self.y[:n], aligned={m: v[:n] for m, v in self.aligned.items()},
+                                   choices={m: v[:n] for m, v in self.choices.items()},
+                                   attributes=None if self.attributes is None else self.attributes[:n])
 
     def batches_per_epoch(self, batch_size: int, drop_last: bool = False) -> int:
         n = len(self)
