@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import mmgen
-from mmgen.models.base import GenerativeModel
+from mmgen.models.base import GenerativeModel, TrainingStep
 from mmgen.models.modality import build_modality, encoder_view, infer_modalities
 
 LOG_2PI = math.log(2 * math.pi)
@@ -268,6 +268,10 @@ class MultimodalVAE(GenerativeModel):
         return self.log_prob(x, k=1, generator=generator)
 
     # -- training helpers ----------------------------------------------------------------------
+    def training_steps(self) -> list[TrainingStep]:
+        """One optimizer over all parameters; the trainer hands the whole batch dict to ``loss``."""
+        return [TrainingStep("model", list(self.parameters()), self.loss)]
+
     def reconstruction(self, x: dict, z: torch.Tensor, modalities) -> torch.Tensor:
         """sum over ``modalities`` of weight_m * log p(x_m | z), per row."""
         return sum(self.weights[m] * self.log_likelihood(m, z, x[m]) for m in modalities)
