@@ -439,7 +439,7 @@ def render_table_bench(name: str, results_dir: str, doc_dir: str) -> str:
 # presets
 
 # the metric a preset's row shows, where its record has it; otherwise the first default metric
-HEADLINE_METRICS = ["accuracy_audio", "consistency_all", "error"]
+HEADLINE_METRICS = ["accuracy_audio", "consistency_all", "error", "cross_text_to_image"]
 # model name of a run config -> (family, its page under docs/)
 FAMILIES = {"vae": ("VAE", "vae.md"), "vqvae": ("VQ-VAE", "vae.md"),
             "gumbel_vae": ("Gumbel-softmax VAE", "vae.md"), "cvae": ("conditional VAE", "vae.md"),
