@@ -77,20 +77,8 @@ def setup():
     from mmgen.models import MFM
     splits = trimodal.mnist_trimodal()
     train, test = _subset(splits["train"], 640), _subset(splits["test"], 200)
-    vocab = len(trimodal.VOCABULARY)
-    specs = {
-        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 16, "hidden": 4},
-                  "decoder": {"name": "image.conv", "in_features": 16, "out_channels": 1, "size": 28, "hidden": 4},
-                  "likelihood": "bernoulli"},
-        "audio": {"encoder": {"name": "audio.mel", "n_mels": 32, "out_features": 16, "hidden": 16},
-                  "decoder": {"name": "audio.mel", "in_features": 16, "n_mels": 32, "frames": trimodal.FRAMES,
-                              "hidden": 16},
-                  "likelihood": "gaussian"},
-        "text": {"encoder": {"name": "text.gru", "vocab_size": vocab, "out_features": 16, "embed_dim": 8, "hidden": 16},
-                 "decoder": {"name": "text.gru", "vocab_size": vocab, "in_features": 16, "embed_dim": 8, "hidden": 16},
-                 "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
-                 "max_length": trimodal.CAPTION_LENGTH - 1},
-    }
+    from test_mfm import TINY, modalities
+    specs = modalities(**TINY)
     torch.manual_seed(0)
     base = MFM(specs, zy_dim=4, za_dim=2, hidden=16).eval()
     train_a, test_a = WithAttributes(train), WithAttributes(test)

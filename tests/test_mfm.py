@@ -18,21 +18,27 @@ pytestmark = pytest.mark.plugins("image", "audio", "text")
 VOCAB = len(trimodal.VOCABULARY)
 
 
-def modalities(names=("image", "audio", "text")) -> dict:
+def modalities(names=("image", "audio", "text"), width: int = 64, conv: int = 8, audio: int = 32, rnn: int = 32,
+               embed: int = 16) -> dict:
+    """Small real-data modality specs of mnist-trimodal: image and audio features ``width`` wide,
+    conv channels ``conv``, audio hidden ``audio``, GRU hidden and text features ``rnn``."""
     specs = {
-        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 64, "hidden": 8},
-                  "decoder": {"name": "image.conv", "in_features": 64, "out_channels": 1, "size": 28, "hidden": 8},
+        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": width, "hidden": conv},
+                  "decoder": {"name": "image.conv", "in_features": width, "out_channels": 1, "size": 28, "hidden": conv},
                   "likelihood": "bernoulli"},
-        "audio": {"encoder": {"name": "audio.mel", "n_mels": 32, "out_features": 64, "hidden": 32},
-                  "decoder": {"name": "audio.mel", "in_features": 64, "n_mels": 32, "frames": trimodal.FRAMES,
-                              "hidden": 32},
+        "audio": {"encoder": {"name": "audio.mel", "n_mels": 32, "out_features": width, "hidden": audio},
+                  "decoder": {"name": "audio.mel", "in_features": width, "n_mels": 32, "frames": trimodal.FRAMES,
+                              "hidden": audio},
                   "likelihood": "gaussian", "wave": dict(trimodal.WAVE)},
-        "text": {"encoder": {"name": "text.gru", "vocab_size": VOCAB, "out_features": 32, "embed_dim": 16, "hidden": 32},
-                 "decoder": {"name": "text.gru", "vocab_size": VOCAB, "in_features": 32, "embed_dim": 16, "hidden": 32},
+        "text": {"encoder": {"name": "text.gru", "vocab_size": VOCAB, "out_features": rnn, "embed_dim": embed, "hidden": rnn},
+                 "decoder": {"name": "text.gru", "vocab_size": VOCAB, "in_features": rnn, "embed_dim": embed, "hidden": rnn},
                  "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
                  "max_length": trimodal.CAPTION_LENGTH - 1},
     }
     return {m: specs[m] for m in names}
+
+
+TINY = {"width": 16, "conv": 4, "audio": 16, "rnn": 16, "embed": 8}  # the evaluation tests' stand-in MFMs
 
 
 def subset(data: MultimodalDataset, n: int) -> MultimodalDataset:

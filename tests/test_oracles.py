@@ -359,16 +359,8 @@ def test_cross_modal_accuracy_of_real_and_constant_generators(monkeypatch):
         return d.head(n)
 
     train, test = subset(splits["train"], 640), subset(splits["test"], 200)
-    vocab = len(trimodal.VOCABULARY)
-    specs = {
-        "image": {"encoder": {"name": "image.conv", "in_channels": 1, "size": 28, "out_features": 16, "hidden": 4},
-                  "decoder": {"name": "image.conv", "in_features": 16, "out_channels": 1, "size": 28, "hidden": 4},
-                  "likelihood": "bernoulli"},
-        "text": {"encoder": {"name": "text.gru", "vocab_size": vocab, "out_features": 16, "embed_dim": 8, "hidden": 16},
-                 "decoder": {"name": "text.gru", "vocab_size": vocab, "in_features": 16, "embed_dim": 8, "hidden": 16},
-                 "likelihood": "tokens", "vocabulary": list(trimodal.VOCABULARY),
-                 "max_length": trimodal.CAPTION_LENGTH - 1},
-    }
+    from test_mfm import TINY, modalities
+    specs = modalities(("image", "text"), **TINY)
     torch.manual_seed(0)
     model = MFM(specs, zy_dim=4, za_dim=2, hidden=16).eval()
     judges, make_judge = {}, multimodal._judge

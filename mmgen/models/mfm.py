@@ -37,7 +37,7 @@ from torch import nn
 
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
-from mmgen.models.modality import build_modality, encoder_view, infer_modalities
+from mmgen.models.modality import build_modality, check_subset, encoder_view, infer_modalities
 
 PRIORS = ("kl", "mmd")
 
@@ -145,14 +145,7 @@ class MFM(GenerativeModel):
         return self.fusion.weight.device
 
     def _present(self, x: dict, modalities) -> tuple[str, ...]:
-        names = tuple(m for m in self.names if m in x) if modalities is None else tuple(modalities)
-        bad = [m for m in names if m not in self.names]
-        if bad or not names:
-            raise ValueError(f"modalities {list(names)} must be a non-empty subset of {list(self.names)}")
-        missing = [m for m in names if m not in x]
-        if missing:
-            raise ValueError(f"batch has no {missing}; it holds {sorted(x)}")
-        return names
+        return check_subset(self.names, x, modalities)
 
     def encoder_view(self, m: str, value: torch.Tensor) -> torch.Tensor:
         """What the encoder of m sees: integer levels scaled to [0, 1], other data as it is."""

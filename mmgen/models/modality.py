@@ -122,6 +122,21 @@ def build_modality(name: str, spec: dict, what: str) -> Modality:
     return Modality(encoder, decoder, head, weight, options, saved)
 
 
+def check_subset(names: tuple, x: dict, modalities) -> tuple[str, ...]:
+    """``modalities`` (a name, several, or None: those of ``names`` in batch ``x``) as a tuple, checked
+    to be a non-empty subset of ``names`` that ``x`` holds."""
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    subset = tuple(m for m in names if m in x) if modalities is None else tuple(modalities)
+    bad = [m for m in subset if m not in names]
+    if bad or not subset:
+        raise ValueError(f"modalities {list(subset)} must be a non-empty subset of {list(names)}")
+    missing = [m for m in subset if m not in x]
+    if missing:
+        raise ValueError(f"batch has no {missing}; it holds {sorted(x)}")
+    return subset
+
+
 def encoder_view(head, value: torch.Tensor) -> torch.Tensor:
     """What an encoder sees: integer levels scaled to [0, 1], tokens and other data as they are."""
     return value if head.name == TOKENS else encoder_input(head.likelihood, value)

@@ -20,7 +20,7 @@ from torch import nn
 
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
-from mmgen.models.modality import build_modality, encoder_view, infer_modalities
+from mmgen.models.modality import build_modality, check_subset, encoder_view, infer_modalities
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -138,16 +138,7 @@ class MultimodalVAE(GenerativeModel):
     # -- inference -----------------------------------------------------------------------------
     def subset(self, x: dict, modalities) -> tuple[str, ...]:
         """``modalities`` (a name, several, or None: those in ``x``) as a checked tuple."""
-        if isinstance(modalities, str):
-            modalities = (modalities,)
-        names = tuple(m for m in self.names if m in x) if modalities is None else tuple(modalities)
-        bad = [m for m in names if m not in self.names]
-        if bad or not names:
-            raise ValueError(f"modalities {list(names)} must be a non-empty subset of {list(self.names)}")
-        missing = [m for m in names if m not in x]
-        if missing:
-            raise ValueError(f"batch has no {missing}; it holds {sorted(x)}")
-        return names
+        return check_subset(self.names, x, modalities)
 
     def encoder_view(self, m: str, value: torch.Tensor) -> torch.Tensor:
         """What the encoder of m sees: integer levels scaled to [0, 1], other data as it is."""
