@@ -562,7 +562,7 @@ COMPARE_METRICS = [("cross_text_to_image", None), ("cross_image_to_text", None),
                    ("judge_accuracy_audio", "the speech judge on real test speech: digit")]
 
 
-def render_compare(record: dict, path: str, doc_dir: str) -> str:
+def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None) -> str:
     rel = os.path.basename(path)
     models = record.get("models")
     if not isinstance(models, dict) or len(models) < 2:
@@ -570,8 +570,12 @@ def render_compare(record: dict, path: str, doc_dir: str) -> str:
     require_provenance(record, path, "`python -m mmgen record SOURCE... --compare NAME`")
     names = list(models)
     tests = {m: models[m]["summary"]["test"] for m in names}
-    rows = [(metric, gloss if gloss is not None else _gloss(metric)) for metric, gloss in COMPARE_METRICS
-            if any(metric in tests[m] for m in names)]
+    glosses = dict(COMPARE_METRICS)
+    chosen = metrics or [metric for metric, _ in COMPARE_METRICS]
+    missing = [metric for metric in chosen if not any(metric in tests[m] for m in names)]
+    if metrics and missing:
+        raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
+    rows = [(metric, glosses.get(metric) or _gloss(metric)) for metric in chosen if metric not in missing]
 
     def cell(model: str, metric: str) -> str:
         stats = tests[model].get(metric)
@@ -583,7 +587,7 @@ def render_compare(record: dict, path: str, doc_dir: str) -> str:
 
     seeds = record.get("seeds") or []
     overrides = record.get("overrides") or []
-    lines = [f"Test split, mean ± sd over seeds {', '.join(map(str, seeds))}"
+    lines = [(f"Test split, seed {seeds[0]}" if len(seeds) == 1 else f"Test split, mean ± sd over seeds {', '.join(map(str, seeds))}")
              + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
              + f"; each model's settings chosen on val; [{rel}]({_link(path, doc_dir)})", "",
              "| metric | " + " | ".join(f"`{m}`" for m in names) + " |", "| --- |" + " --- |" * len(names)]
@@ -608,12 +612,12 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         record = _load(path, "record it with `python -m mmgen record PRESET --seeds 0 1 2` (docs/results.md)")
         metrics = [m for m in opts.get("metrics", "").split(",") if m] or None
         return render_quality(record, path, doc_dir, metrics)
-    if "metrics" in opts:
-        raise ResultsError(f"block {name}: metrics= applies to quality_ blocks only")
     if name.startswith("compare_"):
         path = os.path.join(results_dir, f"{name}.json")
         record = _load(path, "record it with `python -m mmgen record SOURCE... --compare NAME` (docs/results.md)")
-        return render_compare(record, path, doc_dir)
+        return render_compare(record, path, doc_dir, [m for m in opts.get("metrics", "").split(",") if m] or None)
+    if "metrics" in opts:
+        raise ResultsError(f"block {name}: metrics= applies to quality_ and compare_ blocks only")
     if name == "presets":
         return render_presets(results_dir, doc_dir)
     if name == "bench_cpu":

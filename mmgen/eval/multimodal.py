@@ -26,7 +26,9 @@ else the first attribute every modality carries (the digit on mnist-trimodal).
 - conditional coherence (``coherence=True``): for every non-empty proper subset S and t not in S,
   t generated from S (``model.generate(S, x, [t], generator=...)``, a generator seeded by ``seed``
   unless ``seeded_draws=False``: for MFM the style factor z_t is then a prior draw, else its prior
-  mean as before this option existed) and judged: ``coherence_<S>_to_<t>_<a>``, ``..._all``;
+  mean as before this option existed) and judged on the attributes of t that a modality of S carries
+  too (what the source can say: with label-only captions, caption -> image is judged on the digit
+  alone): ``coherence_<S>_to_<t>_<a>``, ``..._all`` (every such attribute right, when several);
   ``cross_<s>_to_<t>`` (kept from earlier records) is the singleton S = s for the label attribute;
 - joint coherence (``coherence=True``; ``joint_samples`` draws of ``model.sample``, default as many
   as examples, generator seeded by ``seed``): ``joint_coherence``, the fraction of samples whose
@@ -289,11 +291,13 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                                                generator=coherence_gen)[t]
                     if len(source) == 1 and t in image_modalities:
                         fake_images.setdefault((source[0], t), []).append(generated[rows].cpu())
-                    if coherence:
-                        predicted = judge_nets[t].predict(model.encoder_view(t, generated))
+                    said = [i for i, a in enumerate(spec.per_modality[t])  # what the source can tell
+                            if any(a in spec.per_modality[m] for m in source)]
+                    if coherence and said:
+                        predicted = judge_nets[t].predict(model.encoder_view(t, generated))[:, said]
                         label_key = f"cross_{source[0]}_to_{t}" if len(source) == 1 else None
-                        add_predictions(f"coherence_{'+'.join(source)}_to_{t}", predicted, spec.per_modality[t],
-                                        targets, rows, label_key=label_key)
+                        add_predictions(f"coherence_{'+'.join(source)}_to_{t}", predicted,
+                                        [spec.per_modality[t][i] for i in said], targets, rows, label_key=label_key)
         for t, wave in speech.items():
             from mmgen import modalities
             truth = [words[int(c)] if c >= 0 else None for c in y]
