@@ -18,7 +18,7 @@ from mmgen.data import load
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("vae", "pixelcnn", "gan", "vqvae", "gumbel_vae", "cvae", "m2", "text_to_image_gan",
-            "sentence_vae", "mfm")
+            "sentence_vae", "mfm", "mvae", "mmvae", "mopoe")
 
 # The plugin's source: a diagonal Gaussian over the pixels, with no likelihood method (only metrics
 # evaluate it) and no config of its own (from_config records the options it was built from), and
