@@ -36,11 +36,11 @@ def _build(config: dict):
     return from_config(config)
 
 
-@pytest.mark.plugins("image", "text", "audio")
 def test_every_preset_written_out_before_inference_still_exists():
     assert set(OLD) <= set(presets.PRESETS)  # presets added later state no data numbers to compare
 
 
+@pytest.mark.plugins("image", "text", "audio")
 @pytest.mark.parametrize("name", sorted(OLD))
 def test_preset_builds_the_model_it_built_with_every_number_written_out(name):
     config = presets.get(name)
