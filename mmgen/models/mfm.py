@@ -37,7 +37,7 @@ from torch import nn
 
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
-from mmgen.models.modality import build_modality, check_subset, encoder_view, infer_modalities
+from mmgen.models.modality import build_modality, check_subset, check_targets, encoder_view, infer_modalities
 
 PRIORS = ("kl", "mmd")
 
@@ -219,8 +219,7 @@ class MFM(GenerativeModel):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         given = None if given is None else ((given,) if isinstance(given, str) else tuple(given))
-        targets = [m for m in self.names if given is None or m not in given] if targets is None else \
-            ([targets] if isinstance(targets, str) else list(targets))
+        targets = check_targets(self.names, targets, [m for m in self.names if given is None or m not in given])
         self._present(x, targets)
         post = self.encode(x, targets)
         mu_y, logvar_y = post["y"] if given is None else self.encode(x, given)["y"]
@@ -262,10 +261,7 @@ class MFM(GenerativeModel):
         Returns ``{target: likelihood mean (or a draw with sample=True); tokens for text}``."""
         sources = (source,) if isinstance(source, str) else tuple(source)
         post = self.encode(x, sources)
-        targets = [m for m in self.names if m not in sources] if targets is None else list(targets)
-        bad = [m for m in targets if m not in self.names]
-        if bad or not targets:
-            raise ValueError(f"targets {targets} must be a non-empty subset of {list(self.names)}")
+        targets = check_targets(self.names, targets, [m for m in self.names if m not in sources])
         z_y = post["y"][0]
         out = {}
         for m in targets:

@@ -137,6 +137,16 @@ def check_subset(names: tuple, x: dict, modalities) -> tuple[str, ...]:
     return subset
 
 
+def check_targets(names: tuple, targets, default) -> list[str]:
+    """``targets`` (a name, several, or None: ``default``) as a list, checked to be a non-empty
+    subset of ``names``."""
+    targets = list(default) if targets is None else ([targets] if isinstance(targets, str) else list(targets))
+    bad = [m for m in targets if m not in names]
+    if bad or not targets:
+        raise ValueError(f"targets {targets} must be a non-empty subset of {list(names)}")
+    return targets
+
+
 def encoder_view(head, value: torch.Tensor) -> torch.Tensor:
     """What an encoder sees: integer levels scaled to [0, 1], tokens and other data as they are."""
     return value if head.name == TOKENS else encoder_input(head.likelihood, value)

@@ -20,7 +20,7 @@ from torch import nn
 
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
-from mmgen.models.modality import build_modality, check_subset, encoder_view, infer_modalities
+from mmgen.models.modality import build_modality, check_subset, check_targets, encoder_view, infer_modalities
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -169,13 +169,6 @@ class MultimodalVAE(GenerativeModel):
     def _decode_all(self, z: torch.Tensor, targets, generator, sample: bool) -> dict:
         return {m: self.heads[m].generate(self.decode(m, z), generator=generator, sample=sample) for m in targets}
 
-    def _targets(self, targets, default) -> list:
-        targets = list(default) if targets is None else ([targets] if isinstance(targets, str) else list(targets))
-        bad = [m for m in targets if m not in self.names]
-        if bad or not targets:
-            raise ValueError(f"targets {targets} must be a non-empty subset of {list(self.names)}")
-        return targets
-
     @torch.no_grad()
     def generate(self, source, x: dict, targets=None, *, generator: torch.Generator | None = None,
                  sample: bool = False, latent: str = "sample") -> dict:
@@ -184,7 +177,7 @@ class MultimodalVAE(GenerativeModel):
         likelihood mean (``sample=True``: a draw; tokens: greedy or sampled). ``targets`` default:
         the modalities not in ``source``."""
         sources = self.subset(x, source)
-        targets = self._targets(targets, [m for m in self.names if m not in sources])
+        targets = check_targets(self.names, targets, [m for m in self.names if m not in sources])
         if latent not in ("sample", "mean"):
             raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
         post = self.posterior(x, sources)
@@ -239,7 +232,7 @@ class MultimodalVAE(GenerativeModel):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         given = None if given is None else self.subset(x, given)
-        targets = self._targets(targets, [m for m in self.names if given is None or m not in given])
+        targets = check_targets(self.names, targets, [m for m in self.names if given is None or m not in given])
         self.subset(x, targets)
         post = self.posterior(x, targets if given is None else given)
         log_w = []
