@@ -60,7 +60,32 @@ def test_measured_attributes_on_drawn_strokes():
     m = cap.measure_digits(canvas)
     assert m["thickness"][1] > 2 * m["thickness"][0]
     assert m["slant"][2] > 0.2 and abs(m["slant"][0]) < 1e-6
-    assert m["size"][3] == 16 and m["size"][0] == 40
+    # the box area in pixels plus the mean intensity (< 1), which orders equal areas
+    assert m["size"][3] == 16 + 16 / 784 and m["size"][0] == 40 + 40 / 784
+
+
+def test_sizes_of_equal_measure_share_a_bucket(mnist_train):
+    raw = cap.measure_digits(mnist_train.x)["size"]
+    assert raw.unique().numel() > 0.5 * len(raw)  # the whole-pixel box areas alone take 44 values
+    for d in range(10):
+        rows = mnist_train.y == d
+        sizes, buckets = raw[rows], mnist_train.attributes[rows, 3]
+        # buckets follow the measure: every small one below every medium one below every large one
+        assert sizes[buckets == 0].max() < sizes[buckets == 1].min() <= sizes[buckets == 1].max() < sizes[buckets == 2].min()
+
+
+def test_digit_measure_fitted_on_train_reads_the_attributes_of_test_images():
+    data = cap.mnist_captions()
+    measure = cap.DigitMeasure.fit(data["train"].x, data["train"].y)
+    test = data["test"]
+    predicted = measure.predict(test.x, test.y)
+    for column, name in enumerate(("thickness", "slant", "size"), start=1):
+        # cuts from 4,000 images against terciles of all 5,000: only images near a cut may differ
+        assert (predicted[name] == test.attributes[:, column]).float().mean() > 0.96, name
+    shuffled = measure.predict(test.x.flip(0), test.y)  # another image's measure: about chance
+    assert (shuffled["thickness"] == test.attributes[:, 1]).float().mean() < 0.5
+    with pytest.raises(ValueError, match="every digit"):
+        cap.DigitMeasure.fit(test.x[:20], test.y[:20])
 
 
 def test_thick_captions_have_more_ink_per_stroke_than_thin(mnist_train):

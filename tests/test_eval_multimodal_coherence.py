@@ -285,3 +285,32 @@ def test_label_only_data_keeps_the_cross_and_judge_accuracy_keys(setup):
             if source != t:
                 assert metrics[f"cross_{source}_to_{t}"] == metrics[f"coherence_{source}_to_{t}_label"]
                 assert metrics[f"cross_{source}_to_{t}"] == metrics[f"judge_accuracy_{t}"]
+
+
+def test_measured_attributes_are_judged_by_the_measure_and_the_rest_by_the_heads(setup):
+    from mmgen.data import captions, trimodal
+    from mmgen.eval.judges import attribute_spec, train_judge
+    s = setup
+    splits = trimodal.mnist_trimodal(captions="instance")
+    train, test = splits["train"].head(640), splits["test"].head(200)
+    assert train.info["attribute_measures"] == {"image": "mnist-digits"}
+    model = StandIn(s["base"])
+    spec = attribute_spec(train, model.names)
+    judge = train_judge(model, "image", train, 60, 0, "cpu", spec)
+    plain = train_judge(model, "image", train, 60, 0, "cpu", spec, measures=False)
+    assert isinstance(judge.measure, captions.DigitMeasure) and plain.measure is None
+    batch = next(test.batches(200))
+    x = model.encoder_view("image", batch["image"])
+    measured, learned = judge.predict(x), plain.predict(x)
+    names = judge.attribute_names
+    assert names == ["digit", "thickness", "slant", "size"]
+    assert torch.equal(measured[:, 0], learned[:, 0])  # the digit: the same heads
+    by_measure = judge.measure.predict(x, learned[:, 0])
+    for i, a in enumerate(names[1:], start=1):
+        assert torch.equal(measured[:, i], by_measure[a])
+    right = measured == batch["attributes"]
+    assert right[:, 1].float().mean() > 0.95 and right[:, 2].float().mean() > 0.95  # thickness, slant
+    assert right[:, 3].float().mean() > (learned[:, 3] == batch["attributes"][:, 3]).float().mean()
+    # measure_digits sees the data itself, not the encoder's view: a constant image has one reading
+    blank = judge.predict(torch.zeros(3, *x.shape[1:]))
+    assert (blank[:, 1:] == blank[0, 1:]).all()

@@ -125,6 +125,27 @@ def test_mmvae_dreg_and_iwae_agree_in_value_at_one_sample(batch):
             torch.testing.assert_close(p.grad, q.grad)
 
 
+def test_mopoe_all_draws_average_every_component(batch):
+    """draws="all": the loss is the mean over components of each one's ELBO term, z from each."""
+    import mmgen
+    model = build("mopoe", draws="all")
+    assert model.config["draws"] == "all"
+    components = model.components(model.experts(batch))
+    mu, logvar = torch.stack([m for m, _ in components]), torch.stack([v for _, v in components])
+    c, b, d = mu.shape
+    torch.manual_seed(3)
+    z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b, d)
+    by_hand = 0.0
+    for i in range(c):
+        term = model.reconstruction(batch, z[i], model.names)
+        term = term - model.beta * mmgen.ops.gaussian_kl(mu[i], logvar[i])
+        by_hand = by_hand - term.mean() / c
+    torch.manual_seed(3)
+    torch.testing.assert_close(model.loss(batch), by_hand)
+    with pytest.raises(ValueError, match="draws"):
+        build("mopoe", draws="one")
+
+
 def test_unsupervised_mfm_needs_no_labels(batch):
     model = build("mfm")
     unlabelled = {m: batch[m] for m in ("image", "audio", "text")}

@@ -13,9 +13,12 @@ whether a generated image matches its caption.
     the image thresholded at 0.5, cut at its terciles over all 5,000 images.
   - ``slant`` (left / upright / right): the shear ``-mu11 / mu02`` of the intensity moments (how
     far x moves right per pixel up), cut at its terciles over all 5,000 images.
-  - ``size`` (small / medium / large): the ink bounding-box area, cut at the terciles of the
-    images of the same digit (MNIST digits are all scaled to the same height, so a "large 1" is a
-    wide one).
+  - ``size`` (small / medium / large): the ink bounding-box area (ties, common since it is a whole
+    number of pixels, ordered by the mean intensity), cut at the terciles of the images of the same
+    digit (MNIST digits are all scaled to the same height, so a "large 1" is a wide one).
+
+  Each attribute is a function of the image alone, so :class:`DigitMeasure` (cuts fitted on real
+  images) judges it exactly, given the digit.
 
 - ``shapes``: procedural 32x32 RGB images (or 64x64 with ``size=64``) of one anti-aliased shape on
   black: ``shape`` (circle, square, triangle, diamond), ``colour`` (red, green, blue, yellow,
@@ -196,7 +199,8 @@ def _terciles(values: torch.Tensor) -> torch.Tensor:
 
 
 def measure_digits(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Raw stroke width (pixels), slant (shear) and bounding-box area (pixels) of images [N, 1, H, W]."""
+    """Raw stroke width (pixels), slant (shear) and bounding-box area (pixels, plus the mean
+    intensity, which orders equal areas) of images [N, 1, H, W]."""
     img = x[:, 0].double()
     ink = (img > 0.5).double()
     padded = torch.nn.functional.pad(ink, (1, 1, 1, 1))
@@ -212,7 +216,57 @@ def measure_digits(x: torch.Tensor) -> dict[str, torch.Tensor]:
     dy, dx = ys - cy.view(-1, 1, 1), xs - cx.view(-1, 1, 1)
     mu11, mu02 = (img * dx * dy).sum((1, 2)), (img * dy * dy).sum((1, 2)).clamp(min=1e-8)
     rows, cols = ink.amax(2) > 0, ink.amax(1) > 0
-    return {"thickness": width, "slant": -mu11 / mu02, "size": _extent(rows) * _extent(cols)}
+    # the box area is a whole number shared by many images: the ink fraction (< 1) orders the ties,
+    # so that images of one measurement never straddle a cut
+    size = _extent(rows) * _extent(cols) + img.mean((1, 2))
+    return {"thickness": width, "slant": -mu11 / mu02, "size": size}
+
+
+def _tercile_cuts(values: torch.Tensor) -> torch.Tensor:
+    """The two values [2] that cut ``values`` where :func:`_terciles` does: each halfway between the
+    last value of one third (in sorted order) and the first of the next."""
+    if len(values) < 3:
+        raise ValueError(f"terciles need at least 3 values, got {len(values)}")
+    ordered, n = values.sort().values, len(values)
+    firsts = [-(-n // 3), -(-2 * n // 3)]  # the first sorted position of the middle and the upper third
+    return torch.stack([(ordered[i - 1] + ordered[i]) / 2 for i in firsts])
+
+
+class DigitMeasure:
+    """A judge of ``mnist-captions``' measured attributes thickness, slant and size: the measurements
+    of :func:`measure_digits` cut where the terciles of real images cut them (:meth:`fit`; the size
+    cuts per digit). It needs the digit of each image (the size is judged against that digit's
+    terciles), which a classifier supplies."""
+
+    names = ("thickness", "slant", "size")
+    needs = "digit"
+
+    def __init__(self, cuts: dict[str, torch.Tensor]):
+        self.cuts = cuts
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, digits: torch.Tensor) -> "DigitMeasure":
+        """The cuts of real ``images`` [N, 1, H, W] (intensities in [0, 1]) with labels ``digits`` [N]."""
+        raw = measure_digits(images)
+        missing = [d for d in range(10) if int((digits == d).sum()) < 3]
+        if missing:
+            raise ValueError(f"fitting the digit measure needs at least 3 images of every digit; "
+                             f"too few of {missing}")
+        cuts = {a: _tercile_cuts(raw[a]) for a in ("thickness", "slant")}
+        cuts["size"] = torch.stack([_tercile_cuts(raw["size"][digits == d]) for d in range(10)])
+        return cls(cuts)
+
+    def predict(self, images: torch.Tensor, digits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attribute name -> LongTensor [N] of values 0, 1, 2 for ``images`` whose digits are ``digits``."""
+        raw = measure_digits(images.detach().float().cpu())
+        digits = digits.detach().cpu().long()
+        out = {a: (raw[a].unsqueeze(1) > self.cuts[a]).sum(1) for a in ("thickness", "slant")}
+        out["size"] = (raw["size"].unsqueeze(1) > self.cuts["size"][digits]).sum(1)
+        return {a: v.to(images.device) for a, v in out.items()}
+
+
+#: The measures a dataset can name in ``info["attribute_measures"]`` (modality -> name).
+MEASURES = {"mnist-digits": DigitMeasure}
 
 
 def _extent(inked: torch.Tensor) -> torch.Tensor:

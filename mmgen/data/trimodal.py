@@ -26,7 +26,9 @@ image's measured attributes.
   thickness, slant and size (``mnist-captions``' columns; ``info["attribute_names"]``,
   ``info["attribute_values"]``); ``info["modality_attributes"]`` says which of them each modality
   carries: the image all four, the audio the digit, the text the digit (``"label"``) or all four
-  (``"instance"``).
+  (``"instance"``). ``info["attribute_measures"]`` names the measure that reads the image's
+  thickness, slant and size back from any image (:class:`mmgen.data.captions.DigitMeasure`), which
+  the judges of :mod:`mmgen.eval.multimodal` use.
 
 Training batches augment the audio; the option ``augment`` (``load("mnist-trimodal", split,
 augment=...)``, or ``data.augment`` in a run config: ``--set data.augment=strong``) picks how:
@@ -267,6 +269,7 @@ def _mnist_trimodal(level: str, kind: str) -> dict[str, MultimodalDataset]:
                   "wave": dict(WAVE), "vocabulary": list(vocabulary),
                   "label_words": list(DIGIT_WORDS), "captions": kind, "attribute_names": names,
                   "attribute_values": [list(v) for v in measured[split].attribute_values],
+                  "attribute_measures": {"image": "mnist-digits"},
                   "modality_attributes": {"image": list(names), "audio": ["digit"],
                                           "text": list(names) if kind == "instance" else ["digit"]}})
     return out

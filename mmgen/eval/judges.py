@@ -8,6 +8,14 @@ with ``seed`` before the copy is reset. It sees what the model's encoder sees
 (``model.encoder_view(m, x)``). So a judge depends only on the encoder's architecture, the data,
 ``steps`` and ``seed``: models that share encoder specs get identical judges.
 
+Measured attributes: a dataset whose attributes are functions of the data itself names a measure
+per modality in ``info["attribute_measures"]`` (modality -> a name in
+:data:`mmgen.data.captions.MEASURES`, e.g. mnist-trimodal's images: ``"mnist-digits"``, thickness,
+slant and size). With ``measures=True`` (the default) the judge of such a modality predicts those
+attributes by the measure, its cuts fitted on the same real rows (``Judge.measure``), and the
+others (the digit, which the measure needs) by its heads; its features stay the encoder's. A
+learned head only approximates the definition (docs/multimodal-metrics.md has the numbers).
+
 Attributes: a dataset with ``info["attribute_names"]`` (batches carrying ``"attributes"`` [B, A])
 gives each modality the attributes ``info["modality_attributes"][m]`` (default: all of them); a
 dataset without them has one attribute, ``"label"``, the labels ``y``.
@@ -82,6 +90,7 @@ class Judge(nn.Module):
         self.attribute_names = list(attribute_names)
         self.num_features = int(encoder.out_features)
         self.heads = nn.ModuleList([nn.Linear(self.num_features, k) for k in num_values])
+        self.measure = None  # set by train_judge for measured attributes (see the module docs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -92,8 +101,15 @@ class Judge(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """LongTensor [B, A]: the most likely value of each of the judge's attributes."""
-        return torch.stack([logits.argmax(1) for logits in self(x)], 1)
+        """LongTensor [B, A]: the most likely value of each of the judge's attributes (the measured
+        ones by ``measure``)."""
+        predicted = torch.stack([logits.argmax(1) for logits in self(x)], 1)
+        if self.measure is not None:
+            needed = predicted[:, self.attribute_names.index(self.measure.needs)]
+            for a, values in self.measure.predict(x, needed).items():
+                if a in self.attribute_names:
+                    predicted[:, self.attribute_names.index(a)] = values.to(predicted.device)
+        return predicted
 
 
 def present(batch: dict, m: str) -> torch.Tensor:
@@ -102,8 +118,33 @@ def present(batch: dict, m: str) -> torch.Tensor:
     return torch.ones(len(batch["y"]), dtype=torch.bool, device=batch["y"].device) if mask is None else mask.bool()
 
 
-def train_judge(model, m: str, train_data, steps: int, seed: int, device, spec: AttributeSpec | None = None) -> Judge:
-    """The judge of modality ``m`` (see the module docs), trained on ``train_data``."""
+def fit_measure(model, m: str, train_data, spec: AttributeSpec):
+    """The measure ``train_data`` names for modality ``m`` (``info["attribute_measures"]``), fitted on
+    its real rows of ``m`` whose needed attribute is known; None when it names none, or when ``m``
+    does not carry both the measured attributes and the one the measure needs."""
+    from mmgen.data.captions import MEASURES
+    name = ((getattr(train_data, "info", None) or {}).get("attribute_measures") or {}).get(m)
+    if name is None:
+        return None
+    if name not in MEASURES:
+        raise ValueError(f"{getattr(train_data, 'name', 'the data')}: unknown attribute measure {name!r} for "
+                         f"modality {m!r}; accepted: {', '.join(sorted(MEASURES))}")
+    kind = MEASURES[name]
+    carried = spec.per_modality[m]
+    if kind.needs not in carried or not any(a in carried for a in kind.names):
+        return None
+    values, needed = [], []
+    for batch in train_data.batches(256):
+        rows = present(batch, m) & (spec.targets(batch)[kind.needs] >= 0)
+        values.append(model.encoder_view(m, batch[m][rows]).cpu())
+        needed.append(spec.targets(batch)[kind.needs][rows].cpu())
+    return kind.fit(torch.cat(values), torch.cat(needed))
+
+
+def train_judge(model, m: str, train_data, steps: int, seed: int, device, spec: AttributeSpec | None = None,
+                measures: bool = True) -> Judge:
+    """The judge of modality ``m`` (see the module docs), trained on ``train_data``; ``measures``:
+    measured attributes by the data's measure (the default) or by the heads."""
     if spec is None:
         spec = attribute_spec(train_data, model.names, getattr(model, "num_classes", None))
     attrs = spec.per_modality[m]
@@ -141,17 +182,19 @@ def train_judge(model, m: str, train_data, steps: int, seed: int, device, spec: 
         if not seen:
             raise ValueError(f"no labelled rows of modality {m!r} to train its judge on (in full batches of 64)")
         epoch += 1
+    if measures:
+        judge.measure = fit_measure(model, m, train_data, spec)
     return judge.eval()
 
 
 def train_judges(model, train_data, *, steps: int = 300, seed: int = 0, device=None,
-                 spec: AttributeSpec | None = None) -> dict[str, Judge]:
+                 spec: AttributeSpec | None = None, measures: bool = True) -> dict[str, Judge]:
     """One :class:`Judge` per modality of ``model``, trained on the real ``train_data``. Reusable
     across models with the same encoder specs (pass it as ``evaluate(..., judges=...)``)."""
     device = device or model.device
     spec = spec or attribute_spec(train_data, model.names, getattr(model, "num_classes", None))
     with torch.enable_grad():
-        return {m: train_judge(model, m, train_data, steps, seed, device, spec) for m in model.names}
+        return {m: train_judge(model, m, train_data, steps, seed, device, spec, measures) for m in model.names}
 
 
-__all__ = ["AttributeSpec", "attribute_spec", "Judge", "present", "train_judge", "train_judges"]
+__all__ = ["AttributeSpec", "attribute_spec", "Judge", "fit_measure", "present", "train_judge", "train_judges"]

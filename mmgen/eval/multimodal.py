@@ -18,7 +18,8 @@ With ``judges=True`` (or a dict of judges from :func:`mmgen.eval.judges.train_ju
 is): per modality a classifier trained on real data (``judge_data``, default the dataset's train
 split; ``judge_steps`` batches of 64, seed ``judge_seed``; see :mod:`mmgen.eval.judges`: the
 modality's encoder architecture with fresh weights and one linear head per attribute the modality
-carries, ``info["modality_attributes"]``). The *label attribute* is ``label`` without attributes,
+carries, ``info["modality_attributes"]``; attributes the data measures, ``info["attribute_measures"]``,
+judged by that measure unless ``judge_measures=False``). The *label attribute* is ``label`` without attributes,
 else the first attribute every modality carries (the digit on mnist-trimodal).
 
 - ``judge_accuracy_<m>_<a>`` on the real examples of ``data``, ``judge_accuracy_<m>_all`` (every
@@ -117,7 +118,7 @@ def _skipped(model, method: str) -> str:
 
 @torch.no_grad()
 def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, max_examples: int | None = None,
-             judges=False, judge_data=None, judge_steps: int = 300, judge_seed: int = 0,
+             judges=False, judge_data=None, judge_steps: int = 300, judge_seed: int = 0, judge_measures: bool = True,
              coherence: bool = True, seeded_draws: bool = True, joint_samples: int | None = None,
              fid: bool = True, probe: bool | None = None, probe_examples: int = 2000,
              log_likelihood_k: int | None = None, seed: int = 0, pocketsphinx: bool = False,
@@ -188,7 +189,8 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
     elif judges:
         say(f"training the judges ({judge_steps} steps each)")
         with torch.enable_grad():
-            judge_nets = {m: _judge(model, m, train_data, judge_steps, judge_seed, device, spec) for m in names}
+            judge_nets = {m: _judge(model, m, train_data, judge_steps, judge_seed, device, spec, judge_measures)
+                          for m in names}
 
     speech, skipped = {}, False
     if pocketsphinx:

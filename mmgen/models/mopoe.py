@@ -6,15 +6,18 @@ component is its own expert): ``q(z | x_S) = 1/|P(S)| sum_A PoE({q_m(z | x_m)}_{
 Training maximizes ``E_q[sum_m w_m log p(x_m | z)] - beta * 1/|P| sum_A KL(q_A || p)`` (the
 mixture's KL bounded by the mean of its components', as in the paper): each example's z comes from
 one component, the components dealt out to the examples in a random order (a stratified draw from
-the mixture), by the fused ``mmgen.ops.reparameterize``, and the components' KLs by
-``mmgen.ops.gaussian_kl``.
+the mixture; ``draws="all"``: one z from every component for every example, the mixture's
+expectation at |P(S)| times the decoding), by the fused ``mmgen.ops.reparameterize``, and the
+components' KLs by ``mmgen.ops.gaussian_kl``.
 """
 from __future__ import annotations
 
 import torch
 
 import mmgen
-from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, product_of_experts
+from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, product_of_experts, repeat_rows
+
+DRAWS = ("stratified", "all")
 
 
 class MoPoE(MultimodalVAE):
@@ -25,8 +28,11 @@ class MoPoE(MultimodalVAE):
 
     family = "mopoe"
 
-    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0):
-        super().__init__(modalities, latent_dim, beta)
+    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, draws: str = "stratified"):
+        if draws not in DRAWS:
+            raise ValueError(f"MoPoE draws must be one of {', '.join(map(repr, DRAWS))}, got {draws!r}")
+        super().__init__(modalities, latent_dim, beta, draws=draws)
+        self.draws = draws
 
     def components(self, experts: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [product_of_experts([experts[m][0] for m in subset], [experts[m][1] for m in subset], prior=False)
@@ -43,7 +49,13 @@ class MoPoE(MultimodalVAE):
         logvar = torch.stack([lv for _, lv in components])
         c, b, d = mu.shape
         kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
-        which = torch.randperm(b, device=mu.device) % c
-        rows = torch.arange(b, device=mu.device)
-        z = mmgen.ops.reparameterize(mu[which, rows], logvar[which, rows])
-        return -(self.reconstruction(x, z, self.names) - self.beta * kl).mean()
+        if self.draws == "all":  # one z from every component for every example: the mixture's expectation
+            z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d))
+            repeated = {m: repeat_rows(x[m], c) for m in self.names}
+            reconstruction = self.reconstruction(repeated, z, self.names).view(c, b).mean(0)
+        else:
+            which = torch.randperm(b, device=mu.device) % c
+            rows = torch.arange(b, device=mu.device)
+            z = mmgen.ops.reparameterize(mu[which, rows], logvar[which, rows])
+            reconstruction = self.reconstruction(x, z, self.names)
+        return -(reconstruction - self.beta * kl).mean()
