@@ -390,6 +390,40 @@ def test_ema_stats_equal_one_hot(device, dtype, backend):
                            accum_dtype=stats_dtype)
 
 
+@native
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_segment_sums_of_a_collapsed_codebook_are_right_and_deterministic(device, collapsed):
+    """The codebook gradient and the EMA sums when every row picks one code (the case one block per
+    code once walked alone) or a few codes hold most rows: against float64 one-hot sums, and
+    bitwise equal from call to call."""
+    n, k, d = 20000, 64, 12
+    x, codebook = sample_inputs(device, torch.float32, n, k, d, seed=7)
+    g = torch.Generator().manual_seed(8)
+    if collapsed:
+        idx = torch.full((n,), 5, dtype=torch.int64)
+    else:
+        idx = torch.where(torch.rand(n, generator=g) < 0.9, torch.randint(0, 3, (n,), generator=g),
+                          torch.randint(0, k, (n,), generator=g))
+    idx = idx.to(device)
+    one_hot = F.one_hot(idx, k).double()
+    grad_loss = torch.tensor(3.0, device=device)
+    runs = [(torch.ops.mmgen.vq_ema_stats(x, idx, k),
+             torch.ops.mmgen._vector_quantize_backward(None, grad_loss, x, codebook, idx, 0.25)) for _ in range(2)]
+    (counts, sums), (_, grad_codebook) = runs[0]
+    assert torch.equal(counts, one_hot.sum(0).float())
+    magnitude = one_hot.T @ x.double().abs()
+    assert_within_rounding(sums, one_hot.T @ x.double(), torch.float32, msg="sums", magnitude=magnitude,
+                           terms=int(counts.max()), accum_dtype=torch.float32)
+    diff = codebook.double()[idx] - x.double()
+    want = 2 * 3.0 / (n * d) * (one_hot.T @ diff)
+    assert_within_rounding(grad_codebook, want, torch.float32, msg="grad codebook",
+                           magnitude=2 * 3.0 / (n * d) * (one_hot.T @ diff.abs()), terms=int(counts.max()) + 4,
+                           accum_dtype=torch.float32)
+    for a, b in zip(runs[0], runs[1]):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 # --------------------------------------------------------------------------------------------
 # VectorQuantizer
 # --------------------------------------------------------------------------------------------
