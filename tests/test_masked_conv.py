@@ -148,8 +148,9 @@ def test_reduced_precision(device, dtype):
 
 
 # Multi-tile and multi-chunk shapes. The CPU kernel (csrc/ops/cpu/masked_conv2d_kernel.cpp) works
-# on tiles of tile_pixels = clamp(2^20 bytes / (C * taps * sizeof(dtype)), 1, H * W) output pixels
-# in raster order (so a tile may start and end mid-row), C = C_in in the forward and
+# on tiles of p = clamp(2^20 bytes / (C * taps * sizeof(dtype)), 1, H * W) output pixels in raster
+# order, rounded down to whole rows when p >= W (else a tile starts and ends mid-row), C = C_in in
+# the forward and
 # max(C_in, C_out) in the backward, and sums the weight gradient over min(N, 16) batch chunks
 # [c * N / chunks, (c + 1) * N / chunks). The CUDA kernel (csrc/ops/cuda/masked_conv2d_kernel.cu)
 # takes tiles of nb = 2^28 bytes // (max(C_in * taps, C_out) * H * W * sizeof(dtype)) samples, or of
@@ -157,9 +158,9 @@ def test_reduced_precision(device, dtype):
 # at a non-multiple, so the last tile / chunk is a partial one. MMGEN_MASKED_CONV_TILE_BYTES sets
 # a smaller budget (test_tile_budget_*).
 TILED = {
-    # 30 x 28 pixels: tiles of 218 pixels (48 * 25 per pixel), 218 * 3 + 186, starting mid-row
+    # 30 rows: tiles of 7 rows (218 pixels of 48 * 25 values fit, 7 rows of 28), 7 + 7 + 7 + 7 + 2
     "cpu_row_tiles": dict(n=2, c_in=48, c_out=24, k=(7, 7), size=(30, 28), mask_type="A", groups=3, dilation=1),
-    # forward: one tile (12 * 25 per pixel); backward: C_out = 60 sets tiles of 174 pixels, 174 * 4 + 172
+    # forward: one tile (12 * 25 per pixel); backward: C_out = 60 sets 6-row tiles (174 pixels fit), 6 * 5 + 1
     "cpu_backward_tiles_from_c_out": dict(n=2, c_in=12, c_out=60, k=(7, 7), size=(31, 28), mask_type="B", groups=3,
                                           dilation=1),
     # 40 * 25 per pixel: tiles of 262 pixels, shorter than a row of 300; dilation 2 reads 2 and 4 rows up
@@ -168,7 +169,7 @@ TILED = {
     # 19 samples: 16 weight-gradient chunks of 1 or 2 samples
     "cpu_weight_grad_chunks": dict(n=19, c_in=5, c_out=7, k=(3, 3), size=(9, 8), mask_type="A", groups=1, dilation=1),
     # CUDA: 16 * 25 * 256 * 250 = 25.6M column elements per sample -> chunks of 2 samples: 2 + 2 + 1
-    # (on CPU: tiles of 655 pixels, 98 per sample)
+    # (on CPU: 2-row tiles, 128 of them)
     "cuda_batch_chunks": dict(n=5, c_in=16, c_out=2, k=(7, 7), size=(256, 250), mask_type="B", groups=1, dilation=1),
 }
 SMALL_TILED = [name for name in TILED if name != "cuda_batch_chunks"]
@@ -230,15 +231,16 @@ def test_tiles_and_chunks_float64(device, case):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("tile_bytes", ["1", "700", "5000", "1000000000"])
+@pytest.mark.parametrize("tile_bytes", ["1", "700", "2000", "5000", "1000000000"])
 @pytest.mark.parametrize("mask_type, groups, dilation", [("B", 3, 1), ("A", 1, 2)])
 def test_tile_budget_bounds_one_image_and_changes_no_result(monkeypatch, device, tile_bytes, mask_type, groups,
                                                             dilation):
     """MMGEN_MASKED_CONV_TILE_BYTES caps the column buffer of a tile, so one image is split into
-    pixel ranges (1 byte: one pixel per tile; 700 and 5000 bytes: 2 and 16 pixels in the forward
-    (6 * 13 float32 values per pixel), tiles that start and end mid-row of 13 pixels; 10^9: the
-    whole batch at once). On small integers every result is exact, so each must equal the
-    reference; on Gaussian data, F.conv2d on the masked weight within the float32 tolerance."""
+    pixel ranges (1 byte: one pixel per tile; 700 and 2000 bytes: 2 and 6 pixels in the forward
+    (6 * 13 float32 values per pixel), tiles that start and end mid-row of 13 pixels; 5000 bytes:
+    one-row tiles; 10^9: the whole batch at once). On small integers every result is exact, so each
+    must equal the reference; on Gaussian data, F.conv2d on the masked weight within the float32
+    tolerance."""
     monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", tile_bytes)
     c = dict(n=3, c_in=6, c_out=9, k=(5, 5), size=(11, 13), mask_type=mask_type, groups=groups, dilation=dilation)
     g = torch.Generator().manual_seed(4)

@@ -135,11 +135,13 @@ inline int64_t column_tile_bytes(int64_t fallback) {
 }
 
 // Output pixels per tile when a pixel's column holds `rows` values of `elem_size` bytes: the tile's
-// columns take at most max(budget, one pixel's column) bytes, whatever the image size.
+// columns take at most max(budget, one pixel's column) bytes, whatever the image size. Whole image
+// rows when at least one fits, else a part of a row.
 inline int64_t tile_pixels(const MaskedConvGeometry& g, int64_t rows, int64_t elem_size,
                            int64_t budget_bytes) {
   const int64_t per_pixel = std::max<int64_t>(1, rows * elem_size);
-  return std::clamp<int64_t>(budget_bytes / per_pixel, 1, std::max<int64_t>(g.pixels(), 1));
+  const int64_t fit = std::clamp<int64_t>(budget_bytes / per_pixel, 1, std::max<int64_t>(g.pixels(), 1));
+  return fit >= g.width ? fit / g.width * g.width : fit;
 }
 
 }  // namespace mmgen

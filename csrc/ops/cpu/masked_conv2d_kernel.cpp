@@ -1,8 +1,8 @@
 // CPU kernels for mmgen::masked_conv2d and mmgen::_masked_conv2d_backward.
 //
-// Per sample and tile of output pixels (a range in raster order): im2col over the causal taps only,
-// then one GEMM with the kept weights (at::mm, MKL); tiles are sized to stay in L2, and a tile is a
-// part of a row when one row is too big, so the column buffer is bounded for any image. The input
+// Per sample and tile of output pixels (whole rows, or a part of a row when one row is too big, so
+// the column buffer is bounded for any image): im2col over the causal taps only, then one GEMM with
+// the kept weights (at::mm, MKL); tiles are sized to stay in L2. The input
 // gradient gathers grad_out at the mirrored taps and is one GEMM too (K = C_out * taps), with no
 // scatter. Samples run in parallel and each GEMM runs single-threaded inside the parallel region.
 // The weight gradient is accumulated over fixed batch chunks and summed in chunk order, so it does
