@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "generated/build_info.h"
+#include "ops/cpu_isa.h"
 #include "ops/rng.h"
 
 TORCH_LIBRARY(mmgen, m) {
@@ -21,6 +22,10 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_cpu_philox_offset(Generator? generator=None) -> int", &mmgen::cpu_philox_next_offset);
   m.def("_set_cpu_philox_offset(Generator? generator, int offset) -> ()",
         &mmgen::set_cpu_philox_next_offset);
+  // How many CPU generators that offset is kept for (entries of dead generators are dropped).
+  m.def("_cpu_philox_tracked() -> int", &mmgen::cpu_philox_tracked_generators);
+  // The CPU code path in use: "avx512", "avx2" or "baseline" (MMGEN_CPU_ISA forces a lower one).
+  m.def("_cpu_isa() -> str", [] { return std::string(mmgen::cpu_isa_name(mmgen::cpu_isa())); });
   // Vector quantization: nearest code (ties to the lowest index) without an N x K buffer; the
   // straight-through quantizer with loss = codebook + beta * commitment (mean squared errors); and
   // the per-code counts and sums of rows for EMA codebook updates.
@@ -28,9 +33,12 @@ TORCH_LIBRARY(mmgen, m) {
   m.def(
       "vector_quantize(Tensor x, Tensor codebook, float beta=0.25)"
       " -> (Tensor quantized, Tensor indices, Tensor loss)");
+  // output_mask: which of (grad_x, grad_codebook) to compute; the other is an empty tensor (an EMA
+  // codebook needs no gradient, so its per-code sums are skipped).
   m.def(
       "_vector_quantize_backward(Tensor? grad_quantized, Tensor? grad_loss, Tensor x,"
-      " Tensor codebook, Tensor indices, float beta) -> (Tensor grad_x, Tensor grad_codebook)");
+      " Tensor codebook, Tensor indices, float beta, bool[2] output_mask=[True, True])"
+      " -> (Tensor grad_x, Tensor grad_codebook)");
   m.def("vq_ema_stats(Tensor x, Tensor indices, int num_codes) -> (Tensor counts, Tensor sums)");
 
   // Masked convolution (PixelCNN): "same" padding, only the causal taps of the mask are computed.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 from mmgen.kernels.runtime import (NativeFallbackWarning, cuda_missing_error, describe_build, fallback_message,
                                    load_native, missing_native_error, native_required)
 from mmgen.kernels.runtime import fallbacks as library_fallbacks
@@ -23,6 +25,20 @@ CUDA_REBUILD_HINT = ("`FORCE_CUDA=1 pip install --no-build-isolation -e .` in mm
                      "`FORCE_CUDA=1 bash scripts/install.sh`; docs/kernels.md)")
 
 _INFO, _ERROR = load_native(MODULE, REBUILD_HINT)
+
+
+def _read_cpu_isa() -> str | None:
+    """The CPU code path of the loaded kernels (None without them, or when MMGEN_CPU_ISA names no
+    level: the ops then raise, saying which are accepted)."""
+    if _INFO is None:
+        return None
+    try:
+        return str(torch.ops.mmgen._cpu_isa())
+    except RuntimeError:
+        return None
+
+
+_CPU_ISA = _read_cpu_isa()  # read once: build_info() is called where torch.compile traces
 _warned: set[str] = set()  # ops that warned of their fallback
 
 
@@ -65,5 +81,9 @@ def fallbacks() -> dict:
 
 
 def build_info() -> dict:
-    """What the native library was built for: native, cuda, torch_version, cuda_version, arch_list."""
-    return describe_build(_INFO, _ERROR)
+    """What the native library was built for: native, cuda, torch_version, cuda_version, arch_list,
+    and the CPU code path in use, ``cpu_isa``: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
+    "baseline" (None without the library); ``MMGEN_CPU_ISA`` forces a lower one."""
+    info = describe_build(_INFO, _ERROR)
+    info["cpu_isa"] = _CPU_ISA
+    return info

@@ -152,7 +152,8 @@ def test_build_record_is_read_from_the_library_file(tmp_path):
     if not mmgen.ops.has_native():
         pytest.skip("needs the native extension")
     record = build.read_build_record(importlib.util.find_spec("mmgen._C").origin)
-    assert record == {k: v for k, v in mmgen.ops.build_info().items() if k != "native"}
+    # native and cpu_isa (the CPU code path in use) are of the running process, not the file
+    assert record == {k: v for k, v in mmgen.ops.build_info().items() if k not in ("native", "cpu_isa")}
     other = tmp_path / "x.so"
     other.write_bytes(b"\x7fELF no record here")
     assert build.read_build_record(str(other)) is None
@@ -422,6 +423,39 @@ def test_kernels_build_reports_a_broken_cuda_file_and_mmgen_keeps_working(tmp_pa
     after = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=ENV, cwd=str(tmp_path))
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == str(mmgen.ops.has_native())
+
+
+ISA_LEVELS = ("baseline", "avx2", "avx512")
+
+
+def test_cpu_isa_reports_a_level_and_can_be_forced_lower():
+    """build_info()["cpu_isa"] is the level every ISA-dispatching CPU kernel runs at (one check of
+    every extension of x86-64-v3 / v4 and of the OS's saved register state); MMGEN_CPU_ISA lowers
+    it, never raises it, and a bad value is an error naming the accepted ones."""
+    if not mmgen.ops.has_native():
+        pytest.skip("needs the native extension")
+    level = mmgen.ops.build_info()["cpu_isa"]
+    assert level in ISA_LEVELS
+    code = ("import json, torch, mmgen\n"
+            "mu = torch.randn(3, 300, generator=torch.Generator().manual_seed(0))\n"
+            "x, e = mu[:, :8].contiguous(), mu[0, :80].reshape(10, 8)\n"
+            "z = mmgen.ops.reparameterize(mu, 0.5 * mu, generator=torch.Generator().manual_seed(1))\n"
+            "print(json.dumps([mmgen.ops.build_info()['cpu_isa'], z.tolist(),\n"
+            "                  mmgen.ops.vq_nearest(x, e)[0].tolist()]))\n")
+    runs = {}
+    for forced in ISA_LEVELS:
+        env = {**ENV, "MMGEN_CPU_ISA": forced, "PYTHONPATH": ROOT}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        runs[forced] = json.loads(out.stdout)
+        assert runs[forced][0] == ISA_LEVELS[min(ISA_LEVELS.index(forced), ISA_LEVELS.index(level))]
+    for forced in ISA_LEVELS[1:]:  # every code path gives the same noise and the same codes
+        torch.testing.assert_close(torch.tensor(runs[forced][1]), torch.tensor(runs["baseline"][1]),
+                                   rtol=2e-6, atol=2e-6)
+        assert runs[forced][2] == runs["baseline"][2]
+    env = {**ENV, "MMGEN_CPU_ISA": "sse9", "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "MMGEN_CPU_ISA must be one of avx512, avx2, baseline, got 'sse9'" in out.stderr
 
 
 # ---- CUDA inputs without CUDA kernels: an error that says how to rebuild, never a silent slow path --

@@ -148,18 +148,22 @@ def test_reduced_precision(device, dtype):
 
 
 # Multi-tile and multi-chunk shapes. The CPU kernel (csrc/ops/cpu/masked_conv2d_kernel.cpp) works
-# on tiles of tile_rows = clamp(2^18 / (C * taps * W), 1, H) image rows, C = C_in in the forward and
+# on tiles of p = clamp(2^20 bytes / (C * taps * sizeof(dtype)), 1, H * W) output pixels in raster
+# order, rounded down to whole rows when p >= W (else a tile starts and ends mid-row), C = C_in in
+# the forward and
 # max(C_in, C_out) in the backward, and sums the weight gradient over min(N, 16) batch chunks
 # [c * N / chunks, (c + 1) * N / chunks). The CUDA kernel (csrc/ops/cuda/masked_conv2d_kernel.cu)
-# takes batch chunks of nb = 2^26 // (C_in * taps * H * W) samples. Every case crosses tile (or
-# chunk) boundaries at a non-multiple, so the last tile / chunk is a partial one.
+# takes tiles of nb = 2^28 bytes // (max(C_in * taps, C_out) * H * W * sizeof(dtype)) samples, or of
+# pixel ranges of one sample when one does not fit. Every case crosses tile (or chunk) boundaries
+# at a non-multiple, so the last tile / chunk is a partial one. MMGEN_MASKED_CONV_TILE_BYTES sets
+# a smaller budget (test_tile_budget_*).
 TILED = {
-    # 30 rows: tiles of 7 rows (48 * 25 * 28 = 33,600 per row), 7 + 7 + 7 + 7 + 2
+    # 30 rows: tiles of 7 rows (218 pixels of 48 * 25 values fit, 7 rows of 28), 7 + 7 + 7 + 7 + 2
     "cpu_row_tiles": dict(n=2, c_in=48, c_out=24, k=(7, 7), size=(30, 28), mask_type="A", groups=3, dilation=1),
-    # forward: one tile (12 * 25 * 28 per row); backward: C_out = 60 sets 6-row tiles, 6 * 5 + 1
+    # forward: one tile (12 * 25 per pixel); backward: C_out = 60 sets 6-row tiles (174 pixels fit), 6 * 5 + 1
     "cpu_backward_tiles_from_c_out": dict(n=2, c_in=12, c_out=60, k=(7, 7), size=(31, 28), mask_type="B", groups=3,
                                           dilation=1),
-    # 40 * 25 * 300 = 300,000 > 2^18 per row: one row per tile; dilation 2 reads 2 and 4 rows (tiles) up
+    # 40 * 25 per pixel: tiles of 262 pixels, shorter than a row of 300; dilation 2 reads 2 and 4 rows up
     "cpu_one_row_tiles_dilated": dict(n=2, c_in=40, c_out=8, k=(7, 7), size=(5, 300), mask_type="B", groups=1,
                                       dilation=2),
     # 19 samples: 16 weight-gradient chunks of 1 or 2 samples
@@ -224,6 +228,76 @@ def test_tiles_and_chunks_float64(device, case):
     for name, a, e, mag, k in zip(("output", "grad x", "grad weight", "grad bias"), got, want, mags, terms):
         assert_within_rounding(a, e, torch.float64, msg=f"{case} {name}", magnitude=mag, terms=k,
                                accum_dtype=torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tile_bytes", ["1", "700", "2000", "5000", "1000000000"])
+@pytest.mark.parametrize("mask_type, groups, dilation", [("B", 3, 1), ("A", 1, 2)])
+def test_tile_budget_bounds_one_image_and_changes_no_result(monkeypatch, device, tile_bytes, mask_type, groups,
+                                                            dilation):
+    """MMGEN_MASKED_CONV_TILE_BYTES caps the column buffer of a tile, so one image is split into
+    pixel ranges (1 byte: one pixel per tile; 700 and 2000 bytes: 2 and 6 pixels in the forward
+    (6 * 13 float32 values per pixel), tiles that start and end mid-row of 13 pixels; 5000 bytes:
+    one-row tiles; 10^9: the whole batch at once). On small integers every result is exact, so each
+    must equal the reference; on Gaussian data, F.conv2d on the masked weight within the float32
+    tolerance."""
+    monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", tile_bytes)
+    c = dict(n=3, c_in=6, c_out=9, k=(5, 5), size=(11, 13), mask_type=mask_type, groups=groups, dilation=dilation)
+    g = torch.Generator().manual_seed(4)
+    shapes = [(3, 6, 11, 13), (9, 6, 5, 5), (9,), (3, 9, 11, 13)]
+    x, w, b, grad = (torch.randint(-2, 3, s, generator=g).float().to(device) for s in shapes)
+    x, w, b = (t.requires_grad_() for t in (x, w, b))
+    got, want = native_and_reference(x, w, b, grad, c)
+    for name, a, e in zip(("output", "grad x", "grad weight", "grad bias"), got, want):
+        assert torch.equal(a, e), f"{name}: max |diff| {(a - e).abs().max().item()}"
+    x, w, b = sample_inputs(device, requires_grad=True, n=3, k=(5, 5), size=(11, 13))
+    out = masked_conv2d(x, w, b, mask_type=mask_type, dilation=dilation, color_groups=groups, backend="native")
+    expected = masked_weight_conv(x, w, b, mask_type, dilation, groups)
+    torch.testing.assert_close(out, expected, **TOL[torch.float32])
+    grad = torch.randn_like(out)
+    for name, a, e in zip(("x", "weight", "bias"), torch.autograd.grad(out, (x, w, b), grad),
+                          torch.autograd.grad(expected, (x, w, b), grad)):
+        torch.testing.assert_close(a, e, **TOL[torch.float32], msg=lambda m: f"grad {name}: {m}")
+
+
+def test_tile_budget_must_be_a_positive_number(monkeypatch):
+    x, w, b = sample_inputs("cpu")
+    monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", "0")
+    with pytest.raises(RuntimeError, match="MMGEN_MASKED_CONV_TILE_BYTES must be a positive number of bytes, got '0'"):
+        masked_conv2d(x, w, b, backend="native")
+
+
+def test_backward_checks_grad_out():
+    x, w, _ = sample_inputs("cpu")
+    op = torch.ops.mmgen._masked_conv2d_backward
+    with pytest.raises(RuntimeError, match=r"grad_out must have shape \[2, 9, 7, 6\], got \[2, 9, 7, 5\]"):
+        op(torch.ones(2, 9, 7, 5), x, w, "B", 1, 1, [True, True, True])
+    with pytest.raises(RuntimeError, match=r"grad_out must have a floating dtype .* got Long"):
+        op(torch.ones(2, 9, 7, 6, dtype=torch.long), x, w, "B", 1, 1, [True, True, True])
+
+
+@pytest.mark.cuda
+def test_cuda_grad_out_on_another_device_is_refused():
+    x, w, _ = sample_inputs("cuda")
+    with pytest.raises(RuntimeError, match=r"grad_out must be on x's device \(cuda:0\), got cpu"):
+        torch.ops.mmgen._masked_conv2d_backward(torch.ones(2, 9, 7, 6), x, w, "B", 1, 1, [True, True, True])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_weight_gradient_accumulates_in_float32_across_tiles(monkeypatch, dtype):
+    """Over 143 x 4 one-pixel tiles the weight gradient is summed in float32 and rounded to dtype
+    once: the bound is that of one float32 accumulation of N * H * W terms plus one ulp, with no
+    rounding to dtype per tile (which would add up to one dtype ulp of each tile's sum)."""
+    monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", "1")
+    x, w, b = sample_inputs("cuda", dtype, True, n=4, k=(5, 5), size=(11, 13))
+    out = masked_conv2d(x, w, b, mask_type="B", color_groups=3, backend="native")
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to("cuda", dtype)
+    (gw,) = torch.autograd.grad(out, (w,), grad)
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    (want,) = torch.autograd.grad(reference.masked_conv2d(x64, w64, b64, "B", 1, 3), (w64,), grad.double())
+    mag = magnitudes(x, w, b, grad, "B", 1, 3)[2]
+    assert_within_rounding(gw, want, dtype, msg=f"{dtype} grad weight", magnitude=mag, terms=4 * 11 * 13)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -61,6 +61,24 @@ def test_forward_matches_reference(device, dtype, shape):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cols", [1, 3, 4, 8, 16, 31, 64, 128, 129, 512, 513, 1024, 5000, 40000])
+def test_kl_of_every_row_width_is_right_and_deterministic(device, cols):
+    """The KL reduction of each row width (on CUDA: groups of 1 to 32 lanes per short row, a warp
+    per 512-element segment of a long row and a tree over a row's segments; on the CPU: tiles) against
+    float64 math, and two calls with the same seed give bitwise the same z and KL."""
+    rows = max(2, 4096 // cols)
+    test_forward_matches_reference(device, torch.float32, (rows, cols))
+    mu, logvar = sample_inputs(device, shape=(rows, cols))
+    runs = []
+    for _ in range(2):
+        gen = torch.Generator(device=device).manual_seed(9)
+        runs.append(mmgen.ops.reparameterize(mu, logvar, generator=gen, return_kl=True))
+        runs.append(mmgen.ops.gaussian_kl(mu, logvar))
+    assert torch.equal(runs[0][0], runs[2][0]) and torch.equal(runs[0][1], runs[2][1])
+    assert torch.equal(runs[1], runs[3])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_backward_matches_reference(device, dtype):
     mu, logvar = sample_inputs(device, dtype, (5, 131), requires_grad=True)
@@ -291,3 +309,78 @@ def test_random_cpu_offsets_stay_positive_and_are_read_as_unsigned():
         assert rng.get_state()["cpu_philox_offset"] == offset + 4
     a = reference.philox_normal(10, 5, -4)
     assert torch.equal(a, reference.philox_normal(10, 5, 2 ** 64 - 4))
+
+
+def test_float_exp_is_right_up_to_the_overflow_point_and_into_subnormals():
+    """sd = exp(logvar / 2) in float32 follows torch.exp up to the overflow point ln(FLT_MAX) =
+    88.7228 (inputs in (88, 88.72] were once clamped to 88), is inf beyond it, and gives subnormal
+    results down to exp(-103.97) (once 0 below -87). z = 0 + sd * eps, against torch.exp(x) * eps on
+    the same noise: a few float32 ulps (the polynomial exp, torch's exp, the product), and for
+    subnormal results a few units of the smallest subnormal."""
+    half_lv = torch.tensor([[88.0, 88.5, 88.7, 88.72, 88.7228, 88.72283, 88.72284, 88.73, 89.0, 100.0,
+                             -87.0, -87.2, -87.5, -95.0, -100.0, -103.0, -103.9, -104.5, -110.0]])
+    mu = torch.zeros_like(half_lv)
+    gen = torch.Generator()
+    gen.manual_seed(3)
+    eps = mmgen.ops.reparameterize(mu, torch.zeros_like(mu), generator=gen)
+    gen.manual_seed(3)
+    z = mmgen.ops.reparameterize(mu, 2 * half_lv, generator=gen)  # 2x is exact in float32
+    want = torch.exp(half_lv) * eps
+    assert torch.isinf(want[0, 7:10]).all() and torch.isfinite(want[0, :4]).all()
+    torch.testing.assert_close(z, want, rtol=4 * 2.0 ** -23, atol=4 * 2.0 ** -149)
+    assert torch.equal(torch.isinf(z), torch.isinf(want)) and (z[0, 11:15] != 0).all()
+
+
+@pytest.mark.cuda
+def test_a_generator_of_another_device_is_refused_before_any_launch():
+    mu, logvar = sample_inputs("cuda")
+    with pytest.raises(ValueError, match=r"generator is on cpu but the inputs are on cuda:0"):
+        mmgen.ops.reparameterize(mu, logvar, generator=torch.Generator())
+    with pytest.raises(RuntimeError, match=r"generator is on cpu but the inputs are on cuda:0"):
+        torch.ops.mmgen.reparameterize(mu, logvar, torch.Generator(), False)
+    with pytest.raises(RuntimeError, match=r"generator is on cuda:0 but the inputs are on cpu"):
+        torch.ops.mmgen.reparameterize(mu.cpu(), logvar.cpu(), torch.Generator(device="cuda"), False)
+    if torch.cuda.device_count() > 1:
+        with pytest.raises(ValueError, match=r"generator is on cuda:1 but the inputs are on cuda:0"):
+            mmgen.ops.reparameterize(mu, logvar, generator=torch.Generator(device="cuda:1"))
+    _, _, state = native_with_state(mu, logvar)
+    with pytest.raises(RuntimeError, match=r"grad_z must be on mu's device \(cuda:0\), got cpu"):
+        torch.ops.mmgen._reparameterize_backward(torch.ones(6, 37), None, mu, logvar, state)
+    with pytest.raises(RuntimeError, match=r"grad_kl must be on mu's device \(cuda:0\), got cpu"):
+        torch.ops.mmgen._reparameterize_backward(None, torch.ones(6), mu, logvar, state)
+    assert torch.isfinite(mmgen.ops.reparameterize(mu, logvar)).all()  # the context is intact
+
+
+def test_backward_checks_its_gradients_before_any_work():
+    mu, logvar = sample_inputs("cpu")
+    _, _, state = native_with_state(mu, logvar)
+    op = torch.ops.mmgen._reparameterize_backward
+    with pytest.raises(RuntimeError, match=r"grad_z must have mu's shape \[6, 37\], got \[6, 36\]"):
+        op(torch.ones(6, 36), None, mu, logvar, state)
+    with pytest.raises(RuntimeError, match=r"grad_z must have a floating dtype .* got Long"):
+        op(torch.ones(6, 37, dtype=torch.long), None, mu, logvar, state)
+    with pytest.raises(RuntimeError, match=r"grad_kl must have shape \[6\], got \[6, 1\]"):
+        op(None, torch.ones(6, 1), mu, logvar, state)
+    with pytest.raises(RuntimeError, match=r"rng_state must be int64\[2\] \(seed, offset\), got Int \[2\]"):
+        op(torch.ones(6, 37), None, mu, logvar, state.int())
+
+
+def test_cpu_generator_records_stay_bounded_and_live_streams_unchanged():
+    """mmgen keeps a Philox offset per CPU generator; records of generators that are gone are
+    dropped, so thousands of short-lived generators neither grow the table nor disturb the stream
+    of a generator that lives through them."""
+    from mmgen.ops import rng
+    mu, logvar = sample_inputs("cpu", shape=(2, 8))
+    alone = torch.Generator().manual_seed(5)
+    expected = [mmgen.ops.reparameterize(mu, logvar, generator=alone) for _ in range(6)]
+    kept = torch.Generator().manual_seed(5)
+    got = []
+    for i in range(3000):
+        g = torch.Generator().manual_seed(i)
+        mmgen.ops.reparameterize(mu, logvar, generator=g)
+        if i % 500 == 0:
+            got.append(mmgen.ops.reparameterize(mu, logvar, generator=kept))
+        assert torch.ops.mmgen._cpu_philox_tracked() <= 130  # the live ones, and dead ones swept
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    assert rng.get_state(kept)["cpu_philox_offset"] == rng.get_state(alone)["cpu_philox_offset"] == 24

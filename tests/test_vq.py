@@ -192,6 +192,91 @@ def test_native_errors_name_the_bad_value():
         torch.ops.mmgen.vq_ema_stats(x, idx, 6)
 
 
+@native
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bad", [6, 100, -1])
+def test_out_of_range_indices_are_refused_before_any_launch(device, bad):
+    """Every op that takes code indices checks their range on the host first, with the same message
+    on every device (on CUDA a device-side assert would lose the CUDA context)."""
+    x, codebook = sample_inputs(device, torch.float32, 10, 6, 4)
+    idx = torch.zeros(10, dtype=torch.int64, device=device)
+    idx[7], idx[9] = bad, bad
+    message = rf"indices must lie in \[0, 6\), got {bad} at position 7"
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.mmgen.vq_ema_stats(x, idx, 6)
+    grad_q, grad_loss = torch.ones_like(x), torch.tensor(1.0, device=device)
+    for mask in ([True, True], [True, False], [False, True]):
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.mmgen._vector_quantize_backward(grad_q, grad_loss, x, codebook, idx, 0.25, mask)
+    idx[7], idx[9] = 5, 0
+    counts, _ = torch.ops.mmgen.vq_ema_stats(x, idx, 6)  # the device is still usable
+    assert counts.sum().item() == 10
+
+
+@native
+def test_backward_checks_its_gradients():
+    x, codebook = sample_inputs("cpu", torch.float32, 10, 6, 4)
+    idx, _ = mmgen.ops.vq_nearest(x, codebook)
+    op = torch.ops.mmgen._vector_quantize_backward
+    with pytest.raises(RuntimeError, match=r"grad_quantized must have x's shape \[10, 4\], got \[10, 3\]"):
+        op(torch.ones(10, 3), torch.tensor(1.0), x, codebook, idx, 0.25)
+    with pytest.raises(RuntimeError, match=r"grad_quantized must have a floating dtype .* got Long"):
+        op(torch.ones(10, 4, dtype=torch.long), torch.tensor(1.0), x, codebook, idx, 0.25)
+    with pytest.raises(RuntimeError, match=r"grad_loss must have one element, got shape \[2\]"):
+        op(None, torch.ones(2), x, codebook, idx, 0.25)
+
+
+@native
+@pytest.mark.cuda
+def test_backward_gradients_on_another_device_are_refused():
+    x, codebook = sample_inputs("cuda", torch.float32, 10, 6, 4)
+    idx, _ = mmgen.ops.vq_nearest(x, codebook)
+    op = torch.ops.mmgen._vector_quantize_backward
+    with pytest.raises(RuntimeError, match=r"grad_quantized must be on x's device \(cuda:0\), got cpu"):
+        op(torch.ones(10, 4), torch.tensor(1.0, device="cuda"), x, codebook, idx, 0.25)
+    with pytest.raises(RuntimeError, match=r"grad_loss must be on x's device \(cuda:0\), got cpu"):
+        op(None, torch.tensor(1.0), x, codebook, idx, 0.25)
+
+
+@native
+@pytest.mark.parametrize("device", DEVICES)
+def test_ema_backward_does_not_compute_the_codebook_gradient(device):
+    """An EMA codebook (a buffer) needs no gradient: the backward asks for grad_x only, and gets
+    the same grad_x as when both are computed."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Calls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.mmgen._vector_quantize_backward.default:
+                self.masks.append(list(args[6]) if len(args) > 6 else [True, True])
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 9, 8, device=device, requires_grad=True)
+    vq = VectorQuantizer(16, 8, ema=True, dead_code_threshold=0.0).to(device).train()
+    calls = Calls()
+    with calls:
+        out = vq(x)
+        (out.quantized.sum() + out.loss).backward()
+    assert calls.masks == [[True, False]]
+    x2, codebook = x.detach().reshape(-1, 8), vq.codebook.detach()
+    idx, _ = mmgen.ops.vq_nearest(x2, codebook)
+    grad_q, grad_loss = torch.randn_like(x2), torch.tensor(2.0, device=device)
+    both = torch.ops.mmgen._vector_quantize_backward(grad_q, grad_loss, x2, codebook, idx, 0.25)
+    only_x = torch.ops.mmgen._vector_quantize_backward(grad_q, grad_loss, x2, codebook, idx, 0.25,
+                                                        [True, False])
+    assert torch.equal(only_x[0], both[0]) and only_x[1].numel() == 0
+    only_codebook = torch.ops.mmgen._vector_quantize_backward(grad_q, grad_loss, x2, codebook, idx, 0.25,
+                                                               [False, True])
+    assert torch.equal(only_codebook[1], both[1]) and only_codebook[0].numel() == 0
+    torch.library.opcheck(torch.ops.mmgen._vector_quantize_backward.default,
+                          (grad_q, grad_loss, x2, codebook, idx, 0.25, [True, False]))
+
+
 # --------------------------------------------------------------------------------------------
 # vector_quantize
 # --------------------------------------------------------------------------------------------
@@ -303,6 +388,40 @@ def test_ema_stats_equal_one_hot(device, dtype, backend):
     assert_within_rounding(sums, one_hot.T @ x.double(), stats_dtype, msg=f"{dtype} sums",
                            magnitude=one_hot.T @ x.double().abs(), terms=int(counts.max()),
                            accum_dtype=stats_dtype)
+
+
+@native
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_segment_sums_of_a_collapsed_codebook_are_right_and_deterministic(device, collapsed):
+    """The codebook gradient and the EMA sums when every row picks one code (the case one block per
+    code once walked alone) or a few codes hold most rows: against float64 one-hot sums, and
+    bitwise equal from call to call."""
+    n, k, d = 20000, 64, 12
+    x, codebook = sample_inputs(device, torch.float32, n, k, d, seed=7)
+    g = torch.Generator().manual_seed(8)
+    if collapsed:
+        idx = torch.full((n,), 5, dtype=torch.int64)
+    else:
+        idx = torch.where(torch.rand(n, generator=g) < 0.9, torch.randint(0, 3, (n,), generator=g),
+                          torch.randint(0, k, (n,), generator=g))
+    idx = idx.to(device)
+    one_hot = F.one_hot(idx, k).double()
+    grad_loss = torch.tensor(3.0, device=device)
+    runs = [(torch.ops.mmgen.vq_ema_stats(x, idx, k),
+             torch.ops.mmgen._vector_quantize_backward(None, grad_loss, x, codebook, idx, 0.25)) for _ in range(2)]
+    (counts, sums), (_, grad_codebook) = runs[0]
+    assert torch.equal(counts, one_hot.sum(0).float())
+    magnitude = one_hot.T @ x.double().abs()
+    assert_within_rounding(sums, one_hot.T @ x.double(), torch.float32, msg="sums", magnitude=magnitude,
+                           terms=int(counts.max()), accum_dtype=torch.float32)
+    diff = codebook.double()[idx] - x.double()
+    want = 2 * 3.0 / (n * d) * (one_hot.T @ diff)
+    assert_within_rounding(grad_codebook, want, torch.float32, msg="grad codebook",
+                           magnitude=2 * 3.0 / (n * d) * (one_hot.T @ diff.abs()), terms=int(counts.max()) + 4,
+                           accum_dtype=torch.float32)
+    for a, b in zip(runs[0], runs[1]):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 # --------------------------------------------------------------------------------------------

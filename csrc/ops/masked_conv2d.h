@@ -11,6 +11,8 @@
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 namespace mmgen {
@@ -107,11 +109,39 @@ inline at::Tensor full_weight_grad(const at::Tensor& grad_causal, const MaskedCo
   return grad.view(weight.sizes());
 }
 
-inline void check_grad_out(const at::Tensor& grad_out, const MaskedConvGeometry& g, const char* op) {
+inline void check_grad_out(const at::Tensor& grad_out, const MaskedConvGeometry& g,
+                           const at::Tensor& x, const char* op) {
+  TORCH_CHECK(grad_out.device() == x.device(), op, ": grad_out must be on x's device (", x.device(),
+              "), got ", grad_out.device());
+  TORCH_CHECK(at::isFloatingType(grad_out.scalar_type()), op,
+              ": grad_out must have a floating dtype (float16, bfloat16, float32, float64), got ",
+              grad_out.scalar_type());
   TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == g.batch && grad_out.size(1) == g.c_out &&
                   grad_out.size(2) == g.height && grad_out.size(3) == g.width,
               op, ": grad_out must have shape [", g.batch, ", ", g.c_out, ", ", g.height, ", ",
               g.width, "], got ", grad_out.sizes());
+}
+
+// Bytes of one tile's column buffer: `fallback`, or MMGEN_MASKED_CONV_TILE_BYTES when set (the tests
+// set a small one so that one image spans many tiles).
+inline int64_t column_tile_bytes(int64_t fallback) {
+  const char* env = std::getenv("MMGEN_MASKED_CONV_TILE_BYTES");
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  const long long bytes = std::strtoll(env, &end, 10);
+  TORCH_CHECK(*end == '\0' && bytes > 0,
+              "MMGEN_MASKED_CONV_TILE_BYTES must be a positive number of bytes, got '", env, "'");
+  return bytes;
+}
+
+// Output pixels per tile when a pixel's column holds `rows` values of `elem_size` bytes: the tile's
+// columns take at most max(budget, one pixel's column) bytes, whatever the image size. Whole image
+// rows when at least one fits, else a part of a row.
+inline int64_t tile_pixels(const MaskedConvGeometry& g, int64_t rows, int64_t elem_size,
+                           int64_t budget_bytes) {
+  const int64_t per_pixel = std::max<int64_t>(1, rows * elem_size);
+  const int64_t fit = std::clamp<int64_t>(budget_bytes / per_pixel, 1, std::max<int64_t>(g.pixels(), 1));
+  return fit >= g.width ? fit / g.width * g.width : fit;
 }
 
 }  // namespace mmgen

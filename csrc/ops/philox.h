@@ -87,11 +87,13 @@ MMGEN_HD float log_f32(float x) {
   return m + y + 0.693359375f * fe;
 }
 
-// exp for floats: +inf above the float range, 0 below exp(-87) (no subnormals), NaN stays NaN.
-// Branch-free; n = round(x / ln 2) is found by adding 1.5 * 2^23, which leaves n in the mantissa.
+// exp for floats, as std::exp rounds it: finite up to the overflow point ln(FLT_MAX) = 88.72284,
+// +inf above, subnormal results down to exp(-103.97), 0 below; NaN stays NaN. Branch-free; n =
+// round(x / ln 2) is found by adding 1.5 * 2^23, which leaves n in the mantissa. 2^n is applied as
+// 2^(n/2) * 2^(n - n/2) so that n = 128 (x up to 88.72) and n < -126 (subnormal results) work too.
 MMGEN_HD float exp_f32(float x) {
-  float xc = x > 88.0f ? 88.0f : x;
-  xc = xc < -87.0f ? -87.0f : xc;
+  float xc = x > 88.7228394f ? 88.7228394f : x;  // the largest float whose exp is finite
+  xc = xc < -104.0f ? -104.0f : xc;
   const float shifted = xc * 1.44269504088896341f + 12582912.0f;
   const float n = shifted - 12582912.0f;
   const int32_t ni = static_cast<int32_t>(float_as_bits(shifted) - 0x4B400000u);
@@ -105,9 +107,12 @@ MMGEN_HD float exp_f32(float x) {
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * z + r + 1.0f;
-  float out = y * bits_as_float(static_cast<uint32_t>(ni + 127) << 23);
-  out = x > 88.7228391f ? INFINITY : out;
-  return x < -87.0f ? 0.0f : out;
+  const int32_t half = ni >> 1;  // n in [-150, 128]: both factors are normal floats
+  const float scale_a = bits_as_float(static_cast<uint32_t>(half + 127) << 23);
+  const float scale_b = bits_as_float(static_cast<uint32_t>(ni - half + 127) << 23);
+  float out = (y * scale_a) * scale_b;
+  out = x > 88.7228394f ? INFINITY : out;
+  return x < -104.0f ? 0.0f : out;
 }
 
 // sin and cos of 2*pi*(bits + 0.5)/2^32, reduced exactly in integers to [-pi/4, pi/4].

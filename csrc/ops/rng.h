@@ -26,4 +26,13 @@ int64_t cpu_philox_next_offset(const std::optional<at::Generator>& generator);
 // set the generator's state first, then this).
 void set_cpu_philox_next_offset(const std::optional<at::Generator>& generator, int64_t offset);
 
+// How many generator records mmgen holds. Records hold weak references and those of generators
+// that are gone are swept whenever the table has doubled, so it stays below max(64, 2 x the live
+// generators mmgen has seen), however many generators come and go.
+int64_t cpu_philox_tracked_generators();
+
+// Checks that a generator passed to an op on `device` belongs to that device (index included).
+void check_generator_device(const std::optional<at::Generator>& generator, const at::Device& device,
+                            const char* op);
+
 }  // namespace mmgen

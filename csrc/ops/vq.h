@@ -2,8 +2,12 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/aminmax.h>
+#include <ATen/ops/stack.h>
 #include <c10/util/Exception.h>
 #include <c10/util/accumulate.h>
+
+#include <optional>
 
 namespace mmgen {
 
@@ -53,6 +57,57 @@ inline void check_vq_indices(const at::Tensor& indices, int64_t rows, const at::
               "), got ", indices.numel());
   TORCH_CHECK(indices.device() == like.device(), op, ": indices must be on ", like.device(),
               ", got ", indices.device());
+}
+
+// Every index lies in [0, K), checked on the host before any kernel runs, with one message on every
+// device naming the first bad value and its position. On CUDA this waits for the device (one copy
+// of the min and max): a bad index would otherwise reach a device-side assert, which loses the
+// CUDA context.
+inline void check_indices_in_range(const at::Tensor& indices, int64_t K, const char* op) {
+  if (indices.numel() == 0) return;
+  const at::Tensor flat = indices.reshape({-1});
+  int64_t position = -1;
+  if (flat.is_cpu()) {
+    const at::Tensor c = flat.contiguous();
+    const int64_t* p = c.const_data_ptr<int64_t>();
+    for (int64_t i = 0; i < c.numel(); ++i) {
+      if (p[i] < 0 || p[i] >= K) {
+        position = i;
+        break;
+      }
+    }
+  } else {
+    const auto lo_hi = at::aminmax(flat);
+    const at::Tensor range = at::stack({std::get<0>(lo_hi), std::get<1>(lo_hi)}).cpu();
+    const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
+    if (lo < 0 || hi >= K) position = flat.lt(0).logical_or_(flat.ge(K)).to(at::kInt).argmax().item<int64_t>();
+  }
+  if (position >= 0) {
+    TORCH_CHECK(false, op, ": indices must lie in [0, ", K, "), got ", flat[position].item<int64_t>(),
+                " at position ", position);
+  }
+}
+
+// The backward's incoming gradients: grad_quantized shaped like x, grad_loss one element, both
+// floating and on x's device. Checked before anything is launched.
+inline void check_vq_grads(const std::optional<at::Tensor>& grad_quantized,
+                           const std::optional<at::Tensor>& grad_loss, const at::Tensor& x,
+                           const char* op) {
+  const auto check = [&](const at::Tensor& g, const char* name) {
+    TORCH_CHECK(g.device() == x.device(), op, ": ", name, " must be on x's device (", x.device(),
+                "), got ", g.device());
+    check_vq_float(g, name, op);
+  };
+  if (grad_quantized.has_value() && grad_quantized->defined()) {
+    check(*grad_quantized, "grad_quantized");
+    TORCH_CHECK(grad_quantized->sizes() == x.sizes(), op, ": grad_quantized must have x's shape ",
+                x.sizes(), ", got ", grad_quantized->sizes());
+  }
+  if (grad_loss.has_value() && grad_loss->defined()) {
+    check(*grad_loss, "grad_loss");
+    TORCH_CHECK(grad_loss->numel() == 1, op, ": grad_loss must have one element, got shape ",
+                grad_loss->sizes());
+  }
 }
 
 }  // namespace mmgen

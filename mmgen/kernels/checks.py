@@ -37,6 +37,8 @@ def check_generator(generator, device: torch.device, op: str) -> None:
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"{op}: generator must be a torch.Generator or None, got "
                         f"{type(generator).__name__}")
-    if generator.device.type != device.type:
-        raise ValueError(f"{op}: generator is on {generator.device} but the inputs are on {device}; "
-                         "pass a generator of the inputs' device")
+    gen_device = generator.device
+    other_index = gen_device.index is not None and device.index is not None and gen_device.index != device.index
+    if gen_device.type != device.type or other_index:
+        raise ValueError(f"{op}: generator is on {gen_device} but the inputs are on {device}; "
+                         "pass a generator of the inputs' device (or None for its default generator)")

@@ -120,9 +120,11 @@ if has_native():
                 x.new_empty(x.shape[:-1], dtype=torch.int64), x.new_empty(()))
 
     @torch.library.register_fake("mmgen::_vector_quantize_backward")
-    def _vector_quantize_backward_fake(grad_quantized, grad_loss, x, codebook, indices, beta):
-        return (torch.empty_like(x, memory_format=torch.contiguous_format),
-                torch.empty_like(codebook, memory_format=torch.contiguous_format))
+    def _vector_quantize_backward_fake(grad_quantized, grad_loss, x, codebook, indices, beta,
+                                       output_mask=(True, True)):
+        def grad(t, wanted):
+            return torch.empty_like(t, memory_format=torch.contiguous_format) if wanted else x.new_empty((0,))
+        return grad(x, output_mask[0]), grad(codebook, output_mask[1])
 
     @torch.library.register_fake("mmgen::vq_ema_stats")
     def _vq_ema_stats_fake(x, indices, num_codes):
@@ -153,9 +155,10 @@ if has_native():
 
     def _vector_quantize_backward(ctx, grad_quantized, _grad_indices, grad_loss):
         x, codebook, indices = ctx.saved_tensors
+        wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]  # an EMA codebook needs none
         grad_x, grad_codebook = torch.ops.mmgen._vector_quantize_backward(
-            grad_quantized, grad_loss, x, codebook, indices, ctx.beta)
-        return grad_x, grad_codebook, None
+            grad_quantized, grad_loss, x, codebook, indices, ctx.beta, wanted)
+        return (grad_x if wanted[0] else None), (grad_codebook if wanted[1] else None), None
 
     torch.library.register_autograd("mmgen::vector_quantize", _vector_quantize_backward,
                                     setup_context=_vector_quantize_setup)

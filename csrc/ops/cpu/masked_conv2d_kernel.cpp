@@ -1,11 +1,12 @@
 // CPU kernels for mmgen::masked_conv2d and mmgen::_masked_conv2d_backward.
 //
-// Per sample and tile of image rows: im2col over the causal taps only, then one GEMM with the kept
-// weights (at::mm, MKL); tiles are sized to stay in L2. The input gradient gathers grad_out at the
-// mirrored taps and is one GEMM too (K = C_out * taps), with no scatter. Samples run in parallel
-// and each GEMM runs single-threaded inside the parallel region. The weight gradient is accumulated
-// over fixed batch chunks and summed in chunk order, so it does not depend on the thread count.
-// float16 / bfloat16 are computed in float32.
+// Per sample and tile of output pixels (whole rows, or a part of a row when one row is too big, so
+// the column buffer is bounded for any image): im2col over the causal taps only, then one GEMM with
+// the kept weights (at::mm, MKL); tiles are sized to stay in L2. The input
+// gradient gathers grad_out at the mirrored taps and is one GEMM too (K = C_out * taps), with no
+// scatter. Samples run in parallel and each GEMM runs single-threaded inside the parallel region.
+// The weight gradient is accumulated over fixed batch chunks and summed in chunk order, so it does
+// not depend on the thread count. float16 / bfloat16 are computed in float32.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/LegacyTypeDispatch.h>
@@ -27,44 +28,42 @@ namespace {
 
 using at::Tensor;
 
-constexpr int64_t kWeightChunks = 16;       // batch chunks the weight gradient is summed over
-constexpr int64_t kTileElements = 1 << 18;  // column tile size (1 MiB of float), so it stays in L2
+constexpr int64_t kWeightChunks = 16;          // batch chunks the weight gradient is summed over
+constexpr int64_t kTileBytes = int64_t(1) << 20;  // column tile (1 MiB), so it stays in L2
 
-// Image rows per column tile when gathering `channels` channels.
-int64_t tile_rows(const MaskedConvGeometry& g, int64_t channels) {
-  const int64_t per_row = std::max<int64_t>(1, channels * g.taps * g.width);
-  return std::clamp<int64_t>(kTileElements / per_row, 1, std::max<int64_t>(g.height, 1));
-}
-
-// Columns of output rows [h0, h1) of a [channels, H, W] image:
-// cols[c * taps + t][(h - h0) * W + w] = src[c][h + sign * dy(t)][w + sign * dx(t)], 0 outside.
+// Columns of output pixels [p0, p1) (raster order) of a [channels, H, W] image:
+// cols[c * taps + t][p - p0] = src[c][h + sign * dy(t)][w + sign * dx(t)] at p = (h, w), 0 outside.
 // sign = +1 gathers the inputs of the forward; sign = -1 gathers grad_out for the input gradient
 // (the adjoint reads the same taps mirrored).
 template <typename T>
-void im2col(const T* src, T* cols, int64_t channels, const MaskedConvGeometry& g, int64_t h0,
-            int64_t h1, int64_t sign) {
-  const int64_t H = g.height, W = g.width, HW = g.pixels(), n = (h1 - h0) * W;
+void im2col(const T* src, T* cols, int64_t channels, const MaskedConvGeometry& g, int64_t p0,
+            int64_t p1, int64_t sign) {
+  const int64_t H = g.height, W = g.width, HW = g.pixels(), n = p1 - p0;
   for (int64_t t = 0; t < g.taps; ++t) {
     const int64_t dy = sign * g.dy(t), dx = sign * g.dx(t);
     const int64_t w0 = std::clamp<int64_t>(-dx, 0, W), w1 = std::clamp<int64_t>(W - dx, w0, W);
-    // Rows [r0, r1) of the tile read inside the image; as a flat range they are one shifted copy,
-    // except columns w < w0 or w >= w1, which wrap into the neighbouring rows and are zeroed after.
-    const int64_t r0 = std::clamp<int64_t>(-dy, h0, h1), r1 = std::clamp<int64_t>(H - dy, r0, h1);
-    const int64_t begin = (r0 - h0) * W, end = (r1 - h0) * W;
-    const int64_t shift = (h0 + dy) * W + dx;  // tile position i reads src[i + shift]
+    // Pixels [begin, end) of the tile read a row inside the image; as a flat range they are one
+    // shifted copy, except columns w < w0 or w >= w1, which wrap into the neighbouring rows and are
+    // zeroed after.
+    const int64_t begin = std::clamp<int64_t>(-dy * W, p0, p1);
+    const int64_t end = std::clamp<int64_t>((H - dy) * W, begin, p1);
+    const int64_t shift = dy * W + dx;  // pixel p reads src[p + shift]
     const int64_t copy_begin = std::clamp<int64_t>(-shift, begin, end);
     const int64_t copy_end = std::clamp<int64_t>(HW - shift, copy_begin, end);
     for (int64_t c = 0; c < channels; ++c) {
       const T* plane = src + c * HW;
       T* dst = cols + (c * g.taps + t) * n;
-      std::fill(dst, dst + copy_begin, T(0));
-      std::memcpy(dst + copy_begin, plane + copy_begin + shift, sizeof(T) * (copy_end - copy_begin));
-      std::fill(dst + copy_end, dst + n, T(0));
-      if (w0 > 0 || w1 < W) {
-        for (int64_t r = r0; r < r1; ++r) {
-          T* row = dst + (r - h0) * W;
-          std::fill(row, row + w0, T(0));
-          std::fill(row + w1, row + W, T(0));
+      std::fill(dst, dst + (copy_begin - p0), T(0));
+      std::memcpy(dst + (copy_begin - p0), plane + copy_begin + shift,
+                  sizeof(T) * (copy_end - copy_begin));
+      std::fill(dst + (copy_end - p0), dst + n, T(0));
+      if ((w0 > 0 || w1 < W) && end > begin) {
+        const auto zero = [&](int64_t lo, int64_t hi) {
+          if (lo < hi) std::fill(dst + (lo - p0), dst + (hi - p0), T(0));
+        };
+        for (int64_t row = begin / W * W; row < end; row += W) {
+          zero(std::max(row, begin), std::min(row + w0, end));
+          zero(std::max(row + w1, begin), std::min(row + W, end));
         }
       }
     }
@@ -95,17 +94,17 @@ Tensor masked_conv2d_forward_kernel(const Tensor& x_in, const Tensor& weight,
   Tensor out = at::empty({g.batch, g.c_out, g.height, g.width}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d", [&] {
-    const int64_t rows = tile_rows(g, g.c_in);
+    const int64_t pixels = tile_pixels(g, g.k(), sizeof(scalar_t), column_tile_bytes(kTileBytes));
     at::parallel_for(0, g.batch, 1, [&](int64_t n0, int64_t n1) {
-      Tensor cols = at::empty({g.k() * rows * g.width}, x.options());
+      Tensor cols = at::empty({g.k() * pixels}, x.options());
       for (int64_t n = n0; n < n1; ++n) {
         const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
         const Tensor out_n = out.select(0, n).view({g.c_out, g.pixels()});
-        for (int64_t h0 = 0; h0 < g.height; h0 += rows) {
-          const int64_t h1 = std::min(g.height, h0 + rows), span = (h1 - h0) * g.width;
-          im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, h0, h1, 1);
+        for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
+          const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
+          im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
           const Tensor x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
-          Tensor out_tile = out_n.narrow(1, h0 * g.width, span);
+          Tensor out_tile = out_n.narrow(1, p0, span);
           if (has_bias) {
             at::addmm_out(out_tile, b, w, x_cols);
           } else {
@@ -126,7 +125,7 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
   const MaskedConvGeometry g = masked_conv_geometry(x_in, weight, std::nullopt,
                                                     std::string(mask_type), dilation, color_groups, op);
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
-  check_grad_out(grad_out_in, g, op);
+  check_grad_out(grad_out_in, g, x_in, op);
   if (reduced_precision(x_in)) {
     auto grads = masked_conv2d_backward_kernel(grad_out_in.to(at::kFloat), x_in.to(at::kFloat),
                                                weight.to(at::kFloat), mask_type, dilation,
@@ -150,27 +149,27 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
   if ((need_x || need_w) && g.batch > 0 && g.pixels() > 0) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d_backward", [&] {
       const int64_t widest = std::max(g.c_in, g.c_out);
-      const int64_t rows = tile_rows(g, widest);
+      const int64_t pixels =
+          tile_pixels(g, widest * g.taps, sizeof(scalar_t), column_tile_bytes(kTileBytes));
       at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-        Tensor cols = at::empty({widest * g.taps * rows * g.width}, x.options());
+        Tensor cols = at::empty({widest * g.taps * pixels}, x.options());
         for (int64_t chunk = c0; chunk < c1; ++chunk) {
           for (int64_t n = chunk * g.batch / chunks; n < (chunk + 1) * g.batch / chunks; ++n) {
             const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
             const scalar_t* go_n = grad_out.const_data_ptr<scalar_t>() + n * g.c_out * g.pixels();
             const Tensor go_mat = grad_out.select(0, n).view({g.c_out, g.pixels()});
-            for (int64_t h0 = 0; h0 < g.height; h0 += rows) {
-              const int64_t h1 = std::min(g.height, h0 + rows), span = (h1 - h0) * g.width;
+            for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
+              const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
               if (need_w) {
-                im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, h0, h1, 1);
+                im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
                 const Tensor x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
-                partial.select(0, chunk).addmm_(go_mat.narrow(1, h0 * g.width, span), x_cols.t());
+                partial.select(0, chunk).addmm_(go_mat.narrow(1, p0, span), x_cols.t());
               }
               if (need_x) {
-                im2col(go_n, cols.mutable_data_ptr<scalar_t>(), g.c_out, g, h0, h1, -1);
+                im2col(go_n, cols.mutable_data_ptr<scalar_t>(), g.c_out, g, p0, p1, -1);
                 const int64_t k_in = g.c_out * g.taps;
                 const Tensor go_cols = cols.narrow(0, 0, k_in * span).view({k_in, span});
-                Tensor grad_x_tile =
-                    grad_x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, h0 * g.width, span);
+                Tensor grad_x_tile = grad_x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
                 at::mm_out(grad_x_tile, w_in, go_cols);
               }
             }

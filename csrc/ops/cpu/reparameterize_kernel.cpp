@@ -2,8 +2,8 @@
 //
 // Work is split into (row, chunk) tiles of at most kChunk elements, so the per-sample KL is summed
 // in a fixed order whatever the thread count. Inside a tile, blocks of kBlock elements go through
-// float (or double) scratch buffers; the float loops are compiled for AVX-512, AVX2 and baseline
-// x86-64 and picked at load time (target_clones).
+// float (or double) scratch buffers; the float loops are compiled for x86-64-v4 (AVX-512), v3
+// (AVX2) and the baseline, and the level is picked once by cpu_isa() (ops/cpu_isa.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
@@ -13,15 +13,13 @@
 
 #include <vector>
 
+#include "ops/cpu_isa.h"
 #include "ops/philox.h"
 #include "ops/reparameterize.h"
 #include "ops/rng.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MMGEN_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MMGEN_SIMD_CLONES
-#endif
+// The float loops' bodies are inlined into one entry point per ISA level (MMGEN_FLOAT_LOOPS).
+#define MMGEN_INLINE inline __attribute__((always_inline))
 
 namespace mmgen {
 namespace {
@@ -32,7 +30,7 @@ constexpr int64_t kBlock = 256;    // elements per scratch block (a multiple of 
 constexpr int64_t kChunk = 16384;  // elements per tile (a multiple of kBlock)
 
 // Normals for flat elements [begin, begin + n), n <= kBlock.
-MMGEN_SIMD_CLONES void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int64_t n,
+MMGEN_INLINE void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int64_t n,
                                    float* out) {
   constexpr int64_t G = kBlock / 4 + 1;
   const int64_t g0 = begin >> 2;
@@ -87,7 +85,7 @@ inline __attribute__((always_inline)) float sum16(const float* terms, int64_t n)
 }
 
 // z = mu + exp(lv / 2) * eps; returns sum(exp(lv) + mu^2 - 1 - lv) when with_kl.
-MMGEN_SIMD_CLONES float forward_block_f32(const float* mu, const float* lv, const float* eps,
+MMGEN_INLINE float forward_block_f32(const float* mu, const float* lv, const float* eps,
                                           float* z, int64_t n, bool with_kl) {
   if (!with_kl) {
     for (int64_t i = 0; i < n; ++i) z[i] = mu[i] + philox::exp_f32(0.5f * lv[i]) * eps[i];
@@ -102,7 +100,7 @@ MMGEN_SIMD_CLONES float forward_block_f32(const float* mu, const float* lv, cons
   return sum16(terms, n);
 }
 
-MMGEN_SIMD_CLONES float kl_block_f32(const float* mu, const float* lv, int64_t n) {
+MMGEN_INLINE float kl_block_f32(const float* mu, const float* lv, int64_t n) {
   float terms[kBlock];
   for (int64_t i = 0; i < n; ++i) {
     const float sd = philox::exp_f32(0.5f * lv[i]);
@@ -112,7 +110,7 @@ MMGEN_SIMD_CLONES float kl_block_f32(const float* mu, const float* lv, int64_t n
 }
 
 // grad_mu = gz + gk * mu;  grad_lv = gz * eps * sd / 2 + gk * (sd^2 - 1) / 2  (absent terms are 0).
-MMGEN_SIMD_CLONES void backward_block_f32(const float* gz, float gk, const float* mu,
+MMGEN_INLINE void backward_block_f32(const float* gz, float gk, const float* mu,
                                           const float* lv, const float* eps, float* gmu,
                                           float* glv, int64_t n) {
   if (gz != nullptr) {
@@ -130,12 +128,57 @@ MMGEN_SIMD_CLONES void backward_block_f32(const float* gz, float gk, const float
   }
 }
 
+// The float loops of one ISA level.
+struct FloatLoops {
+  void (*normals)(uint64_t seed, uint64_t offset, int64_t begin, int64_t n, float* out);
+  float (*forward)(const float* mu, const float* lv, const float* eps, float* z, int64_t n,
+                   bool with_kl);
+  float (*kl)(const float* mu, const float* lv, int64_t n);
+  void (*backward)(const float* gz, float gk, const float* mu, const float* lv, const float* eps,
+                   float* gmu, float* glv, int64_t n);
+};
+
+#define MMGEN_FLOAT_LOOPS(level, target)                                                          \
+  target void normals_##level(uint64_t s, uint64_t o, int64_t b, int64_t n, float* out) {        \
+    normals_f32(s, o, b, n, out);                                                                \
+  }                                                                                              \
+  target float forward_##level(const float* mu, const float* lv, const float* eps, float* z,     \
+                               int64_t n, bool with_kl) {                                        \
+    return forward_block_f32(mu, lv, eps, z, n, with_kl);                                        \
+  }                                                                                              \
+  target float kl_##level(const float* mu, const float* lv, int64_t n) {                         \
+    return kl_block_f32(mu, lv, n);                                                              \
+  }                                                                                              \
+  target void backward_##level(const float* gz, float gk, const float* mu, const float* lv,      \
+                               const float* eps, float* gmu, float* glv, int64_t n) {            \
+    backward_block_f32(gz, gk, mu, lv, eps, gmu, glv, n);                                        \
+  }                                                                                              \
+  constexpr FloatLoops loops_##level{&normals_##level, &forward_##level, &kl_##level,            \
+                                     &backward_##level};
+
+MMGEN_FLOAT_LOOPS(baseline, )
+#ifdef MMGEN_X86_DISPATCH
+MMGEN_FLOAT_LOOPS(avx2, MMGEN_TARGET_AVX2)
+MMGEN_FLOAT_LOOPS(avx512, MMGEN_TARGET_AVX512)
+#endif
+
+const FloatLoops& float_loops() {
+  static const FloatLoops& loops = [] () -> const FloatLoops& {
+#ifdef MMGEN_X86_DISPATCH
+    if (cpu_isa() == CpuIsa::kAvx512) return loops_avx512;
+    if (cpu_isa() == CpuIsa::kAvx2) return loops_avx2;
+#endif
+    return loops_baseline;
+  }();
+  return loops;
+}
+
 // Per-dtype access to a tile: loads blocks into the compute type and stores them back.
 template <typename T>
 struct Block {
   using acc_t = float;
   static void normals(uint64_t s, uint64_t o, int64_t b, int64_t n, float* out) {
-    normals_f32(s, o, b, n, out);
+    float_loops().normals(s, o, b, n, out);
   }
   static const float* load(const T* src, int64_t n, float* buf) {
     for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(src[i]);
@@ -147,13 +190,13 @@ struct Block {
   }
   static float forward(const float* mu, const float* lv, const float* eps, float* z, int64_t n,
                        bool kl) {
-    return forward_block_f32(mu, lv, eps, z, n, kl);
+    return float_loops().forward(mu, lv, eps, z, n, kl);
   }
   static void backward(const float* gz, float gk, const float* mu, const float* lv,
                        const float* eps, float* gmu, float* glv, int64_t n) {
-    backward_block_f32(gz, gk, mu, lv, eps, gmu, glv, n);
+    float_loops().backward(gz, gk, mu, lv, eps, gmu, glv, n);
   }
-  static float kl_sum(const float* mu, const float* lv, int64_t n) { return kl_block_f32(mu, lv, n); }
+  static float kl_sum(const float* mu, const float* lv, int64_t n) { return float_loops().kl(mu, lv, n); }
 };
 
 template <>
@@ -271,6 +314,7 @@ std::tuple<Tensor, Tensor, Tensor> reparameterize_forward_kernel(
     const Tensor& mu_in, const Tensor& logvar_in, const std::optional<at::Generator>& generator,
     bool return_kl) {
   check_gaussian_inputs(mu_in, logvar_in, "mmgen.ops.reparameterize");
+  check_generator_device(generator, mu_in.device(), "mmgen.ops.reparameterize");
   const Tensor mu = mu_in.contiguous();
   const Tensor logvar = logvar_in.contiguous();
   const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
@@ -294,7 +338,9 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
                                                           const Tensor& mu_in,
                                                           const Tensor& logvar_in,
                                                           const Tensor& rng_state) {
-  check_gaussian_inputs(mu_in, logvar_in, "mmgen.ops._reparameterize_backward");
+  const char* op = "mmgen.ops._reparameterize_backward";
+  check_gaussian_inputs(mu_in, logvar_in, op);
+  check_reparameterize_grads(grad_z, grad_kl, mu_in, rng_state, op);
   const Tensor mu = mu_in.contiguous();
   const Tensor logvar = logvar_in.contiguous();
   const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
@@ -303,21 +349,12 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
   Tensor gz, gk;
   uint64_t seed = 0, offset = 0;
   if (has_gz) {
-    TORCH_CHECK(grad_z->sizes() == mu.sizes(), "_reparameterize_backward: grad_z shape ",
-                grad_z->sizes(), " does not match mu ", mu.sizes());
-    TORCH_CHECK(rng_state.numel() == 2 && rng_state.scalar_type() == at::kLong,
-                "_reparameterize_backward: rng_state must be int64[2] (seed, offset)");
     gz = grad_z->to(mu.scalar_type()).contiguous();
     const Tensor st = rng_state.cpu();
     seed = static_cast<uint64_t>(st.data_ptr<int64_t>()[0]);
     offset = static_cast<uint64_t>(st.data_ptr<int64_t>()[1]);
   }
-  if (has_gk) {
-    TORCH_CHECK(grad_kl->dim() == 1 && grad_kl->size(0) == rows,
-                "_reparameterize_backward: grad_kl must have shape [", rows, "], got ",
-                grad_kl->sizes());
-    gk = grad_kl->to(mu.scalar_type()).contiguous();
-  }
+  if (has_gk) gk = grad_kl->to(mu.scalar_type()).contiguous();
   Tensor grad_mu = at::empty_like(mu);
   Tensor grad_logvar = at::empty_like(mu);
   if (!has_gz && !has_gk) return {grad_mu.zero_(), grad_logvar.zero_()};

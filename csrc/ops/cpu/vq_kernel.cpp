@@ -7,7 +7,7 @@
 // in cache while every code tile goes by; for each (6 rows x C codes) register tile the dot
 // products accumulate over D in registers, and the per-lane running minimum (value, index) is kept
 // per row. Codes are visited in increasing order and replaced only on a strictly smaller distance,
-// so ties go to the lowest index. The SIMD width is chosen at load time (AVX-512, AVX2, SSE2).
+// so ties go to the lowest index. The SIMD width follows cpu_isa() (AVX-512, AVX2, SSE2).
 //
 // The codebook gradient and the EMA statistics are segmented sums: rows are grouped by code with
 // a counting sort, then each code sums its rows in row order (deterministic for any thread count).
@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/cpu_isa.h"
 #include "ops/vq.h"
 
 namespace mmgen {
@@ -154,16 +155,15 @@ __attribute__((always_inline)) inline void scan_block(
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MMGEN_VQ_X86 1
+#ifdef MMGEN_X86_DISPATCH
 template <typename A>
-__attribute__((target("arch=x86-64-v4"))) void scan_block_avx512(
+MMGEN_TARGET_AVX512 void scan_block_avx512(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
     A* best_val, typename Simd<A, 64>::index_t* best_idx, int64_t* out) {
   scan_block<A, 64>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
 }
 template <typename A>
-__attribute__((target("arch=x86-64-v3"))) void scan_block_avx2(
+MMGEN_TARGET_AVX2 void scan_block_avx2(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
     A* best_val, typename Simd<A, 32>::index_t* best_idx, int64_t* out) {
   scan_block<A, 32>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
@@ -177,17 +177,14 @@ void scan_block_baseline(const A* x, int64_t rows, int64_t D, const A* pack, con
   scan_block<A, 16>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
 }
 
-// SIMD width in bytes: the widest this CPU has, or a narrower one named by MMGEN_VQ_SIMD_BYTES
-// (16, 32 or 64; lets the tests run every code path on one machine).
+// SIMD width in bytes: that of the ISA level in use (cpu_isa()), or a narrower one named by
+// MMGEN_VQ_SIMD_BYTES (16, 32 or 64; lets the tests run every code path on one machine).
 int simd_bytes() {
   static const int bytes = [] {
     int widest = 16;
-#ifdef MMGEN_VQ_X86
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
-      widest = 64;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      widest = 32;
+#ifdef MMGEN_X86_DISPATCH
+    if (cpu_isa() == CpuIsa::kAvx512) widest = 64;
+    else if (cpu_isa() == CpuIsa::kAvx2) widest = 32;
 #endif
     const char* env = std::getenv("MMGEN_VQ_SIMD_BYTES");
     const int asked = env != nullptr ? std::atoi(env) : 0;
@@ -235,7 +232,7 @@ void nearest_rows(const T* x, const T* codebook, int64_t N, int64_t K, int64_t D
       }
       const A* pk = packed.pack.data();
       const A* nr = packed.norms.data();
-#ifdef MMGEN_VQ_X86
+#ifdef MMGEN_X86_DISPATCH
       if (bytes == 64) {
         scan_block_avx512<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
                              best_idx.data(),
@@ -269,14 +266,11 @@ struct RowGroups {
   std::vector<int64_t> offsets, order;
 };
 
-RowGroups group_rows(const int64_t* indices, int64_t N, int64_t K, const char* op) {
+// indices: N values in [0, K) (check_indices_in_range).
+RowGroups group_rows(const int64_t* indices, int64_t N, int64_t K) {
   RowGroups g;
   g.offsets.assign(K + 1, 0);
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t k = indices[i];
-    TORCH_CHECK(k >= 0 && k < K, op, ": indices must lie in [0, ", K, "), got ", k, " at position ", i);
-    ++g.offsets[k + 1];
-  }
+  for (int64_t i = 0; i < N; ++i) ++g.offsets[indices[i] + 1];
   for (int64_t k = 0; k < K; ++k) g.offsets[k + 1] += g.offsets[k];
   g.order.resize(N);
   std::vector<int64_t> next(g.offsets.begin(), g.offsets.end() - 1);
@@ -341,32 +335,28 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
                                                            const std::optional<Tensor>& grad_loss,
                                                            const Tensor& x_in,
                                                            const Tensor& codebook_in,
-                                                           const Tensor& indices_in, double beta) {
+                                                           const Tensor& indices_in, double beta,
+                                                           std::array<bool, 2> output_mask) {
   const char* op = "mmgen.ops._vector_quantize_backward";
   check_vq_inputs(x_in, codebook_in, -1, op);
+  const int64_t K = codebook_in.size(0), D = codebook_in.size(1);
+  const int64_t N = leading_rows(x_in);
+  check_vq_indices(indices_in, N, x_in, op);
+  check_vq_grads(grad_quantized, grad_loss, x_in, op);
+  check_indices_in_range(indices_in, K, op);
   const Tensor x = x_in.contiguous();
   const Tensor codebook = codebook_in.contiguous();
-  const int64_t K = codebook.size(0), D = codebook.size(1);
-  const int64_t N = leading_rows(x);
-  check_vq_indices(indices_in, N, x, op);
   const Tensor indices = indices_in.contiguous();
+  const bool need_x = output_mask[0], need_codebook = output_mask[1];
   const bool has_gq = grad_quantized.has_value() && grad_quantized->defined();
   const bool has_gl = grad_loss.has_value() && grad_loss->defined();
-  Tensor gq;
-  if (has_gq) {
-    TORCH_CHECK(grad_quantized->sizes() == x.sizes(), op, ": grad_quantized shape ",
-                grad_quantized->sizes(), " does not match x ", x.sizes());
-    gq = grad_quantized->to(x.scalar_type()).contiguous();
-  }
-  if (has_gl) {
-    TORCH_CHECK(grad_loss->numel() == 1, op, ": grad_loss must have one element, got shape ",
-                grad_loss->sizes());
-  }
-  Tensor grad_x = at::empty(x.sizes(), x.options());
-  Tensor grad_codebook = at::zeros(codebook.sizes(), codebook.options());
+  const Tensor gq = has_gq ? grad_quantized->to(x.scalar_type()).contiguous() : Tensor();
+  const Tensor none = at::empty({0}, x.options());
+  Tensor grad_x = need_x ? at::empty(x.sizes(), x.options()) : none;
+  Tensor grad_codebook = need_codebook ? at::zeros(codebook.sizes(), codebook.options()) : none;
   if (!has_gl) {
-    if (has_gq) grad_x.copy_(gq);
-    else grad_x.zero_();
+    if (need_x && has_gq) grad_x.copy_(gq);
+    else if (need_x) grad_x.zero_();
     return {grad_x, grad_codebook};
   }
   const double gl = grad_loss->to(at::kDouble).item<double>();
@@ -379,19 +369,22 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     const scalar_t* cb = codebook.const_data_ptr<scalar_t>();
     const scalar_t* g = has_gq ? gq.const_data_ptr<scalar_t>() : nullptr;
     const int64_t* idx = indices.const_data_ptr<int64_t>();
-    scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
-    scalar_t* gc = grad_codebook.mutable_data_ptr<scalar_t>();
-    const RowGroups groups = group_rows(idx, N, K, op);
-    at::parallel_for(0, N, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const scalar_t* e = cb + idx[i] * D;
-        for (int64_t d = 0; d < D; ++d) {
-          const A base = g != nullptr ? static_cast<A>(g[i * D + d]) : A(0);
-          gx[i * D + d] = static_cast<scalar_t>(
-              base + scale_x * (static_cast<A>(xp[i * D + d]) - static_cast<A>(e[d])));
+    if (need_x) {
+      scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, N, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const scalar_t* e = cb + idx[i] * D;
+          for (int64_t d = 0; d < D; ++d) {
+            const A base = g != nullptr ? static_cast<A>(g[i * D + d]) : A(0);
+            gx[i * D + d] = static_cast<scalar_t>(
+                base + scale_x * (static_cast<A>(xp[i * D + d]) - static_cast<A>(e[d])));
+          }
         }
-      }
-    });
+      });
+    }
+    if (!need_codebook) return;
+    scalar_t* gc = grad_codebook.mutable_data_ptr<scalar_t>();
+    const RowGroups groups = group_rows(idx, N, K);
     at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
       std::vector<A> acc(D);
       for (int64_t k = k0; k < k1; ++k) {
@@ -422,6 +415,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
   const int64_t D = x_in.size(-1);
   const int64_t N = indices_in.numel();
   check_vq_indices(indices_in, N, x_in, op);
+  check_indices_in_range(indices_in, num_codes, op);
   const Tensor x = x_in.contiguous();
   const Tensor indices = indices_in.contiguous();
   const auto stats_dtype = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -430,7 +424,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vq_ema_stats", [&] {
     using A = acc_type<scalar_t>;
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const RowGroups groups = group_rows(indices.const_data_ptr<int64_t>(), N, num_codes, op);
+    const RowGroups groups = group_rows(indices.const_data_ptr<int64_t>(), N, num_codes);
     A* cnt = counts.mutable_data_ptr<A>();
     A* sm = sums.mutable_data_ptr<A>();
     at::parallel_for(0, num_codes, 1, [&](int64_t k0, int64_t k1) {

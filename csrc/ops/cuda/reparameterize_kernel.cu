@@ -1,9 +1,12 @@
 // CUDA kernels for mmgen::reparameterize, mmgen::_reparameterize_backward and mmgen::gaussian_kl.
 //
 // Each thread owns quads of 4 consecutive elements (one Philox call gives their 4 normals), loaded
-// with one vector load when aligned. The per-sample KL is reduced by warps over fixed segments of a
-// row and then summed per row in a fixed order, so it is deterministic. The generator offset comes
-// from philox_cuda_state and is unpacked on the device, so the ops are safe under CUDA graphs.
+// with one vector load when aligned. The per-sample KL is reduced over fixed segments of a row by
+// groups of lanes sized to the row (several short rows per warp, a full warp per segment of a long
+// row), and the segments of a long row are then summed by a tree reduction; the order is fixed by
+// the shape, so it is deterministic. The noise of an element depends only on the seed, the offset
+// and its flat index. The generator offset comes from philox_cuda_state and is unpacked on the
+// device, so the ops are safe under CUDA graphs.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Generator.h>
@@ -17,6 +20,7 @@
 
 #include "ops/philox.h"
 #include "ops/reparameterize.h"
+#include "ops/rng.h"
 
 namespace mmgen {
 namespace {
@@ -25,8 +29,8 @@ using at::Tensor;
 
 constexpr int kThreads = 256;
 constexpr int kWarp = 32;
-constexpr int64_t kQuadsPerLane = 4;                     // quads per lane per segment
-constexpr int64_t kSegment = kWarp * 4 * kQuadsPerLane;  // elements of a row reduced by one warp
+constexpr int64_t kQuadsPerLane = 4;                     // quads per lane per segment of a long row
+constexpr int64_t kSegment = kWarp * 4 * kQuadsPerLane;  // elements of a long row reduced by one warp
 
 __device__ __forceinline__ float exp_op(float x) { return philox::exp_f32(x); }
 __device__ __forceinline__ double exp_op(double x) { return exp(x); }
@@ -126,12 +130,15 @@ __global__ void forward_flat_kernel(const T* __restrict__ mu, const T* __restric
   }
 }
 
-// One warp per segment of kSegment elements of one row: optional z, and the KL partial sum.
+// A group of `group` lanes (a power of two, at most a warp) per segment of seg_len elements of one
+// row: optional z, and the KL sum of the segment, reduced by shuffles within the group. With one
+// segment per row the sum is the row's KL (written to kl), else a partial sum (to partial).
 template <typename T, bool WITH_Z>
 __global__ void segment_kernel(const T* __restrict__ mu, const T* __restrict__ lv,
                                T* __restrict__ z, at::opmath_type<T>* __restrict__ partial,
-                               int64_t rows, int64_t cols, int64_t segs_per_row, bool vec,
-                               at::PhiloxCudaState rng, int64_t* rng_state) {
+                               T* __restrict__ kl, int64_t rows, int64_t cols, int64_t segs_per_row,
+                               int64_t seg_len, int group, bool vec, at::PhiloxCudaState rng,
+                               int64_t* rng_state) {
   using A = at::opmath_type<T>;
   uint64_t seed = 0, offset = 0;
   if constexpr (WITH_Z) {
@@ -140,49 +147,70 @@ __global__ void segment_kernel(const T* __restrict__ mu, const T* __restrict__ l
     offset = std::get<1>(seeds);
     if (blockIdx.x == 0 && threadIdx.x == 0) record_rng(rng, rng_state);
   }
-  const int lane = threadIdx.x % kWarp;
-  const int64_t seg = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp;
-  if (seg >= rows * segs_per_row) return;
+  const int lane = threadIdx.x % group;
+  const int64_t seg = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / group;
+  const bool active = seg < rows * segs_per_row;  // every lane takes part in the shuffles below
   const int64_t row = seg / segs_per_row;
-  const int64_t c_begin = (seg % segs_per_row) * kSegment;
-  const int64_t c_end = min(cols, c_begin + kSegment);
-  const bool v = vec && (cols % 4 == 0);
   A acc = 0;
-  for (int64_t c = c_begin + 4 * lane; c < c_end; c += 4 * kWarp) {
-    const int64_t e0 = row * cols + c;
-    const int n = static_cast<int>(c_end - c < 4 ? c_end - c : 4);
-    const bool vq = v && n == 4;
-    A m[4], l[4];
-    load4(mu + e0, n, vq, m);
-    load4(lv + e0, n, vq, l);
-    A sd[4];
+  if (active) {
+    const int64_t c_begin = (seg % segs_per_row) * seg_len;
+    const int64_t c_end = min(cols, c_begin + seg_len);
+    const bool v = vec && (cols % 4 == 0);
+    for (int64_t c = c_begin + 4 * lane; c < c_end; c += 4 * group) {
+      const int64_t e0 = row * cols + c;
+      const int n = static_cast<int>(c_end - c < 4 ? c_end - c : 4);
+      const bool vq = v && n == 4;
+      A m[4], l[4];
+      load4(mu + e0, n, vq, m);
+      load4(lv + e0, n, vq, l);
+      A sd[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) sd[k] = exp_op(A(0.5) * l[k]);
-    if constexpr (WITH_Z) {
-      A eps[4], out[4];
-      normals_at(seed, offset, e0, eps);
+      for (int k = 0; k < 4; ++k) sd[k] = exp_op(A(0.5) * l[k]);
+      if constexpr (WITH_Z) {
+        A eps[4], out[4];
+        normals_at(seed, offset, e0, eps);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) out[k] = m[k] + sd[k] * eps[k];
-      store4(z + e0, n, vq, out);
+        for (int k = 0; k < 4; ++k) out[k] = m[k] + sd[k] * eps[k];
+        store4(z + e0, n, vq, out);
+      }
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (k < n) acc += sd[k] * sd[k] + m[k] * m[k] - A(1) - l[k];
     }
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-      if (k < n) acc += sd[k] * sd[k] + m[k] * m[k] - A(1) - l[k];
   }
-#pragma unroll
-  for (int delta = kWarp / 2; delta > 0; delta /= 2) acc += __shfl_down_sync(0xffffffffu, acc, delta);
-  if (lane == 0) partial[seg] = acc;
+  for (int delta = group / 2; delta > 0; delta /= 2) acc += __shfl_down_sync(0xffffffffu, acc, delta, group);
+  if (active && lane == 0) {
+    if (segs_per_row == 1) kl[row] = static_cast<T>(A(0.5) * acc);
+    else partial[seg] = acc;
+  }
 }
 
+// kl[r] = sum of the segs_per_row partial sums of row r / 2, by threads_per_row threads per row (a
+// power of two up to the block): strided sums, then a shuffle tree within each warp and, for more
+// than a warp per row, the warps' sums in order.
 template <typename T>
 __global__ void sum_rows_kernel(const at::opmath_type<T>* __restrict__ partial, T* __restrict__ kl,
-                                int64_t rows, int64_t segs_per_row) {
+                                int64_t rows, int64_t segs_per_row, int threads_per_row) {
   using A = at::opmath_type<T>;
-  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (r >= rows) return;
+  __shared__ A warp_sums[kThreads / kWarp];
+  const int t = threadIdx.x % threads_per_row;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(kThreads / threads_per_row) +
+                      threadIdx.x / threads_per_row;
   A s = 0;
-  for (int64_t k = 0; k < segs_per_row; ++k) s += partial[r * segs_per_row + k];
-  kl[r] = static_cast<T>(A(0.5) * s);
+  if (row < rows) {
+    for (int64_t k = t; k < segs_per_row; k += threads_per_row) s += partial[row * segs_per_row + k];
+  }
+  const int width = threads_per_row < kWarp ? threads_per_row : kWarp;
+  for (int delta = width / 2; delta > 0; delta /= 2) s += __shfl_down_sync(0xffffffffu, s, delta, width);
+  if (threads_per_row > kWarp) {  // the same for the whole block
+    if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = s;
+    __syncthreads();
+    if (t == 0) {
+      s = 0;
+      for (int w = 0; w < threads_per_row / kWarp; ++w) s += warp_sums[threadIdx.x / kWarp + w];
+    }
+  }
+  if (row < rows && t == 0) kl[row] = static_cast<T>(A(0.5) * s);
 }
 
 template <typename T>
@@ -230,30 +258,48 @@ int64_t grid_for(int64_t work_items) {
   return std::max<int64_t>(1, std::min<int64_t>((work_items + kThreads - 1) / kThreads, sms * 32));
 }
 
-// KL partial sums (and z when WITH_Z) for a [rows, cols] array, reduced per row into kl.
+int next_pow2(int64_t n) {
+  int p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// KL (and z when WITH_Z) of a [rows, cols] array into kl [rows]. A row of up to a warp of quads is
+// one segment of a group of next_pow2(quads) lanes (mu[4096, 16]: 4 lanes per row, 8 rows per warp);
+// a longer row is cut into kSegment segments of a full warp, summed by sum_rows_kernel.
 template <typename T, bool WITH_Z>
 void launch_segments(const Tensor& mu, const Tensor& lv, Tensor* z, Tensor& kl,
                      at::PhiloxCudaState rng, int64_t* rng_state, bool vec) {
   using A = at::opmath_type<T>;
   const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
-  const int64_t segs_per_row = std::max<int64_t>(1, (cols + kSegment - 1) / kSegment);
-  Tensor partial = at::empty({rows * segs_per_row},
+  const int64_t quads = (cols + 3) / 4;
+  const bool short_rows = quads <= kWarp;
+  const int group = short_rows ? next_pow2(quads) : kWarp;
+  const int64_t seg_len = short_rows ? cols : kSegment;
+  const int64_t segs_per_row = short_rows ? 1 : (cols + kSegment - 1) / kSegment;
+  Tensor partial = at::empty({segs_per_row > 1 ? rows * segs_per_row : 0},
                              mu.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
   auto stream = at::cuda::getCurrentCUDAStream();
-  const int64_t blocks = (rows * segs_per_row * kWarp + kThreads - 1) / kThreads;
+  const int64_t blocks = (rows * segs_per_row * group + kThreads - 1) / kThreads;
   segment_kernel<T, WITH_Z><<<blocks, kThreads, 0, stream>>>(
       mu.const_data_ptr<T>(), lv.const_data_ptr<T>(), z ? z->mutable_data_ptr<T>() : nullptr,
-      partial.mutable_data_ptr<A>(), rows, cols, segs_per_row, vec, rng, rng_state);
+      segs_per_row > 1 ? partial.mutable_data_ptr<A>() : nullptr, kl.mutable_data_ptr<T>(), rows, cols,
+      segs_per_row, seg_len, group, vec, rng, rng_state);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  sum_rows_kernel<T><<<(rows + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-      partial.const_data_ptr<A>(), kl.mutable_data_ptr<T>(), rows, segs_per_row);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (segs_per_row > 1) {
+    const int threads_per_row = std::min(kThreads, next_pow2(segs_per_row));
+    const int64_t rows_per_block = kThreads / threads_per_row;
+    sum_rows_kernel<T><<<(rows + rows_per_block - 1) / rows_per_block, kThreads, 0, stream>>>(
+        partial.const_data_ptr<A>(), kl.mutable_data_ptr<T>(), rows, segs_per_row, threads_per_row);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor> reparameterize_forward_kernel(
     const Tensor& mu_in, const Tensor& logvar_in, const std::optional<at::Generator>& generator,
     bool return_kl) {
   check_gaussian_inputs(mu_in, logvar_in, "mmgen.ops.reparameterize");
+  check_generator_device(generator, mu_in.device(), "mmgen.ops.reparameterize");
   const c10::cuda::CUDAGuard guard(mu_in.device());
   const Tensor mu = mu_in.contiguous();
   const Tensor logvar = logvar_in.contiguous();
@@ -297,28 +343,21 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
                                                           const Tensor& mu_in,
                                                           const Tensor& logvar_in,
                                                           const Tensor& rng_state) {
-  check_gaussian_inputs(mu_in, logvar_in, "mmgen.ops._reparameterize_backward");
+  const char* op = "mmgen.ops._reparameterize_backward";
+  check_gaussian_inputs(mu_in, logvar_in, op);
+  check_reparameterize_grads(grad_z, grad_kl, mu_in, rng_state, op);
   const c10::cuda::CUDAGuard guard(mu_in.device());
   const Tensor mu = mu_in.contiguous();
   const Tensor logvar = logvar_in.contiguous();
-  const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
+  const int64_t cols = rows_and_cols(mu).second;
   const bool has_gz = grad_z.has_value() && grad_z->defined();
   const bool has_gk = grad_kl.has_value() && grad_kl->defined();
   Tensor gz, gk, state;
   if (has_gz) {
-    TORCH_CHECK(grad_z->sizes() == mu.sizes(), "_reparameterize_backward: grad_z shape ",
-                grad_z->sizes(), " does not match mu ", mu.sizes());
-    TORCH_CHECK(rng_state.numel() == 2 && rng_state.scalar_type() == at::kLong,
-                "_reparameterize_backward: rng_state must be int64[2] (seed, offset)");
     gz = grad_z->to(mu.scalar_type()).contiguous();
     state = rng_state.to(mu.device()).contiguous();
   }
-  if (has_gk) {
-    TORCH_CHECK(grad_kl->dim() == 1 && grad_kl->size(0) == rows,
-                "_reparameterize_backward: grad_kl must have shape [", rows, "], got ",
-                grad_kl->sizes());
-    gk = grad_kl->to(mu.scalar_type()).contiguous();
-  }
+  if (has_gk) gk = grad_kl->to(mu.scalar_type()).contiguous();
   Tensor grad_mu = at::empty_like(mu);
   Tensor grad_logvar = at::empty_like(mu);
   if ((!has_gz && !has_gk) || mu.numel() == 0) return {grad_mu.zero_(), grad_logvar.zero_()};

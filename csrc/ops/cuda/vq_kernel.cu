@@ -8,19 +8,28 @@
 // (code norms precomputed); a strictly smaller distance wins and threads see their codes in
 // increasing order, so ties go to the lowest index. sqdist is recomputed as ||x - e||^2 directly.
 //
-// Segmented sums (codebook gradient, EMA statistics): rows are stably sorted by code, and each
-// code sums its rows in row order, so results are deterministic.
+// Segmented sums (codebook gradient, EMA statistics): rows are stably sorted by code and the
+// sorted list is cut into chunks of R = max(64, sqrt(N)) rows. A piece is the rows of one code in
+// one chunk; one block sums each piece (in row order), then one block per code sums its pieces (in
+// chunk order). So a code that holds every row (a collapsed codebook) is summed by N / R blocks,
+// nothing waits on one block walking N rows, and the result depends only on the input.
+// Code indices are range-checked on the host before any launch.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraphsUtils.cuh>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/cumsum.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/searchsorted.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <type_traits>
 
@@ -213,44 +222,124 @@ __global__ void grad_x_kernel(const T* __restrict__ grad_quantized,
 }
 
 // Every index lies in [0, K) exactly when the sorted indices split as offsets[0] = 0, offsets[K] = N.
+// Used only while a CUDA graph is being captured, where the host cannot wait for the device.
 __global__ void check_offsets_kernel(const int64_t* __restrict__ offsets, int64_t K, int64_t N) {
   CUDA_KERNEL_ASSERT(offsets[0] == 0 && offsets[K] == N && "indices must lie in [0, num_codes)");
 }
 
-// Block (k, y) sums column d = y * blockDim.x + threadIdx.x over the rows of code k, in row order:
-// out[k, d] = scale * sum(e_k[d] - x_r[d]) when DIFF (codebook gradient), else sum(x_r[d]).
-template <typename T, typename Out, bool DIFF>
-__global__ void segment_sum_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
-                                   const int64_t* __restrict__ order, const int64_t* __restrict__ offsets,
-                                   int64_t D, const at::opmath_type<T>* __restrict__ grad_loss,
-                                   double scale, Out* __restrict__ out, Out* __restrict__ counts) {
+// Rows grouped by code and cut into pieces (see the top of the file): the rows of code k are
+// order[offsets[k] : offsets[k + 1]], and its pieces are pieces_end[k] - pieces[k] ..
+// pieces_end[k] - 1, the first in chunk first_chunk[k].
+struct RowGroups {
+  Tensor order, offsets, first_chunk, pieces, pieces_end;
+  int64_t chunk_rows = 1, max_pieces = 0;
+};
+
+// Sums of the rows of piece b = blockIdx.x, column d = blockIdx.y * blockDim.x + threadIdx.x:
+// partial[b, d] = sum(e_k[d] - x_r[d]) when DIFF, else sum(x_r[d]).
+template <typename T, bool DIFF>
+__global__ void piece_sum_kernel(const T* __restrict__ x, const T* __restrict__ codebook,
+                                 const int64_t* __restrict__ order, const int64_t* __restrict__ offsets,
+                                 const int64_t* __restrict__ first_chunk,
+                                 const int64_t* __restrict__ pieces,
+                                 const int64_t* __restrict__ pieces_end, int64_t K, int64_t D,
+                                 int64_t chunk_rows, at::opmath_type<T>* __restrict__ partial) {
   using A = at::opmath_type<T>;
-  const int64_t k = blockIdx.x;
+  const int64_t b = blockIdx.x;
   const int64_t d = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  const int64_t begin = offsets[k], end = offsets[k + 1];
-  if (counts != nullptr && blockIdx.y == 0 && threadIdx.x == 0) counts[k] = static_cast<Out>(end - begin);
-  if (d >= D) return;
+  if (b >= pieces_end[K - 1] || d >= D) return;
+  int64_t lo = 0, hi = K - 1;  // the code of piece b: the first k with pieces_end[k] > b
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (pieces_end[mid] > b) hi = mid;
+    else lo = mid + 1;
+  }
+  const int64_t k = lo;
+  const int64_t chunk = first_chunk[k] + (b - (pieces_end[k] - pieces[k]));
+  const int64_t begin = max(offsets[k], chunk * chunk_rows);
+  const int64_t end = min(offsets[k + 1], (chunk + 1) * chunk_rows);
   const A e = DIFF ? static_cast<A>(codebook[k * D + d]) : A(0);
   A acc = 0;
   for (int64_t j = begin; j < end; ++j) {
     const A v = static_cast<A>(x[order[j] * D + d]);
     acc += DIFF ? e - v : v;
   }
+  partial[b * D + d] = acc;
+}
+
+// Block (k, y) sums the pieces of code k in chunk order, column d = y * blockDim.x + threadIdx.x:
+// out[k, d] = scale * grad_loss * sum when DIFF (codebook gradient), else the sum; counts[k] = rows.
+template <typename T, typename Out, bool DIFF>
+__global__ void code_sum_kernel(const at::opmath_type<T>* __restrict__ partial,
+                                const int64_t* __restrict__ offsets, const int64_t* __restrict__ pieces,
+                                const int64_t* __restrict__ pieces_end, int64_t D,
+                                const at::opmath_type<T>* __restrict__ grad_loss, double scale,
+                                Out* __restrict__ out, Out* __restrict__ counts) {
+  using A = at::opmath_type<T>;
+  const int64_t k = blockIdx.x;
+  const int64_t d = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (counts != nullptr && blockIdx.y == 0 && threadIdx.x == 0) {
+    counts[k] = static_cast<Out>(offsets[k + 1] - offsets[k]);
+  }
+  if (d >= D) return;
+  A acc = 0;
+  for (int64_t b = pieces_end[k] - pieces[k]; b < pieces_end[k]; ++b) acc += partial[b * D + d];
   if constexpr (DIFF) acc *= static_cast<A>(scale) * grad_loss[0];
   out[k * D + d] = static_cast<Out>(acc);
 }
 
-// Rows grouped by code: (order, offsets) with the rows of code k at order[offsets[k]:offsets[k+1]].
-std::pair<Tensor, Tensor> group_rows(const Tensor& indices, int64_t K) {
+// Groups the rows by code (indices already range-checked, unless a graph is being captured).
+RowGroups group_rows(const Tensor& indices, int64_t K) {
   const Tensor flat = indices.reshape({-1});
+  const int64_t N = flat.numel();
   auto sorted = at::sort(flat, /*stable=*/true, /*dim=*/0, /*descending=*/false);
-  Tensor values = std::get<0>(sorted);
-  Tensor order = std::get<1>(sorted);
-  Tensor offsets = at::searchsorted(values, at::arange(K + 1, flat.options()));
-  check_offsets_kernel<<<1, 1, 0, at::cuda::getCurrentCUDAStream()>>>(
-      offsets.const_data_ptr<int64_t>(), K, flat.numel());
+  RowGroups g;
+  g.order = std::get<1>(sorted);
+  g.offsets = at::searchsorted(std::get<0>(sorted), at::arange(K + 1, flat.options()));
+  if (at::cuda::currentStreamCaptureStatus() != at::cuda::CaptureStatus::None) {
+    check_offsets_kernel<<<1, 1, 0, at::cuda::getCurrentCUDAStream()>>>(
+        g.offsets.const_data_ptr<int64_t>(), K, N);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  g.chunk_rows = std::max<int64_t>(64, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(N)))));
+  const Tensor begin = g.offsets.narrow(0, 0, K), end = g.offsets.narrow(0, 1, K);
+  g.first_chunk = begin.div(g.chunk_rows, "floor");
+  const Tensor last_chunk = end.sub(1).div(g.chunk_rows, "floor");
+  g.pieces = at::where(end.gt(begin), last_chunk.sub(g.first_chunk).add(1), at::zeros({}, flat.options()));
+  g.pieces_end = at::cumsum(g.pieces, 0);
+  g.max_pieces = K + (N + g.chunk_rows - 1) / g.chunk_rows;  // codes + chunk boundaries, at most
+  return g;
+}
+
+// out[K, D] (and counts[K] when given) from the rows grouped by code: see the kernels above.
+template <typename T, typename Out, bool DIFF>
+void launch_segment_sums(const Tensor& x, const Tensor& codebook, const RowGroups& g, int64_t K,
+                         int64_t D, const at::opmath_type<T>* grad_loss, double scale, Out* out,
+                         Out* counts) {
+  using A = at::opmath_type<T>;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int threads = D >= 128 ? 128 : 32;
+  const unsigned d_blocks = static_cast<unsigned>(std::max<int64_t>(1, (D + threads - 1) / threads));
+  Tensor partial = at::empty({g.max_pieces, std::max<int64_t>(D, 1)},
+                             x.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
+  piece_sum_kernel<T, DIFF><<<dim3(static_cast<unsigned>(g.max_pieces), d_blocks), threads, 0, stream>>>(
+      x.const_data_ptr<T>(), DIFF ? codebook.const_data_ptr<T>() : nullptr,
+      g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(),
+      g.first_chunk.const_data_ptr<int64_t>(), g.pieces.const_data_ptr<int64_t>(),
+      g.pieces_end.const_data_ptr<int64_t>(), K, D, g.chunk_rows, partial.mutable_data_ptr<A>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {order, offsets};
+  code_sum_kernel<T, Out, DIFF><<<dim3(static_cast<unsigned>(K), d_blocks), threads, 0, stream>>>(
+      partial.const_data_ptr<A>(), g.offsets.const_data_ptr<int64_t>(), g.pieces.const_data_ptr<int64_t>(),
+      g.pieces_end.const_data_ptr<int64_t>(), D, grad_loss, scale, out, counts);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Range check of code indices on the host (skipped while a graph is captured: group_rows then
+// checks on the device).
+void check_indices_before_launch(const Tensor& indices, int64_t K, const char* op) {
+  if (at::cuda::currentStreamCaptureStatus() == at::cuda::CaptureStatus::None) {
+    check_indices_in_range(indices, K, op);
+  }
 }
 
 int64_t blocks_for(int64_t work, int64_t threads) {
@@ -329,33 +418,29 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
                                                            const std::optional<Tensor>& grad_loss,
                                                            const Tensor& x_in,
                                                            const Tensor& codebook_in,
-                                                           const Tensor& indices_in, double beta) {
+                                                           const Tensor& indices_in, double beta,
+                                                           std::array<bool, 2> output_mask) {
   const char* op = "mmgen.ops._vector_quantize_backward";
   check_vq_inputs(x_in, codebook_in, -1, op);
+  const int64_t K = codebook_in.size(0), D = codebook_in.size(1);
+  const int64_t N = leading_rows(x_in);
+  check_vq_indices(indices_in, N, x_in, op);
+  check_vq_grads(grad_quantized, grad_loss, x_in, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
+  check_indices_before_launch(indices_in, K, op);
   const Tensor x = x_in.contiguous();
   const Tensor codebook = codebook_in.contiguous();
-  const int64_t K = codebook.size(0), D = codebook.size(1);
-  const int64_t N = leading_rows(x);
-  check_vq_indices(indices_in, N, x, op);
   const Tensor indices = indices_in.contiguous();
+  const bool need_x = output_mask[0], need_codebook = output_mask[1];
   const bool has_gq = grad_quantized.has_value() && grad_quantized->defined();
   const bool has_gl = grad_loss.has_value() && grad_loss->defined();
-  Tensor gq;
-  if (has_gq) {
-    TORCH_CHECK(grad_quantized->sizes() == x.sizes(), op, ": grad_quantized shape ",
-                grad_quantized->sizes(), " does not match x ", x.sizes());
-    gq = grad_quantized->to(x.scalar_type()).contiguous();
-  }
-  if (has_gl) {
-    TORCH_CHECK(grad_loss->numel() == 1, op, ": grad_loss must have one element, got shape ",
-                grad_loss->sizes());
-  }
-  Tensor grad_x = at::empty(x.sizes(), x.options());
-  Tensor grad_codebook = at::zeros(codebook.sizes(), codebook.options());
+  const Tensor gq = has_gq ? grad_quantized->to(x.scalar_type()).contiguous() : Tensor();
+  const Tensor none = at::empty({0}, x.options());
+  Tensor grad_x = need_x ? at::empty(x.sizes(), x.options()) : none;
+  Tensor grad_codebook = need_codebook ? at::zeros(codebook.sizes(), codebook.options()) : none;
   if (!has_gl || N == 0 || D == 0) {
-    if (has_gq) grad_x.copy_(gq);
-    else grad_x.zero_();
+    if (need_x && has_gq) grad_x.copy_(gq);
+    else if (need_x) grad_x.zero_();
     return {grad_x, grad_codebook};
   }
   const double elems = static_cast<double>(N) * static_cast<double>(D);
@@ -364,21 +449,20 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     auto stream = at::cuda::getCurrentCUDAStream();
     const Tensor gl = grad_loss->reshape({1}).to(
         x.options().dtype(std::is_same_v<A, double> ? at::kDouble : at::kFloat));
-    const auto groups = group_rows(indices, K);
-    const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    const int64_t grid = std::min<int64_t>(blocks_for(N * D, kThreads), sms * 32);
-    grad_x_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-        has_gq ? gq.const_data_ptr<scalar_t>() : nullptr, gl.const_data_ptr<A>(),
-        x.const_data_ptr<scalar_t>(), codebook.const_data_ptr<scalar_t>(),
-        indices.const_data_ptr<int64_t>(), N, K, D, beta, elems, grad_x.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const int threads = D >= 128 ? 128 : 32;
-    const dim3 blocks(static_cast<unsigned>(K), static_cast<unsigned>(blocks_for(D, threads)));
-    segment_sum_kernel<scalar_t, scalar_t, true><<<blocks, threads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), codebook.const_data_ptr<scalar_t>(),
-        groups.first.const_data_ptr<int64_t>(), groups.second.const_data_ptr<int64_t>(), D,
-        gl.const_data_ptr<A>(), 2.0 / elems, grad_codebook.mutable_data_ptr<scalar_t>(), nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (need_x) {
+      const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+      const int64_t grid = std::min<int64_t>(blocks_for(N * D, kThreads), sms * 32);
+      grad_x_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+          has_gq ? gq.const_data_ptr<scalar_t>() : nullptr, gl.const_data_ptr<A>(),
+          x.const_data_ptr<scalar_t>(), codebook.const_data_ptr<scalar_t>(),
+          indices.const_data_ptr<int64_t>(), N, K, D, beta, elems, grad_x.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    if (need_codebook) {
+      launch_segment_sums<scalar_t, scalar_t, true>(
+          x, codebook, group_rows(indices, K), K, D, gl.const_data_ptr<A>(), 2.0 / elems,
+          grad_codebook.mutable_data_ptr<scalar_t>(), nullptr);
+    }
   });
   return {grad_x, grad_codebook};
 }
@@ -395,6 +479,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
   const int64_t N = indices_in.numel();
   check_vq_indices(indices_in, N, x_in, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
+  check_indices_before_launch(indices_in, num_codes, op);
   const Tensor x = x_in.contiguous();
   const Tensor indices = indices_in.contiguous();
   const int64_t D = x.size(-1);
@@ -404,14 +489,9 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
   if (N == 0) return {counts, sums};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vq_ema_stats", [&] {
     using A = at::opmath_type<scalar_t>;
-    const auto groups = group_rows(indices, num_codes);
-    const int threads = D >= 128 ? 128 : 32;
-    const dim3 blocks(static_cast<unsigned>(num_codes), static_cast<unsigned>(blocks_for(std::max<int64_t>(D, 1), threads)));
-    segment_sum_kernel<scalar_t, A, false><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), nullptr, groups.first.const_data_ptr<int64_t>(),
-        groups.second.const_data_ptr<int64_t>(), D, nullptr, 1.0, sums.mutable_data_ptr<A>(),
-        counts.mutable_data_ptr<A>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_segment_sums<scalar_t, A, false>(x, Tensor(), group_rows(indices, num_codes), num_codes,
+                                            D, nullptr, 1.0, sums.mutable_data_ptr<A>(),
+                                            counts.mutable_data_ptr<A>());
   });
   return {counts, sums};
 }
