@@ -273,8 +273,7 @@ PRESETS: dict[str, dict] = {
     # draws="all" chosen on val over 3 seeds (quality_mopoe_trimodal_draws_all.json against the
     # stratified draw's quality_mopoe_trimodal.json at 8b88e15): mean cross-modal coherence 0.926 vs
     # 0.923, image -> caption 0.952 vs 0.929, joint log-likelihood -2248 vs -2270 nats
-    "mopoe-trimodal": _multimodal_vae("mopoe", "MoPoE-VAE (mixture of products of experts, every "
-                                      "component's z for every example)", draws="all"),
+    "mopoe-trimodal": _multimodal_vae("mopoe", "MoPoE-VAE (mixture of products of experts)", draws="all"),
     "mfm-trimodal-unsup": {
         "description": "MFM without labels (no label head; surrogate inference by matching the full "
                        "posterior) on mnist-trimodal, beside the multimodal VAEs",
