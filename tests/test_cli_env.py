@@ -37,6 +37,8 @@ def test_text_names_each_part(capsys):
     assert rows["mmgen"].startswith(mmgen.__version__) and rows["torch"].startswith(torch.__version__)
     assert f"{provenance.cpu_name()}, {provenance.machine()['cores']} cores" in rows["cpu"]
     assert rows["native"].startswith("mmgen._C built for torch" if mmgen.ops.has_native() else "not loaded")
+    if mmgen.ops.has_native():  # the CPU code path in use
+        assert f"CPU path {mmgen.ops.build_info()['cpu_isa']}" in rows["native"]
     if not torch.cuda.is_available():
         assert rows["cuda"] == "not available (torch.cuda.is_available() is False)"
 

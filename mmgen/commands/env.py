@@ -54,7 +54,8 @@ def run(args) -> int:
     where = f", git {commit[:12]}{' (modified)' if info['git_dirty'] else ''}" if commit else ""
     native = (f"{build.get('module', 'mmgen._C')} built for torch {build.get('torch_version')}"
               + (f", CUDA {build.get('cuda_version')} archs {build.get('arch_list')}" if build.get("cuda") else ", CPU only")
-              + (", debug" if build.get("debug") else "") if build.get("native")
+              + (", debug" if build.get("debug") else "")
+              + (f"; CPU path {build['cpu_isa']} (MMGEN_CPU_ISA)" if build.get("cpu_isa") else "") if build.get("native")
               else "not loaded: the pure-PyTorch reference ops are used (mmgen kernels info says why)")
     devices = ", ".join(cuda["devices"])
     lines = [
