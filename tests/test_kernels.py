@@ -342,6 +342,23 @@ def test_jit_load_builds_once_into_the_cache_and_runs_the_op():
         mmgen.kernels.load("demo", ["/nonexistent/file.cpp"])
 
 
+def test_jit_load_removes_the_lock_file_a_killed_build_left():
+    """torch's build lock is a plain file; a build killed mid-way leaves it and torch would wait for
+    it forever. mmgen.kernels.load holds an OS lock around the build and removes such a file."""
+    import subprocess
+    import sys
+    source = os.path.join(EXAMPLE, "experiments", "scale_op.cpp")
+    module = mmgen.kernels.load("mmgen_scale_demo", [source])
+    stale = os.path.join(os.path.dirname(module.__file__), "lock")
+    open(stale, "w").close()
+    script = ("import mmgen.kernels, sys; m = mmgen.kernels.load('mmgen_scale_demo', [sys.argv[1]]); "
+              "print(m.__file__)")
+    done = subprocess.run([sys.executable, "-c", script, source], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "removing the lock file" in done.stderr and not os.path.exists(stale)
+    assert done.stdout.strip() == module.__file__
+
+
 # ---- the CLI -----------------------------------------------------------------------------------
 
 def test_kernels_info_lists_mmgen_and_the_example_plugin(capsys):

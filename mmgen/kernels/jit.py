@@ -18,9 +18,11 @@ that register nothing are refused before compiling, with a message naming the fi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 
 from mmgen.kernels.build import (build_record, check_registrations, compile_flags, settings, torch_cpp_extension,
                                  write_build_info_header, write_build_record_source)
@@ -78,6 +80,32 @@ class JitLibrary:
         return f"JitLibrary({self.name!r}, {self.__file__!r}, namespaces={self.namespaces})"
 
 
+@contextlib.contextmanager
+def _build_lock(build_dir: str):
+    """Hold an OS lock on ``build_dir`` (released by the OS when the process dies) around torch's
+    build. torch's own lock is a plain file that a killed build leaves behind, after which every
+    later build of that directory waits for it forever; under this lock no other mmgen build is
+    running, so such a file is stale and is removed (with a warning)."""
+    os.makedirs(build_dir, exist_ok=True)
+    with open(os.path.join(build_dir, ".mmgen-build.lock"), "a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): torch's lock alone
+            fcntl = None
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            stale = os.path.join(build_dir, "lock")
+            if os.path.exists(stale):
+                warnings.warn(f"mmgen.kernels.load: removing the lock file {stale} that a killed build left "
+                              "(no build holds this directory)", RuntimeWarning, stacklevel=3)
+                os.remove(stale)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load(name: str, sources, *, extra_cflags=(), extra_cuda_cflags=(), include_dirs=(), verbose: bool = False):
     """Build (or reuse) and load the library ``name`` from ``sources`` (a path or a list).
 
@@ -121,10 +149,11 @@ def load(name: str, sources, *, extra_cflags=(), extra_cuda_cflags=(), include_d
     generated = os.path.join(build_dir, "generated")
     write_build_info_header(os.path.join(generated, "build_info.h"), build_record(name, config))
     record_source = write_build_record_source(generated)
-    loaded = torch_cpp_extension().load(
-        name, sources + [record_source], extra_cflags=cxx, extra_cuda_cflags=nvcc or None,
-        extra_ldflags=["-fopenmp"], extra_include_paths=[build_dir, *includes], build_directory=build_dir,
-        with_cuda=config.use_cuda, verbose=verbose, is_python_module=found.python_module)
+    with _build_lock(build_dir):
+        loaded = torch_cpp_extension().load(
+            name, sources + [record_source], extra_cflags=cxx, extra_cuda_cflags=nvcc or None,
+            extra_ldflags=["-fopenmp"], extra_include_paths=[build_dir, *includes], build_directory=build_dir,
+            with_cuda=config.use_cuda, verbose=verbose, is_python_module=found.python_module)
     if not found.python_module:
         return JitLibrary(name, loaded, found.namespaces)
     if not hasattr(loaded, "build_info_json"):  # a module that does not return the record itself
