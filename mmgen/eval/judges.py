@@ -135,9 +135,10 @@ def fit_measure(model, m: str, train_data, spec: AttributeSpec):
         return None
     values, needed = [], []
     for batch in train_data.batches(256):
-        rows = present(batch, m) & (spec.targets(batch)[kind.needs] >= 0)
+        known = spec.targets(batch)[kind.needs]
+        rows = present(batch, m) & (known >= 0)
         values.append(model.encoder_view(m, batch[m][rows]).cpu())
-        needed.append(spec.targets(batch)[kind.needs][rows].cpu())
+        needed.append(known[rows].cpu())
     return kind.fit(torch.cat(values), torch.cat(needed))
 
 
