@@ -1,17 +1,19 @@
 // CPU kernels for mmgen::reparameterize, mmgen::_reparameterize_backward and mmgen::gaussian_kl.
 //
-// Work is split into (row, chunk) tiles of at most kChunk elements, so the per-sample KL is summed
-// in a fixed order whatever the thread count. Inside a tile, blocks of kBlock elements go through
-// float (or double) scratch buffers; the float loops are compiled for x86-64-v4 (AVX-512), v3
-// (AVX2) and the baseline, and the level is picked once by cpu_isa() (ops/cpu_isa.h).
+// The tensor is treated as one flat array (the noise stream depends only on the flat index) cut into
+// tiles of kChunk elements, whatever the row length: a 1-D tensor or one of two columns keeps every
+// thread busy and draws each Philox group once. Per-row KL sums are kept in a fixed order (within a
+// tile, then tile by tile), so they do not depend on the thread count. Inside a tile, blocks of
+// kBlock elements go through float (or double) scratch buffers on the stack; the float loops are
+// compiled for x86-64-v4 (AVX-512), v3 (AVX2) and the baseline, and the level is picked once by
+// cpu_isa() (ops/cpu_isa.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
-
-#include <vector>
 
 #include "ops/cpu_isa.h"
 #include "ops/philox.h"
@@ -28,14 +30,15 @@ using at::Tensor;
 
 constexpr int64_t kBlock = 256;    // elements per scratch block (a multiple of 4)
 constexpr int64_t kChunk = 16384;  // elements per tile (a multiple of kBlock)
+constexpr int64_t kGroups = kBlock / 4;
 
-// Normals for flat elements [begin, begin + n), n <= kBlock.
-MMGEN_INLINE void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int64_t n,
-                                   float* out) {
-  constexpr int64_t G = kBlock / 4 + 1;
+// Normals for flat elements [begin, begin + n), begin a multiple of 4 (a block starts a Philox
+// group), n <= kBlock; out has room for n rounded up to 4. Structure of arrays, so that each loop
+// vectorizes: Philox, then Box-Muller, then the four lanes interleaved into element order.
+MMGEN_INLINE void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int64_t n, float* out) {
   const int64_t g0 = begin >> 2;
-  const int64_t groups = ((begin + n + 3) >> 2) - g0;
-  uint32_t rx[G], ry[G], rz[G], rw[G];
+  const int64_t groups = (n + 3) >> 2;
+  uint32_t rx[kGroups], ry[kGroups], rz[kGroups], rw[kGroups];
   for (int64_t j = 0; j < groups; ++j) {
     const philox::Uint4 r = philox::random_group(seed, offset, static_cast<uint64_t>(g0 + j));
     rx[j] = r.x;
@@ -43,7 +46,7 @@ MMGEN_INLINE void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int
     rz[j] = r.z;
     rw[j] = r.w;
   }
-  float n0[G], n1[G], n2[G], n3[G];
+  float n0[kGroups], n1[kGroups], n2[kGroups], n3[kGroups];
   for (int64_t j = 0; j < groups; ++j) {
     float o[4];
     philox::box_muller_f32(philox::Uint4{rx[j], ry[j], rz[j], rw[j]}, o);
@@ -52,28 +55,23 @@ MMGEN_INLINE void normals_f32(uint64_t seed, uint64_t offset, int64_t begin, int
     n2[j] = o[2];
     n3[j] = o[3];
   }
-  float all[4 * G];
   for (int64_t j = 0; j < groups; ++j) {
-    all[4 * j] = n0[j];
-    all[4 * j + 1] = n1[j];
-    all[4 * j + 2] = n2[j];
-    all[4 * j + 3] = n3[j];
+    out[4 * j] = n0[j];
+    out[4 * j + 1] = n1[j];
+    out[4 * j + 2] = n2[j];
+    out[4 * j + 3] = n3[j];
   }
-  const float* first = all + (begin - 4 * g0);
-  for (int64_t i = 0; i < n; ++i) out[i] = first[i];
 }
 
 void normals_f64(uint64_t seed, uint64_t offset, int64_t begin, int64_t n, double* out) {
-  for (int64_t i = 0; i < n;) {
-    const int64_t e = begin + i;
-    double o[4];
-    philox::box_muller_f64(philox::random_group(seed, offset, static_cast<uint64_t>(e >> 2)), o);
-    for (int64_t lane = e & 3; lane < 4 && i < n; ++lane, ++i) out[i] = o[lane];
+  for (int64_t i = 0; i < n; i += 4) {
+    philox::box_muller_f64(philox::random_group(seed, offset, static_cast<uint64_t>((begin + i) >> 2)),
+                           out + i);
   }
 }
 
 // Sum of terms[0..n) with 16 running partial sums (a shape the loop vectorizer accepts).
-inline __attribute__((always_inline)) float sum16(const float* terms, int64_t n) {
+MMGEN_INLINE float sum16(const float* terms, int64_t n) {
   float acc[16] = {0};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -84,46 +82,43 @@ inline __attribute__((always_inline)) float sum16(const float* terms, int64_t n)
   return total;
 }
 
-// z = mu + exp(lv / 2) * eps; returns sum(exp(lv) + mu^2 - 1 - lv) when with_kl.
-MMGEN_INLINE float forward_block_f32(const float* mu, const float* lv, const float* eps,
-                                          float* z, int64_t n, bool with_kl) {
-  if (!with_kl) {
+// z = mu + exp(lv / 2) * eps; with terms, also terms = exp(lv) + mu^2 - 1 - lv.
+MMGEN_INLINE void forward_block_f32(const float* mu, const float* lv, const float* eps, float* z,
+                                    float* terms, int64_t n) {
+  if (terms == nullptr) {
     for (int64_t i = 0; i < n; ++i) z[i] = mu[i] + philox::exp_f32(0.5f * lv[i]) * eps[i];
-    return 0.0f;
+    return;
   }
-  float terms[kBlock];
   for (int64_t i = 0; i < n; ++i) {
     const float sd = philox::exp_f32(0.5f * lv[i]);
     z[i] = mu[i] + sd * eps[i];
     terms[i] = sd * sd + mu[i] * mu[i] - 1.0f - lv[i];
   }
-  return sum16(terms, n);
 }
 
-MMGEN_INLINE float kl_block_f32(const float* mu, const float* lv, int64_t n) {
-  float terms[kBlock];
+MMGEN_INLINE void kl_block_f32(const float* mu, const float* lv, float* terms, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float sd = philox::exp_f32(0.5f * lv[i]);
     terms[i] = sd * sd + mu[i] * mu[i] - 1.0f - lv[i];
   }
-  return sum16(terms, n);
 }
 
-// grad_mu = gz + gk * mu;  grad_lv = gz * eps * sd / 2 + gk * (sd^2 - 1) / 2  (absent terms are 0).
-MMGEN_INLINE void backward_block_f32(const float* gz, float gk, const float* mu,
-                                          const float* lv, const float* eps, float* gmu,
-                                          float* glv, int64_t n) {
+// grad_mu = gz + gk * mu;  grad_lv = gz * eps * sd / 2 + gk * (sd^2 - 1) / 2, with gk per element
+// (the row's grad_kl; 0 when absent) and gz absent: nullptr.
+MMGEN_INLINE void backward_block_f32(const float* gz, const float* gk, const float* mu,
+                                     const float* lv, const float* eps, float* gmu, float* glv,
+                                     int64_t n) {
   if (gz != nullptr) {
     for (int64_t i = 0; i < n; ++i) {
       const float sd = philox::exp_f32(0.5f * lv[i]);
-      gmu[i] = gz[i] + gk * mu[i];
-      glv[i] = 0.5f * (gz[i] * eps[i] * sd + gk * (sd * sd - 1.0f));
+      gmu[i] = gz[i] + gk[i] * mu[i];
+      glv[i] = 0.5f * (gz[i] * eps[i] * sd + gk[i] * (sd * sd - 1.0f));
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
       const float sd = philox::exp_f32(0.5f * lv[i]);
-      gmu[i] = gk * mu[i];
-      glv[i] = 0.5f * gk * (sd * sd - 1.0f);
+      gmu[i] = gk[i] * mu[i];
+      glv[i] = 0.5f * gk[i] * (sd * sd - 1.0f);
     }
   }
 }
@@ -131,26 +126,27 @@ MMGEN_INLINE void backward_block_f32(const float* gz, float gk, const float* mu,
 // The float loops of one ISA level.
 struct FloatLoops {
   void (*normals)(uint64_t seed, uint64_t offset, int64_t begin, int64_t n, float* out);
-  float (*forward)(const float* mu, const float* lv, const float* eps, float* z, int64_t n,
-                   bool with_kl);
-  float (*kl)(const float* mu, const float* lv, int64_t n);
-  void (*backward)(const float* gz, float gk, const float* mu, const float* lv, const float* eps,
-                   float* gmu, float* glv, int64_t n);
+  void (*forward)(const float* mu, const float* lv, const float* eps, float* z, float* terms,
+                  int64_t n);
+  void (*kl)(const float* mu, const float* lv, float* terms, int64_t n);
+  void (*backward)(const float* gz, const float* gk, const float* mu, const float* lv,
+                   const float* eps, float* gmu, float* glv, int64_t n);
 };
 
 #define MMGEN_FLOAT_LOOPS(level, target)                                                          \
   target void normals_##level(uint64_t s, uint64_t o, int64_t b, int64_t n, float* out) {        \
     normals_f32(s, o, b, n, out);                                                                \
   }                                                                                              \
-  target float forward_##level(const float* mu, const float* lv, const float* eps, float* z,     \
-                               int64_t n, bool with_kl) {                                        \
-    return forward_block_f32(mu, lv, eps, z, n, with_kl);                                        \
+  target void forward_##level(const float* mu, const float* lv, const float* eps, float* z,      \
+                              float* terms, int64_t n) {                                         \
+    forward_block_f32(mu, lv, eps, z, terms, n);                                                 \
   }                                                                                              \
-  target float kl_##level(const float* mu, const float* lv, int64_t n) {                         \
-    return kl_block_f32(mu, lv, n);                                                              \
+  target void kl_##level(const float* mu, const float* lv, float* terms, int64_t n) {            \
+    kl_block_f32(mu, lv, terms, n);                                                              \
   }                                                                                              \
-  target void backward_##level(const float* gz, float gk, const float* mu, const float* lv,      \
-                               const float* eps, float* gmu, float* glv, int64_t n) {            \
+  target void backward_##level(const float* gz, const float* gk, const float* mu,                \
+                               const float* lv, const float* eps, float* gmu, float* glv,        \
+                               int64_t n) {                                                      \
     backward_block_f32(gz, gk, mu, lv, eps, gmu, glv, n);                                        \
   }                                                                                              \
   constexpr FloatLoops loops_##level{&normals_##level, &forward_##level, &kl_##level,            \
@@ -173,7 +169,7 @@ const FloatLoops& float_loops() {
   return loops;
 }
 
-// Per-dtype access to a tile: loads blocks into the compute type and stores them back.
+// Per-dtype access to a block: loads it into the compute type and stores it back.
 template <typename T>
 struct Block {
   using acc_t = float;
@@ -188,15 +184,24 @@ struct Block {
   static void store(T* dst, const float* buf, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(buf[i]);
   }
-  static float forward(const float* mu, const float* lv, const float* eps, float* z, int64_t n,
-                       bool kl) {
-    return float_loops().forward(mu, lv, eps, z, n, kl);
+  static void forward(const float* mu, const float* lv, const float* eps, float* z, float* terms,
+                      int64_t n) {
+    float_loops().forward(mu, lv, eps, z, terms, n);
   }
-  static void backward(const float* gz, float gk, const float* mu, const float* lv,
+  static void backward(const float* gz, const float* gk, const float* mu, const float* lv,
                        const float* eps, float* gmu, float* glv, int64_t n) {
     float_loops().backward(gz, gk, mu, lv, eps, gmu, glv, n);
   }
-  static float kl_sum(const float* mu, const float* lv, int64_t n) { return float_loops().kl(mu, lv, n); }
+  static void kl_terms(const float* mu, const float* lv, float* terms, int64_t n) {
+    float_loops().kl(mu, lv, terms, n);
+  }
+  // A row segment's sum: sum16 (a short segment in order: the same value as sum16 gives it).
+  static float sum(const float* terms, int64_t n) {
+    if (n >= 16) return sum16(terms, n);
+    float total = 0.0f;
+    for (int64_t i = 0; i < n; ++i) total += terms[i];
+    return total;
+  }
 };
 
 template <>
@@ -215,94 +220,174 @@ struct Block<double> {
   static const double* load(const double* src, int64_t, double*) { return src; }
   static double* out(double* dst, double*) { return dst; }
   static void store(double*, const double*, int64_t) {}
-  static double forward(const double* mu, const double* lv, const double* eps, double* z,
-                        int64_t n, bool kl) {
-    double acc = 0.0;
+  static void forward(const double* mu, const double* lv, const double* eps, double* z,
+                      double* terms, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       const double sd = std::exp(0.5 * lv[i]);
       z[i] = mu[i] + sd * eps[i];
-      if (kl) acc += sd * sd + mu[i] * mu[i] - 1.0 - lv[i];
+      if (terms != nullptr) terms[i] = sd * sd + mu[i] * mu[i] - 1.0 - lv[i];
     }
-    return acc;
   }
-  static void backward(const double* gz, double gk, const double* mu, const double* lv,
+  static void backward(const double* gz, const double* gk, const double* mu, const double* lv,
                        const double* eps, double* gmu, double* glv, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       const double sd = std::exp(0.5 * lv[i]);
       const double g = gz != nullptr ? gz[i] : 0.0;
-      gmu[i] = g + gk * mu[i];
-      glv[i] = 0.5 * (g * (gz != nullptr ? eps[i] : 0.0) * sd + gk * (sd * sd - 1.0));
+      gmu[i] = g + gk[i] * mu[i];
+      glv[i] = 0.5 * (g * (gz != nullptr ? eps[i] : 0.0) * sd + gk[i] * (sd * sd - 1.0));
     }
   }
-  static double kl_sum(const double* mu, const double* lv, int64_t n) {
-    double acc = 0.0;
-    for (int64_t i = 0; i < n; ++i) acc += std::exp(lv[i]) + mu[i] * mu[i] - 1.0 - lv[i];
-    return acc;
+  static void kl_terms(const double* mu, const double* lv, double* terms, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) terms[i] = std::exp(lv[i]) + mu[i] * mu[i] - 1.0 - lv[i];
+  }
+  static double sum(const double* terms, int64_t n) {
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) total += terms[i];
+    return total;
   }
 };
 
-// Calls fn(row, col_begin, col_end, tile) for every tile of a rows x cols array, in parallel.
-template <typename F>
-void for_each_tile(int64_t rows, int64_t cols, F fn) {
-  const int64_t per_row = (cols + kChunk - 1) / kChunk;
-  const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(1, std::min(cols, kChunk)));
-  at::parallel_for(0, rows * per_row, grain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t row = t / per_row;
-      const int64_t c0 = (t % per_row) * kChunk;
-      fn(row, c0, std::min(cols, c0 + kChunk), t);
+// A flat array of `numel` elements in rows of `cols`, cut into tiles of kChunk elements.
+struct Tiles {
+  int64_t numel, cols;
+  int64_t count() const { return (numel + kChunk - 1) / kChunk; }
+  int64_t begin(int64_t t) const { return t * kChunk; }
+  int64_t end(int64_t t) const { return std::min(numel, (t + 1) * kChunk); }
+  // Calls fn(tile, begin, end) for every tile, in parallel.
+  template <typename F>
+  void for_each(F fn) const {
+    at::parallel_for(0, count(), 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) fn(t, begin(t), end(t));
+    });
+  }
+};
+
+// The sums of the rows a tile cuts (its first row when it starts before the tile, its last when it
+// ends after), added up tile by tile once every tile is done.
+struct TileEdges {
+  double first = 0.0, last = 0.0;
+};
+
+// Per-row sums of one tile, fed block by block in element order: a row inside the tile goes to
+// out[row] = sum / 2, a row the tile cuts to its TileEdges.
+template <typename T>
+class RowSums {
+ public:
+  using acc_t = typename Block<T>::acc_t;
+  RowSums(int64_t begin, int64_t end, int64_t cols, TileEdges* edges, T* out)
+      : begin_(begin), end_(end), cols_(cols), first_row_(begin / cols), row_(first_row_),
+        edges_(edges), out_(out) {}
+
+  // Adds the terms of flat elements [at, at + n) (consecutive calls cover the tile in order).
+  void add(int64_t at, const acc_t* terms, int64_t n) {
+    for (int64_t i = 0; i < n;) {
+      const int64_t row_end = (row_ + 1) * cols_;
+      const int64_t stop = std::min(n, row_end - at);
+      sum_ += Block<T>::sum(terms + i, stop - i);
+      i = stop;
+      if (at + i == row_end) close(row_end);
     }
-  });
+  }
+
+  // At the end of the tile: a row left open continues in the next tile.
+  void finish() {
+    if (row_ * cols_ < end_) close((row_ + 1) * cols_);
+  }
+
+ private:
+  void close(int64_t row_end) {
+    const bool cut = row_ * cols_ < begin_ || row_end > end_;
+    if (cut && row_ == first_row_) {
+      edges_->first = sum_;
+    } else if (cut) {
+      edges_->last = sum_;
+    } else {
+      out_[row_] = static_cast<T>(0.5 * sum_);
+    }
+    sum_ = 0.0;
+    ++row_;
+  }
+
+  const int64_t begin_, end_, cols_, first_row_;
+  int64_t row_;
+  double sum_ = 0.0;
+  TileEdges* edges_;
+  T* out_;
+};
+
+// out[row] for the rows that tiles cut, from their edge sums in tile order.
+template <typename T>
+void finish_cut_rows(const Tiles& tiles, const TileEdges* edges, T* out) {
+  const int64_t cols = tiles.cols;
+  int64_t open = -1;
+  double sum = 0.0;
+  for (int64_t t = 0; t < tiles.count(); ++t) {
+    const int64_t a = tiles.begin(t), b = tiles.end(t);
+    const int64_t first = a / cols, last = (b - 1) / cols;
+    if (first * cols < a || (first + 1) * cols > b) {  // the tile cuts its first row
+      sum = open == first ? sum + edges[t].first : edges[t].first;
+      open = first;
+      if ((first + 1) * cols <= b) out[first] = static_cast<T>(0.5 * sum);
+    }
+    if (last != first && (last + 1) * cols > b) {  // its last row goes on in the next tile
+      sum = edges[t].last;
+      open = last;
+    }
+  }
 }
 
 template <typename T>
-void forward_impl(const T* mu, const T* lv, T* z, int64_t rows, int64_t cols, uint64_t seed,
+void forward_impl(const T* mu, const T* lv, T* z, int64_t numel, int64_t cols, uint64_t seed,
                   uint64_t offset, T* kl) {
   using acc_t = typename Block<T>::acc_t;
-  const int64_t per_row = (cols + kChunk - 1) / kChunk;
-  std::vector<double> partial(kl != nullptr ? rows * per_row : 0);
-  for_each_tile(rows, cols, [&](int64_t row, int64_t c0, int64_t c1, int64_t tile) {
-    acc_t eps[kBlock], mu_buf[kBlock], lv_buf[kBlock], z_buf[kBlock];
-    double sum = 0.0;
-    for (int64_t c = c0; c < c1; c += kBlock) {
-      const int64_t n = std::min(kBlock, c1 - c);
-      const int64_t at = row * cols + c;
+  const Tiles tiles{numel, cols};
+  c10::SmallVector<TileEdges, 64> edges(kl != nullptr ? tiles.count() : 0);
+  tiles.for_each([&](int64_t t, int64_t t0, int64_t t1) {
+    acc_t eps[kBlock], mu_buf[kBlock], lv_buf[kBlock], z_buf[kBlock], terms[kBlock];
+    RowSums<T> rows(t0, t1, cols, kl != nullptr ? &edges[t] : nullptr, kl);
+    for (int64_t at = t0; at < t1; at += kBlock) {
+      const int64_t n = std::min(kBlock, t1 - at);
       Block<T>::normals(seed, offset, at, n, eps);
       acc_t* zo = Block<T>::out(z + at, z_buf);
-      sum += Block<T>::forward(Block<T>::load(mu + at, n, mu_buf), Block<T>::load(lv + at, n, lv_buf),
-                               eps, zo, n, kl != nullptr);
+      Block<T>::forward(Block<T>::load(mu + at, n, mu_buf), Block<T>::load(lv + at, n, lv_buf), eps,
+                        zo, kl != nullptr ? terms : nullptr, n);
       Block<T>::store(z + at, zo, n);
+      if (kl != nullptr) rows.add(at, terms, n);
     }
-    if (kl != nullptr) partial[tile] = sum;
+    if (kl != nullptr) rows.finish();
   });
-  if (kl != nullptr) {
-    for (int64_t r = 0; r < rows; ++r) {
-      double s = 0.0;
-      for (int64_t c = 0; c < per_row; ++c) s += partial[r * per_row + c];
-      kl[r] = static_cast<T>(0.5 * s);
-    }
+  if (kl != nullptr) finish_cut_rows(tiles, edges.data(), kl);
+}
+
+// gk[row] of each element of [at, at + n) (0 without grad_kl).
+template <typename T, typename acc_t>
+void row_values(const T* gk, int64_t at, int64_t n, int64_t cols, acc_t* out) {
+  for (int64_t i = 0; i < n;) {
+    const int64_t row = (at + i) / cols;
+    const int64_t stop = std::min(n, (row + 1) * cols - at);
+    const acc_t v = gk != nullptr ? static_cast<acc_t>(gk[row]) : acc_t(0);
+    for (; i < stop; ++i) out[i] = v;
   }
 }
 
 template <typename T>
 void backward_impl(const T* gz, const T* gk, const T* mu, const T* lv, T* gmu, T* glv,
-                   int64_t rows, int64_t cols, uint64_t seed, uint64_t offset) {
+                   int64_t numel, int64_t cols, uint64_t seed, uint64_t offset) {
   using acc_t = typename Block<T>::acc_t;
-  for_each_tile(rows, cols, [&](int64_t row, int64_t c0, int64_t c1, int64_t) {
-    acc_t eps[kBlock], gz_buf[kBlock], mu_buf[kBlock], lv_buf[kBlock], gmu_buf[kBlock],
-        glv_buf[kBlock];
-    const acc_t k = gk != nullptr ? static_cast<acc_t>(gk[row]) : acc_t(0);
-    for (int64_t c = c0; c < c1; c += kBlock) {
-      const int64_t n = std::min(kBlock, c1 - c);
-      const int64_t at = row * cols + c;
+  Tiles{numel, cols}.for_each([&](int64_t, int64_t t0, int64_t t1) {
+    acc_t eps[kBlock], gz_buf[kBlock], gk_buf[kBlock], mu_buf[kBlock], lv_buf[kBlock],
+        gmu_buf[kBlock], glv_buf[kBlock];
+    for (int64_t at = t0; at < t1; at += kBlock) {
+      const int64_t n = std::min(kBlock, t1 - at);
       const acc_t* g = nullptr;
       if (gz != nullptr) {
         Block<T>::normals(seed, offset, at, n, eps);
         g = Block<T>::load(gz + at, n, gz_buf);
       }
+      row_values(gk, at, n, cols, gk_buf);
       acc_t* gmo = Block<T>::out(gmu + at, gmu_buf);
       acc_t* glo = Block<T>::out(glv + at, glv_buf);
-      Block<T>::backward(g, k, Block<T>::load(mu + at, n, mu_buf),
+      Block<T>::backward(g, gk_buf, Block<T>::load(mu + at, n, mu_buf),
                          Block<T>::load(lv + at, n, lv_buf), eps, gmo, glo, n);
       Block<T>::store(gmu + at, gmo, n);
       Block<T>::store(glv + at, glo, n);
@@ -325,9 +410,11 @@ std::tuple<Tensor, Tensor, Tensor> reparameterize_forward_kernel(
   rng_state.data_ptr<int64_t>()[1] = static_cast<int64_t>(offset);
   Tensor z = at::empty_like(mu);
   Tensor kl = at::empty({return_kl ? rows : 0}, mu.options());
+  if (return_kl && cols == 0) kl.zero_();  // rows of no elements
+  if (mu.numel() == 0) return {z, kl, rng_state};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mu.scalar_type(), "reparameterize", [&] {
     forward_impl<scalar_t>(mu.const_data_ptr<scalar_t>(), logvar.const_data_ptr<scalar_t>(),
-                           z.mutable_data_ptr<scalar_t>(), rows, cols, seed, offset,
+                           z.mutable_data_ptr<scalar_t>(), mu.numel(), cols, seed, offset,
                            return_kl ? kl.mutable_data_ptr<scalar_t>() : nullptr);
   });
   return {z, kl, rng_state};
@@ -343,7 +430,7 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
   check_reparameterize_grads(grad_z, grad_kl, mu_in, rng_state, op);
   const Tensor mu = mu_in.contiguous();
   const Tensor logvar = logvar_in.contiguous();
-  const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
+  const int64_t cols = rows_and_cols(mu).second;
   const bool has_gz = grad_z.has_value() && grad_z->defined();
   const bool has_gk = grad_kl.has_value() && grad_kl->defined();
   Tensor gz, gk;
@@ -357,13 +444,13 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
   if (has_gk) gk = grad_kl->to(mu.scalar_type()).contiguous();
   Tensor grad_mu = at::empty_like(mu);
   Tensor grad_logvar = at::empty_like(mu);
-  if (!has_gz && !has_gk) return {grad_mu.zero_(), grad_logvar.zero_()};
+  if ((!has_gz && !has_gk) || mu.numel() == 0) return {grad_mu.zero_(), grad_logvar.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mu.scalar_type(), "reparameterize_backward", [&] {
     backward_impl<scalar_t>(has_gz ? gz.const_data_ptr<scalar_t>() : nullptr,
                             has_gk ? gk.const_data_ptr<scalar_t>() : nullptr,
                             mu.const_data_ptr<scalar_t>(), logvar.const_data_ptr<scalar_t>(),
                             grad_mu.mutable_data_ptr<scalar_t>(),
-                            grad_logvar.mutable_data_ptr<scalar_t>(), rows, cols, seed, offset);
+                            grad_logvar.mutable_data_ptr<scalar_t>(), mu.numel(), cols, seed, offset);
   });
   return {grad_mu, grad_logvar};
 }
@@ -374,29 +461,26 @@ Tensor gaussian_kl_kernel(const Tensor& mu_in, const Tensor& logvar_in) {
   const Tensor logvar = logvar_in.contiguous();
   const int64_t rows = rows_and_cols(mu).first, cols = rows_and_cols(mu).second;
   Tensor kl = at::empty({rows}, mu.options());
+  if (mu.numel() == 0) return kl.zero_();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mu.scalar_type(), "gaussian_kl", [&] {
     using acc_t = typename Block<scalar_t>::acc_t;
     const scalar_t* m = mu.const_data_ptr<scalar_t>();
     const scalar_t* l = logvar.const_data_ptr<scalar_t>();
-    const int64_t per_row = (cols + kChunk - 1) / kChunk;
-    std::vector<double> partial(rows * per_row);
-    for_each_tile(rows, cols, [&](int64_t row, int64_t c0, int64_t c1, int64_t tile) {
-      acc_t mu_buf[kBlock], lv_buf[kBlock];
-      double sum = 0.0;
-      for (int64_t c = c0; c < c1; c += kBlock) {
-        const int64_t n = std::min(kBlock, c1 - c);
-        const int64_t at = row * cols + c;
-        sum += Block<scalar_t>::kl_sum(Block<scalar_t>::load(m + at, n, mu_buf),
-                                       Block<scalar_t>::load(l + at, n, lv_buf), n);
-      }
-      partial[tile] = sum;
-    });
     scalar_t* out = kl.mutable_data_ptr<scalar_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      double s = 0.0;
-      for (int64_t c = 0; c < per_row; ++c) s += partial[r * per_row + c];
-      out[r] = static_cast<scalar_t>(0.5 * s);
-    }
+    const Tiles tiles{mu.numel(), cols};
+    c10::SmallVector<TileEdges, 64> edges(tiles.count());
+    tiles.for_each([&](int64_t t, int64_t t0, int64_t t1) {
+      acc_t mu_buf[kBlock], lv_buf[kBlock], terms[kBlock];
+      RowSums<scalar_t> sums(t0, t1, cols, &edges[t], out);
+      for (int64_t at = t0; at < t1; at += kBlock) {
+        const int64_t n = std::min(kBlock, t1 - at);
+        Block<scalar_t>::kl_terms(Block<scalar_t>::load(m + at, n, mu_buf),
+                                  Block<scalar_t>::load(l + at, n, lv_buf), terms, n);
+        sums.add(at, terms, n);
+      }
+      sums.finish();
+    });
+    finish_cut_rows(tiles, edges.data(), out);
   });
   return kl;
 }
