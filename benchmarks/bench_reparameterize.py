@@ -1,10 +1,15 @@
-"""Fused reparameterization (+ KL), forward + backward: mmgen vs eager PyTorch vs torch.compile.
+"""Fused reparameterization (z alone and z + KL), forward + backward: mmgen vs eager PyTorch vs torch.compile.
 
-    python benchmarks/bench_reparameterize.py [--device cuda] [--no-compile-search]
+    python benchmarks/bench_reparameterize.py [--device cuda] [--no-compile-search] [--shapes 16M,1024x1024] [--quick]
 
-Eager is what a user writes: ``mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` plus the KL
-``0.5 * (exp(logvar) + mu^2 - 1 - logvar).sum(1)``. On CUDA the table also gives the forward's
-achieved bandwidth (read mu, logvar; write z) against the device's copy bandwidth.
+Shapes (``SHAPES``; 16M elements each but the 1M one): 1-D ``[16M]``, ``[8M, 2]``, ``[2M, 8]``,
+``[256K, 64]``, ``[1024, 1024]`` and ``[1024, 16384]``, each timed for z alone and for z + KL.
+``--shapes`` picks some by name, ``--quick`` runs ``[1024, 1024]`` and ``[16M]`` only. Eager is what
+a user writes: ``mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` plus, with the KL,
+``0.5 * (exp(logvar) + mu^2 - 1 - logvar)`` summed over all dims but 0. On CUDA the table also gives
+the forward's achieved bandwidth (read mu, logvar; write z) against the device's copy bandwidth.
+The JSON records, besides the machine (CPU model, threads, build) and the commit, ``cpu_isa``: the
+CPU code path the kernels ran (``MMGEN_CPU_ISA`` forces a lower one).
 
 The torch.compile baseline is the same eager function given its best chance:
 
@@ -43,7 +48,9 @@ from common import median_and_spread, parser, print_table, sync, time_ms, timing
 
 import mmgen
 
-SIZES = {"1M": (1024, 1024), "16M": (1024, 16384)}
+SHAPES = {"16M": (1 << 24,), "8Mx2": (1 << 23, 2), "2Mx8": (1 << 21, 8), "256Kx64": (1 << 18, 64),
+          "1024x1024": (1024, 1024), "1024x16384": (1024, 16384)}
+QUICK = ("1024x1024", "16M")
 COMPILE_CANDIDATES = [{"mode": mode, "fallback_random": fallback}
                       for mode in ("default", "max-autotune-no-cudagraphs") for fallback in (True, False)]
 # --no-compile-search: what the search picked on the 2-core CPU test machine (1M) and an H200 (both sizes)
@@ -52,20 +59,34 @@ COMPILE_DEFAULT = {"cpu": {"mode": "default", "fallback_random": True},
 COMPILE_WARMUP = 3  # untimed calls after compiling: forward and backward graphs built and run
 
 
-def eager(mu, logvar):
-    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(1)
-    return z, kl
+def eager_z(mu, logvar):
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def native(mu, logvar):
+def eager_z_kl(mu, logvar):
+    kl = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).reshape(mu.shape[0], -1).sum(1)
+    return eager_z(mu, logvar), kl
+
+
+def native_z(mu, logvar):
+    return mmgen.ops.reparameterize(mu, logvar)
+
+
+def native_z_kl(mu, logvar):
     return mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+
+
+# output -> (mmgen, eager)
+FUNCTIONS = {"z": (native_z, eager_z), "z, kl": (native_z_kl, eager_z_kl)}
 
 
 def fwd_bwd(fn, mu, logvar, gz, gk):
     def run():
-        z, kl = fn(mu, logvar)
-        torch.autograd.backward((z, kl), (gz, gk))
+        out = fn(mu, logvar)
+        if isinstance(out, tuple):
+            torch.autograd.backward(out, (gz, gk))
+        else:
+            out.backward(gz)
         mu.grad = logvar.grad = None
     return run
 
@@ -74,9 +95,9 @@ def label(config: dict) -> str:
     return f"{config['mode']}, fallback_random={config['fallback_random']}"
 
 
-def compiled_fwd_bwd(config: dict, device: str, *tensors):
-    """A warmed-up forward + backward closure of eager compiled for these shapes with ``config``,
-    and the seconds its first (compiling) call took."""
+def compiled_fwd_bwd(eager, config: dict, device: str, *tensors):
+    """A warmed-up forward + backward closure of ``eager`` compiled for these shapes with
+    ``config``, and the seconds its first (compiling) call took."""
     torch._dynamo.reset()  # this shape and config get their own graphs
     options = {**torch._inductor.list_mode_options(config["mode"]), "fallback_random": config["fallback_random"]}
     run = fwd_bwd(torch.compile(eager, dynamic=False, options=options), *tensors)
@@ -90,23 +111,23 @@ def compiled_fwd_bwd(config: dict, device: str, *tensors):
     return run, first_s
 
 
-def time_compiled(config: dict, device: str, repeat: int, *tensors):
-    run, first_s = compiled_fwd_bwd(config, device, *tensors)
+def time_compiled(eager, config: dict, device: str, repeat: int, *tensors):
+    run, first_s = compiled_fwd_bwd(eager, config, device, *tensors)
     with torch._dynamo.config.patch(error_on_recompile=True):
         return timing(run, device, warmup=1, repeat=repeat), first_s
 
 
-def compile_baseline(device: str, repeat: int, search: bool, *tensors):
+def compile_baseline(eager, device: str, repeat: int, search: bool, *tensors):
     """(timing, config, first-call seconds, {candidate: quick median ms}) of the best compiled baseline."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
     quick = {}
     config = COMPILE_DEFAULT[kind]
     if search:
         for candidate in COMPILE_CANDIDATES:
-            t, _ = time_compiled(candidate, device, repeat, *tensors)
+            t, _ = time_compiled(eager, candidate, device, repeat, *tensors)
             quick[label(candidate)] = t.median
         config = min(COMPILE_CANDIDATES, key=lambda c: quick[label(c)])
-    t, first_s = time_compiled(config, device, repeat, *tensors)  # recompiled: reset() dropped it
+    t, first_s = time_compiled(eager, config, device, repeat, *tensors)  # recompiled: reset() dropped it
     return t, config, first_s, quick
 
 
@@ -117,54 +138,86 @@ def copy_bandwidth_gbs(device: str, numel: int, repeat: int) -> float:
     return 2 * src.numel() * 4 / ms / 1e6
 
 
+def shape_name(shape: tuple[int, ...]) -> str:
+    """``[16M]``, ``[8M, 2]``, ``[1024, 1024]``: sizes of 64K and up in K or M where exact."""
+    def short(n: int) -> str:
+        for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+            if n >= 64 * 1024 and n % size == 0:
+                return f"{n // size}{unit}"
+        return str(n)
+    return "[" + ", ".join(short(n) for n in shape) + "]"
+
+
+def selected_shapes(args) -> list[str]:
+    if args.quick:
+        return list(QUICK)
+    if not args.shapes:
+        return list(SHAPES)
+    names = [n.strip() for n in args.shapes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown or not names:
+        raise SystemExit(f"bench_reparameterize: unknown shape(s) {unknown or args.shapes!r}; "
+                         f"choose from {', '.join(SHAPES)}")
+    return names
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--compile-search", action=argparse.BooleanOptionalAction, default=True,
-                   help="pick the torch.compile settings per shape by a short measurement "
+                   help="pick the torch.compile settings per case by a short measurement "
                         "(default); --no-compile-search uses COMPILE_DEFAULT")
+    p.add_argument("--shapes", default=None,
+                   help=f"comma-separated shape names to run (default: all of {', '.join(SHAPES)})")
+    p.add_argument("--quick", action="store_true", help=f"only {' and '.join(QUICK)}")
     args = p.parse_args()
     dev = args.device
     rows = []
-    for name, shape in SIZES.items():
+    for name in selected_shapes(args):
+        shape = SHAPES[name]
         mu = torch.randn(shape, device=dev, requires_grad=True)
         logvar = (0.5 * torch.randn(shape, device=dev)).requires_grad_()
         gz = torch.randn(shape, device=dev)
         gk = torch.randn(shape[0], device=dev)
         tensors = (mu, logvar, gz, gk)
-        t_mmgen = timing(fwd_bwd(native, *tensors), dev, repeat=args.repeat)
-        t_eager = timing(fwd_bwd(eager, *tensors), dev, repeat=args.repeat)
-        t_compile, config, first_s, quick = compile_baseline(dev, args.repeat, args.compile_search, *tensors)
-        with torch.no_grad():
-            t_fwd = timing(lambda: mmgen.ops.reparameterize(mu, logvar), dev, repeat=args.repeat)
-        row = {"N": name, "shape": list(shape),
-               **median_and_spread("mmgen_ms", t_mmgen), **median_and_spread("eager_ms", t_eager),
-               **median_and_spread("compile_ms", t_compile),
-               "eager/mmgen": t_eager.median / t_mmgen.median,
-               "compile/mmgen": t_compile.median / t_mmgen.median,
-               "compile_vs_eager": t_compile.median / t_eager.median,
-               **median_and_spread("mmgen_fwd_ms", t_fwd),
-               "compile_config": config, "compile_first_call_s": first_s, "compile_search_ms": quick}
-        if dev.startswith("cuda"):
-            numel = shape[0] * shape[1]
-            achieved = 3 * numel * 4 / t_fwd.median / 1e6
-            peak = copy_bandwidth_gbs(dev, numel, args.repeat)
-            row.update({"fwd_GBps": achieved, "copy_GBps": peak, "fwd_of_copy_bw": achieved / peak})
-        rows.append(row)
+        for output, (native, eager) in FUNCTIONS.items():
+            t_mmgen = timing(fwd_bwd(native, *tensors), dev, repeat=args.repeat)
+            t_eager = timing(fwd_bwd(eager, *tensors), dev, repeat=args.repeat)
+            t_compile, config, first_s, quick = compile_baseline(eager, dev, args.repeat, args.compile_search,
+                                                                 *tensors)
+            with torch.no_grad():
+                t_fwd = timing(lambda: native(mu, logvar), dev, repeat=args.repeat)
+            row = {"N": shape_name(shape), "output": output, "shape": list(shape),
+                   **median_and_spread("mmgen_ms", t_mmgen), **median_and_spread("eager_ms", t_eager),
+                   **median_and_spread("compile_ms", t_compile),
+                   "eager/mmgen": t_eager.median / t_mmgen.median,
+                   "compile/mmgen": t_compile.median / t_mmgen.median,
+                   "compile_vs_eager": t_compile.median / t_eager.median,
+                   **median_and_spread("mmgen_fwd_ms", t_fwd),
+                   "compile_config": config, "compile_first_call_s": first_s, "compile_search_ms": quick}
+            if dev.startswith("cuda"):
+                numel = mu.numel()
+                achieved = 3 * numel * 4 / t_fwd.median / 1e6
+                peak = copy_bandwidth_gbs(dev, numel, args.repeat)
+                row.update({"fwd_GBps": achieved, "copy_GBps": peak, "fwd_of_copy_bw": achieved / peak})
+            rows.append(row)
+            print(f"{row['N']} {output}: mmgen {t_mmgen.median:.1f} ms, eager {t_eager.median:.1f} ms, "
+                  f"compile {t_compile.median:.1f} ms", flush=True)
         del mu, logvar, gz, gk, tensors
         sync(dev)
-    cols = ["N", "mmgen_ms", "mmgen_ms_spread", "eager_ms", "eager_ms_spread", "compile_ms",
+    cols = ["N", "output", "mmgen_ms", "mmgen_ms_spread", "eager_ms", "eager_ms_spread", "compile_ms",
             "compile_ms_spread", "eager/mmgen", "compile/mmgen", "compile_vs_eager", "compile settings",
             "mmgen_fwd_ms"]
     if dev.startswith("cuda"):
         cols += ["fwd_GBps", "copy_GBps", "fwd_of_copy_bw"]
     picked = "best of the candidates" if args.compile_search else "COMPILE_DEFAULT"
+    cpu_isa = mmgen.ops.build_info().get("cpu_isa")
     print(f"forward + backward, float32, times in ms (median, spread = [q1, q3] of {args.repeat} runs); "
-          f"compile: static shapes, warmed up, {picked}")
+          f"compile: static shapes, warmed up, {picked}; CPU code path {cpu_isa}, {torch.get_num_threads()} threads")
     # (the settings as a string in the table only: every string field of a row names its case in
     # `mmgen bench`'s summary)
     print_table([{**r, "compile settings": label(r["compile_config"])} for r in rows], cols)
-    write_json("reparameterize", dev, rows, args.out, repeat=args.repeat,
-               compile_candidates=COMPILE_CANDIDATES if args.compile_search else [])
+    write_json("reparameterize", dev, rows, args.out, repeat=args.repeat, cpu_isa=cpu_isa,
+               threads=torch.get_num_threads(), compile_candidates=COMPILE_CANDIDATES if args.compile_search else [])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@
 #include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "ops/cpu_isa.h"
 #include "ops/philox.h"
 #include "ops/reparameterize.h"
@@ -359,13 +361,16 @@ void forward_impl(const T* mu, const T* lv, T* z, int64_t numel, int64_t cols, u
   if (kl != nullptr) finish_cut_rows(tiles, edges.data(), kl);
 }
 
-// gk[row] of each element of [at, at + n) (0 without grad_kl).
+// gk[row] of each element of [at, at + n) (0 without grad_kl); one division per block.
 template <typename T, typename acc_t>
 void row_values(const T* gk, int64_t at, int64_t n, int64_t cols, acc_t* out) {
-  for (int64_t i = 0; i < n;) {
-    const int64_t row = (at + i) / cols;
+  if (gk == nullptr) {
+    std::fill(out, out + n, acc_t(0));
+    return;
+  }
+  for (int64_t i = 0, row = at / cols; i < n; ++row) {
     const int64_t stop = std::min(n, (row + 1) * cols - at);
-    const acc_t v = gk != nullptr ? static_cast<acc_t>(gk[row]) : acc_t(0);
+    const acc_t v = static_cast<acc_t>(gk[row]);
     for (; i < stop; ++i) out[i] = v;
   }
 }
