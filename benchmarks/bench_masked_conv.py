@@ -7,7 +7,10 @@ Two kinds of speed-up are reported apart, each row saying which in its ``speedup
 * ``kernel``: the same computation, mmgen's kernel against what a user writes without it.
   Convolution rows: forward + backward (input, weight and bias gradients) of
   mmgen.ops.masked_conv2d against ``F.conv2d(x, weight * mask, bias, padding=k // 2)``, at batch
-  32, 64 -> 64 channels, 28x28, float32 (``conv2d/mmgen``, and ``fwd conv2d/mmgen`` forward only).
+  32, 28x28, float32 (``conv2d/mmgen``, and ``fwd conv2d/mmgen`` forward only): 7x7 and 3x3 kernels
+  at 64 -> 64 channels, and the masked layers of the ``pixelcnn-mnist`` preset's gated PixelCNN
+  (32 feature maps): its first horizontal 1x7 'A' (1 -> 64), the horizontal 1x3 'B' (32 -> 64), the
+  1x1 'B' after the gate and the head (32 -> 32), and the output 1x1 'B' (32 -> 2).
   The ``sampling_kernel`` row: one forward pass of the sampler's PixelCNN on a batch of 16 (one
   step of the naive sampler) with its masked convolutions on mmgen's kernel against the same model
   with them on F.conv2d of the masked weight (``backend="reference"``); ``conv2d/mmgen``.
@@ -37,27 +40,29 @@ from mmgen.models import PixelCNN
 from mmgen.nn import MaskedConv2d
 from mmgen.ops import reference
 
-CONV_CASES = [(7, "B"), (7, "A"), (3, "B")]
-BATCH, CHANNELS, SIZE = 32, 64, 28
+# (C_in, C_out, kh, kw, mask)
+CONV_CASES = [(64, 64, 7, 7, "B"), (64, 64, 7, 7, "A"), (64, 64, 3, 3, "B"),
+              (1, 64, 1, 7, "A"), (32, 64, 1, 3, "B"), (32, 32, 1, 1, "B"), (32, 2, 1, 1, "B")]
+BATCH, SIZE = 32, 28
 SAMPLER = dict(channels=1, levels=2, image_size=28, hidden=32, layers=8, kernel_size=3, first_kernel_size=7)
 SAMPLES = 16
 
 
 def conv_rows(dev: str, repeat: int) -> list[dict]:
     rows = []
-    for k, mask_type in CONV_CASES:
+    for c_in, c_out, kh, kw, mask_type in CONV_CASES:
         gen = torch.Generator().manual_seed(0)
-        x = torch.randn(BATCH, CHANNELS, SIZE, SIZE, generator=gen).to(dev).requires_grad_()
-        w = (0.05 * torch.randn(CHANNELS, CHANNELS, k, k, generator=gen)).to(dev).requires_grad_()
-        b = torch.zeros(CHANNELS, device=dev, requires_grad=True)
-        grad = torch.randn(BATCH, CHANNELS, SIZE, SIZE, generator=gen).to(dev)
-        mask = reference.masked_conv2d_mask(CHANNELS, CHANNELS, k, k, mask_type, device=dev)
+        x = torch.randn(BATCH, c_in, SIZE, SIZE, generator=gen).to(dev).requires_grad_()
+        w = (0.05 * torch.randn(c_out, c_in, kh, kw, generator=gen)).to(dev).requires_grad_()
+        b = torch.zeros(c_out, device=dev, requires_grad=True)
+        grad = torch.randn(BATCH, c_out, SIZE, SIZE, generator=gen).to(dev)
+        mask = reference.masked_conv2d_mask(c_out, c_in, kh, kw, mask_type, device=dev)
 
         def native():
             return mmgen.ops.masked_conv2d(x, w, b, mask_type=mask_type, backend="native")
 
         def masked_weight():
-            return F.conv2d(x, w * mask, b, padding=k // 2)
+            return F.conv2d(x, w * mask, b, padding=(kh // 2, kw // 2))
 
         def fwd_bwd(fn):
             def run():
@@ -71,7 +76,8 @@ def conv_rows(dev: str, repeat: int) -> list[dict]:
             f_native = timing(native, dev, repeat=repeat)
             f_conv = timing(masked_weight, dev, repeat=repeat)
             err = (native() - masked_weight()).abs().max().item()
-        rows.append({"case": f"{k}x{k} '{mask_type}'", "speedup": "kernel", "taps": int(mask[0, 0].sum().item()),
+        rows.append({"case": f"{kh}x{kw} '{mask_type}' {c_in}->{c_out}", "speedup": "kernel",
+                     "taps": int(mask[0, 0].sum().item()),
                      **median_and_spread("mmgen_ms", t_native), **median_and_spread("conv2d_ms", t_conv),
                      "conv2d/mmgen": t_conv.median / t_native.median,
                      **median_and_spread("mmgen_fwd_ms", f_native), **median_and_spread("conv2d_fwd_ms", f_conv),
@@ -156,7 +162,7 @@ def main():
         torch.set_num_threads(args.threads)
     dev = args.device
     conv = conv_rows(dev, args.repeat)
-    print(f"kernel: masked conv forward + backward, batch {BATCH}, {CHANNELS}->{CHANNELS} channels, "
+    print(f"kernel: masked conv forward + backward, batch {BATCH}, "
           f"{SIZE}x{SIZE}, float32, ms (median, spread = [q1, q3] of {args.repeat} runs)")
     print_table(conv, ["case", "taps", "mmgen_ms", "mmgen_ms_spread", "conv2d_ms", "conv2d_ms_spread",
                        "conv2d/mmgen", "mmgen_fwd_ms", "conv2d_fwd_ms", "fwd conv2d/mmgen", "max_abs_diff"])

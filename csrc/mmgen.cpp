@@ -26,6 +26,16 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_cpu_philox_tracked() -> int", &mmgen::cpu_philox_tracked_generators);
   // The CPU code path in use: "avx512", "avx2" or "baseline" (MMGEN_CPU_ISA forces a lower one).
   m.def("_cpu_isa() -> str", [] { return std::string(mmgen::cpu_isa_name(mmgen::cpu_isa())); });
+  // The C++ compiler this library was built with (its predefined version macros).
+  m.def("_compiler() -> str", [] {
+#if defined(__clang__)
+    return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return std::string("gcc ") + __VERSION__;
+#else
+    return std::string("unknown");
+#endif
+  });
   // Vector quantization: nearest code (ties to the lowest index) without an N x K buffer; the
   // straight-through quantizer with loss = codebook + beta * commitment (mean squared errors); and
   // the per-code counts and sums of rows for EMA codebook updates.

@@ -27,18 +27,20 @@ CUDA_REBUILD_HINT = ("`FORCE_CUDA=1 pip install --no-build-isolation -e .` in mm
 _INFO, _ERROR = load_native(MODULE, REBUILD_HINT)
 
 
-def _read_cpu_isa() -> str | None:
-    """The CPU code path of the loaded kernels (None without them, or when MMGEN_CPU_ISA names no
-    level: the ops then raise, saying which are accepted)."""
+def _read_native(name: str) -> str | None:
+    """``torch.ops.mmgen.<name>()`` of the loaded kernels: None without them, or when it raises (an
+    MMGEN_CPU_ISA that names no level: the ops then raise, saying which are accepted)."""
     if _INFO is None:
         return None
     try:
-        return str(torch.ops.mmgen._cpu_isa())
-    except RuntimeError:
+        return str(getattr(torch.ops.mmgen, name)())
+    except (RuntimeError, AttributeError):
         return None
 
 
-_CPU_ISA = _read_cpu_isa()  # read once: build_info() is called where torch.compile traces
+# Read once: build_info() is called where torch.compile traces.
+_CPU_ISA = _read_native("_cpu_isa")  # the CPU code path of the loaded kernels
+_COMPILER = _read_native("_compiler")  # the C++ compiler they were built with
 _warned: set[str] = set()  # ops that warned of their fallback
 
 
@@ -83,7 +85,9 @@ def fallbacks() -> dict:
 def build_info() -> dict:
     """What the native library was built for: native, cuda, torch_version, cuda_version, arch_list,
     and the CPU code path in use, ``cpu_isa``: "avx512" (x86-64-v4), "avx2" (x86-64-v3) or
-    "baseline" (None without the library); ``MMGEN_CPU_ISA`` forces a lower one."""
+    "baseline" (None without the library); ``MMGEN_CPU_ISA`` forces a lower one; ``compiler``: the
+    C++ compiler of the library (e.g. "gcc 12.2.0", "clang 14.0.6")."""
     info = describe_build(_INFO, _ERROR)
     info["cpu_isa"] = _CPU_ISA
+    info["compiler"] = _COMPILER
     return info

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -475,6 +476,19 @@ def test_cpu_isa_reports_a_level_and_can_be_forced_lower():
     assert out.returncode != 0 and "MMGEN_CPU_ISA must be one of avx512, avx2, baseline, got 'sse9'" in out.stderr
 
 
+def test_build_info_names_the_compiler():
+    """build_info()["compiler"] is the C++ compiler of the loaded library, from its predefined
+    macros (gcc or clang and a version), and `mmgen env` prints it on the native line."""
+    if not mmgen.ops.has_native():
+        pytest.skip("needs the native extension")
+    compiler = mmgen.ops.build_info()["compiler"]
+    assert re.fullmatch(r"(gcc|clang) \d+\.\d+\S*.*", compiler), compiler
+    out = subprocess.run([sys.executable, "-m", "mmgen", "env"], capture_output=True, text=True,
+                         env={**ENV, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr
+    assert compiler in out.stdout
+
+
 # ---- CUDA inputs without CUDA kernels: an error that says how to rebuild, never a silent slow path --
 
 def fake_cuda(*shape):
@@ -534,3 +548,17 @@ def test_a_plugin_library_refuses_cuda_inputs_and_warns_per_op_on_cpu(monkeypatc
     assert lib.fallbacks() == {"project": "demo", "module": "mmgen_kernels_missing_plugin._C",
                                "cpu": "run the native kernels", "cuda": "run the native kernels",
                                "reason": None, "fix": None}
+
+
+def test_check_openmp_names_the_missing_header_and_the_fix(tmp_path):
+    """A compiler whose -fopenmp finds no omp.h (clang without LLVM's OpenMP runtime) is refused
+    before the build, with the package that fixes it; the compiler the build uses passes."""
+    gxx = shutil.which("g++")
+    if gxx is None or not torch.backends.openmp.is_available():
+        pytest.skip("needs g++ and a torch built with OpenMP")
+    build.check_openmp()  # the compiler of this build has omp.h
+    fake = tmp_path / "clang++"  # a compiler that searches no system header folder
+    fake.write_text(f"#!/bin/sh\nexec {gxx} -nostdinc \"$@\"\n")
+    fake.chmod(0o755)
+    with pytest.raises(build.BuildConfigError, match=r"cannot compile '#include <omp.h>'.*apt install libomp-dev"):
+        build.check_openmp(str(fake))

@@ -20,9 +20,12 @@ const char* cpu_isa_name(CpuIsa isa);
 
 }  // namespace mmgen
 
-// Function attributes compiling one function for a level (with GCC on x86-64; elsewhere only the
-// baseline code exists and MMGEN_X86_DISPATCH is undefined).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Function attributes compiling one function for a level: with GCC >= 11 or clang >= 12 on x86-64
+// (the first releases that know the x86-64-v3 / v4 names). Elsewhere (aarch64, MSVC, older
+// compilers) only the baseline code exists, MMGEN_X86_DISPATCH is undefined and cpu_isa() is the
+// baseline whatever the CPU supports.
+#if defined(__x86_64__) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define MMGEN_X86_DISPATCH 1
 #define MMGEN_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #define MMGEN_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))

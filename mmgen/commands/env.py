@@ -55,6 +55,7 @@ def run(args) -> int:
     native = (f"{build.get('module', 'mmgen._C')} built for torch {build.get('torch_version')}"
               + (f", CUDA {build.get('cuda_version')} archs {build.get('arch_list')}" if build.get("cuda") else ", CPU only")
               + (", debug" if build.get("debug") else "")
+              + (f", {build['compiler']}" if build.get("compiler") else "")
               + (f"; CPU path {build['cpu_isa']} (MMGEN_CPU_ISA)" if build.get("cpu_isa") else "") if build.get("native")
               else "not loaded: the pure-PyTorch reference ops are used (mmgen kernels info says why)")
     devices = ", ".join(cuda["devices"])

@@ -41,8 +41,10 @@ import glob
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import sysconfig
 import warnings
 from dataclasses import dataclass
 
@@ -303,6 +305,41 @@ def compile_flags(config: BuildSettings) -> tuple[list[str], list[str]]:
     return cxx, nvcc
 
 
+def cxx_compiler() -> str:
+    """The C++ compiler setuptools and torch's extension builder run: ``$CXX``, else Python's."""
+    cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    return shlex.split(cxx)[0]
+
+
+_OPENMP_PROBE = "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def check_openmp(cxx: str | None = None) -> None:
+    """Raise BuildConfigError when ``cxx -fopenmp`` cannot compile ``#include <omp.h>``.
+
+    torch's CPU build parallelizes with OpenMP and its ATen headers include ``omp.h``, so every
+    extension needs it. GCC ships the header; clang needs LLVM's OpenMP runtime installed beside it
+    (Debian/Ubuntu: libomp-dev; macOS: brew install libomp). Without the check the build fails deep
+    in torch's headers. A compiler that cannot be run at all is left for the build to report."""
+    import torch
+    if not torch.backends.openmp.is_available():
+        return
+    cxx = cxx or cxx_compiler()
+    try:
+        probe = subprocess.run([cxx, "-fopenmp", "-fsyntax-only", "-x", "c++", "-"], input=_OPENMP_PROBE,
+                               capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if probe.returncode != 0 and "omp.h" in probe.stderr:
+        hint = ("install LLVM's OpenMP runtime for it (Debian/Ubuntu: apt install libomp-dev; macOS: "
+                "brew install libomp)" if "clang" in os.path.basename(cxx) or "clang" in probe.stderr
+                else "install the compiler's OpenMP support, or build with GCC (CXX=g++)")
+        raise BuildConfigError(
+            f"the C++ compiler {cxx!r} cannot compile '#include <omp.h>' with -fopenmp, which torch's "
+            f"ATen headers need (torch is built with OpenMP): {hint}. Compiler said: "
+            f"{probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else 'nothing'}")
+
+
 def _sources(root: str, patterns) -> list[str]:
     found = []
     for pattern in patterns:
@@ -331,6 +368,7 @@ def native_extension(name: str, *, root: str, cpu_sources, cuda_sources=(), csrc
     """
     config = config or settings()
     cpp_extension = torch_cpp_extension()
+    check_openmp()
     sources = _sources(root, cpu_sources)
     csrc_dir = os.path.join(root, csrc)
     generated = os.path.join(csrc_dir, "generated")

@@ -75,8 +75,12 @@ const char* cpu_isa_name(CpuIsa isa) {
 }
 
 CpuIsa cpu_isa_supported() {
+#ifdef MMGEN_X86_DISPATCH
   static const CpuIsa supported = detect();
   return supported;
+#else
+  return CpuIsa::kBaseline;  // this build has no code for the higher levels
+#endif
 }
 
 CpuIsa cpu_isa() {

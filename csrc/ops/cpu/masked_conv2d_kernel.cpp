@@ -2,7 +2,8 @@
 //
 // Per sample and tile of output pixels (whole rows, or a part of a row when one row is too big, so
 // the column buffer is bounded for any image): im2col over the causal taps only, then one GEMM with
-// the kept weights (at::mm, MKL); tiles are sized to stay in L2. The input
+// the kept weights (at::mm, MKL); tiles are sized to stay in L2. A kernel whose only kept tap is the
+// centre (1x1) gathers nothing: its GEMMs read the image and grad_out in place. The input
 // gradient gathers grad_out at the mirrored taps and is one GEMM too (K = C_out * taps), with no
 // scatter. Samples run in parallel and each GEMM runs single-threaded inside the parallel region.
 // The weight gradient is accumulated over fixed batch chunks and summed in chunk order, so it does
@@ -70,6 +71,10 @@ void im2col(const T* src, T* cols, int64_t channels, const MaskedConvGeometry& g
   }
 }
 
+// A kernel whose only kept tap is the centre (1x1, mask "B" or colour groups): the columns are the
+// image itself, so the GEMMs read it in place and nothing is gathered.
+bool centre_only(const MaskedConvGeometry& g) { return g.taps == 1 && g.dy(0) == 0 && g.dx(0) == 0; }
+
 bool reduced_precision(const Tensor& t) {
   return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
 }
@@ -88,22 +93,30 @@ Tensor masked_conv2d_forward_kernel(const Tensor& x_in, const Tensor& weight,
                                         dilation, color_groups)
         .to(x_in.scalar_type());
   }
-  const Tensor x = x_in.contiguous();
+  // detach(): views of x are read by ATen calls on the worker threads of parallel_for, where the
+  // dispatch-key guard above does not reach; a view that requires grad would go to autograd there.
+  const Tensor x = x_in.contiguous().detach();
   const Tensor w = causal_weight(weight, g);
   const Tensor b = has_bias ? bias->reshape({g.c_out, 1}) : Tensor();
   Tensor out = at::empty({g.batch, g.c_out, g.height, g.width}, x.options());
   if (out.numel() == 0) return out;
+  const bool in_place = centre_only(g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "masked_conv2d", [&] {
     const int64_t pixels = tile_pixels(g, g.k(), sizeof(scalar_t), column_tile_bytes(kTileBytes));
     at::parallel_for(0, g.batch, 1, [&](int64_t n0, int64_t n1) {
-      Tensor cols = at::empty({g.k() * pixels}, x.options());
+      Tensor cols = in_place ? Tensor() : at::empty({g.k() * pixels}, x.options());
       for (int64_t n = n0; n < n1; ++n) {
         const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
         const Tensor out_n = out.select(0, n).view({g.c_out, g.pixels()});
         for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
           const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
-          im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
-          const Tensor x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
+          Tensor x_cols;
+          if (in_place) {
+            x_cols = x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
+          } else {
+            im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
+            x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
+          }
           Tensor out_tile = out_n.narrow(1, p0, span);
           if (has_bias) {
             at::addmm_out(out_tile, b, w, x_cols);
@@ -133,8 +146,8 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
     return {std::get<0>(grads).to(x_in.scalar_type()), std::get<1>(grads).to(x_in.scalar_type()),
             std::get<2>(grads).to(x_in.scalar_type())};
   }
-  const Tensor x = x_in.contiguous();
-  const Tensor grad_out = grad_out_in.to(x.scalar_type()).contiguous();
+  const Tensor x = x_in.contiguous().detach();  // detached: see the forward
+  const Tensor grad_out = grad_out_in.to(x.scalar_type()).contiguous().detach();
   const bool need_x = output_mask[0], need_w = output_mask[1], need_b = output_mask[2];
   const Tensor none = at::empty({0}, x.options());
   Tensor grad_x = need_x ? at::empty_like(x) : none;
@@ -151,8 +164,9 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
       const int64_t widest = std::max(g.c_in, g.c_out);
       const int64_t pixels =
           tile_pixels(g, widest * g.taps, sizeof(scalar_t), column_tile_bytes(kTileBytes));
+      const bool in_place = centre_only(g);
       at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-        Tensor cols = at::empty({widest * g.taps * pixels}, x.options());
+        Tensor cols = in_place ? Tensor() : at::empty({widest * g.taps * pixels}, x.options());
         for (int64_t chunk = c0; chunk < c1; ++chunk) {
           for (int64_t n = chunk * g.batch / chunks; n < (chunk + 1) * g.batch / chunks; ++n) {
             const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
@@ -161,14 +175,24 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
             for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
               const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
               if (need_w) {
-                im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
-                const Tensor x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
+                Tensor x_cols;
+                if (in_place) {
+                  x_cols = x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
+                } else {
+                  im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
+                  x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
+                }
                 partial.select(0, chunk).addmm_(go_mat.narrow(1, p0, span), x_cols.t());
               }
               if (need_x) {
-                im2col(go_n, cols.mutable_data_ptr<scalar_t>(), g.c_out, g, p0, p1, -1);
                 const int64_t k_in = g.c_out * g.taps;
-                const Tensor go_cols = cols.narrow(0, 0, k_in * span).view({k_in, span});
+                Tensor go_cols;
+                if (in_place) {
+                  go_cols = go_mat.narrow(1, p0, span);
+                } else {
+                  im2col(go_n, cols.mutable_data_ptr<scalar_t>(), g.c_out, g, p0, p1, -1);
+                  go_cols = cols.narrow(0, 0, k_in * span).view({k_in, span});
+                }
                 Tensor grad_x_tile = grad_x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
                 at::mm_out(grad_x_tile, w_in, go_cols);
               }
