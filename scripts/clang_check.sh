@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build mmgen._C with clang (macOS's compiler; CPU kernels only) in a copy of the checkout and run
 # the op tests against that build: every CPU op under every ISA level the machine has
-# (tests/test_kernels.py's ISA check), and the op suites at the default level.
+# (tests/test_cpu_isa.py, tests/test_kernels.py), and the op suites at the default level.
 # Needs clang++ and LLVM's OpenMP headers (Debian/Ubuntu: apt install clang libomp-dev); when they
 # are missing and apt-get can install them (as root), it does. Run by .ci/run.
 # Environment: PYTHON (default .venv/bin/python, else python3); CLANG_CHECK_DIR keeps the copy.
@@ -41,6 +41,6 @@ print(f"clang_check: mmgen._C built by {info['compiler']}; CPU path {info['cpu_i
 PY
 echo "+ pytest (clang build): the op suites, every ISA level"
 MMGEN_REQUIRE_NATIVE=1 "$python" -m pytest -q -p no:cacheprovider -m "not cuda" \
-    tests/test_reparameterize.py tests/test_vq.py tests/test_masked_conv.py \
+    tests/test_reparameterize.py tests/test_vq.py tests/test_masked_conv.py tests/test_cpu_isa.py \
     tests/test_kernels.py::test_cpu_isa_reports_a_level_and_can_be_forced_lower \
     tests/test_kernels.py::test_build_info_names_the_compiler
