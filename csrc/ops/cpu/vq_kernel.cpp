@@ -47,6 +47,9 @@ constexpr int kTileRows = 6;   // rows of x in a register tile
 // 32 AVX-512 registers (24) or the 16 AVX2 / SSE registers (12).
 constexpr int tile_vecs(int simd_bytes) { return simd_bytes == 64 ? 4 : 2; }
 constexpr int64_t kBlockBytes = 32 * 1024;  // target size of the block of x rows kept in cache
+// Elements (rows x D) below which the elementwise and segmented-sum loops stay on one thread: a
+// parallel region costs more than such work (and, on a busy machine, waits for a second core).
+constexpr int64_t kSerialElems = 64 * 1024;
 
 template <typename T>
 using acc_type = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -98,7 +101,7 @@ struct PackedCodebook {
 template <typename A, int kBytes>
 __attribute__((always_inline)) inline void scan_block(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, kBytes>::index_t* best_idx, int64_t* out) {
+    A* best_val, typename Simd<A, kBytes>::index_t* best_idx, int64_t* out, int64_t K) {
   using S = Simd<A, kBytes>;
   using vec = typename S::vec;
   using ivec = typename S::ivec;
@@ -151,12 +154,14 @@ __attribute__((always_inline)) inline void scan_block(
       }
     }
   }
+  // Entries past K (K < C) only ever saw padding codes (+inf, index 0): they cannot win.
+  const int live = static_cast<int>(std::min<int64_t>(C, K));
   for (int64_t r = 0; r < rows; ++r) {
     const A* bv = best_val + r * C;
     const index_t* bi = best_idx + r * C;
     A m = bv[0];
     index_t k = bi[0];
-    for (int c = 1; c < C; ++c) {
+    for (int c = 1; c < live; ++c) {
       if (bv[c] < m || (bv[c] == m && bi[c] < k)) {
         m = bv[c];
         k = bi[c];
@@ -170,22 +175,22 @@ __attribute__((always_inline)) inline void scan_block(
 template <typename A>
 MMGEN_TARGET_AVX512 void scan_block_avx512(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, 64>::index_t* best_idx, int64_t* out) {
-  scan_block<A, 64>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+    A* best_val, typename Simd<A, 64>::index_t* best_idx, int64_t* out, int64_t K) {
+  scan_block<A, 64>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 template <typename A>
 MMGEN_TARGET_AVX2 void scan_block_avx2(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, 32>::index_t* best_idx, int64_t* out) {
-  scan_block<A, 32>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+    A* best_val, typename Simd<A, 32>::index_t* best_idx, int64_t* out, int64_t K) {
+  scan_block<A, 32>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 #endif
 
 template <typename A>
 void scan_block_baseline(const A* x, int64_t rows, int64_t D, const A* pack, const A* norms,
                          int64_t tiles, A* best_val, typename Simd<A, 16>::index_t* best_idx,
-                         int64_t* out) {
-  scan_block<A, 16>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+                         int64_t* out, int64_t K) {
+  scan_block<A, 16>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 
 // SIMD width in bytes: that of the ISA level in use (cpu_isa()), or a narrower one named by
@@ -240,18 +245,15 @@ void nearest_rows_direct(const T* x, const T* codebook, int64_t N, int64_t K, in
 #ifdef MMGEN_X86_DISPATCH
       if (bytes == 64) {
         scan_block_avx512<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                             best_idx.data(),
-                             codes.data());
+                             best_idx.data(), codes.data(), K);
       } else if (bytes == 32) {
         scan_block_avx2<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                           best_idx.data(),
-                           codes.data());
+                           best_idx.data(), codes.data(), K);
       } else
 #endif
       {
         scan_block_baseline<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                               best_idx.data(),
-                               codes.data());
+                               best_idx.data(), codes.data(), K);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t k = codes[r];
@@ -479,6 +481,12 @@ struct RowGroups {
   std::vector<int64_t> offsets, order;
 };
 
+// Codes per task of a segmented sum over N rows of D features into K codes: all of them (one
+// thread) when the whole sum is small, else one.
+int64_t segment_grain(int64_t N, int64_t K, int64_t D) {
+  return N * std::max<int64_t>(1, D) < kSerialElems ? std::max<int64_t>(1, K) : 1;
+}
+
 // indices: N values in [0, K) (check_indices_in_range).
 RowGroups group_rows(const int64_t* indices, int64_t N, int64_t K) {
   RowGroups g;
@@ -584,7 +592,7 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     const int64_t* idx = indices.const_data_ptr<int64_t>();
     if (need_x) {
       scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, N, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
+      at::parallel_for(0, N, std::max<int64_t>(1, kSerialElems / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           const scalar_t* e = cb + idx[i] * D;
           for (int64_t d = 0; d < D; ++d) {
@@ -598,7 +606,7 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     if (!need_codebook) return;
     scalar_t* gc = grad_codebook.mutable_data_ptr<scalar_t>();
     const RowGroups groups = group_rows(idx, N, K);
-    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    at::parallel_for(0, K, segment_grain(N, K, D), [&](int64_t k0, int64_t k1) {
       std::vector<A> acc(D);
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t begin = groups.offsets[k], end = groups.offsets[k + 1];
@@ -640,7 +648,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
     const RowGroups groups = group_rows(indices.const_data_ptr<int64_t>(), N, num_codes);
     A* cnt = counts.mutable_data_ptr<A>();
     A* sm = sums.mutable_data_ptr<A>();
-    at::parallel_for(0, num_codes, 1, [&](int64_t k0, int64_t k1) {
+    at::parallel_for(0, num_codes, segment_grain(N, num_codes, D), [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t begin = groups.offsets[k], end = groups.offsets[k + 1];
         A* out = sm + k * D;
