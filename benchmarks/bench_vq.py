@@ -2,15 +2,24 @@
 
     python benchmarks/bench_vq.py [--device cuda] [--repeat 5]
 
-Rows, float32, for (N, K, D) = (65536, 512, 64) and (16384, 8192, 256):
+Rows, float32, for (N, K, D) = (65536, 512, 64), (16384, 8192, 256), (4096, 1024, 64) and
+(65536, 8192, 32):
   mmgen.vq_nearest                fused distance + argmin, no N x K buffer
   mmgen.vector_quantize           the full forward (indices, quantized rows, loss)
-  cdist+argmin                    torch.cdist(x, E).argmin(1)
+  cdist+argmin                    torch.cdist(x, E).argmin(1) (its default compute_mode)
+  cdist(mm)+argmin                torch.cdist(x, E, compute_mode="use_mm_for_euclid_dist").argmin(1)
   matmul+argmin                   (x2 - 2 x @ E^T + e2).argmin(1), the norm expansion
+  addmm+argmin                    torch.addmm(e2, x, E^T, alpha=-2).argmin(1): the expansion in one
+                                  GEMM, without the row norms (they do not change the argmin)
   vector_quantize_pytorch         VectorQuantize(dim=D, codebook_size=K) forward in eval mode
                                   (a full quantizer forward; skipped when not installed)
 Times are medians in ms (``ms``), with ``ms_spread`` = [q1, q3] of the repeats (see common.py);
-every row is a kernel speed-up (the same search, computed differently). Peak extra memory is what
+every row is a kernel speed-up (the same search, computed differently). ``cdist+argmin/this`` is
+the speed-up over cdist+argmin; ``best/this`` over the fastest of the four PyTorch formulations at
+that shape (a user's best choice). The header and the JSON name the CPU code path in use
+(``build_info()["cpu_isa"]``, set with ``MMGEN_CPU_ISA``) and ``MMGEN_VQ_PATH`` (the CPU kernel's
+direct or GEMM path; unset: chosen by shape, see docs/kernels.md); the JSON also records the CPU
+model, threads and commit (common.write_json). Peak extra memory is what
 a call adds on top of its inputs: on CPU the peak resident set (VmHWM, reset through
 /proc/self/clear_refs) of a fresh process running the call once, minus its resident set before the
 call (after a warm-up call on tiny inputs); on CUDA torch.cuda.max_memory_allocated.
@@ -26,9 +35,11 @@ import torch
 from common import median_and_spread, parser, print_table, sync, timing, write_json
 
 import mmgen
+from mmgen import provenance
 
-SHAPES = [(65536, 512, 64), (16384, 8192, 256)]
+SHAPES = [(65536, 512, 64), (16384, 8192, 256), (4096, 1024, 64), (65536, 8192, 32)]
 BASELINE = "cdist+argmin"
+PYTORCH = ("cdist+argmin", "cdist(mm)+argmin", "matmul+argmin", "addmm+argmin")
 
 
 def _vqtorch_module(k: int, d: int, device: str):
@@ -45,6 +56,9 @@ def methods(k: int, d: int, device: str) -> dict:
         dist = (x * x).sum(1, keepdim=True) - 2.0 * (x @ e.T) + (e * e).sum(1)
         return dist.argmin(1)
 
+    def addmm_argmin(x, e):
+        return torch.addmm((e * e).sum(1), x, e.T, alpha=-2.0).argmin(1)
+
     vqtorch = _vqtorch_module(k, d, device)
 
     def vqtorch_forward(x, e):
@@ -55,7 +69,9 @@ def methods(k: int, d: int, device: str) -> dict:
         "mmgen.vq_nearest": lambda x, e: mmgen.ops.vq_nearest(x, e, backend="native")[0],
         "mmgen.vector_quantize": lambda x, e: mmgen.ops.vector_quantize(x, e, backend="native")[1],
         "cdist+argmin": lambda x, e: torch.cdist(x, e).argmin(1),
+        "cdist(mm)+argmin": lambda x, e: torch.cdist(x, e, compute_mode="use_mm_for_euclid_dist").argmin(1),
         "matmul+argmin": matmul_argmin,
+        "addmm+argmin": addmm_argmin,
         "vector_quantize_pytorch": vqtorch_forward if vqtorch is not None else None,
     }
 
@@ -135,15 +151,20 @@ def main():
                                "extra_MiB": mem, "agree_with_cdist": agree})
             sync(dev)
         base = next(r["ms"] for r in shape_rows if r["method"] == BASELINE)
+        best = min(r["ms"] for r in shape_rows if r["method"] in PYTORCH)
         for r in shape_rows:
             r[f"{BASELINE}/this"] = base / r["ms"]
+            r["best/this"] = best / r["ms"]
         rows += shape_rows
-    print(f"nearest-code search, float32, {dev}, {torch.get_num_threads()} threads; median ms and "
-          f"[q1, q3] of {args.repeat} runs; extra_MiB = peak memory beyond the inputs")
-    print_table(rows, ["N,K,D", "method", "ms", "ms_spread", f"{BASELINE}/this", "extra_MiB", "agree_with_cdist"])
+    isa, vq_path = mmgen.ops.build_info().get("cpu_isa"), os.environ.get("MMGEN_VQ_PATH", "auto")
+    print(f"nearest-code search, float32, {dev}, {provenance.cpu_name()}, cpu_isa={isa}, "
+          f"MMGEN_VQ_PATH={vq_path}, {torch.get_num_threads()} threads; median ms and [q1, q3] of "
+          f"{args.repeat} runs; extra_MiB = peak memory beyond the inputs")
+    print_table(rows, ["N,K,D", "method", "ms", "ms_spread", f"{BASELINE}/this", "best/this", "extra_MiB",
+                       "agree_with_cdist"])
     for note in notes:
         print("note:", note)
-    write_json("vq", dev, rows, args.out, notes=notes, repeat=args.repeat)
+    write_json("vq", dev, rows, args.out, notes=notes, repeat=args.repeat, cpu_isa=isa, vq_path=vq_path)
 
 
 if __name__ == "__main__":

@@ -95,9 +95,11 @@ def test_nearest_non_contiguous(device):
 
 
 @native
+@pytest.mark.parametrize("path", ["direct", "gemm"])
 @pytest.mark.parametrize("simd_bytes", [16, 32])
-def test_nearest_narrow_simd_paths(simd_bytes):
-    """The AVX2 and SSE2 kernels (picked on CPUs without AVX-512) give the same answers."""
+def test_nearest_narrow_simd_paths(simd_bytes, path):
+    """The AVX2 and SSE2 kernels (picked on CPUs without AVX-512) give the same answers, on both
+    CPU paths."""
     code = (
         "import torch, mmgen\n"
         "from mmgen.ops import reference\n"
@@ -110,10 +112,82 @@ def test_nearest_narrow_simd_paths(simd_bytes):
         "    ri, rs = reference.vq_nearest(x, e)\n"
         "    assert torch.equal(i, ri) and torch.equal(s, rs), dt\n"
         "print('ok')\n")
-    env = dict(os.environ, MMGEN_VQ_SIMD_BYTES=str(simd_bytes), PYTHONPATH=ROOT)
+    env = dict(os.environ, MMGEN_VQ_SIMD_BYTES=str(simd_bytes), MMGEN_VQ_PATH=path, PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# The CPU kernel has two paths (docs/kernels.md): a direct scan and one that takes the dot products
+# from torch's matrix multiply in bounded tiles. MMGEN_VQ_PATH forces one at each call.
+CPU_PATHS = ["direct", "gemm"]
+
+
+@native
+@pytest.mark.parametrize("path", CPU_PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,k,d", [(333, 77, 13), (64, 1, 5), (1000, 512, 64), (97, 3, 1), (50, 40, 300),
+                                   (300, 5000, 8), (129, 1025, 17)])
+def test_cpu_paths_match_reference(monkeypatch, path, dtype, n, k, d):
+    """Odd sizes: rows not a multiple of the row block, K below one code tile and K over several
+    (with a partial last tile), D = 1 and D large."""
+    monkeypatch.setenv("MMGEN_VQ_PATH", path)
+    x, codebook = sample_inputs("cpu", dtype, n, k, d, seed=n + k + d)
+    idx, sq = mmgen.ops.vq_nearest(x, codebook, backend="native")
+    ref_idx, ref_sq = reference.vq_nearest(x.double(), codebook.double())
+    assert torch.equal(idx, ref_idx)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sq, ref_sq.to(dtype), **tol)
+    monkeypatch.setenv("MMGEN_VQ_PATH", "direct" if path == "gemm" else "gemm")
+    other_idx, other_sq = mmgen.ops.vq_nearest(x, codebook, backend="native")
+    assert torch.equal(idx, other_idx) and torch.equal(sq, other_sq)  # sqdist: the same direct sum
+
+
+@native
+@pytest.mark.parametrize("path", CPU_PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_paths_ties_across_code_tiles(monkeypatch, path, dtype):
+    """Exact ties, with duplicates 750 codes apart (in different code tiles of the GEMM path): the
+    lowest index wins on both paths."""
+    monkeypatch.setenv("MMGEN_VQ_PATH", path)
+    x, codebook = grid_inputs("cpu", dtype, n=500, k=1500, d=9)
+    codebook[750:] = codebook[:750]
+    idx, sq = mmgen.ops.vq_nearest(x, codebook, backend="native")
+    ref_idx, ref_sq = reference.vq_nearest(x, codebook)
+    dist = torch.cdist(x.double(), codebook.double()) ** 2
+    assert (dist == dist.min(1, keepdim=True).values).sum(1).gt(1).all()  # every row has a tie
+    assert torch.equal(idx, dist.argmin(1)) and torch.equal(idx, ref_idx)
+    assert idx.max() < 750 and torch.equal(sq, ref_sq)
+
+
+@native
+@pytest.mark.parametrize("path", CPU_PATHS)
+def test_cpu_paths_vector_quantize_and_nan(monkeypatch, path):
+    monkeypatch.setenv("MMGEN_VQ_PATH", path)
+    x, codebook = sample_inputs("cpu", torch.float32, 600, 300, 40, requires_grad=True, seed=4)
+    q, idx, loss = mmgen.ops.vector_quantize(x.view(3, 200, 40), codebook, backend="native")
+    rq, ridx, rloss = reference.vector_quantize(x.view(3, 200, 40), codebook)
+    assert torch.equal(idx, ridx)
+    torch.testing.assert_close(q, rq)  # the reference's x + (q - x) rounds; the kernel copies q
+    torch.testing.assert_close(loss, rloss)
+    gx, gc = torch.autograd.grad(q.square().sum() + loss, (x, codebook))
+    rgx, rgc = torch.autograd.grad(rq.square().sum() + rloss, (x, codebook))
+    torch.testing.assert_close(gx, rgx)
+    torch.testing.assert_close(gc, rgc)
+    x, codebook = x.detach().clone(), codebook.detach().clone()
+    codebook[3] = float("nan")
+    x[5, 2] = float("nan")
+    idx, sq = mmgen.ops.vq_nearest(x, codebook, backend="native")
+    assert idx[5] == 0 and torch.isnan(sq[5]) and not (idx == 3).any()
+    assert torch.isfinite(sq[torch.arange(600) != 5]).all()
+
+
+@native
+def test_cpu_path_knob_refuses_unknown_values(monkeypatch):
+    monkeypatch.setenv("MMGEN_VQ_PATH", "blas")
+    x, codebook = sample_inputs("cpu", torch.float32, 10, 6, 4)
+    with pytest.raises(RuntimeError, match=r"MMGEN_VQ_PATH must be auto, direct or gemm, got 'blas'"):
+        mmgen.ops.vq_nearest(x, codebook, backend="native")
 
 
 @pytest.mark.parametrize("backend", [pytest.param("native", marks=native), "reference"])

@@ -9,16 +9,27 @@
 // per row. Codes are visited in increasing order and replaced only on a strictly smaller distance,
 // so ties go to the lowest index. The SIMD width follows cpu_isa() (AVX-512, AVX2, SSE2).
 //
+// The GEMM path (float32 and float64, where the shape makes it faster; see use_gemm_path): the
+// dot products of a block of rows with a block of codes come from torch's matrix multiply (at::mm
+// into a per-thread buffer of at most kGemmTileElems entries, never N x K), then one SIMD pass
+// ranks ||e||^2 - 2 x.e with the same running per-lane minimum (strictly smaller replaces, codes
+// in increasing order), so both paths rank by the same expression and break ties the same way.
+// sqdist is recomputed directly as sum_d (x_d - e_d)^2 for the chosen code on either path.
+//
 // The codebook gradient and the EMA statistics are segmented sums: rows are grouped by code with
 // a counting sort, then each code sums its rows in row order (deterministic for any thread count).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -36,6 +47,9 @@ constexpr int kTileRows = 6;   // rows of x in a register tile
 // 32 AVX-512 registers (24) or the 16 AVX2 / SSE registers (12).
 constexpr int tile_vecs(int simd_bytes) { return simd_bytes == 64 ? 4 : 2; }
 constexpr int64_t kBlockBytes = 32 * 1024;  // target size of the block of x rows kept in cache
+// Elements (rows x D) below which the elementwise and segmented-sum loops stay on one thread: a
+// parallel region costs more than such work (and, on a busy machine, waits for a second core).
+constexpr int64_t kSerialElems = 64 * 1024;
 
 template <typename T>
 using acc_type = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -87,7 +101,7 @@ struct PackedCodebook {
 template <typename A, int kBytes>
 __attribute__((always_inline)) inline void scan_block(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, kBytes>::index_t* best_idx, int64_t* out) {
+    A* best_val, typename Simd<A, kBytes>::index_t* best_idx, int64_t* out, int64_t K) {
   using S = Simd<A, kBytes>;
   using vec = typename S::vec;
   using ivec = typename S::ivec;
@@ -140,12 +154,14 @@ __attribute__((always_inline)) inline void scan_block(
       }
     }
   }
+  // Entries past K (K < C) only ever saw padding codes (+inf, index 0): they cannot win.
+  const int live = static_cast<int>(std::min<int64_t>(C, K));
   for (int64_t r = 0; r < rows; ++r) {
     const A* bv = best_val + r * C;
     const index_t* bi = best_idx + r * C;
     A m = bv[0];
     index_t k = bi[0];
-    for (int c = 1; c < C; ++c) {
+    for (int c = 1; c < live; ++c) {
       if (bv[c] < m || (bv[c] == m && bi[c] < k)) {
         m = bv[c];
         k = bi[c];
@@ -159,22 +175,22 @@ __attribute__((always_inline)) inline void scan_block(
 template <typename A>
 MMGEN_TARGET_AVX512 void scan_block_avx512(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, 64>::index_t* best_idx, int64_t* out) {
-  scan_block<A, 64>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+    A* best_val, typename Simd<A, 64>::index_t* best_idx, int64_t* out, int64_t K) {
+  scan_block<A, 64>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 template <typename A>
 MMGEN_TARGET_AVX2 void scan_block_avx2(
     const A* x, int64_t rows, int64_t D, const A* pack, const A* norms, int64_t tiles,
-    A* best_val, typename Simd<A, 32>::index_t* best_idx, int64_t* out) {
-  scan_block<A, 32>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+    A* best_val, typename Simd<A, 32>::index_t* best_idx, int64_t* out, int64_t K) {
+  scan_block<A, 32>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 #endif
 
 template <typename A>
 void scan_block_baseline(const A* x, int64_t rows, int64_t D, const A* pack, const A* norms,
                          int64_t tiles, A* best_val, typename Simd<A, 16>::index_t* best_idx,
-                         int64_t* out) {
-  scan_block<A, 16>(x, rows, D, pack, norms, tiles, best_val, best_idx, out);
+                         int64_t* out, int64_t K) {
+  scan_block<A, 16>(x, rows, D, pack, norms, tiles, best_val, best_idx, out, K);
 }
 
 // SIMD width in bytes: that of the ISA level in use (cpu_isa()), or a narrower one named by
@@ -200,21 +216,15 @@ int64_t block_rows_for(int64_t D) {
   return std::min<int64_t>(240, std::max<int64_t>(1, kBlockBytes / row_bytes / kTileRows) * kTileRows);
 }
 
-template <typename A>
-int64_t num_blocks(int64_t N, int64_t D) {
-  return (N + block_rows_for<A>(D) - 1) / block_rows_for<A>(D);
-}
-
-// Finds the nearest code of every row of x [N, D] and calls on_row(block, row, code, sqdist)
-// (sqdist = ||x - e_code||^2, computed directly) from the parallel region, where block < num_blocks.
+// The direct path of nearest_rows: the packed codebook and the register-tiled scan above.
 template <typename T, typename OnRow>
-void nearest_rows(const T* x, const T* codebook, int64_t N, int64_t K, int64_t D, OnRow on_row) {
+void nearest_rows_direct(const T* x, const T* codebook, int64_t N, int64_t K, int64_t D, OnRow on_row) {
   using A = acc_type<T>;
   const int bytes = simd_bytes();
   const int64_t C = static_cast<int64_t>(bytes / sizeof(A)) * tile_vecs(bytes);
   const PackedCodebook<A> packed(codebook, K, D, C);
   const int64_t block_rows = block_rows_for<A>(D);
-  const int64_t blocks = num_blocks<A>(N, D);
+  const int64_t blocks = (N + block_rows - 1) / block_rows;
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<A> best_val(block_rows * C);
     std::vector<typename Simd<A, 16>::index_t> best_idx(block_rows * C);  // same type at every width
@@ -235,18 +245,15 @@ void nearest_rows(const T* x, const T* codebook, int64_t N, int64_t K, int64_t D
 #ifdef MMGEN_X86_DISPATCH
       if (bytes == 64) {
         scan_block_avx512<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                             best_idx.data(),
-                             codes.data());
+                             best_idx.data(), codes.data(), K);
       } else if (bytes == 32) {
         scan_block_avx2<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                           best_idx.data(),
-                           codes.data());
+                           best_idx.data(), codes.data(), K);
       } else
 #endif
       {
         scan_block_baseline<A>(xb, rows, D, pk, nr, packed.tiles, best_val.data(),
-                               best_idx.data(),
-                               codes.data());
+                               best_idx.data(), codes.data(), K);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t k = codes[r];
@@ -261,10 +268,224 @@ void nearest_rows(const T* x, const T* codebook, int64_t N, int64_t K, int64_t D
   });
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// GEMM path
+// ---------------------------------------------------------------------------------------------
+constexpr int64_t kGemmRows = 128;             // rows of x per block (one at::mm per code tile)
+constexpr int64_t kGemmTileElems = 64 * 1024;  // entries of each thread's dot-product buffer
+
+// Folds a [rows, kc] tile of dot products x.e_k (codes k0 .. k0 + kc) into the running minimum of
+// ||e||^2 - 2 x.e: best_val / best_idx hold 2 * kLanes entries per row (two accumulators, to
+// shorten the compare-select dependency chain); every entry sees its codes in increasing order.
+template <typename A, int kBytes>
+__attribute__((always_inline)) inline void rank_tile(
+    const A* dots, int64_t rows, int64_t kc, const A* norms, int64_t k0, A* best_val,
+    typename Simd<A, kBytes>::index_t* best_idx) {
+  using S = Simd<A, kBytes>;
+  using vec = typename S::vec;
+  using ivec = typename S::ivec;
+  using index_t = typename S::index_t;
+  constexpr int L = S::kLanes;
+  ivec iota;
+  for (int l = 0; l < L; ++l) iota[l] = l;
+  const vec two = vec{} + A(2);
+  for (int64_t r = 0; r < rows; ++r) {
+    const A* dr = dots + r * kc;
+    A* bv = best_val + r * 2 * L;
+    index_t* bi = best_idx + r * 2 * L;
+    vec cur[2];
+    ivec cur_idx[2];
+    std::memcpy(cur, bv, sizeof(cur));
+    std::memcpy(cur_idx, bi, sizeof(cur_idx));
+    int64_t c = 0;
+    for (; c + 2 * L <= kc; c += 2 * L) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        vec d, n;
+        std::memcpy(&d, dr + c + h * L, sizeof(vec));
+        std::memcpy(&n, norms + k0 + c + h * L, sizeof(vec));
+        const vec dist = n - two * d;
+        const ivec closer = dist < cur[h];
+        cur[h] = closer ? dist : cur[h];
+        cur_idx[h] = closer ? iota + static_cast<index_t>(k0 + c + h * L) : cur_idx[h];
+      }
+    }
+    std::memcpy(bv, cur, sizeof(cur));
+    std::memcpy(bi, cur_idx, sizeof(cur_idx));
+    for (; c < kc; ++c) {  // the tail, one code at a time into entry c % 2L (still increasing)
+      const A dist = norms[k0 + c] - A(2) * dr[c];
+      const int64_t j = c % (2 * L);
+      if (dist < bv[j]) {
+        bv[j] = dist;
+        bi[j] = static_cast<index_t>(k0 + c);
+      }
+    }
+  }
+}
+
+#ifdef MMGEN_X86_DISPATCH
+template <typename A>
+MMGEN_TARGET_AVX512 void rank_tile_avx512(const A* dots, int64_t rows, int64_t kc, const A* norms,
+                                          int64_t k0, A* best_val, typename Simd<A, 64>::index_t* best_idx) {
+  rank_tile<A, 64>(dots, rows, kc, norms, k0, best_val, best_idx);
+}
+template <typename A>
+MMGEN_TARGET_AVX2 void rank_tile_avx2(const A* dots, int64_t rows, int64_t kc, const A* norms,
+                                      int64_t k0, A* best_val, typename Simd<A, 32>::index_t* best_idx) {
+  rank_tile<A, 32>(dots, rows, kc, norms, k0, best_val, best_idx);
+}
+#endif
+
+template <typename A>
+void rank_tile_baseline(const A* dots, int64_t rows, int64_t kc, const A* norms, int64_t k0,
+                        A* best_val, typename Simd<A, 16>::index_t* best_idx) {
+  rank_tile<A, 16>(dots, rows, kc, norms, k0, best_val, best_idx);
+}
+
+// The GEMM path of nearest_rows, for float and double (x, codebook: contiguous [N, D], [K, D]).
+template <typename A, typename OnRow>
+void nearest_rows_gemm(const Tensor& x_t, const Tensor& codebook_t, int64_t block_rows, OnRow on_row) {
+  using index_t = typename Simd<A, 16>::index_t;  // the same type at every width
+  const int64_t N = x_t.size(0), K = codebook_t.size(0), D = codebook_t.size(1);
+  const A* x = x_t.const_data_ptr<A>();
+  const A* codebook = codebook_t.const_data_ptr<A>();
+  const int bytes = simd_bytes();
+  const int64_t entries = 2 * static_cast<int64_t>(bytes / sizeof(A));  // per row, see rank_tile
+  std::vector<A> norms(K);
+  at::parallel_for(0, K, 256, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      A norm = 0;
+      for (int64_t d = 0; d < D; ++d) norm += codebook[k * D + d] * codebook[k * D + d];
+      norms[k] = norm;
+    }
+  });
+  const int64_t code_tile = std::min(K, std::max<int64_t>(16, kGemmTileElems / block_rows));
+  const int64_t blocks = (N + block_rows - 1) / block_rows;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    // Inputs that require grad reach this kernel: the matrix products inside it are not recorded.
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    Tensor tile = at::empty({block_rows * code_tile}, x_t.options());
+    std::vector<A> best_val(block_rows * entries);
+    std::vector<index_t> best_idx(block_rows * entries);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * block_rows;
+      const int64_t rows = std::min(block_rows, N - r0);
+      const Tensor xb = x_t.narrow(0, r0, rows);
+      std::fill(best_val.begin(), best_val.end(), std::numeric_limits<A>::infinity());
+      std::fill(best_idx.begin(), best_idx.end(), index_t(0));
+      for (int64_t k0 = 0; k0 < K; k0 += code_tile) {
+        const int64_t kc = std::min(code_tile, K - k0);
+        Tensor dots = tile.narrow(0, 0, rows * kc).view({rows, kc});
+        at::mm_out(dots, xb, codebook_t.narrow(0, k0, kc).t());
+        const A* dp = dots.const_data_ptr<A>();
+#ifdef MMGEN_X86_DISPATCH
+        if (bytes == 64) {
+          rank_tile_avx512<A>(dp, rows, kc, norms.data(), k0, best_val.data(), best_idx.data());
+        } else if (bytes == 32) {
+          rank_tile_avx2<A>(dp, rows, kc, norms.data(), k0, best_val.data(), best_idx.data());
+        } else
+#endif
+        {
+          rank_tile_baseline<A>(dp, rows, kc, norms.data(), k0, best_val.data(), best_idx.data());
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const A* bv = best_val.data() + r * entries;
+        const index_t* bi = best_idx.data() + r * entries;
+        A m = bv[0];
+        index_t k = bi[0];
+        for (int64_t c = 1; c < entries; ++c) {
+          if (bv[c] < m || (bv[c] == m && bi[c] < k)) {
+            m = bv[c];
+            k = bi[c];
+          }
+        }
+        const A* xr = x + (r0 + r) * D;
+        const A* e = codebook + static_cast<int64_t>(k) * D;
+        A sq = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const A diff = xr[d] - e[d];
+          sq += diff * diff;
+        }
+        on_row(b, r0 + r, static_cast<int64_t>(k), sq);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing the path
+// ---------------------------------------------------------------------------------------------
+// Whether the GEMM path is expected to beat the direct scan at SIMD width `bytes`. Measured on an
+// AMD EPYC (Zen 4) with torch's MKL, one thread, float32 (docs/kernels.md): with AVX-512 the
+// direct scan matches the GEMM path within 5% at every shape tried, so it stays (it needs no
+// buffer); with AVX2 and SSE2 the GEMM path is 1.5-6x faster from about 2M multiply-adds on when
+// D >= 32, and from about 16M with smaller D (where ranking the dot products costs more than
+// computing them), and on a par or slower below.
+bool gemm_pays(int64_t N, int64_t K, int64_t D, int bytes) {
+  if (bytes == 64) return false;
+  const double work = static_cast<double>(N) * static_cast<double>(K) * static_cast<double>(D);
+  return work >= (D >= 32 ? 2.0 : 16.0) * 1024 * 1024;
+}
+
+// Which path nearest_rows takes for x [N, D] and K codes in dtype T: the GEMM path only for float
+// and double. MMGEN_VQ_PATH=direct or gemm forces one (read at every call; "auto" or unset: the
+// rule below, measured on x86-64: see docs/kernels.md).
+template <typename T>
+bool use_gemm_path(int64_t N, int64_t K, int64_t D) {
+  if constexpr (!std::is_same_v<T, float> && !std::is_same_v<T, double>) {
+    return false;
+  } else {
+    const char* env = std::getenv("MMGEN_VQ_PATH");
+    const std::string path = env != nullptr ? env : "";
+    TORCH_CHECK(path.empty() || path == "auto" || path == "direct" || path == "gemm",
+                "MMGEN_VQ_PATH must be auto, direct or gemm, got '", path, "'");
+    if (path == "direct" || path == "gemm") return path == "gemm";
+    return gemm_pays(N, K, D, simd_bytes());
+  }
+}
+
+// How nearest_rows splits the rows: blocks (each handled whole by one thread) of block_rows rows.
+struct NearestPlan {
+  bool gemm;
+  int64_t block_rows, blocks;
+};
+
+template <typename T>
+NearestPlan plan_nearest(int64_t N, int64_t K, int64_t D) {
+  using A = acc_type<T>;
+  const bool gemm = use_gemm_path<T>(N, K, D);
+  int64_t rows = block_rows_for<A>(D);
+  if (gemm) {  // kGemmRows, or fewer (a multiple of 16) so that every thread gets two blocks
+    const int64_t share = (N + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
+    rows = std::min(kGemmRows, std::max<int64_t>(16, (share + 15) / 16 * 16));
+  }
+  return {gemm, rows, (N + rows - 1) / rows};
+}
+
+// Finds the nearest code of every row of x [N, D] (contiguous, N >= 1) and calls
+// on_row(block, row, code, sqdist) (sqdist = ||x - e_code||^2, computed directly) from the parallel
+// region, where block < plan.blocks.
+template <typename T, typename OnRow>
+void nearest_rows(const Tensor& x, const Tensor& codebook, const NearestPlan& plan, OnRow on_row) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (plan.gemm) return nearest_rows_gemm<T>(x, codebook, plan.block_rows, on_row);
+  }
+  nearest_rows_direct<T>(x.const_data_ptr<T>(), codebook.const_data_ptr<T>(), x.size(0), codebook.size(0),
+                         codebook.size(1), on_row);
+}
+
 // Rows of x grouped by code: the rows of code k are order[offsets[k] .. offsets[k + 1]), ascending.
 struct RowGroups {
   std::vector<int64_t> offsets, order;
 };
+
+// Codes per task of a segmented sum over N rows of D features into K codes: all of them (one
+// thread) when the whole sum is small, else one.
+int64_t segment_grain(int64_t N, int64_t K, int64_t D) {
+  return N * std::max<int64_t>(1, D) < kSerialElems ? std::max<int64_t>(1, K) : 1;
+}
 
 // indices: N values in [0, K) (check_indices_in_range).
 RowGroups group_rows(const int64_t* indices, int64_t N, int64_t K) {
@@ -289,7 +510,7 @@ std::tuple<Tensor, Tensor> vq_nearest_kernel(const Tensor& x_in, const Tensor& c
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vq_nearest", [&] {
     int64_t* idx = indices.mutable_data_ptr<int64_t>();
     scalar_t* sq = sqdist.mutable_data_ptr<scalar_t>();
-    nearest_rows<scalar_t>(x.const_data_ptr<scalar_t>(), codebook.const_data_ptr<scalar_t>(), N, K, D,
+    nearest_rows<scalar_t>(x, codebook, plan_nearest<scalar_t>(N, K, D),
                            [&](int64_t, int64_t row, int64_t k, acc_type<scalar_t> s) {
                              idx[row] = k;
                              sq[row] = static_cast<scalar_t>(s);
@@ -310,13 +531,13 @@ std::tuple<Tensor, Tensor, Tensor> vector_quantize_forward_kernel(const Tensor& 
   Tensor loss = at::empty({}, x.options());
   const int64_t n_rows = leading_rows(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "vector_quantize", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
     const scalar_t* cb = codebook.const_data_ptr<scalar_t>();
     int64_t* idx = indices.mutable_data_ptr<int64_t>();
     scalar_t* q = quantized.mutable_data_ptr<scalar_t>();
-    std::vector<double> partial(num_blocks<acc_type<scalar_t>>(n_rows, D), 0.0);
+    const NearestPlan plan = plan_nearest<scalar_t>(n_rows, K, D);
+    std::vector<double> partial(plan.blocks, 0.0);
     if (n_rows > 0) {
-      nearest_rows<scalar_t>(xp, cb, n_rows, K, D,
+      nearest_rows<scalar_t>(x.view({n_rows, D}), codebook, plan,
                              [&](int64_t block, int64_t row, int64_t k, acc_type<scalar_t> s) {
                                idx[row] = k;
                                std::memcpy(q + row * D, cb + k * D, D * sizeof(scalar_t));
@@ -371,7 +592,7 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     const int64_t* idx = indices.const_data_ptr<int64_t>();
     if (need_x) {
       scalar_t* gx = grad_x.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, N, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
+      at::parallel_for(0, N, std::max<int64_t>(1, kSerialElems / std::max<int64_t>(1, D)), [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           const scalar_t* e = cb + idx[i] * D;
           for (int64_t d = 0; d < D; ++d) {
@@ -385,7 +606,7 @@ std::tuple<Tensor, Tensor> vector_quantize_backward_kernel(const std::optional<T
     if (!need_codebook) return;
     scalar_t* gc = grad_codebook.mutable_data_ptr<scalar_t>();
     const RowGroups groups = group_rows(idx, N, K);
-    at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    at::parallel_for(0, K, segment_grain(N, K, D), [&](int64_t k0, int64_t k1) {
       std::vector<A> acc(D);
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t begin = groups.offsets[k], end = groups.offsets[k + 1];
@@ -427,7 +648,7 @@ std::tuple<Tensor, Tensor> vq_ema_stats_kernel(const Tensor& x_in, const Tensor&
     const RowGroups groups = group_rows(indices.const_data_ptr<int64_t>(), N, num_codes);
     A* cnt = counts.mutable_data_ptr<A>();
     A* sm = sums.mutable_data_ptr<A>();
-    at::parallel_for(0, num_codes, 1, [&](int64_t k0, int64_t k1) {
+    at::parallel_for(0, num_codes, segment_grain(N, num_codes, D), [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t begin = groups.offsets[k], end = groups.offsets[k + 1];
         A* out = sm + k * D;
