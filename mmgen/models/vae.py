@@ -119,8 +119,13 @@ class VAE(GenerativeModel):
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
         weight = self.beta
         if self.training and self.kl_warmup:
-            weight *= min(1.0, (self.steps_trained.item() + 1) / self.kl_warmup)
-            self.steps_trained += 1
+            # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
+            # (float64, as the Python float was: the same number). The count is replaced, not
+            # incremented in place: torch 2.11's compiled backward may recompute the weight from the
+            # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
+            ramp = ((self.steps_trained + 1).double() / self.kl_warmup).clamp(max=1.0)
+            weight = (self.beta * ramp).to(kl.dtype)
+            self.steps_trained = self.steps_trained + 1
         return -(self.likelihood.log_prob(self.decoder(z), x) - weight * kl).mean()
 
     @torch.no_grad()

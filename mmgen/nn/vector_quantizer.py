@@ -122,27 +122,28 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead_codes(self, flat: torch.Tensor):
-        correction = self._bias_correction()
-        if int(self.num_updates) == 0:
-            dead = torch.ones_like(self.cluster_size, dtype=torch.bool)
-        else:
-            dead = self.cluster_size / correction.float() < self.dead_code_threshold
-        num_dead = int(dead.sum())  # the same on every rank: the statistics are all-reduced
+        # Written without host syncs or data-dependent shapes, so that a training step compiles into
+        # one graph: a random permutation of the rows is drawn every step, and the i-th dead code (in
+        # index order) takes row perm[i mod N].
+        n = flat.shape[0]
         distributed = _distributed()
-        if num_dead == 0 or (flat.shape[0] == 0 and not distributed):
+        if n == 0 and not distributed:
             return
-        if flat.shape[0] == 0:  # this rank only joins the broadcast
-            samples = flat.new_zeros(num_dead, self.dim)
-        elif flat.shape[0] >= num_dead:
-            samples = flat[torch.randperm(flat.shape[0], device=flat.device)[:num_dead]]
+        correction = self._bias_correction()
+        first = self.num_updates == 0  # no statistics yet: every code starts from a row
+        dead = first | (self.cluster_size / correction.float() < self.dead_code_threshold)
+        if n == 0:  # this rank only joins the broadcast
+            samples = flat.new_zeros(self.num_codes, self.dim)
         else:
-            samples = flat[torch.randint(flat.shape[0], (num_dead,), device=flat.device)]
+            rank = (dead.cumsum(0) - 1).clamp(min=0)
+            samples = flat[torch.randperm(n, device=flat.device)[rank % n]]
         samples = samples.to(self.codebook.dtype)
         if distributed:
             dist.broadcast(samples, src=0)
-        self.codebook.data[dead] = samples
+        dead_rows = dead.unsqueeze(1)
+        self.codebook.copy_(torch.where(dead_rows, samples, self.codebook))
         # A restarted code counts as used by exactly `dead_code_threshold` rows so far.
         restarted_size = (self.dead_code_threshold * correction).float()
-        self.cluster_size[dead] = restarted_size
+        self.cluster_size.copy_(torch.where(dead, restarted_size, self.cluster_size))
         if self.ema:
-            self.embed_sum[dead] = samples * restarted_size
+            self.embed_sum.copy_(torch.where(dead_rows, samples * restarted_size, self.embed_sum))
