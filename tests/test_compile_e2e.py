@@ -129,3 +129,25 @@ def test_compiled_value_checks_still_raise(mnist):
     compiled(x)
     with pytest.raises(RuntimeError, match="integer levels"):
         compiled(x * 0.5)
+
+
+def test_inductor_compiled_ema_quantizer_backward_sees_its_own_codebook():
+    """The EMA update rewrites the codebook after the quantization that the backward differentiates;
+    torch 2.11's inductor backward recomputed the codebook from the buffer when it was updated in
+    place (pytorch/pytorch#197039), giving the gradient of the next step's codebook."""
+    from mmgen.nn import VectorQuantizer
+
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 4, decay=0.5, dead_code_threshold=0.0).train()
+    compiled_vq = copy.deepcopy(vq)
+    x = torch.randn(64, 4, requires_grad=True)
+
+    def objective(layer, x):
+        out = layer(x)
+        return (out.quantized ** 2).sum() + 100 * out.loss
+
+    compiled = torch.compile(lambda x: objective(compiled_vq, x), fullgraph=True)
+    for step in range(2):
+        expected = torch.autograd.grad(objective(vq, x), x)[0]
+        assert_close_to_scale(torch.autograd.grad(compiled(x), x)[0], expected, f"step {step} gradient")
+        assert_close_to_scale(compiled_vq.codebook, vq.codebook, f"step {step} codebook")

@@ -60,7 +60,8 @@ class VAE(GenerativeModel):
         k: importance samples of the training objective; ``k > 1`` trains on the IWAE bound.
         kl_warmup: the KL weight of the training loss rises linearly from 0 to ``beta`` over this
             many training calls of ``loss`` (buffer ``steps_trained``, saved with the model); it
-            keeps the decoder from learning to ignore z early on (posterior collapse).
+            keeps the decoder from learning to ignore z early on (posterior collapse). Each such
+            call replaces the buffer by a new tensor (read ``vae.steps_trained`` after it).
     """
 
     data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)

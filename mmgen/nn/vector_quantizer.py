@@ -37,7 +37,10 @@ class VectorQuantizer(nn.Module):
     ``dead_code_threshold=0`` disables restarts. Distances and codebook updates run in float32,
     also under autocast. Under ``torch.distributed`` the counts and sums are all-reduced and the
     restart rows come from rank 0, so every rank keeps the same codebook. ``perplexity`` and
-    ``usage`` describe the local batch.
+    ``usage`` describe the local batch. With ``ema=True`` each training call replaces the
+    ``codebook`` buffer by a new tensor (see ``_update_statistics``): read ``vq.codebook`` after the
+    call rather than keeping a reference to it. A training call compiles with
+    ``torch.compile(fullgraph=True)``: nothing in it reads tensor values on the host.
     """
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25, ema: bool = True,
@@ -115,7 +118,10 @@ class VectorQuantizer(nn.Module):
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
             updated = self.embed_sum / smoothed.unsqueeze(1)
-            self.codebook.copy_(torch.where(self.cluster_size.unsqueeze(1) > 0, updated, self.codebook))
+            # Replaced, not written in place: this step's backward reads the codebook it quantized
+            # with, and torch 2.11's compiled backward may recompute that copy from the buffer after
+            # an in-place update (pytorch/pytorch#197039).
+            self.codebook = torch.where(self.cluster_size.unsqueeze(1) > 0, updated, self.codebook)
 
     def _bias_correction(self) -> torch.Tensor:
         return 1.0 - self.decay ** self.num_updates.double()
