@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mmgen.kernels.checks import all_true
+
 __all__ = ["Bernoulli", "Categorical", "Gaussian", "get", "NAMES"]
 
 
@@ -50,6 +52,9 @@ class Bernoulli:
         return torch.sigmoid(output)
 
 
+_FRACTIONAL = "categorical data must hold integer levels, got fractional values"
+
+
 class Categorical:
     """Integer levels in [0, levels); the output holds ``levels`` logits per value."""
 
@@ -66,10 +71,11 @@ class Categorical:
         if logits.shape[:2] + logits.shape[3:] != x.shape:
             raise ValueError(f"categorical logits of shape {tuple(output.shape)} (levels={self.levels}) "
                              f"do not match data of shape {tuple(x.shape)}")
-        if x.is_floating_point() and not torch.equal(x, x.round()):
-            raise ValueError("categorical data must hold integer levels, got fractional values")
+        if x.is_floating_point() and not all_true(x == x.round(), _FRACTIONAL):
+            raise ValueError(_FRACTIONAL)
         index = x.long()
-        if index.numel() and (index.min() < 0 or index.max() >= self.levels):
+        in_range = (index >= 0) & (index < self.levels)
+        if not all_true(in_range, f"categorical data must lie in [0, {self.levels})"):
             raise ValueError(f"categorical data must lie in [0, {self.levels}), got values in "
                              f"[{index.min().item()}, {index.max().item()}]")
         log_p = torch.log_softmax(logits, dim=2).gather(2, index.unsqueeze(2)).squeeze(2)

@@ -1,9 +1,10 @@
-"""Input checks for op wrappers, with messages that name the bad value and what is accepted."""
+"""Input checks for op wrappers, with messages that name the bad value and what is accepted, and
+:func:`all_true`, the check of tensor values that also works inside ``torch.compile``."""
 from __future__ import annotations
 
 import torch
 
-__all__ = ["check_tensor", "check_float", "check_same", "check_generator"]
+__all__ = ["check_tensor", "check_float", "check_same", "check_generator", "all_true"]
 
 
 def check_tensor(t, name: str, op: str) -> None:
@@ -42,3 +43,17 @@ def check_generator(generator, device: torch.device, op: str) -> None:
     if gen_device.type != device.type or other_index:
         raise ValueError(f"{op}: generator is on {gen_device} but the inputs are on {device}; "
                          "pass a generator of the inputs' device (or None for its default generator)")
+
+
+def all_true(condition: torch.Tensor, message: str) -> bool:
+    """Whether every element of the bool tensor ``condition`` is true, for a check of data values.
+
+    Eagerly this reads the answer on the host (the caller raises its own error, naming the values).
+    While ``torch.compile`` traces, reading it would break the graph, so the check is put into the
+    graph instead: the compiled code raises ``RuntimeError(message)`` when it runs on such data (on
+    CUDA, a device-side assert), and the trace goes on as if the check passed.
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(condition.all(), message)
+        return True
+    return bool(condition.all())

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgen import likelihoods
+from mmgen.kernels.checks import all_true
 from mmgen.models.base import GenerativeModel
 from mmgen.nn.masked_conv import MaskedConv2d
 from mmgen.nn.pixelcnn_blocks import GatedPixelCNNBlock
@@ -84,7 +85,8 @@ class PixelCNN(GenerativeModel):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.channels:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"PixelCNN: x must be [B, {self.channels}, H, W], got {shape}")
-        if x.is_complex() or (x.is_floating_point() and not torch.equal(x, x.round())):
+        if x.is_complex() or (x.is_floating_point() and not all_true(x == x.round(), "PixelCNN: x must hold "
+                                                                       "integer levels, got fractional values")):
             raise TypeError(f"PixelCNN: x must hold integer levels in [0, {self.levels}) (an integer "
                             f"or bool tensor, or floats with integral values), got {x.dtype} values "
                             "with a fractional part")

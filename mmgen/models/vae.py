@@ -60,7 +60,8 @@ class VAE(GenerativeModel):
         k: importance samples of the training objective; ``k > 1`` trains on the IWAE bound.
         kl_warmup: the KL weight of the training loss rises linearly from 0 to ``beta`` over this
             many training calls of ``loss`` (buffer ``steps_trained``, saved with the model); it
-            keeps the decoder from learning to ignore z early on (posterior collapse).
+            keeps the decoder from learning to ignore z early on (posterior collapse). Each such
+            call replaces the buffer by a new tensor (read ``vae.steps_trained`` after it).
     """
 
     data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
@@ -119,8 +120,13 @@ class VAE(GenerativeModel):
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
         weight = self.beta
         if self.training and self.kl_warmup:
-            weight *= min(1.0, (self.steps_trained.item() + 1) / self.kl_warmup)
-            self.steps_trained += 1
+            # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
+            # (float64, as the Python float was: the same number). The count is replaced, not
+            # incremented in place: torch 2.11's compiled backward may recompute the weight from the
+            # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
+            ramp = ((self.steps_trained + 1).double() / self.kl_warmup).clamp(max=1.0)
+            weight = (self.beta * ramp).to(kl.dtype)
+            self.steps_trained = self.steps_trained + 1
         return -(self.likelihood.log_prob(self.decoder(z), x) - weight * kl).mean()
 
     @torch.no_grad()

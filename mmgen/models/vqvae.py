@@ -106,12 +106,21 @@ class VQVAE(GenerativeModel):
         stage = self.stage
         if self.training:
             self.steps_trained += 1
-        if stage == "prior":
-            return self.prior.loss(self.codes(x).unsqueeze(1))
+        return self.prior_loss(x) if stage == "prior" else self.autoencoder_loss(x)
+
+    def autoencoder_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Stage 1's objective ``-log p(x | z_q) + vq_loss``, averaged over the batch; in training
+        mode it also updates the codebook. Unlike ``loss`` it neither reads nor counts
+        ``steps_trained`` (a host sync), so ``torch.compile(fullgraph=True)`` takes it whole."""
         out = self.quantizer(self.encoder(encoder_input(self.likelihood, x)).movedim(1, -1))
         log_px = self.likelihood.log_prob(self.decoder(out.quantized.movedim(-1, 1)), x)
         per_example = out.quantized[0].numel()  # out.loss is a mean over all elements of the grid
         return -log_px.mean() + out.loss * per_example
+
+    def prior_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Stage 2's objective ``-log p(codes(x))``, averaged over the batch (the autoencoder gets no
+        gradient); like ``autoencoder_loss`` it does not count steps."""
+        return self.prior.loss(self.codes(x).unsqueeze(1))
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,10 @@ class VectorQuantizer(nn.Module):
     ``dead_code_threshold=0`` disables restarts. Distances and codebook updates run in float32,
     also under autocast. Under ``torch.distributed`` the counts and sums are all-reduced and the
     restart rows come from rank 0, so every rank keeps the same codebook. ``perplexity`` and
-    ``usage`` describe the local batch.
+    ``usage`` describe the local batch. With ``ema=True`` each training call replaces the
+    ``codebook`` buffer by a new tensor (see ``_update_statistics``): read ``vq.codebook`` after the
+    call rather than keeping a reference to it. A training call compiles with
+    ``torch.compile(fullgraph=True)``: nothing in it reads tensor values on the host.
     """
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25, ema: bool = True,
@@ -115,34 +118,38 @@ class VectorQuantizer(nn.Module):
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
             updated = self.embed_sum / smoothed.unsqueeze(1)
-            self.codebook.copy_(torch.where(self.cluster_size.unsqueeze(1) > 0, updated, self.codebook))
+            # Replaced, not written in place: this step's backward reads the codebook it quantized
+            # with, and torch 2.11's compiled backward may recompute that copy from the buffer after
+            # an in-place update (pytorch/pytorch#197039).
+            self.codebook = torch.where(self.cluster_size.unsqueeze(1) > 0, updated, self.codebook)
 
     def _bias_correction(self) -> torch.Tensor:
         return 1.0 - self.decay ** self.num_updates.double()
 
     @torch.no_grad()
     def _restart_dead_codes(self, flat: torch.Tensor):
-        correction = self._bias_correction()
-        if int(self.num_updates) == 0:
-            dead = torch.ones_like(self.cluster_size, dtype=torch.bool)
-        else:
-            dead = self.cluster_size / correction.float() < self.dead_code_threshold
-        num_dead = int(dead.sum())  # the same on every rank: the statistics are all-reduced
+        # Written without host syncs or data-dependent shapes, so that a training step compiles into
+        # one graph: a random permutation of the rows is drawn every step, and the i-th dead code (in
+        # index order) takes row perm[i mod N].
+        n = flat.shape[0]
         distributed = _distributed()
-        if num_dead == 0 or (flat.shape[0] == 0 and not distributed):
+        if n == 0 and not distributed:
             return
-        if flat.shape[0] == 0:  # this rank only joins the broadcast
-            samples = flat.new_zeros(num_dead, self.dim)
-        elif flat.shape[0] >= num_dead:
-            samples = flat[torch.randperm(flat.shape[0], device=flat.device)[:num_dead]]
+        correction = self._bias_correction()
+        first = self.num_updates == 0  # no statistics yet: every code starts from a row
+        dead = first | (self.cluster_size / correction.float() < self.dead_code_threshold)
+        if n == 0:  # this rank only joins the broadcast
+            samples = flat.new_zeros(self.num_codes, self.dim)
         else:
-            samples = flat[torch.randint(flat.shape[0], (num_dead,), device=flat.device)]
+            rank = (dead.cumsum(0) - 1).clamp(min=0)
+            samples = flat[torch.randperm(n, device=flat.device)[rank % n]]
         samples = samples.to(self.codebook.dtype)
         if distributed:
             dist.broadcast(samples, src=0)
-        self.codebook.data[dead] = samples
+        dead_rows = dead.unsqueeze(1)
+        self.codebook.copy_(torch.where(dead_rows, samples, self.codebook))
         # A restarted code counts as used by exactly `dead_code_threshold` rows so far.
         restarted_size = (self.dead_code_threshold * correction).float()
-        self.cluster_size[dead] = restarted_size
+        self.cluster_size.copy_(torch.where(dead, restarted_size, self.cluster_size))
         if self.ema:
-            self.embed_sum[dead] = samples * restarted_size
+            self.embed_sum.copy_(torch.where(dead_rows, samples * restarted_size, self.embed_sum))
