@@ -4,8 +4,8 @@ An IWAE evaluation runs the decoder thousands of times on batches of the same si
 large freed blocks to the OS (``munmap``, heap trimming), so every pass faults its activations in
 again: on a 2-core machine the kernel time of those page faults exceeded the arithmetic.
 :func:`keep_freed_memory` asks glibc to keep blocks up to 32 MiB in the heap and to keep up to
-256 MiB of freed heap; passes sized by :func:`bytes_allocated` to stay under that reuse the same
-pages. It is a no-op off glibc and when the user tuned malloc already (``MALLOC_MMAP_THRESHOLD_``,
+256 MiB of freed heap; passes whose largest tensor (:func:`largest_allocation`) stays under
+32 MiB then reuse the same pages. It is a no-op off glibc and when the user tuned malloc already (``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES``).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def keep_freed_memory() -> bool:
     return _applied
 
 
-class _CountBytes(TorchDispatchMode):
+class _NewStorages(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.created: dict[int, torch.UntypedStorage] = {}  # held, so no address is reused meanwhile
@@ -63,14 +63,15 @@ class _CountBytes(TorchDispatchMode):
         return out
 
 
-def bytes_allocated(fn, *args, **kwargs):
-    """``(fn(*args, **kwargs), bytes)``: the result and the bytes of the tensors the call created
-    (each storage once; views and in-place results add nothing). Internal workspaces of kernels
-    are not seen; the sum bounds the call's largest tensor."""
-    counter = _CountBytes()
+def largest_allocation(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), bytes)``: the result and the size of the largest tensor the call
+    created (views and in-place results create none; kernels' internal workspaces are not seen).
+    glibc returns blocks above its mmap threshold to the OS when freed: a loop whose largest
+    tensor stays under :data:`MMAP_THRESHOLD` reuses its memory (:func:`keep_freed_memory`)."""
+    counter = _NewStorages()
     with counter:
         out = fn(*args, **kwargs)
-    return out, sum(s.nbytes() for s in counter.created.values())
+    return out, max((s.nbytes() for s in counter.created.values()), default=0)
 
 
-__all__ = ["keep_freed_memory", "bytes_allocated", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["keep_freed_memory", "largest_allocation", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]

@@ -12,7 +12,7 @@ from torch import nn
 from mmgen import cli, runs
 from mmgen.data.datasets import Dataset
 from mmgen.eval import evaluate
-from mmgen.memory import bytes_allocated
+from mmgen.memory import largest_allocation
 from mmgen.models import VAE
 
 D, L = 12, 3
@@ -51,7 +51,7 @@ def test_iwae_bound_does_not_depend_on_how_the_samples_are_split_into_passes():
 @torch.no_grad()
 def test_the_byte_budget_sets_the_samples_per_pass():
     model, x = small_vae(), data(5).x
-    _, decoder_bytes = bytes_allocated(lambda: model.likelihood.log_prob(model.decoder(torch.zeros(5, L)), x))
+    _, largest = largest_allocation(lambda: model.likelihood.log_prob(model.decoder(torch.zeros(5, L)), x))
     calls = []
     model.decoder.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
 
@@ -63,14 +63,15 @@ def test_the_byte_budget_sets_the_samples_per_pass():
     assert passes(max_bytes=1) == [5] * 20  # one sample (5 rows) per pass, the first one measured
     assert passes(max_bytes=10 ** 9) == [5, 95]
     assert passes(max_bytes=None) == [100] and passes(chunk=8) == [40, 40, 20]
-    rows = passes(max_bytes=6 * decoder_bytes)  # the pass allocates more than the decoder alone
-    assert rows[0] == 5 and 5 < rows[1] <= 30 and all(r == rows[1] for r in rows[1:-1]) and sum(rows) == 100
+    assert largest == 5 * 16 * 4  # the decoder's hidden layer: [5, 16] floats
+    assert passes(max_bytes=3 * largest) == [5] + [15] * 6 + [5]  # 3 samples per pass after the first
 
 
-def test_bytes_allocated_counts_new_storages_once():
+def test_largest_allocation_sees_new_storages_only():
     x = torch.zeros(1000)
-    out, used = bytes_allocated(lambda: (x + 1).relu_().view(10, 100))
-    assert used == 4000 and out.shape == (10, 100)
+    out, largest = largest_allocation(lambda: (x[:10] + 1).relu_().view(2, 5).expand(3, 2, 5))
+    assert largest == 40 and out.shape == (3, 2, 5)
+    assert largest_allocation(lambda: x.add_(1).view(10, 100))[1] == 0
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, "32MB", True])

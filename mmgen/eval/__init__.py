@@ -15,9 +15,9 @@ Text models (with ``tokens_per_example``, e.g. SentenceVAE) get the ELBO and NLL
 ``eval_seconds`` is the wall time of the whole evaluation and ``seconds_<metric>`` the part of it
 spent computing each metric. Progress (examples done, ETA) goes to stderr like the trainer's
 (:class:`mmgen.train.progress.Progress`; ``progress=False`` turns it off). The IWAE bound runs the
-decoder on as many importance samples per pass as fit ``max_bytes`` of activations (default
-``mmgen.models.vae.PASS_BYTES``, 32 MiB), with glibc keeping freed blocks for the next pass
-(:func:`mmgen.memory.keep_freed_memory`).
+decoder on as many importance samples per pass as keep the pass's largest tensor within
+``max_bytes`` (default ``mmgen.models.vae.PASS_BYTES``, 32 MiB), with glibc keeping freed blocks
+for the next pass (:func:`mmgen.memory.keep_freed_memory`).
 """
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ from torch import nn
 
 import mmgen
 from mmgen import likelihoods
-from mmgen.memory import bytes_allocated
+from mmgen.memory import MMAP_THRESHOLD, largest_allocation
 from mmgen.models.base import GenerativeModel, component
 
 
-PASS_BYTES = 32 * 2 ** 20  # default memory one decoder pass of an evaluation may allocate (see mmgen.memory)
+PASS_BYTES = MMAP_THRESHOLD  # default largest tensor of an evaluation's decoder pass (see mmgen.memory)
 
 
 def make_likelihood(spec):
@@ -42,9 +42,9 @@ def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, 
 
     All k draws come from one ``mmgen.ops.reparameterize`` call (k * B * D numbers), so the result
     does not depend on how the decoder passes are split. ``chunk`` samples go through ``log_px`` per
-    pass; with ``chunk=None`` and ``max_bytes`` set, the first pass (one sample) measures the bytes
-    ``log_px`` allocates (:func:`mmgen.memory.bytes_allocated`) and the others take as many samples
-    as fit ``max_bytes``; with neither, all k go in one pass."""
+    pass; with ``chunk=None`` and ``max_bytes`` set, the first pass (one sample) measures the largest
+    tensor it allocates (:func:`mmgen.memory.largest_allocation`) and the others take as many
+    samples as keep that tensor within ``max_bytes``; with neither, all k go in one pass."""
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"iwae chunk must be an int >= 1 (samples per decoder pass) or None, got {chunk!r}")
     check_max_bytes(max_bytes)
@@ -60,7 +60,7 @@ def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, 
 
     parts, start = [], 0
     if chunk is None and max_bytes is not None:
-        first, used = bytes_allocated(log_w, 0, 1)
+        first, used = largest_allocation(log_w, 0, 1)
         parts, start, chunk = [first], 1, max(1, max_bytes // max(1, used))
     chunk = chunk or k
     for start in range(start, k, chunk):
@@ -70,7 +70,7 @@ def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, 
 
 def check_max_bytes(max_bytes) -> None:
     if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
-        raise ValueError(f"max_bytes must be a positive int (bytes one decoder pass may allocate) or None, "
+        raise ValueError(f"max_bytes must be a positive int (the largest tensor of a decoder pass, in bytes) or None, "
                          f"got {max_bytes!r}")
 
 
@@ -134,8 +134,8 @@ class VAE(GenerativeModel):
     def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int | None = None,
                    max_bytes: int | None = PASS_BYTES) -> torch.Tensor:
         """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO). The
-        decoder runs ``chunk`` samples per pass, by default as many as fit ``max_bytes`` of
-        activations (:func:`gaussian_iwae_bound`); the split does not change the result."""
+        decoder runs ``chunk`` samples per pass, by default as many as keep its largest tensor
+        within ``max_bytes`` (:func:`gaussian_iwae_bound`); the split does not change the result."""
         mu, logvar = self.encode(x)
         return gaussian_iwae_bound(
             mu, logvar, lambda z, kk: self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1))),
