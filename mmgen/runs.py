@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import shutil
+import time
 
 import torch
 
@@ -341,7 +342,8 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
     trainer.fit()
     # on (rank 0's) training device, where the model is; local: no collectives
-    metrics = evaluate(run_dir, "val", strict=False, device=str(trainer.device)) if distributed.is_main() else None
+    metrics = (evaluate(run_dir, "val", strict=False, device=str(trainer.device), progress=trainer.config.progress)
+               if distributed.is_main() else None)
     distributed.shutdown()
     return metrics
 
@@ -373,7 +375,7 @@ def _validate_multimodal(model, data) -> dict:
 
 def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = None,
              metric_options: dict[str, dict] | None = None, strict: bool = True, device: str = "cpu",
-             **overrides) -> dict:
+             progress: bool | None = None, **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
     the run's eval options (None: keep).
@@ -383,7 +385,9 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     numbers under ``"metrics": {name: {...}}``. A model without a likelihood (see :func:`_evaluator`)
     gets only those; with none requested there is nothing to evaluate: :class:`NothingToEvaluate`,
     or, with ``strict=False`` (the end of training), a file holding that ``note``. The model is
-    evaluated on ``device`` (cpu, cuda or cuda:N)."""
+    evaluated on ``device`` (cpu, cuda or cuda:N). ``progress`` (None: the run's ``eval.progress``,
+    else on) shows the evaluator's progress on stderr. ``eval_seconds`` records the wall time of the
+    whole evaluation (each registered metric's under its ``seconds``)."""
     from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
     from mmgen.models import config_name
@@ -426,7 +430,10 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
             raise NothingToEvaluate(message)
         result["note"] = message
     data = dataset(config, split)
+    started = time.perf_counter()
     if evaluator is not None:
+        if progress is not None and "progress" in inspect.signature(evaluator).parameters:
+            options["progress"] = progress
         if options.get("judges") and "judge_data" in inspect.signature(evaluator).parameters:
             options["judge_data"] = dataset(config, "train")  # judges learn on the run's own train split
         torch.manual_seed(0)
@@ -435,6 +442,7 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
             result["uniform_nll"] = uniform_nll(data)
     if requested:
         result["metrics"] = eval_metrics.run(model, data, requested)
+    result["eval_seconds"] = time.perf_counter() - started
     result.update({"split": split, "dataset": config["data"], "threads": torch.get_num_threads()})
     atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(result, indent=2).encode())
     return result

@@ -9,6 +9,7 @@ runs them on a trained run. Their numbers go into ``RUN/eval_<split>.json`` unde
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Mapping
 
 import torch
@@ -73,7 +74,7 @@ def check(spec, where: str | None = "eval.metrics") -> dict[str, dict]:
 
 def run(model, data, spec) -> dict[str, dict[str, float]]:
     """Run each metric of ``spec`` on ``model`` (in eval mode, torch seeded with 0 before each) and
-    ``data``; ``{name: {key: float}}``."""
+    ``data``; ``{name: {key: float}}``, with each metric's wall time under ``seconds``."""
     results = {}
     was_training = model.training
     try:
@@ -81,7 +82,9 @@ def run(model, data, spec) -> dict[str, dict[str, float]]:
             fn = resolve(name)
             model.eval()
             torch.manual_seed(0)
+            started = time.perf_counter()
             found = fn(model, data, **options)
+            seconds = time.perf_counter() - started
             if not isinstance(found, Mapping):
                 raise TypeError(f"metric {name!r} returned {type(found).__name__}, not a dict of numbers")
             values = {}
@@ -91,7 +94,7 @@ def run(model, data, spec) -> dict[str, dict[str, float]]:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise TypeError(f"metric {name!r} returned {key}={value!r}, not a number")
                 values[str(key)] = value if isinstance(value, int) else float(value)
-            results[name] = values
+            results[name] = {**values, "seconds": seconds}
     finally:
         model.train(was_training)
     return results

@@ -63,7 +63,8 @@ metric counts the rows that hold what it needs (a subset's accuracy: rows holdin
 reconstruction or judge of m: rows holding m; coherence from S: rows holding S; joint log-likelihood
 and ELBO: rows holding all), and accuracies count labelled rows only (label or attribute -1 =
 unknown); ``examples_<key>`` says how many rows a metric saw where it is fewer than ``examples``.
-Judges train on the rows of their modality. ``progress=True`` prints a line per phase to stderr.
+Judges train on the rows of their modality. ``progress=True`` prints a line per phase to stderr and
+shows the progress through the split (examples, ETA) like :func:`mmgen.eval.evaluate`.
 """
 from __future__ import annotations
 
@@ -73,7 +74,9 @@ import sys
 
 import torch
 
+from mmgen.eval import LINE_EVERY_S
 from mmgen.eval.judges import Judge, attribute_spec, present, train_judge, train_judges
+from mmgen.train.progress import Progress
 
 
 def _batches(data, batch_size: int, device, max_examples: int | None):
@@ -226,6 +229,8 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
     fake_images: dict[tuple[str, str], list] = {}
     coherence_gen = generator()
     say("evaluating the split")
+    total = len(data) if max_examples is None else min(len(data), max_examples)
+    bar = Progress(total, 0, enabled=progress, unit="example", desc="eval", line_every_s=LINE_EVERY_S)
     n = 0
     for b, batch in enumerate(_batches(data, batch_size, device, max_examples)):
         y = batch["y"]
@@ -314,7 +319,9 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                 key = f"pocketsphinx_real_{t}" if source == "real" else f"pocketsphinx_{source}_to_{t}"
                 right = torch.tensor([h == w for h, w in zip(heard, [truth[i] for i in rows.nonzero().flatten().tolist()])])
                 add(key, right, torch.ones(len(right), dtype=torch.bool))
+        bar.update(n, {})
 
+    bar.close()
     if joint and judge_nets and (coherence or image_modalities):
         count = n if joint_samples is None else joint_samples
         say(f"judging {count} joint samples")

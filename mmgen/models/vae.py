@@ -8,8 +8,11 @@ from torch import nn
 
 import mmgen
 from mmgen import likelihoods
+from mmgen.memory import MMAP_THRESHOLD, largest_allocation
 from mmgen.models.base import GenerativeModel, component
 
+
+PASS_BYTES = MMAP_THRESHOLD  # default largest tensor of an evaluation's decoder pass (see mmgen.memory)
 
 
 def make_likelihood(spec):
@@ -31,20 +34,44 @@ def encoder_input(likelihood, x: torch.Tensor) -> torch.Tensor:
     return x.float() / (levels - 1) if levels else x
 
 
-def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, chunk: int) -> torch.Tensor:
+def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, chunk: int | None = None,
+                        max_bytes: int | None = None) -> torch.Tensor:
     """The importance-weighted bound log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x) per example, for
-    q = N(mu, diag exp(logvar)) and p(z) = N(0, I), with z_i drawn by ``mmgen.ops.reparameterize``
-    ``chunk`` samples at a time. ``log_px(z, kk)`` returns log p(x | z) for z ``[kk * B, D]``, rows
-    ordered (sample, example), i.e. against the batch repeated kk times."""
-    log_w = []
-    for start in range(0, k, chunk):
-        kk = min(chunk, k - start)
-        m, lv = mu.repeat(kk, 1), logvar.repeat(kk, 1)
-        z = mmgen.ops.reparameterize(m, lv)
-        eps = (z - m) * torch.exp(-0.5 * lv)
-        log_p_z_minus_log_q = (0.5 * eps.square() + 0.5 * lv - 0.5 * z.square()).sum(1)  # 2 pi cancels
-        log_w.append((log_px(z, kk) + log_p_z_minus_log_q).view(kk, -1))
-    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)
+    q = N(mu, diag exp(logvar)) and p(z) = N(0, I). ``log_px(z, kk)`` returns log p(x | z) for z
+    ``[kk * B, D]``, rows ordered (sample, example), i.e. against the batch repeated kk times.
+
+    All k draws come from one ``mmgen.ops.reparameterize`` call (k * B * D numbers), so the result
+    does not depend on how the decoder passes are split. ``chunk`` samples go through ``log_px`` per
+    pass; with ``chunk=None`` and ``max_bytes`` set, the first pass (one sample) measures the largest
+    tensor it allocates (:func:`mmgen.memory.largest_allocation`) and the others take as many
+    samples as keep that tensor within ``max_bytes``; with neither, all k go in one pass."""
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"iwae chunk must be an int >= 1 (samples per decoder pass) or None, got {chunk!r}")
+    check_max_bytes(max_bytes)
+    batch = mu.shape[0]
+    z = mmgen.ops.reparameterize(mu.repeat(k, 1), logvar.repeat(k, 1)).view(k, batch, -1)
+    inv_std = torch.exp(-0.5 * logvar)
+
+    def log_w(start: int, kk: int) -> torch.Tensor:
+        zc = z[start:start + kk]
+        eps = (zc - mu) * inv_std
+        log_p_z_minus_log_q = (0.5 * eps.square() + 0.5 * logvar - 0.5 * zc.square()).sum(2)  # 2 pi cancels
+        return log_px(zc.reshape(kk * batch, -1), kk).view(kk, batch) + log_p_z_minus_log_q
+
+    parts, start = [], 0
+    if chunk is None and max_bytes is not None:
+        first, used = largest_allocation(log_w, 0, 1)
+        parts, start, chunk = [first], 1, max(1, max_bytes // max(1, used))
+    chunk = chunk or k
+    for start in range(start, k, chunk):
+        parts.append(log_w(start, min(chunk, k - start)))
+    return torch.logsumexp(torch.cat(parts), dim=0) - math.log(k)
+
+
+def check_max_bytes(max_bytes) -> None:
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive int (the largest tensor of a decoder pass, in bytes) or None, "
+                         f"got {max_bytes!r}")
 
 
 class VAE(GenerativeModel):
@@ -105,17 +132,20 @@ class VAE(GenerativeModel):
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
         return self.likelihood.log_prob(self.decoder(z), x) - kl
 
-    def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int = 256) -> torch.Tensor:
-        """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO)."""
+    def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int | None = None,
+                   max_bytes: int | None = PASS_BYTES) -> torch.Tensor:
+        """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO). The
+        decoder runs ``chunk`` samples per pass, by default as many as keep its largest tensor
+        within ``max_bytes`` (:func:`gaussian_iwae_bound`); the split does not change the result."""
         mu, logvar = self.encode(x)
         return gaussian_iwae_bound(
             mu, logvar, lambda z, kk: self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1))),
-            k, chunk)
+            k, chunk, max_bytes)
 
     def loss(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """Training objective to minimize: -(E log p(x|z) - beta KL), or the negative IWAE bound."""
         if self.k > 1:
-            return -self.iwae_bound(x, self.k).mean()
+            return -self.iwae_bound(x, self.k, chunk=self.k).mean()  # one pass
         mu, logvar = self.encode(x)
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
         weight = self.beta
