@@ -17,7 +17,9 @@ The name after ``results:`` says what the block shows:
 * ``bench_cpu``: the speed benchmarks of ``mmgen bench`` (reparameterize, vq, masked_conv, train),
   mmgen's median time against each alternative's in the same run, with the recorded ratio (a ratio
   the file does not hold, such as vq's peer libraries, is the quotient of the two medians shown);
-  ``bench_<name>_cpu``: one benchmark file, ``benchmarks/results/<name>_cpu.json`` (``bench_data_cpu``:
+  ``bench_<name>_cpu``: one benchmark file, ``benchmarks/results/<name>_cpu.json``
+  (``bench_<name>_cpu_avx2`` / ``_baseline`` / ``_avx512``: ``<name>_cpu_<isa>.json``, the benchmark
+  run under ``MMGEN_CPU_ISA=<isa>``; ``bench_data_cpu``:
   the data-loading benchmark).
 * ``presets``: one row per built-in preset (``mmgen.presets``): its family, its modalities, and from
   its record ``quality_<preset>.json`` (the preset as it is, no overrides) the training time per
@@ -177,6 +179,9 @@ def _machine(record: dict) -> str:
     if machine.get("cpu"):
         cores = machine.get("cores")
         parts.append(f"{cores}-core {machine['cpu']}" if cores else str(machine["cpu"]))
+    isa = (machine.get("build") or {}).get("cpu_isa") or machine.get("cpu_isa")
+    if isa:
+        parts.append(f"CPU path {isa}")
     if machine.get("threads") is not None:
         parts.append(f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}")
     if machine.get("gpu"):
@@ -360,8 +365,8 @@ def bench_comparisons(result: dict) -> list[dict]:
     return out
 
 
-def _bench_path(name: str, results_dir: str) -> str:
-    return os.path.join(results_dir, f"{name}_cpu.json")
+def _bench_path(name: str, results_dir: str, isa: str = "") -> str:
+    return os.path.join(results_dir, f"{name}_cpu{'_' + isa if isa else ''}.json")
 
 
 def _bench_footer(names: list[str], results: dict, paths: dict, doc_dir: str) -> list[str]:
@@ -374,8 +379,8 @@ def _bench_footer(names: list[str], results: dict, paths: dict, doc_dir: str) ->
     return lines
 
 
-def render_bench(names: list[str], results_dir: str, doc_dir: str) -> str:
-    paths = {name: _bench_path(name, results_dir) for name in names}
+def render_bench(names: list[str], results_dir: str, doc_dir: str, isa: str = "") -> str:
+    paths = {name: _bench_path(name, results_dir, isa) for name in names}
     results = {name: _load(paths[name], f"run `python -m mmgen bench {name}`") for name in names}
     for name in names:
         require_provenance(results[name], paths[name], f"`python -m mmgen bench {name}`")
@@ -622,14 +627,16 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
         return render_presets(results_dir, doc_dir)
     if name == "bench_cpu":
         return render_bench(BENCH_SET, results_dir, doc_dir)
-    match = re.fullmatch(r"bench_(\w+)_cpu", name)
+    match = re.fullmatch(r"bench_(\w+?)_cpu(?:_(avx512|avx2|baseline))?", name)
     if match:
-        bench = match.group(1)
+        bench, isa = match.group(1), match.group(2) or ""
         if bench in BENCH_SET:
-            return render_bench([bench], results_dir, doc_dir)
+            return render_bench([bench], results_dir, doc_dir, isa)
+        if isa:
+            raise ResultsError(f"block {name}: a CPU path suffix applies to {', '.join(BENCH_SET)} only")
         return render_table_bench(bench, results_dir, doc_dir)
-    raise ResultsError(f"unknown block {name!r}: quality_<record>, compare_<name>, presets, bench_cpu or "
-                       "bench_<name>_cpu")
+    raise ResultsError(f"unknown block {name!r}: quality_<record>, compare_<name>, presets, bench_cpu, "
+                       "bench_<name>_cpu or bench_<name>_cpu_<avx512|avx2|baseline>")
 
 
 def default_documents(root: str = ROOT) -> list[str]:
