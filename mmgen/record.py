@@ -31,7 +31,7 @@ from mmgen.io import atomic_write_bytes
 
 SPLITS = ("val", "test")
 # bookkeeping fields of an evaluation: recorded per run, not summarized or checked
-NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed)$")
+NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed|eval_seconds|seconds(_.*)?)$")  # seconds: eval timing
 CHECK_LEVEL = 0.99
 
 __all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "summarize", "t_quantile", "prediction_interval"]

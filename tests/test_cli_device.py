@@ -50,13 +50,13 @@ def test_training_ends_with_its_evaluation_on_the_training_device(tmp_path, monk
     config = runs.apply_overrides(presets.get("vae-digits"), ["train.steps=2", "train.batch_size=16",
                                                               "train.progress=false"])
     runs.train(config, str(tmp_path / "cpu"))
-    assert calls == [("val", {"strict": False, "device": "cpu"})]
+    assert calls == [("val", {"strict": False, "device": "cpu", "progress": False})]
     trainer = runs.prepare(config, str(tmp_path / "gpu"))
     trainer.device = torch.device("cuda", 1)
     monkeypatch.setattr(trainer, "fit", lambda: {})
     calls.clear()
     runs.train(config, str(tmp_path / "gpu"), trainer=trainer)
-    assert calls == [("val", {"strict": False, "device": "cuda:1"})]
+    assert calls == [("val", {"strict": False, "device": "cuda:1", "progress": False})]
     # mmgen record evaluates its other splits on the training device as well
     monkeypatch.setattr(runs, "train", lambda *args, **kw: None)
     calls.clear()

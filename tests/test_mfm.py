@@ -71,7 +71,9 @@ def data():
 def trained(data):
     torch.manual_seed(0)
     model = MFM(modalities(), zy_dim=8, za_dim=4, hidden=64, label_weight=100.0)
-    losses = fit(model, data["train"], 150)
+    # 200 steps: at 150, seed 0 sat exactly on the text-alone bar (0.800) on an AVX-512 CPU (1.000 on
+    # others, and seeds 1-2 everywhere); at 200 all three seeds give 1.000 text-alone here
+    losses = fit(model, data["train"], 200)
     return model.eval(), losses
 
 
