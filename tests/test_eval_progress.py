@@ -113,6 +113,7 @@ def test_progress_lines_carry_an_eta_until_done():
     assert "ETA" in lines[0] and "ETA" not in lines[-1]
 
 
+@pytest.mark.plugins("image")  # the vae-digits preset's image.conv networks
 def test_mmgen_eval_writes_the_time_and_shows_progress(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli.main(["train", "--preset", "vae-digits", "--out", out, "--set", "train.steps=2",

@@ -75,6 +75,19 @@ void im2col(const T* src, T* cols, int64_t channels, const MaskedConvGeometry& g
 // image itself, so the GEMMs read it in place and nothing is gathered.
 bool centre_only(const MaskedConvGeometry& g) { return g.taps == 1 && g.dy(0) == 0 && g.dx(0) == 0; }
 
+// The [channels * taps, p1 - p0] columns of output pixels [p0, p1) of sample n of src
+// ([N, channels, H, W]): src itself for a centre-only kernel, else gathered into cols (sign as in
+// im2col).
+template <typename T>
+Tensor columns(const Tensor& src, const Tensor& cols, int64_t channels, const MaskedConvGeometry& g,
+               int64_t n, int64_t p0, int64_t p1, int64_t sign) {
+  const int64_t span = p1 - p0;
+  if (centre_only(g)) return src.select(0, n).view({channels, g.pixels()}).narrow(1, p0, span);
+  im2col(src.const_data_ptr<T>() + n * channels * g.pixels(), cols.mutable_data_ptr<T>(), channels, g,
+         p0, p1, sign);
+  return cols.narrow(0, 0, channels * g.taps * span).view({channels * g.taps, span});
+}
+
 bool reduced_precision(const Tensor& t) {
   return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
 }
@@ -106,17 +119,10 @@ Tensor masked_conv2d_forward_kernel(const Tensor& x_in, const Tensor& weight,
     at::parallel_for(0, g.batch, 1, [&](int64_t n0, int64_t n1) {
       Tensor cols = in_place ? Tensor() : at::empty({g.k() * pixels}, x.options());
       for (int64_t n = n0; n < n1; ++n) {
-        const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
         const Tensor out_n = out.select(0, n).view({g.c_out, g.pixels()});
         for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
           const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
-          Tensor x_cols;
-          if (in_place) {
-            x_cols = x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
-          } else {
-            im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
-            x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
-          }
+          const Tensor x_cols = columns<scalar_t>(x, cols, g.c_in, g, n, p0, p1, 1);
           Tensor out_tile = out_n.narrow(1, p0, span);
           if (has_bias) {
             at::addmm_out(out_tile, b, w, x_cols);
@@ -169,30 +175,15 @@ std::tuple<Tensor, Tensor, Tensor> masked_conv2d_backward_kernel(
         Tensor cols = in_place ? Tensor() : at::empty({widest * g.taps * pixels}, x.options());
         for (int64_t chunk = c0; chunk < c1; ++chunk) {
           for (int64_t n = chunk * g.batch / chunks; n < (chunk + 1) * g.batch / chunks; ++n) {
-            const scalar_t* x_n = x.const_data_ptr<scalar_t>() + n * g.c_in * g.pixels();
-            const scalar_t* go_n = grad_out.const_data_ptr<scalar_t>() + n * g.c_out * g.pixels();
             const Tensor go_mat = grad_out.select(0, n).view({g.c_out, g.pixels()});
             for (int64_t p0 = 0; p0 < g.pixels(); p0 += pixels) {
               const int64_t p1 = std::min(g.pixels(), p0 + pixels), span = p1 - p0;
               if (need_w) {
-                Tensor x_cols;
-                if (in_place) {
-                  x_cols = x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
-                } else {
-                  im2col(x_n, cols.mutable_data_ptr<scalar_t>(), g.c_in, g, p0, p1, 1);
-                  x_cols = cols.narrow(0, 0, g.k() * span).view({g.k(), span});
-                }
+                const Tensor x_cols = columns<scalar_t>(x, cols, g.c_in, g, n, p0, p1, 1);
                 partial.select(0, chunk).addmm_(go_mat.narrow(1, p0, span), x_cols.t());
               }
               if (need_x) {
-                const int64_t k_in = g.c_out * g.taps;
-                Tensor go_cols;
-                if (in_place) {
-                  go_cols = go_mat.narrow(1, p0, span);
-                } else {
-                  im2col(go_n, cols.mutable_data_ptr<scalar_t>(), g.c_out, g, p0, p1, -1);
-                  go_cols = cols.narrow(0, 0, k_in * span).view({k_in, span});
-                }
+                const Tensor go_cols = columns<scalar_t>(grad_out, cols, g.c_out, g, n, p0, p1, -1);
                 Tensor grad_x_tile = grad_x.select(0, n).view({g.c_in, g.pixels()}).narrow(1, p0, span);
                 at::mm_out(grad_x_tile, w_in, go_cols);
               }
