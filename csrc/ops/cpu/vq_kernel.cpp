@@ -96,6 +96,21 @@ struct PackedCodebook {
   }
 };
 
+// The lowest of n (value, index) pairs, ties to the lowest index: the winner among the per-lane
+// minima a row's scan kept.
+template <typename A, typename I>
+I lane_argmin(const A* val, const I* idx, int64_t n) {
+  A m = val[0];
+  I k = idx[0];
+  for (int64_t c = 1; c < n; ++c) {
+    if (val[c] < m || (val[c] == m && idx[c] < k)) {
+      m = val[c];
+      k = idx[c];
+    }
+  }
+  return k;
+}
+
 // For `rows` contiguous rows of x (in the compute type), the index of the nearest code of each.
 // best_val / best_idx: scratch of rows * C entries.
 template <typename A, int kBytes>
@@ -157,17 +172,7 @@ __attribute__((always_inline)) inline void scan_block(
   // Entries past K (K < C) only ever saw padding codes (+inf, index 0): they cannot win.
   const int live = static_cast<int>(std::min<int64_t>(C, K));
   for (int64_t r = 0; r < rows; ++r) {
-    const A* bv = best_val + r * C;
-    const index_t* bi = best_idx + r * C;
-    A m = bv[0];
-    index_t k = bi[0];
-    for (int c = 1; c < live; ++c) {
-      if (bv[c] < m || (bv[c] == m && bi[c] < k)) {
-        m = bv[c];
-        k = bi[c];
-      }
-    }
-    out[r] = k;
+    out[r] = lane_argmin(best_val + r * C, best_idx + r * C, live);
   }
 }
 
@@ -391,16 +396,7 @@ void nearest_rows_gemm(const Tensor& x_t, const Tensor& codebook_t, int64_t bloc
         }
       }
       for (int64_t r = 0; r < rows; ++r) {
-        const A* bv = best_val.data() + r * entries;
-        const index_t* bi = best_idx.data() + r * entries;
-        A m = bv[0];
-        index_t k = bi[0];
-        for (int64_t c = 1; c < entries; ++c) {
-          if (bv[c] < m || (bv[c] == m && bi[c] < k)) {
-            m = bv[c];
-            k = bi[c];
-          }
-        }
+        const auto k = lane_argmin(best_val.data() + r * entries, best_idx.data() + r * entries, entries);
         const A* xr = x + (r0 + r) * D;
         const A* e = codebook + static_cast<int64_t>(k) * D;
         A sq = 0;
