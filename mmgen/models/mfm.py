@@ -28,7 +28,6 @@ A modality with ``"likelihood": "tokens"`` is a token sequence (LongTensor [B, T
 from __future__ import annotations
 
 import itertools
-import math
 from typing import NamedTuple
 
 import torch
@@ -213,7 +212,8 @@ class MFM(GenerativeModel):
         standing in for p(z_y | x_S)), z_a_t ~ q(z_a_t | x_t) for each target t, weights
         p(x_T | z) p(z) / q(z) over the factors drawn from the target's own posterior. ``targets``
         default: every modality (not in S). Needs ``prior="kl"`` (Gaussian posteriors)."""
-        from mmgen.models.multimodal_vae import gaussian_log_density, repeat_rows, standard_log_density
+        from mmgen.models.multimodal_vae import (gaussian_log_density, importance_log_mean, repeat_rows,
+                                                 standard_log_density)
         if self.prior != "kl":
             raise ValueError("MFM.log_prob needs prior='kl': with prior='mmd' the encoders are deterministic")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -223,9 +223,8 @@ class MFM(GenerativeModel):
         self._present(x, targets)
         post = self.encode(x, targets)
         mu_y, logvar_y = post["y"] if given is None else self.encode(x, given)["y"]
-        log_w = []
-        for start in range(0, k, chunk):
-            kk = min(chunk, k - start)
+
+        def log_w(kk: int) -> torch.Tensor:
             m_y, lv_y = repeat_rows(mu_y, kk), repeat_rows(logvar_y, kk)
             z_y = mmgen.ops.reparameterize(m_y, lv_y, generator=generator)
             lw = 0.0 if given is not None else standard_log_density(z_y) - gaussian_log_density(z_y, m_y, lv_y)
@@ -234,8 +233,8 @@ class MFM(GenerativeModel):
                 z_a = mmgen.ops.reparameterize(m_a, lv_a, generator=generator)
                 lw = lw + standard_log_density(z_a) - gaussian_log_density(z_a, m_a, lv_a)
                 lw = lw + self.heads[t].log_prob(self.decode(t, z_y, z_a), repeat_rows(x[t], kk))
-            log_w.append(lw.view(kk, -1))
-        return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
+            return lw
+        return importance_log_mean(log_w, k, chunk)
 
     @torch.no_grad()
     def elbo(self, x: dict, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -303,25 +302,13 @@ class MFM(GenerativeModel):
         lines of tokens with a ``vocabulary``). With ``data`` (a multimodal dataset) also the first
         n examples (``PREFIX-real-*``) and, for each modality s, the others generated from s alone
         (``PREFIX-from_<s>-*``). Returns the paths written."""
-        from mmgen.models.mfm_samples import write_samples
+        from mmgen.models.mfm_samples import write_model_samples
         labels = torch.arange(n, device=self.device) % max(self.num_classes, 1)
-        was_training = self.training
-        self.eval()
-        try:
+
+        def draw():
             samples = self.sample(n, y=labels if self.has_label_head else None, generator=generator)
-            written = write_samples(path_prefix, samples, labels.cpu() if self.has_label_head else None,
-                                    self.options)
-            if data is not None:
-                batch = {k: v.to(self.device) for k, v in next(data.batches(n)).items()}
-                real = {m: batch[m] for m in self.names}
-                written += write_samples(f"{path_prefix}-real", real, batch["y"].cpu(), self.options)
-                for s in self.names:
-                    if len(self.names) > 1:
-                        written += write_samples(f"{path_prefix}-from_{s}", self.generate(s, batch),
-                                                 batch["y"].cpu(), self.options)
-        finally:
-            self.train(was_training)
-        return written
+            return samples, labels.cpu() if self.has_label_head else None
+        return write_model_samples(self, path_prefix, draw, data, n)
 
     # -- training ------------------------------------------------------------------------------
     def _factor(self, mu, logvar):

@@ -30,3 +30,27 @@ def write_samples(path_prefix: str, samples: dict, labels: torch.Tensor, options
         if kind is not None:
             written.append(modalities.get(kind).write(f"{path_prefix}-{m}", value, labels, **opts))
     return written
+
+
+def write_model_samples(model, path_prefix: str, draw, data=None, n: int = 0, cross_generator=None) -> list[str]:
+    """A multimodal model's sample files, in eval mode: ``draw()`` -> (samples, labels or None) written
+    as ``PREFIX-<modality>``; with ``data`` (a multimodal dataset) also its first n examples
+    (``PREFIX-real-*``) and, for each modality s, the others generated from s alone
+    (``PREFIX-from_<s>-*``, ``model.generate(s, batch, generator=cross_generator)``). Returns the
+    paths written."""
+    was_training = model.training
+    model.eval()
+    try:
+        samples, labels = draw()
+        written = write_samples(path_prefix, samples, labels, model.options)
+        if data is not None:
+            batch = {k: v.to(model.device) for k, v in next(data.batches(n)).items()}
+            labels = batch["y"].cpu() if "y" in batch else None
+            written += write_samples(f"{path_prefix}-real", {m: batch[m] for m in model.names}, labels,
+                                     model.options)
+            for s in model.names if len(model.names) > 1 else ():
+                written += write_samples(f"{path_prefix}-from_{s}",
+                                         model.generate(s, batch, generator=cross_generator), labels, model.options)
+    finally:
+        model.train(was_training)
+    return written

@@ -40,6 +40,13 @@ def repeat_rows(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.repeat(k, *([1] * (x.dim() - 1)))
 
 
+def importance_log_mean(log_w, k: int, chunk: int) -> torch.Tensor:
+    """log (1/k) sum_i w_i per example, from ``log_w(kk)`` -> log-weights of kk fresh draws ``[kk * B]``
+    (rows ordered (draw, example)), called for ``chunk`` draws at a time."""
+    parts = [log_w(min(chunk, k - start)).view(min(chunk, k - start), -1) for start in range(0, k, chunk)]
+    return torch.logsumexp(torch.cat(parts), 0) - math.log(k)
+
+
 def product_of_experts(mus: list, logvars: list, prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The Gaussian product of the experts ``N(mu_i, exp(logvar_i))`` (and of the prior expert
     N(0, I) with ``prior=True``): precision-weighted mean and the log of the summed precisions."""
@@ -203,23 +210,9 @@ class MultimodalVAE(GenerativeModel):
         """Write ``n`` joint samples (``PREFIX-<modality>.png|wav|txt``) and, with ``data`` (a
         multimodal dataset), its first n examples (``PREFIX-real-*``) and, for each modality s, the
         others generated from s alone (``PREFIX-from_<s>-*``). Returns the paths written."""
-        from mmgen.models.mfm_samples import write_samples
-        was_training = self.training
-        self.eval()
-        try:
-            written = write_samples(path_prefix, self.sample(n, generator=generator), None, self.options)
-            if data is not None:
-                batch = {k: v.to(self.device) for k, v in next(data.batches(n)).items()}
-                labels = batch["y"].cpu() if "y" in batch else None
-                written += write_samples(f"{path_prefix}-real", {m: batch[m] for m in self.names}, labels,
-                                         self.options)
-                for s in self.names:
-                    if len(self.names) > 1:
-                        written += write_samples(f"{path_prefix}-from_{s}", self.generate(s, batch, generator=generator),
-                                                 labels, self.options)
-        finally:
-            self.train(was_training)
-        return written
+        from mmgen.models.mfm_samples import write_model_samples
+        return write_model_samples(self, path_prefix, lambda: (self.sample(n, generator=generator), None), data, n,
+                                   cross_generator=generator)
 
     # -- likelihoods ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -235,15 +228,12 @@ class MultimodalVAE(GenerativeModel):
         targets = check_targets(self.names, targets, [m for m in self.names if given is None or m not in given])
         self.subset(x, targets)
         post = self.posterior(x, targets if given is None else given)
-        log_w = []
-        for start in range(0, k, chunk):
-            kk = min(chunk, k - start)
+
+        def log_w(kk: int) -> torch.Tensor:
             z = post.sample(kk, generator)
             lw = sum(self.log_likelihood(m, z, repeat_rows(x[m], kk)) for m in targets)
-            if given is None:
-                lw = lw + standard_log_density(z) - post.log_prob(z)
-            log_w.append(lw.view(kk, -1))
-        return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
+            return lw if given is not None else lw + standard_log_density(z) - post.log_prob(z)
+        return importance_log_mean(log_w, k, chunk)
 
     @torch.no_grad()
     def elbo(self, x: dict, generator: torch.Generator | None = None) -> torch.Tensor:
