@@ -46,7 +46,9 @@ def machine(device: str = "cpu") -> dict:
 
 
 def git_state(root: str | None = None) -> dict:
-    """The commit of the checkout, and whether its tracked files differ from it. A copy of a commit
+    """The commit of the checkout, and whether its tracked files differ from it (result files under
+    ``benchmarks/results/`` do not count: a benchmark run after another in the same checkout would
+    otherwise call the code dirty). A copy of a commit
     (``git archive``; scripts/gpu_check.sh on another machine) names it in ``MMGEN_GIT_COMMIT``, which
     then wins over any ``.git`` found above the copy (whose HEAD is not what was copied)."""
     if os.environ.get("MMGEN_GIT_COMMIT"):
@@ -61,7 +63,8 @@ def git_state(root: str | None = None) -> dict:
 
     commit = git("rev-parse", "HEAD")
     return {"git_commit": commit or None,
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                                     ":(exclude)benchmarks/results")) if commit else None}
 
 
 def record(device: str = "cpu", command: list[str] | None = None) -> dict:

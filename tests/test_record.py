@@ -176,3 +176,21 @@ def test_compare_records_each_source_and_writes_the_comparison(tmp_path, capsys)
     first, second = (saved["models"][s]["summary"]["test"]["elbo"]["mean"] for s in saved["sources"])
     assert first != second  # two different models
     assert "several only with --compare" in cli_usage_error(capsys, ["record", "vae-digits", "digits-too"])
+
+
+def test_git_state_is_dirty_for_code_not_for_result_files(tmp_path, monkeypatch):
+    import subprocess
+
+    from mmgen.provenance import git_state
+    monkeypatch.delenv("MMGEN_GIT_COMMIT", raising=False)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text("{}")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True)
+    assert git_state(str(tmp_path))["git_dirty"] is False
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text('{"written": "by a benchmark"}')
+    assert git_state(str(tmp_path))["git_dirty"] is False  # an earlier benchmark's record
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert git_state(str(tmp_path))["git_dirty"] is True
