@@ -34,6 +34,8 @@ COMMANDS = {
     "train": ("mmgen.commands.train", "train a model from a run config or a preset, then evaluate it on val"),
     "sample": ("mmgen.commands.sample", "draw samples from a trained run and write a PNG grid"),
     "eval": ("mmgen.commands.evaluate", "evaluate a trained run (nats per example, bits/dim, registered metrics)"),
+    "report": ("mmgen.commands.report", "write an HTML page of runs: curves, samples, audio, evaluations, provenance"),
+    "demo": ("mmgen.commands.demo", "serve a local web page that samples a trained run (prompt, class or upload)"),
     "record": ("mmgen.commands.record",
                "train a preset over several seeds and record its val and test numbers (mean ± sd)"),
     "bench": ("mmgen.commands.bench", "run the kernel and training benchmarks, print a table and write JSON"),
