@@ -6,7 +6,8 @@ the model (:attr:`Demo.mode`):
 
 - ``"multimodal"`` (MFM, MVAE, MMVAE, MoPoE): one input per modality (a file upload, or a text box
   for a modality whose handler has ``typed_input``: captions); the other modalities are generated
-  from it (``model.generate``) and shown, images as images, speech as audio players, text as text;
+  from it, n draws (``model.generate`` with a seeded generator), and shown: images as images, speech
+  as audio players, text as text;
 - ``"prompt"`` (text-to-image GANs, caption-conditioned CVAEs): a caption gives a grid of images;
 - ``"class"`` (label-conditioned models: CVAE, M2, class-conditional GANs): a class picker;
 - ``"sample"`` (the rest): samples from the prior.
@@ -145,7 +146,7 @@ class Demo:
             x = handler.example(source.strip(), **entry)
         else:
             x = handler.example(self._upload_file(request, handler, prefix), **entry)
-        batch = {key: x.unsqueeze(0).to(self.device)}
+        batch = {key: x.unsqueeze(0).expand(n, *x.shape).to(self.device)}  # n draws of the other modalities
         generated = self.model.generate(key, batch, generator=generator)
         return write_samples(f"{prefix}-from_{key}", generated, None, getattr(self.model, "options", {}))
 

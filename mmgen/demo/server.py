@@ -22,7 +22,7 @@ form { margin: .6em 0; padding: .6em; border: 1px solid #ddd; background: #fafaf
 #outputs { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 1em; }
 figure { margin: 0; padding: 6px; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #555; }
-figure img { max-width: 480px; }
+figure img { max-width: 640px; min-width: 160px; }
 #status { color: #555; } #status.error { color: #b00; }
 """
 

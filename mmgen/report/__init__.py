@@ -31,7 +31,7 @@ h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
 .charts, .samples { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
 figure { margin: 0; padding: 6px; border: 1px solid #ddd; background: #fafafa; }
 figcaption { font-size: 12px; color: #555; margin-bottom: 4px; }
-figure img { max-width: 420px; }
+figure img { max-width: 640px; min-width: 120px; }
 pre { background: #f4f4f4; padding: 6px; font-size: 12px; max-height: 14em; overflow: auto; margin: 0; }
 table { border-collapse: collapse; font-size: 13px; margin-bottom: 1em; }
 td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
