@@ -98,3 +98,21 @@ def test_tensorboard_gets_the_sample_images_audio_and_text(tiny_mfm_run):
     text = events.Tensors("samples/text/text_summary")[-1].tensor_proto.string_val[0].decode()
     assert len(text.splitlines()) == 4 and all(line.startswith("    ") for line in text.splitlines())
     assert "loss" in tags["scalars"]
+
+
+@pytest.mark.plugins("image")
+def test_tensorboard_gets_the_grid_of_an_image_model(tmp_path):
+    pytest.importorskip("tensorboard", reason="needs tensorboard (the tensorboard and test extras)")
+    pytest.importorskip("sklearn")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from mmgen.data import load
+    from mmgen.models import VAE
+    from mmgen.train import Trainer
+    vae = VAE({"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 32, "hidden": 8},
+              {"name": "image.conv", "in_features": 4, "out_channels": 1, "size": 8, "params_per_channel": 17, "hidden": 8},
+              latent_dim=4, likelihood={"name": "categorical", "levels": 17})
+    Trainer(vae, load("digits", "train"), run_dir=str(tmp_path),
+            config={"steps": 2, "batch_size": 16, "sample_every": 1, "num_samples": 4, "progress": False}).fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == ["samples"] and [e.step for e in events.Images("samples")] == [1, 2]

@@ -96,9 +96,11 @@ class Demo:
         started = time.perf_counter()
         with self.lock, torch.no_grad(), tempfile.TemporaryDirectory(prefix="mmgen-demo-") as folder:
             generator = torch.Generator(self.device).manual_seed(seed)
-            paths = actions[action](request, n, generator, os.path.join(folder, "out"))
-            items = [{"caption": _caption(p), "html": modalities.for_file(p).html(p)} for p in paths
-                     if modalities.for_file(p) is not None]
+            items = []
+            for path in actions[action](request, n, generator, os.path.join(folder, "out")):
+                handler = modalities.for_file(path)  # the modality's plugin shows its file
+                if handler is not None:
+                    items.append({"caption": _caption(path), "html": handler.html(path)})
         return {"items": items, "seconds": round(time.perf_counter() - started, 3)}
 
     def _images(self, images: torch.Tensor, prefix: str) -> list[str]:

@@ -167,7 +167,7 @@ def sample_figure(path: str, missing: set) -> str:
 
 
 def run_section(run_dir: str, name: str) -> str:
-    """The config, evaluations, samples, provenance and what is missing of one run."""
+    """The config, samples, evaluations, provenance and what is missing of one run."""
     missing: set[str] = set()
     parts = [f"<h2>Run {html.escape(name)}</h2>", f"<p>folder: <code>{html.escape(os.path.abspath(run_dir))}</code></p>"]
     config = os.path.join(run_dir, RUN_FILE)
@@ -176,12 +176,6 @@ def run_section(run_dir: str, name: str) -> str:
                      f"{html.escape(json.dumps(read_json(config), indent=2))}</pre></details>")
     else:
         missing.add(f"{RUN_FILE} (the run config)")
-    evals = sorted(f for f in os.listdir(run_dir) if f.startswith("eval_") and f.endswith(".json"))
-    parts.append("<h3>Evaluation</h3>")
-    for file in evals:
-        parts.append(f"<h4>{html.escape(file)}</h4>{table(read_json(os.path.join(run_dir, file)), judges=True)}")
-    if not evals:
-        missing.add("eval_*.json (no evaluation: mmgen eval RUN)")
     by_step, others = sample_steps(run_dir)
     parts.append("<h3>Samples</h3>")
     for step, paths in by_step.items():
@@ -192,6 +186,12 @@ def run_section(run_dir: str, name: str) -> str:
         parts.append(f'<h4>other samples (mmgen sample)</h4><div class="samples">{figures}</div>')
     if not by_step and not others:
         missing.add("samples/ (no sample files)")
+    evals = sorted(f for f in os.listdir(run_dir) if f.startswith("eval_") and f.endswith(".json"))
+    parts.append("<h3>Evaluation</h3>")
+    for file in evals:
+        parts.append(f"<h4>{html.escape(file)}</h4>{table(read_json(os.path.join(run_dir, file)), judges=True)}")
+    if not evals:
+        missing.add("eval_*.json (no evaluation: mmgen eval RUN)")
     parts.append("<h3>Provenance</h3>")
     provenance = os.path.join(run_dir, PROVENANCE_FILE)
     if os.path.isfile(provenance):

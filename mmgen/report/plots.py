@@ -6,7 +6,7 @@ import math
 
 # colour-blind-safe line colours (Okabe-Ito), one per run
 COLORS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000", "#f0e442")
-WIDTH, HEIGHT = 380, 230
+WIDTH, HEIGHT = 330, 210
 LEFT, RIGHT, TOP, BOTTOM = 58, 12, 26, 34  # margins around the plot area
 
 
