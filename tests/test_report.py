@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mmgen import cli, report
+from mmgen import cli
 from mmgen.report.plots import line_chart, ticks
 
 
@@ -52,7 +52,8 @@ def test_several_runs_are_overlaid_and_missing_files_are_named(tiny_mfm_run, tmp
     (old / "run.json").write_text(open(os.path.join(run, "run.json")).read())
     (old / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 900.0 - s, "lr": 1e-3}) + "\n"
                                                for s in (1, 2, 3)) + '{"step": 4, "lo')  # a line cut off
-    out = report.write([run, str(old)], str(tmp_path / "both.html"))
+    out = str(tmp_path / "compare.html")
+    assert cli.main(["report", run, str(old), "--out", out]) == 0
     page = open(out).read()
     loss_chart = page[page.index('aria-label="loss"'):]
     loss_chart = loss_chart[:loss_chart.index("</svg>")]

@@ -117,7 +117,8 @@ def make_server(demo: Demo, host: str = "127.0.0.1", port: int = 0) -> Threading
         def do_POST(self):
             if self.path != "/api/generate":
                 return self._json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}; POST /api/generate"})
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length", "")
+            length = int(length) if length.isdigit() else 0
             if not 0 < length <= MAX_BODY:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": f"a request body of 1 to {MAX_BODY} bytes is "
                                                                     f"expected, got {length}"})

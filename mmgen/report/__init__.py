@@ -78,10 +78,10 @@ def sample_steps(run_dir: str) -> tuple[dict[int, list[str]], list[str]]:
     by_step: dict[int, list[str]] = {}
     others = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if name.startswith("."):
+        path = os.path.join(folder, name)
+        if name.startswith(".") or not os.path.isfile(path):
             continue
         match = SAMPLE_NAME.match(os.path.splitext(name)[0])
-        path = os.path.join(folder, name)
         if match:
             by_step.setdefault(int(match.group(1)), []).append(path)
         else:
