@@ -9,8 +9,8 @@ parser is built when the command line names it), and ``import mmgen`` does not i
 
 Global options (before the subcommand): ``--threads N`` sets torch's CPU threads for the command
 (``torch.set_num_threads(N)`` and, while still allowed, ``torch.set_interop_threads(N)``); the
-default is torch's own choice. ``train``, ``eval``, ``sample``, ``bench`` and ``demo`` also accept it after
-the subcommand (``THREADS_OPTION``). Where it is recorded: ``metrics.jsonl`` lines of a training
+default is torch's own choice. ``train``, ``eval``, ``sample``, ``bench`` and ``demo`` also accept
+it after the subcommand (``THREADS_OPTION``). Where it is recorded: ``metrics.jsonl`` lines of a training
 run and ``eval_<split>.json`` carry ``"threads"``; ``mmgen bench`` runs each benchmark with
 ``OMP_NUM_THREADS=N`` (its result records ``machine.threads``) and writes ``threads`` in the summary.
 

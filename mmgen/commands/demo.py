@@ -34,8 +34,9 @@ def run(args) -> int:
     if args.host not in LOOPBACK:
         print(f"mmgen demo: listening on {host}, not only this machine: anyone who reaches it can use the model",
               file=sys.stderr)
-    print(f"mmgen demo: {demo.name} ({demo.mode}) of {args.run_dir} at http://{'127.0.0.1' if args.host in LOOPBACK else host}:{port}/ "
-          "(Ctrl-C stops it)", flush=True)
+    shown = "127.0.0.1" if args.host in LOOPBACK else host
+    print(f"mmgen demo: {demo.name} ({demo.mode}) of {args.run_dir} at http://{shown}:{port}/ (Ctrl-C stops it)",
+          flush=True)
     try:
         server.serve_forever()
     finally:

@@ -42,7 +42,7 @@ class Demo:
 
     def __init__(self, run_dir: str, device: str = "cpu"):
         runs.read_run_config(run_dir)  # an error unless run_dir is a run folder
-        if not os.path.isdir(os.path.join(run_dir, "model")) and not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        if not any(os.path.isdir(os.path.join(run_dir, folder)) for folder in ("model", "checkpoints")):
             raise FileNotFoundError(f"{run_dir} holds no trained model (no model/ and no checkpoints/): "
                                     f"train it first (mmgen train ... --out {run_dir})")
         self.run_dir, self.device = run_dir, device
@@ -75,7 +75,8 @@ class Demo:
             entry = infer.entry(self.info, key) or {}
             if entry.get("modality") in modalities.available():
                 handler = modalities.get(entry["modality"])
-                found.append({"key": key, "modality": entry["modality"], "typed": bool(getattr(handler, "typed_input", False)),
+                found.append({"key": key, "modality": entry["modality"],
+                              "typed": bool(getattr(handler, "typed_input", False)),
                               "accept": ",".join(getattr(handler, "extensions", ()))})
         return found
 
@@ -158,7 +159,8 @@ class Demo:
         name = request.get("filename")
         suffix = os.path.splitext(name)[1].lower() if isinstance(name, str) else ""
         if suffix not in handler.extensions:
-            raise DemoRequestError(f"filename {name!r}: {handler.name} uploads must be {'/'.join(handler.extensions)} files")
+            raise DemoRequestError(f"filename {name!r}: {handler.name} uploads must be "
+                                   f"{'/'.join(handler.extensions)} files")
         try:
             data = base64.b64decode(request.get("file") or "", validate=True)
         except (binascii.Error, TypeError, ValueError):

@@ -30,7 +30,8 @@ figure img { max-width: 640px; min-width: 160px; }
 # fragments (made by the modality plugins from files the server wrote) go into #outputs.
 SCRIPT = """
 const status = document.getElementById("status"), outputs = document.getElementById("outputs");
-const common = () => ({n: Number(document.getElementById("n").value), seed: Number(document.getElementById("seed").value)});
+const number = id => Number(document.getElementById(id).value);
+const common = () => ({n: number("n"), seed: number("seed")});
 function readBase64(file) {
   return new Promise((resolve, reject) => { const r = new FileReader();
     r.onload = () => resolve(r.result.split(",", 2)[1]); r.onerror = reject; r.readAsDataURL(file); });
@@ -72,12 +73,15 @@ def page(demo: Demo) -> str:
                      '</label> <button type="submit">generate</button></form>')
     for item in demo.inputs():
         key = html.escape(item["key"])
-        field = (f'<input name="text" size="48" required placeholder="type a caption" id="input-{key}">' if item["typed"]
-                 else f'<input name="file" type="file" accept="{html.escape(item["accept"])}" id="input-{key}">')
+        if item["typed"]:
+            field = f'<input name="text" size="48" required placeholder="type a caption" id="input-{key}">'
+        else:
+            field = f'<input name="file" type="file" accept="{html.escape(item["accept"])}" id="input-{key}">'
         forms.append(f'<form data-action="upload" id="form-{key}"><input type="hidden" name="modality" value="{key}">'
                      f'<label>{key} ({html.escape(item["modality"])}) {field}</label> '
                      f'<button type="submit">generate the others from {key}</button></form>')
-    forms.append('<form data-action="sample" id="sample-form"><button type="submit">sample from the model</button></form>')
+    forms.append('<form data-action="sample" id="sample-form">'
+                 '<button type="submit">sample from the model</button></form>')
     title = f"mmgen demo: {demo.run_dir}"
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',

@@ -169,7 +169,8 @@ def sample_figure(path: str, missing: set) -> str:
 def run_section(run_dir: str, name: str) -> str:
     """The config, samples, evaluations, provenance and what is missing of one run."""
     missing: set[str] = set()
-    parts = [f"<h2>Run {html.escape(name)}</h2>", f"<p>folder: <code>{html.escape(os.path.abspath(run_dir))}</code></p>"]
+    parts = [f"<h2>Run {html.escape(name)}</h2>",
+             f"<p>folder: <code>{html.escape(os.path.abspath(run_dir))}</code></p>"]
     config = os.path.join(run_dir, RUN_FILE)
     if os.path.isfile(config):
         parts.append(f"<h3>Config</h3><details><summary>{RUN_FILE}</summary><pre>"
@@ -201,8 +202,8 @@ def run_section(run_dir: str, name: str) -> str:
     if not os.path.isfile(os.path.join(run_dir, "metrics.jsonl")):
         missing.add("metrics.jsonl (no curves)")
     if missing:
-        parts.append('<h3>Missing</h3><ul class="missing">' + "".join(f"<li>{html.escape(m)}</li>" for m in sorted(missing))
-                     + "</ul>")
+        items = "".join(f"<li>{html.escape(m)}</li>" for m in sorted(missing))
+        parts.append(f'<h3>Missing</h3><ul class="missing">{items}</ul>')
     return "\n".join(parts)
 
 
@@ -237,7 +238,8 @@ def render(run_dirs: list[str]) -> str:
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>written {when} by mmgen {html.escape(mmgen.__version__)}</p>",
-        "<h2>Curves</h2>", f'<div class="charts">{charts or "<p class=missing>no metrics.jsonl with numbers</p>"}</div>',
+        "<h2>Curves</h2>",
+        f'<div class="charts">{charts or "<p class=missing>no metrics.jsonl with numbers</p>"}</div>',
         *(run_section(d, n) for d, n in zip(run_dirs, names)),
         "</body></html>"])
 
