@@ -99,6 +99,13 @@ def test_demo_answers_a_typed_caption_with_an_image(browser, tiny_mfm_run):
                             "a playable audio output")
         assert duration > 0.5
         assert_not_blank(browser)
+        # an uploaded image (read by the page's script, sent as base64) comes back as a caption and speech
+        image = os.path.join(tiny_mfm_run[0], "samples", "step-000004-real-image.png")
+        browser.find_element(By.ID, "input-image").send_keys(image)
+        browser.find_element(By.CSS_SELECTOR, "#form-image button").click()
+        caption = wait_for(browser, "(p => p && p.textContent)(document.querySelector('#outputs pre'))",
+                           "a caption generated from the uploaded image")
+        assert len(caption.splitlines()) == 8  # n = 8 draws
         assert console_errors(browser) == []
     finally:
         server.shutdown()
