@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -164,6 +165,8 @@ def test_the_command_serves_on_127_0_0_1_and_prints_the_url(class_run):
     process = subprocess.Popen([sys.executable, "-m", "mmgen", "demo", class_run, "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "mmgen demo printed no URL within 120 s"
         line = process.stdout.readline()
         url = re.search(r"at (http://127\.0\.0\.1:\d+/)", line).group(1)
         assert "(class)" in line
