@@ -9,8 +9,8 @@ parser is built when the command line names it), and ``import mmgen`` does not i
 
 Global options (before the subcommand): ``--threads N`` sets torch's CPU threads for the command
 (``torch.set_num_threads(N)`` and, while still allowed, ``torch.set_interop_threads(N)``); the
-default is torch's own choice. ``train``, ``eval``, ``sample`` and ``bench`` also accept it after
-the subcommand (``THREADS_OPTION``). Where it is recorded: ``metrics.jsonl`` lines of a training
+default is torch's own choice. ``train``, ``eval``, ``sample``, ``bench`` and ``demo`` also accept
+it after the subcommand (``THREADS_OPTION``). Where it is recorded: ``metrics.jsonl`` lines of a training
 run and ``eval_<split>.json`` carry ``"threads"``; ``mmgen bench`` runs each benchmark with
 ``OMP_NUM_THREADS=N`` (its result records ``machine.threads``) and writes ``threads`` in the summary.
 
@@ -34,6 +34,8 @@ COMMANDS = {
     "train": ("mmgen.commands.train", "train a model from a run config or a preset, then evaluate it on val"),
     "sample": ("mmgen.commands.sample", "draw samples from a trained run and write a PNG grid"),
     "eval": ("mmgen.commands.evaluate", "evaluate a trained run (nats per example, bits/dim, registered metrics)"),
+    "report": ("mmgen.commands.report", "write an HTML page of runs: curves, samples, audio, evaluations, provenance"),
+    "demo": ("mmgen.commands.demo", "serve a local web page that samples a trained run (prompt, class or upload)"),
     "record": ("mmgen.commands.record",
                "train a preset over several seeds and record its val and test numbers (mean ± sd)"),
     "bench": ("mmgen.commands.bench", "run the kernel and training benchmarks, print a table and write JSON"),

@@ -1,6 +1,7 @@
-"""Small file helpers: atomic writes and PNG image grids (Pillow encodes the PNG)."""
+"""Small file helpers: atomic writes, PNG image grids (Pillow encodes the PNG), data: URIs."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -61,3 +62,11 @@ def save_png(image: torch.Tensor, path: str, scale: int = 1) -> None:
     Image.fromarray(image.squeeze(2).numpy() if image.shape[2] == 1 else image.numpy()).save(
         buffer, format="PNG", compress_level=9)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def data_uri(source: str | bytes, mime: str) -> str:
+    """``data:MIME;base64,...`` of a file (a path) or of bytes: media embedded in an HTML page."""
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            source = f.read()
+    return f"data:{mime};base64,{base64.b64encode(source).decode('ascii')}"

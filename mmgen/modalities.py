@@ -16,7 +16,16 @@ object per modality as the component kind ``"modality"`` under the modality's ba
 - ``write(path_prefix, values, labels=None, **info) -> str``: samples of this modality written
   next to ``path_prefix`` (image: ``PREFIX.png`` grid of ``[n, C, H, W]`` in [0, 1]; audio:
   ``PREFIX.wav`` of features ``[n, n_mels, frames]`` with ``info["wave"]``; text: ``PREFIX.txt``
-  of token ids with ``info["vocabulary"]``), atomically; returns the path.
+  of token ids with ``info["vocabulary"]``), atomically; returns the path;
+- ``html(path) -> str``: an HTML fragment showing a file of this modality, self-contained (media as
+  data: URIs): image ``<img>``, audio ``<audio controls>``, text ``<pre>`` (``mmgen report``,
+  ``mmgen demo``);
+- ``to_tensorboard(writer, tag, path, step)``: a sample file logged to a TensorBoard
+  ``SummaryWriter`` (``add_image`` / ``add_audio`` / ``add_text``; the trainer);
+- ``example(source, **entry) -> Tensor``: one example as a dataset described by ``entry`` (its
+  :mod:`mmgen.infer` data-info entry) holds it, from a file path (image: ``[C, size, size]``;
+  audio: log-mels ``[n_mels, frames]``) or, where the handler has ``typed_input = True`` (text), a
+  typed string (token ids ``[length]``): what ``mmgen demo`` feeds a model from an upload or a prompt;
 
 and, by modality:
 
@@ -42,6 +51,8 @@ sample files (:func:`mmgen.models.mfm_samples.write_samples` calls ``write`` per
 """
 from __future__ import annotations
 
+import os
+
 from mmgen import plugins
 
 KIND = "modality"
@@ -60,6 +71,17 @@ def get(name: str):
 def available() -> list[str]:
     """The names of the registered modalities."""
     return [c.name for c in plugins.list_components(KIND)]
+
+
+def for_file(path: str):
+    """The handler whose ``extensions`` include the suffix of ``path`` (None when no registered
+    modality reads such files)."""
+    suffix = os.path.splitext(path)[1].lower()
+    for name in available():
+        handler = get(name)
+        if suffix in getattr(handler, "extensions", ()):
+            return handler
+    return None
 
 
 def has(name: str) -> bool:

@@ -34,12 +34,13 @@ def cpu_name() -> str:
 
 
 def machine(device: str = "cpu") -> dict:
-    """CPU model, cores, torch threads, versions, the native build record and, on CUDA, the GPU."""
+    """CPU model, cores, torch threads, versions, the native build record and, on CUDA (when a GPU
+    is there to ask), the GPU."""
     import mmgen
     info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
             "mmgen": mmgen.__version__, "build": mmgen.ops.build_info(), "device": device}
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda_runtime"] = torch.version.cuda
     return info

@@ -1,6 +1,10 @@
 """Runs: a run config (JSON or a preset) turned into data, model and training, in a run folder.
 
     run_dir/run.json      the full run config
+    run_dir/provenance.json  where the run comes from: commit, versions, machine, command line
+                             (mmgen.provenance.record; of the latest start of the run)
+    run_dir/data_info.json   what the training data says of its examples (mmgen.infer.data_info:
+                             shapes, vocabulary, log-mel options): what mmgen demo makes inputs with
     run_dir/model/        the trained model (config.json + model.safetensors)
     run_dir/eval_<split>.json, metrics.jsonl, samples/, checkpoints/
 """
@@ -18,7 +22,7 @@ import torch
 
 from mmgen import data as datasets
 from mmgen.data import catalog
-from mmgen import distributed, infer, presets
+from mmgen import distributed, infer, presets, provenance
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
 from mmgen.models.base import raise_with_context
@@ -26,6 +30,8 @@ from mmgen.train import RunExistsError, TrainConfig, Trainer, checkpoint
 from mmgen.train.trainer import check_resume
 
 RUN_FILE = "run.json"
+PROVENANCE_FILE = "provenance.json"
+DATA_INFO_FILE = "data_info.json"
 SECTIONS = ("description", "data", "model", "train", "eval")
 
 
@@ -340,6 +346,14 @@ def train(config: dict, run_dir: str, device: str | None = None, trainer: Traine
             clear_run_folder(run_dir)
         os.makedirs(run_dir, exist_ok=True)
         atomic_write_bytes(os.path.join(run_dir, RUN_FILE), json.dumps(config, indent=2).encode())
+        atomic_write_bytes(os.path.join(run_dir, PROVENANCE_FILE),
+                           json.dumps(provenance.record(str(trainer.device)), indent=2).encode())
+        try:  # data whose description is not plain JSON leaves it out (data_info() then loads val)
+            info = json.dumps(infer.data_info(trainer.train_data), default=lambda v: v.tolist())
+        except (TypeError, AttributeError, ValueError):
+            info = None
+        if info not in (None, "null"):
+            atomic_write_bytes(os.path.join(run_dir, DATA_INFO_FILE), info.encode())
     trainer.fit()
     # on (rank 0's) training device, where the model is; local: no collectives
     metrics = (evaluate(run_dir, "val", strict=False, device=str(trainer.device), progress=trainer.config.progress)
@@ -357,6 +371,17 @@ def load_model(run_dir: str, device: str = "cpu") -> GenerativeModel:
     if latest is None:
         raise FileNotFoundError(f"{run_dir} has neither a model/ folder nor a checkpoint")
     return GenerativeModel.from_pretrained(latest, map_location=device)
+
+
+def data_info(run_dir: str) -> dict:
+    """What the run's data says of its examples (:func:`mmgen.infer.data_info`): its
+    ``data_info.json``, else (runs older than that file) that of its val split, loaded now; {} for
+    data that does not describe itself."""
+    path = os.path.join(run_dir, DATA_INFO_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return infer.data_info(dataset(read_run_config(run_dir), "val")) or {}
 
 
 def read_run_config(run_dir: str) -> dict:

@@ -72,3 +72,26 @@ def isolated(monkeypatch):
     plugins.reset()
     yield
     plugins.reset()
+
+
+TINY_MFM_ARGS = ["--set", "train.steps=4", "--set", "train.log_every=1", "--set", "train.eval_every=2",
+                 "--set", "train.sample_every=2", "--set", "train.num_samples=4", "--set", "eval.judge_steps=2",
+                 "--set", "eval.max_examples=8", "--set", "eval.pocketsphinx=false"]
+
+
+@pytest.fixture(scope="session")
+def tiny_mfm_run(tmp_path_factory):
+    """``mmgen train --preset mfm-digits`` for 4 steps (samples at steps 2 and 4, an evaluation with
+    judges on 8 val examples): ``(run folder, what the command printed)``, shared by the report,
+    TensorBoard, demo and browser tests."""
+    import contextlib
+    import io
+    missing = [name for name in ("image", "audio", "text") if plugin_missing(name)]
+    if missing:
+        pytest.skip(plugin_reason(missing))
+    from mmgen import cli
+    out = str(tmp_path_factory.mktemp("tiny") / "mfm-digits")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["train", "--preset", "mfm-digits", "--out", out, *TINY_MFM_ARGS]) == 0
+    return out, printed.getvalue()

@@ -386,6 +386,11 @@ def test_cli_trains_samples_prompts_and_evaluates(tmp_path, classifier, capsys):
     assert "prompt-a-small-red-circle-at-the-top-left-seed0.png" in written
     assert "prompts-seed0.png" in written
     assert any(name.startswith("interpolate-a-small-red-circle") for name in written)
+    from mmgen.demo import Demo                      # mmgen demo's prompt box (docs/report.md#mmgen-demo)
+    demo = Demo(run_dir)
+    answer = demo.answer({"action": "prompt", "prompt": prompts[0], "n": 3})
+    assert demo.mode == "prompt" and [item["caption"] for item in answer["items"]] == ["images"]
+    assert answer["items"][0]["html"].startswith('<img src="data:image/png;base64,')
     assert cli.main(["eval", run_dir, "--split", "test", "--max-examples", "40"]) == 0
     saved = json.loads(open(os.path.join(run_dir, "eval_t2i_test.json")).read())
     assert saved["examples"] == 40 and "consistency_all" in saved and saved["dataset"] == config["data"]

@@ -68,6 +68,8 @@ def run(args) -> int:
     if metrics is not None:  # None on the ranks other than 0 of a torchrun run
         print(json.dumps(metrics, indent=2))
         print(f"run folder: {args.out} (model/, samples/, metrics.jsonl, eval_*val.json)")
+        from mmgen import report
+        print(f"report: {report.write(args.out)}")
     return 0
 
 

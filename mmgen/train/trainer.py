@@ -1,5 +1,6 @@
 """The training loop: optimizers and schedules from config, clipping, JSONL metrics, PNG samples,
-atomic checkpoints and exact resume (same data order, RNG and optimizer states).
+atomic checkpoints and exact resume (same data order, RNG and optimizer states); with tensorboard
+installed, the scalars and the samples (images, audio, text) in ``RUN/tensorboard`` too.
 
 A model with ``loss(x, **cond)`` is trained by one optimizer over all its parameters (the step is
 named "model"); a model with ``training_steps()`` (GANs) by one optimizer per
@@ -494,11 +495,12 @@ class Trainer:
         self.model.eval()
         rng_state = rng.get_state()
         if hasattr(self.model, "write_samples"):  # text or multimodal models write their own files
-            self.model.write_samples(os.path.join(self.run_dir, "samples", f"step-{self.step:06d}"),
-                                     self.config.num_samples, torch.Generator(device=self.device)
-                                     .manual_seed(self.config.seed), data=self.val_data)
+            written = self.model.write_samples(os.path.join(self.run_dir, "samples", f"step-{self.step:06d}"),
+                                               self.config.num_samples, torch.Generator(device=self.device)
+                                               .manual_seed(self.config.seed), data=self.val_data)
             rng.set_state(rng_state)
             self.model.train()
+            self._log_samples([written] if isinstance(written, str) else list(written or []))
             return
         images = self.model.sample(self.config.num_samples, generator=torch.Generator(
             device=self.device).manual_seed(self.config.seed)).float().cpu()
@@ -508,8 +510,26 @@ class Trainer:
         if levels:
             images = images / (levels - 1)
         if images.dim() == 4:
-            save_png(image_grid(images), os.path.join(self.run_dir, "samples", f"step-{self.step:06d}.png"),
-                     scale=max(1, 112 // images.shape[-1]))
+            path = os.path.join(self.run_dir, "samples", f"step-{self.step:06d}.png")
+            save_png(image_grid(images), path, scale=max(1, 112 // images.shape[-1]))
+            self._log_samples([path])
+
+    def _log_samples(self, paths: list[str]) -> None:
+        """The sample files of this step in TensorBoard (when installed), each logged by the handler of
+        its modality (:func:`mmgen.modalities.for_file`: add_image, add_audio, add_text), tagged
+        ``samples/<part>`` (``samples/from_text-image`` for ``step-000500-from_text-image.png``)."""
+        writer = self._tensorboard()
+        if writer is None:
+            return
+        from mmgen import modalities
+        prefix = f"step-{self.step:06d}"
+        for path in paths:
+            handler = modalities.for_file(path)
+            if handler is None or not hasattr(handler, "to_tensorboard"):
+                continue
+            part = os.path.splitext(os.path.basename(path))[0][len(prefix) + 1:]
+            handler.to_tensorboard(writer, f"samples/{part}" if part else "samples", path, self.step)
+        writer.flush()
 
     def _log(self, record: dict) -> None:
         if not distributed.is_main():

@@ -2,6 +2,7 @@
 padded), standardized log-mel features and their inversion, WAV samples."""
 from __future__ import annotations
 
+import html
 import math
 import os
 
@@ -9,6 +10,7 @@ import torch
 import torchaudio
 
 from mmgen_audio.mel import LogMel
+from mmgen.io import data_uri
 from mmgen_audio.wav import read_wav, write_wav
 
 GAP_SECONDS = 0.2  # silence between the clips of a written sample file
@@ -106,6 +108,23 @@ class AudioModality:
         write_wav(tmp, audio, wave["sample_rate"])  # soundfile writes by name: rename when complete
         os.replace(tmp, path)
         return path
+
+    def html(self, path: str) -> str:
+        """An ``<audio>`` player of the file, embedded as a data: URI."""
+        mime = "audio/flac" if path.lower().endswith(".flac") else "audio/wav"
+        return (f'<audio controls preload="auto" src="{data_uri(path, mime)}" '
+                f'title="{html.escape(os.path.basename(path))}"></audio>')
+
+    def to_tensorboard(self, writer, tag: str, path: str, step: int) -> None:
+        wave, rate = read_wav(path)
+        writer.add_audio(tag, wave.mean(0), step, sample_rate=rate)
+
+    def example(self, source: str, frames: int, wave: dict, **entry) -> torch.Tensor:
+        """One example from a WAV/FLAC file, as data described by ``entry`` holds it: standardized
+        log-mels [n_mels, frames] of its first ``frames`` frames (shorter files padded with silence)."""
+        rate = wave["sample_rate"]
+        clip = self.load(source, sample_rate=rate, seconds=(frames - 1) * wave["hop_length"] / rate)
+        return self.features(clip.unsqueeze(0), **wave)[0]
 
 
 def check_options(sample_rate, seconds) -> None:

@@ -1,11 +1,14 @@
 """The image modality: PNG/JPEG files decoded with Pillow (resize + centre crop), PNG sample grids."""
 from __future__ import annotations
 
+import html
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmgen.io import image_grid, save_png
+from mmgen.io import data_uri, image_grid, save_png
 
 CHANNELS = (1, 3)
 
@@ -40,6 +43,19 @@ class ImageModality:
         path = f"{path_prefix}.png"
         save_png(image_grid(values.float().clamp(0, 1), nrow=nrow), path, scale=max(1, 56 // values.shape[-1]))
         return path
+
+    def html(self, path: str) -> str:
+        """An ``<img>`` of the file, embedded as a data: URI, its pixels drawn sharp."""
+        mime = "image/png" if path.lower().endswith(".png") else "image/jpeg"
+        return (f'<img src="{data_uri(path, mime)}" alt="{html.escape(os.path.basename(path))}" '
+                'style="image-rendering: pixelated">')
+
+    def to_tensorboard(self, writer, tag: str, path: str, step: int) -> None:
+        writer.add_image(tag, self.load(path), step)  # [C, H, W] in [0, 1]
+
+    def example(self, source: str, size: int, channels: int, **entry) -> torch.Tensor:
+        """One example from an image file, as data described by ``entry`` holds it: [channels, size, size]."""
+        return self.load(source, size=size, channels=channels)
 
 
 def check_options(size, channels) -> None:

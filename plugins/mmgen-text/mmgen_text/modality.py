@@ -1,6 +1,8 @@
 """The text modality: strings from text files, word-level vocabularies and token ids, text samples."""
 from __future__ import annotations
 
+import html
+
 import torch
 
 from mmgen.io import atomic_write_bytes
@@ -15,6 +17,7 @@ class TextModality:
     name = "text"
     extensions = (".txt",)
     specials = SPECIALS  # the first tokens of every vocabulary, ids 0-3
+    typed_input = True  # a demo asks for a typed caption, not a file (mmgen demo)
 
     def load(self, path: str, encoding: str = "utf-8") -> str:
         """The whole text of a file, stripped."""
@@ -64,3 +67,17 @@ class TextModality:
         path = f"{path_prefix}.txt"
         atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
         return path
+
+    def html(self, path: str) -> str:
+        """A ``<pre>`` of the file's lines."""
+        return f'<pre class="text-sample">{html.escape(self.load(path))}</pre>'
+
+    def to_tensorboard(self, writer, tag: str, path: str, step: int) -> None:
+        lines = self.load(path).splitlines()
+        writer.add_text(tag, "\n".join(f"    {line}" for line in lines), step)  # indented: Markdown code
+
+    def example(self, source: str, vocabulary: list[str], length: int, **entry) -> torch.Tensor:
+        """One example from a typed caption, as data described by ``entry`` holds it: token ids [length]."""
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"a caption must be a non-empty string, got {source!r}")
+        return self.encode([source], vocabulary, length=length)[0]
