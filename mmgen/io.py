@@ -15,12 +15,14 @@ from PIL import Image
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """A temp file beside ``path`` for a writer that takes a file name; when the block ends without
-    error it is fsynced and renamed to ``path`` (never a half-written file), otherwise deleted."""
+    error it is fsynced and renamed to ``path`` (never a half-written file), otherwise deleted. The
+    file gets the permissions a plain ``open`` would give (0666 less the umask), not mkstemp's 0600."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -29,6 +31,12 @@ def atomic_path(path: str) -> Iterator[str]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -40,8 +40,13 @@ CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 def load_config(source: str) -> dict:
     """A run config from a preset name or a file: JSON, or YAML (``.yaml`` / ``.yml``)."""
-    if os.path.exists(source):
+    if os.path.isfile(source):
         config = read_config_file(source)
+    elif source in presets.PRESETS:  # also where a folder of that name is in the way (a run's --out)
+        config = presets.get(source)
+    elif os.path.isdir(source):
+        raise ValueError(f"{source!r} is a folder; a run config is a JSON or YAML file or a preset name "
+                         f"(presets: {', '.join(sorted(presets.PRESETS))})")
     elif source.endswith(CONFIG_SUFFIXES) or os.sep in source:
         raise FileNotFoundError(f"run config file {source!r} does not exist (and it is not a preset name; "
                                 f"presets: {', '.join(sorted(presets.PRESETS))})")

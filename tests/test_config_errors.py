@@ -116,3 +116,22 @@ def test_train_help_lists_every_training_option_with_its_default(capsys):
     assert "vae-digits" in capsys.readouterr().out
     assert cli_usage_error(capsys, ["train", "--preset", "vae-digits"]) == \
         "mmgen train: error: --out DIR (the run folder) is required"
+
+
+def test_a_folder_does_not_hide_a_preset_and_is_not_read_as_a_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vae-digits").mkdir()  # e.g. an earlier `--out vae-digits`
+    assert runs.load_config("vae-digits") == presets.get("vae-digits")
+    (tmp_path / "my-runs").mkdir()
+    with pytest.raises(ValueError, match=r"'my-runs' is a folder; a run config is a JSON or YAML file or a preset"):
+        runs.load_config("my-runs")
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    from mmgen.io import atomic_write_bytes
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(str(tmp_path / "x.json"), b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
