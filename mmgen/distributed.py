@@ -7,6 +7,7 @@ single process (rank 0 of 1), so the same code runs with and without torchrun.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 
@@ -76,9 +77,13 @@ def init_from_env(device: str = "cpu") -> str:
 
 
 def shutdown() -> None:
-    """Leave the process group if :func:`init_from_env` created it."""
+    """Leave the process group if :func:`init_from_env` created it. Unreachable DDP wrappers are
+    collected first: one that outlives the group holds gloo's threads until the interpreter exits,
+    and its destructor then aborts the process ("terminate called without an active exception"
+    after the run had finished; 2 of 5 two-process runs here, 0 of 6 with the collection)."""
     global _joined_here
     if _joined_here and is_initialized():
+        gc.collect()
         dist.destroy_process_group()
     _joined_here = False
 

@@ -132,6 +132,8 @@ WORKER = MODELS + textwrap.dedent("""
     if rank == 0:
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f)
+    import gc
+    gc.collect()  # trainers' DDP wrappers in reference cycles would outlive the group (see distributed.shutdown)
     dist.destroy_process_group()
 """)
 
