@@ -89,6 +89,20 @@ def check_max_bytes(max_bytes) -> None:
                          f"got {max_bytes!r}")
 
 
+def kl_weight(model, dtype: torch.dtype):
+    """The KL weight of a training call of ``model.loss``: ``model.beta``, ramped linearly from 0 over
+    ``model.kl_warmup`` training calls counted by its buffer ``steps_trained`` (advanced here)."""
+    if not (model.training and model.kl_warmup):
+        return model.beta
+    # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
+    # (float64, as the Python float was: the same number). The count is replaced, not
+    # incremented in place: torch 2.11's compiled backward may recompute the weight from the
+    # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
+    ramp = ((model.steps_trained + 1).double() / model.kl_warmup).clamp(max=1.0)
+    model.steps_trained = model.steps_trained + 1
+    return (model.beta * ramp).to(dtype)
+
+
 class VAE(GenerativeModel):
     """Gaussian-latent VAE: ``q(z|x) = N(mu(x), diag exp(logvar(x)))``, ``p(z) = N(0, I)``.
 
@@ -223,16 +237,7 @@ class VAE(GenerativeModel):
         if self.k > 1:
             return -self.iwae_bound(x, self.k, chunk=self.k).mean()  # one pass
         z, kl = self._sample_posterior(*self._posterior(x))
-        weight = self.beta
-        if self.training and self.kl_warmup:
-            # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
-            # (float64, as the Python float was: the same number). The count is replaced, not
-            # incremented in place: torch 2.11's compiled backward may recompute the weight from the
-            # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
-            ramp = ((self.steps_trained + 1).double() / self.kl_warmup).clamp(max=1.0)
-            weight = (self.beta * ramp).to(kl.dtype)
-            self.steps_trained = self.steps_trained + 1
-        return -(self.log_likelihood(x, z) - weight * kl).mean()
+        return -(self.log_likelihood(x, z) - kl_weight(self, kl.dtype) * kl).mean()
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:

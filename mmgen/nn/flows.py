@@ -53,13 +53,16 @@ class PlanarFlow(nn.Module):
 
     The inverse exists but has no closed form, so there is no ``inverse``. With
     ``context_features > 0``, u, w and b are a linear function of the context (amortized, as in the
-    paper's flow posteriors); else they are parameters of their own."""
+    paper's flow posteriors; the map starts at zero, so every context starts with the same flow);
+    else they are parameters of their own."""
 
     def __init__(self, dim: int, context_features: int = 0):
         super().__init__()
         self.dim, self.context_features = dim, context_features
-        if context_features:
+        if context_features:  # starts as the same small random flow for every context
             self.params = nn.Linear(context_features, 2 * dim + 1)
+            nn.init.zeros_(self.params.weight)
+            nn.init.normal_(self.params.bias, std=0.1)
         else:
             self.u = nn.Parameter(0.1 * torch.randn(dim))
             self.w = nn.Parameter(0.1 * torch.randn(dim))

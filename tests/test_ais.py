@@ -1,0 +1,78 @@
+"""Annealed importance sampling (mmgen.eval.ais) against the exact log p(x) of a linear-Gaussian model."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mmgen.eval.ais import ais_log_likelihood, schedule
+from mmgen.models.vae import standard_log_density
+
+
+class LinearGaussian(nn.Module):
+    """z ~ N(0, I_3), x | z ~ N(W z + b, s^2 I_6): log p(x) = log N(x; b, W W^T + s^2 I) exactly."""
+
+    latent_dim = 3
+
+    def __init__(self, scale=0.5):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W = nn.Parameter(torch.randn(6, 3, generator=g, dtype=torch.float64))
+        self.b = nn.Parameter(torch.randn(6, generator=g, dtype=torch.float64))
+        self.scale = scale
+
+    def log_prior(self, z):
+        return standard_log_density(z)
+
+    def log_likelihood(self, x, z):
+        mean = z @ self.W.T + self.b
+        return (-0.5 * ((x - mean) / self.scale).square() - math.log(self.scale) - 0.5 * math.log(2 * math.pi)).sum(1)
+
+    def exact(self, x):
+        cov = self.W @ self.W.T + self.scale ** 2 * torch.eye(6, dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
+
+    def sample(self, n, g):
+        z = torch.randn(n, 3, generator=g, dtype=torch.float64)
+        return z @ self.W.T + self.b + self.scale * torch.randn(n, 6, generator=g, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    model = LinearGaussian()
+    x = model.sample(20, torch.Generator().manual_seed(100))
+    return model, x, model.exact(x).detach()
+
+
+def test_ais_agrees_with_the_exact_log_likelihood(model_and_data):
+    model, x, exact = model_and_data
+    estimate = ais_log_likelihood(model, x, steps=500, chains=64, leapfrog=3,
+                                  generator=torch.Generator().manual_seed(2)).detach()
+    gap = exact - estimate
+    # AIS is a stochastic lower bound: per example it lands a little above or below, on average
+    # below. At 500 distributions and 64 chains the mean gap over these 20 examples was 0.00-0.05
+    # nats and the largest single gap 0.16-0.36 over AIS seeds 2-5 (at 300 x 16: up to 0.7)
+    assert gap.mean().abs() < 0.08, gap
+    assert gap.abs().max() < 0.4, gap
+
+
+def test_one_intermediate_distribution_is_visibly_worse(model_and_data):
+    model, x, exact = model_and_data
+    broken = ais_log_likelihood(model, x, steps=1, chains=64, leapfrog=3,
+                                generator=torch.Generator().manual_seed(2)).detach()
+    # one distribution is importance sampling from the prior: mean gap 1.3-2.2 nats over seeds 2-5
+    assert (exact - broken).mean() > 1.0, exact - broken
+
+
+def test_schedule_and_errors():
+    b = schedule(10)
+    assert b[0] == 0 and b[-1] == 1 and (b[1:] > b[:-1]).all()
+    assert schedule(4, "linear").tolist() == [0, 0.25, 0.5, 0.75, 1]
+    with pytest.raises(ValueError, match="steps .* must be an int >= 1, got 0"):
+        schedule(0)
+    with pytest.raises(ValueError, match="unknown AIS schedule 'cosine'; accepted: sigmoid, linear"):
+        schedule(3, "cosine")
+    with pytest.raises(TypeError, match="a Linear has no latent_dim, log_prior, log_likelihood"):
+        ais_log_likelihood(nn.Linear(2, 2), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="chains must be an int >= 1, got 0"):
+        ais_log_likelihood(LinearGaussian(), torch.zeros(1, 6, dtype=torch.float64), chains=0)
