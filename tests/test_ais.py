@@ -76,3 +76,29 @@ def test_schedule_and_errors():
         ais_log_likelihood(nn.Linear(2, 2), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="chains must be an int >= 1, got 0"):
         ais_log_likelihood(LinearGaussian(), torch.zeros(1, 6, dtype=torch.float64), chains=0)
+
+
+@pytest.mark.plugins("image")
+@pytest.mark.parametrize("family", ["cvae", "vae-flow-prior"])
+def test_ais_runs_on_a_cvae_and_a_flow_prior_vae_above_their_elbo(family):
+    pytest.importorskip("sklearn")
+    from mmgen.data import load
+    from mmgen.models import CVAE, VAE
+    from helpers import train_steps
+    enc = {"name": "image.conv", "in_channels": 1, "size": 8, "out_features": 32, "hidden": 8}
+    dec = {"name": "image.conv", "out_channels": 1, "size": 8, "params_per_channel": 17, "hidden": 8}
+    levels = {"name": "categorical", "levels": 17}
+    torch.manual_seed(0)
+    if family == "cvae":
+        model = CVAE(enc, {**dec, "in_features": 14}, num_classes=10, latent_dim=4, likelihood=levels)
+    else:
+        model = VAE(enc, {**dec, "in_features": 4}, latent_dim=4, likelihood=levels,
+                    prior_flow={"type": "coupling", "layers": 2, "hidden": 16})
+    data = load("digits", "train")
+    train_steps(model, data, epochs=1, batch_size=64, labels=family == "cvae")
+    x, y = data.x[:16], data.y[:16]
+    cond = {"y": y} if family == "cvae" else {}
+    with torch.no_grad():
+        elbo = torch.stack([model.elbo(x, **cond) for _ in range(10)]).mean()
+    estimate = ais_log_likelihood(model, x, steps=50, chains=4, leapfrog=3, **cond).detach()
+    assert torch.isfinite(estimate).all() and elbo < estimate.mean() < 0, (elbo, estimate.mean())
