@@ -22,6 +22,7 @@ __all__ = ["ais_log_likelihood", "schedule", "metric", "SCHEDULES"]
 
 SCHEDULES = ("sigmoid", "linear")
 REQUIRED = ("latent_dim", "log_prior", "log_likelihood")
+ADAPT_RATE = 0.2  # log step size change per transition: exp(0.2 * (accepted - target_accept))
 
 
 def schedule(steps: int, kind: str = "sigmoid", sharpness: float = 4.0) -> torch.Tensor:
@@ -55,7 +56,7 @@ def _repeat(value, chains: int):
 
 
 def ais_log_likelihood(model, x: torch.Tensor, *, steps: int = 500, chains: int = 16, leapfrog: int = 10,
-                       step_size: float = 0.05, target_accept: float = 0.65, schedule_kind: str = "sigmoid",
+                       step_size: float = 0.2, target_accept: float = 0.65, schedule_kind: str = "sigmoid",
                        generator: torch.Generator | None = None, **cond) -> torch.Tensor:
     """The AIS estimate of log p(x [| cond]) per example, in nats, ``[B]`` (see the module docs)."""
     _check_model(model)
@@ -104,11 +105,11 @@ def ais_log_likelihood(model, x: torch.Tensor, *, steps: int = 500, chains: int 
         keep = accept.unsqueeze(1)
         z, g, grad_g = torch.where(keep, z1, z), torch.where(accept, g1, g), torch.where(keep, grad1, grad_g)
         # up after an acceptance, down after a rejection: in balance at the target acceptance rate
-        eps = (eps * torch.exp(0.05 * (keep.to(dtype) - target_accept))).clamp(1e-4, 1.0)
+        eps = (eps * torch.exp(ADAPT_RATE * (keep.to(dtype) - target_accept))).clamp(1e-4, 1.0)
     return torch.logsumexp(log_w.view(chains, batch), 0) - math.log(chains)
 
 
-def metric(model, data, *, steps: int = 100, chains: int = 4, leapfrog: int = 5, step_size: float = 0.05,
+def metric(model, data, *, steps: int = 100, chains: int = 4, leapfrog: int = 5, step_size: float = 0.2,
            schedule_kind: str = "sigmoid", max_examples: int | None = 100, batch_size: int = 50) -> dict:
     """The registered metric ``mmgen.ais``: the AIS negative log-likelihood over ``data`` (the first
     ``max_examples``; None: all), in nats per example, and in bits per dimension."""
