@@ -86,7 +86,7 @@ class AVB(GenerativeModel):
         h = self.encoder(encoder_input(self.likelihood, x))
         z = self._draw(h)
         if not self.adaptive_contrast:
-            return z, z, -0.0
+            return z, z, 0.0
         draws = torch.stack([self._draw(h) for _ in range(self.moment_samples)])
         mu, sd = draws.mean(0), draws.std(0) + 1e-4
         z_std = (z - mu) / sd

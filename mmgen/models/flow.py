@@ -44,14 +44,11 @@ class CouplingFlow(GenerativeModel):
         if not isinstance(layers, int) or layers < 1:
             raise ValueError(f"CouplingFlow: layers must be an int >= 1, got {layers!r}")
         self.shape = (channels, image_size, image_size)
-        dim = math.prod(self.shape)
-        self.flow = flows.coupling_flows([dim] if mask == "alternating" else self.shape, layers, hidden, mask)
+        self.flow_shape = (math.prod(self.shape),) if mask == "alternating" else self.shape  # what the couplings see
+        self.flow = flows.coupling_flows(self.flow_shape, layers, hidden, mask)
         self.levels, self.alpha, self.k, self.mask = levels, float(alpha), k, mask
         self.config = {"model": "flow", "channels": channels, "image_size": image_size, "levels": levels,
                        "layers": layers, "hidden": hidden, "mask": mask, "alpha": self.alpha, "k": k}
-
-    def _flat(self, t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(len(t), -1) if self.mask == "alternating" else t
 
     def _check(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
@@ -63,7 +60,7 @@ class CouplingFlow(GenerativeModel):
         s = self.alpha + (1 - 2 * self.alpha) * v / self.levels
         y = torch.log(s) - torch.log1p(-s)
         log_dy_dv = math.log((1 - 2 * self.alpha) / self.levels) - torch.log(s) - torch.log1p(-s)
-        z, log_det = self.flow(self._flat(y))
+        z, log_det = self.flow(y.reshape(len(y), *self.flow_shape))
         return standard_log_density(z.reshape(len(z), -1)) + log_det + log_dy_dv.reshape(len(v), -1).sum(1)
 
     def _dequantized(self, x: torch.Tensor, generator=None) -> torch.Tensor:
@@ -90,7 +87,7 @@ class CouplingFlow(GenerativeModel):
         """``n`` images ``[n, C, H, W]`` of int64 levels: z ~ N(0, I) through the inverse flow, the
         logit undone and the result floored."""
         device = self.flow[0].mask.device
-        z = torch.randn(n, *self._flat(torch.zeros(1, *self.shape)).shape[1:], generator=generator, device=device)
+        z = torch.randn(n, *self.flow_shape, generator=generator, device=device)
         y = self.flow.inverse(z)[0].reshape(n, *self.shape)
         v = (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha) * self.levels
         return v.floor().clamp(0, self.levels - 1).long()
