@@ -1,8 +1,8 @@
 """mmgen's built-in plugin (entry point ``mmgen``): registers mmgen's own datasets as ``dataset``
 components (``image.digits``, ``image.mnist``, ``text.lee``, ``multimodal.mnist-trimodal``, ...) and
 its model families as ``model`` components (``mmgen.vae``, ``mmgen.pixelcnn``, ..., ``mmgen.mfm``;
-configs name them by their short name, ``"vae"``), through the same hook and entry points as every
-other plugin."""
+configs name them by their short name, ``"vae"``) and its metric ``mmgen.ais`` (annealed importance
+sampling, :mod:`mmgen.eval.ais`), through the same hook and entry points as every other plugin."""
 from mmgen.hookspecs import hookimpl
 
 
@@ -25,6 +25,8 @@ FAMILIES = {  # short name -> (class name in mmgen.models, description)
     "mvae": ("MVAE", "multimodal VAE, product-of-experts posterior (Wu & Goodman 2018)"),
     "mmvae": ("MMVAE", "multimodal VAE, mixture-of-experts posterior, DReG IWAE (Shi et al. 2019)"),
     "mopoe": ("MoPoE", "multimodal VAE, mixture of products of experts (Sutter et al. 2021)"),
+    "flow": ("CouplingFlow", "affine coupling flow (NICE / RealNVP), dequantized NLL"),
+    "avb": ("AVB", "adversarial variational Bayes: implicit posterior, discriminator T(x, z)"),
 }
 
 
@@ -44,3 +46,6 @@ def mmgen_register(registry):
     for name, cls in model_families().items():
         registry.add("model", f"mmgen.{name}", cls, short_name=name,
                      description=f"{FAMILIES[name][1]} (\"{name}\" in configs)")
+    from mmgen.eval import ais
+    registry.add("metric", "mmgen.ais", ais.metric,
+                 description="annealed importance sampling NLL (nats, bits/dim) of latent-variable models")

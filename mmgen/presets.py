@@ -104,6 +104,23 @@ def _multimodal_vae(family: str, what: str, **options) -> dict:
             "train": copy.deepcopy(_MULTIMODAL_TRAIN), "eval": copy.deepcopy(_MULTIMODAL_EVAL)}
 
 
+_VAE_MNIST_MODEL = {"encoder": _MNIST_ENC, "decoder": _MNIST_DEC, "latent_dim": 32, "likelihood": "bernoulli",
+                    "kl_warmup": 1000}  # without the warm-up: collapse, 206 nats
+_VAE_MNIST_TRAIN = {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                    "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000}
+# annealed importance sampling on MNIST-5k (mmgen.eval.ais): the estimator that compares AVB, which
+# has no posterior density for an IWAE bound, with the VAEs
+_AIS_MNIST = {"steps": 200, "chains": 4, "leapfrog": 5, "max_examples": 100}
+
+
+def _vae_mnist_with(what: str, **options) -> dict:
+    """vae-mnist with extra model options (the same data, networks, training and evaluation)."""
+    return {"description": f"{what}, Bernoulli likelihood on dynamically binarized MNIST-5k (28x28)",
+            "data": {"name": "mnist", "binarize": "dynamic"},
+            "model": {"model": "vae", **copy.deepcopy(_VAE_MNIST_MODEL), **options},
+            "train": {**_VAE_MNIST_TRAIN}, "eval": {"k": 1000, "max_examples": 500}}
+
+
 PRESETS: dict[str, dict] = {
     "vae-digits": {
         "description": "VAE, categorical likelihood over the 17 grey levels of the 8x8 digits",
@@ -117,11 +134,36 @@ PRESETS: dict[str, dict] = {
     "vae-mnist": {
         "description": "VAE, Bernoulli likelihood on dynamically binarized MNIST-5k (28x28)",
         "data": {"name": "mnist", "binarize": "dynamic"},
-        "model": {"model": "vae", "encoder": _MNIST_ENC, "decoder": _MNIST_DEC, "latent_dim": 32,
-                  "likelihood": "bernoulli", "kl_warmup": 1000},  # without it: collapse, 206 nats
-        "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
-                  "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000},
+        "model": {"model": "vae", **_VAE_MNIST_MODEL},
+        "train": {**_VAE_MNIST_TRAIN},
         "eval": {"k": 1000, "max_examples": 500},
+    },
+    # the flow VAEs: vae-mnist's networks, likelihood, warm-up and step budget, one flow added
+    "vae-mnist-flow-posterior": _vae_mnist_with(
+        "VAE with an 8-layer planar flow posterior (amortized on the encoder's features)",
+        posterior_flow={"type": "planar", "layers": 8}),
+    "vae-mnist-flow-prior": _vae_mnist_with(
+        "VAE with a 4-layer affine coupling flow prior (log N(f(z)) + log|det df/dz|)",
+        prior_flow={"type": "coupling", "layers": 4, "hidden": 128}),
+    "avb-mnist": {
+        "description": "adversarial variational Bayes: implicit posterior z = g(x, eps), discriminator "
+                       "T(x, z), on dynamically binarized MNIST-5k (vae-mnist's networks and budget); "
+                       "log-likelihood by annealed importance sampling",
+        "data": {"name": "mnist", "binarize": "dynamic"},
+        "model": {"model": "avb", "encoder": _MNIST_ENC, "decoder": _MNIST_DEC,
+                  "discriminator": {"name": "image.conv", "out_features": 256, "hidden": 32},
+                  "latent_dim": 32, "likelihood": "bernoulli", "kl_warmup": 1000},
+        "train": {**_VAE_MNIST_TRAIN},
+        "eval": {"max_examples": 500, "metrics": {"mmgen.ais": _AIS_MNIST}},
+    },
+    "flow-digits": {
+        "description": "affine coupling flow (RealNVP, 6 checkerboard couplings of 3x3 convolutions) on the "
+                       "8x8 digits, uniform dequantization; NLL bound over the 17 grey levels (16 draws)",
+        "data": {"name": "digits"},
+        "model": {"model": "flow", "layers": 6, "hidden": 64, "mask": "checkerboard", "k": 16},
+        "train": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "schedule": "cosine",
+                  "log_every": 100, "eval_every": 500, "sample_every": 500, "checkpoint_every": 500},
+        "eval": {},
     },
     "dcgan-digits": {
         "description": "DCGAN, non-saturating loss, on the 8x8 digits (levels mapped to [-1, 1]); EMA samples",

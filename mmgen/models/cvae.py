@@ -7,7 +7,7 @@ from torch import nn
 
 import mmgen
 from mmgen.models.base import GenerativeModel, component
-from mmgen.models.vae import encoder_input, make_likelihood
+from mmgen.models.vae import encoder_input, make_likelihood, standard_log_density
 from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 
 
@@ -140,6 +140,14 @@ class CVAE(GenerativeModel):
         mu, logvar = self.posterior(features, c)
         z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
         return self.likelihood.log_prob(self.decode(z, c), x), kl
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I) per row (the prior does not depend on y)."""
+        return standard_log_density(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor, y) -> torch.Tensor:
+        """log p(x | z, y) per row, in nats."""
+        return self.likelihood.log_prob(self.decode(z, self.condition(y, len(x))), x)
 
     def elbo(self, x: torch.Tensor, y) -> torch.Tensor:
         """ELBO of log p(x | y) per sample, in nats (one z sample, analytic KL)."""

@@ -21,19 +21,7 @@ from torch import nn
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
 from mmgen.models.modality import build_modality, check_subset, check_targets, encoder_view, infer_modalities
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
-    return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
-
-
-def standard_log_density(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed over the last dimension."""
-    return -0.5 * (z.square() + LOG_2PI).sum(-1)
-
+from mmgen.models.vae import LOG_2PI, gaussian_log_density, standard_log_density  # noqa: F401 (imported from here)
 
 def repeat_rows(x: torch.Tensor, k: int) -> torch.Tensor:
     """``x`` [B, ...] stacked k times along dim 0 (rows ordered (copy, example))."""

@@ -1,4 +1,5 @@
-"""VAE, beta-VAE and IWAE (Kingma & Welling 2014; Higgins et al. 2017; Burda et al. 2016)."""
+"""VAE, beta-VAE and IWAE (Kingma & Welling 2014; Higgins et al. 2017; Burda et al. 2016), with an
+optional flow posterior (Rezende & Mohamed 2015) and flow prior."""
 from __future__ import annotations
 
 import math
@@ -10,9 +11,21 @@ import mmgen
 from mmgen import likelihoods
 from mmgen.memory import MMAP_THRESHOLD, largest_allocation
 from mmgen.models.base import GenerativeModel, component
+from mmgen.nn import flows
 
 
 PASS_BYTES = MMAP_THRESHOLD  # default largest tensor of an evaluation's decoder pass (see mmgen.memory)
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
+    return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def standard_log_density(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z.square() + LOG_2PI).sum(-1)
 
 
 def make_likelihood(spec):
@@ -38,7 +51,9 @@ def gaussian_iwae_bound(mu: torch.Tensor, logvar: torch.Tensor, log_px, k: int, 
                         max_bytes: int | None = None) -> torch.Tensor:
     """The importance-weighted bound log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x) per example, for
     q = N(mu, diag exp(logvar)) and p(z) = N(0, I). ``log_px(z, kk)`` returns log p(x | z) for z
-    ``[kk * B, D]``, rows ordered (sample, example), i.e. against the batch repeated kk times.
+    ``[kk * B, D]``, rows ordered (sample, example), i.e. against the batch repeated kk times; a
+    model whose z is not that Gaussian draw (a flow posterior or prior) adds its correction of the
+    weight to what ``log_px`` returns (see :meth:`VAE.iwae_bound`).
 
     All k draws come from one ``mmgen.ops.reparameterize`` call (k * B * D numbers), so the result
     does not depend on how the decoder passes are split. ``chunk`` samples go through ``log_px`` per
@@ -74,6 +89,20 @@ def check_max_bytes(max_bytes) -> None:
                          f"got {max_bytes!r}")
 
 
+def kl_weight(model, dtype: torch.dtype):
+    """The KL weight of a training call of ``model.loss``: ``model.beta``, ramped linearly from 0 over
+    ``model.kl_warmup`` training calls counted by its buffer ``steps_trained`` (advanced here)."""
+    if not (model.training and model.kl_warmup):
+        return model.beta
+    # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
+    # (float64, as the Python float was: the same number). The count is replaced, not
+    # incremented in place: torch 2.11's compiled backward may recompute the weight from the
+    # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
+    ramp = ((model.steps_trained + 1).double() / model.kl_warmup).clamp(max=1.0)
+    model.steps_trained = model.steps_trained + 1
+    return (model.beta * ramp).to(dtype)
+
+
 class VAE(GenerativeModel):
     """Gaussian-latent VAE: ``q(z|x) = N(mu(x), diag exp(logvar(x)))``, ``p(z) = N(0, I)``.
 
@@ -89,12 +118,23 @@ class VAE(GenerativeModel):
             many training calls of ``loss`` (buffer ``steps_trained``, saved with the model); it
             keeps the decoder from learning to ignore z early on (posterior collapse). Each such
             call replaces the buffer by a new tensor (read ``vae.steps_trained`` after it).
+        posterior_flow: a flow spec (:func:`mmgen.nn.flows.build`), e.g. ``{"type": "planar",
+            "layers": 8}``: z = f_K(...f_1(z0)), z0 ~ N(mu, diag exp(logvar)), the flow amortized on
+            the encoder's features; log q(z|x) = log q0(z0|x) - sum log|det|.
+        prior_flow: a coupling flow spec, e.g. ``{"type": "coupling", "layers": 4, "hidden": 64}``:
+            log p(z) = log N(f(z); 0, I) + log|det df/dz| (f maps z to the Gaussian; sampling runs
+            its closed-form inverse).
+
+    With either flow the KL term is no longer closed form: the ELBO uses KL(q0 || N(0, I))
+    (analytic) + log N(z0; 0, I) - sum log|det| - log p(z), an unbiased one-sample estimate of
+    KL(q || p).
     """
 
     data_components = {"encoder": "encoder", "decoder": "decoder"}  # built on the data (mmgen.infer)
 
     def __init__(self, encoder, decoder, latent_dim: int = 16, likelihood="bernoulli",
-                 beta: float = 1.0, k: int = 1, kl_warmup: int = 0):
+                 beta: float = 1.0, k: int = 1, kl_warmup: int = 0, posterior_flow: dict | None = None,
+                 prior_flow: dict | None = None):
         super().__init__()
         self.encoder, enc_spec = component(encoder, "encoder", "VAE encoder")
         self.decoder, dec_spec = component(decoder, "decoder", "VAE decoder")
@@ -118,46 +158,86 @@ class VAE(GenerativeModel):
         self.config = {"model": "vae", "encoder": enc_spec, "decoder": dec_spec,
                        "latent_dim": latent_dim, "likelihood": lik_spec, "beta": self.beta, "k": self.k,
                        "kl_warmup": kl_warmup}
+        self.posterior_flow = self.prior_flow = None
+        if posterior_flow is not None:
+            self.posterior_flow = flows.build(posterior_flow, latent_dim, self.encoder.out_features,
+                                              "VAE posterior_flow")
+            self.config["posterior_flow"] = dict(posterior_flow)
+        if prior_flow is not None:
+            if isinstance(prior_flow, dict) and prior_flow.get("type") == "planar":
+                raise ValueError("VAE prior_flow must be a coupling flow ({'type': 'coupling', ...}): "
+                                 "sampling runs the prior flow backwards and planar flows have no "
+                                 "closed-form inverse")
+            self.prior_flow = flows.build(prior_flow, latent_dim, 0, "VAE prior_flow")
+            self.config["prior_flow"] = dict(prior_flow)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return encoder_input(self.likelihood, x)
 
+    def _posterior(self, x: torch.Tensor):
+        """(encoder features, mu, logvar) of x."""
+        h = self.encoder(self.encoder_input(x))
+        mu, logvar = self.heads(h).chunk(2, dim=1)
+        return h, mu, logvar
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.heads(self.encoder(self.encoder_input(x))).chunk(2, dim=1)
-        return mu, logvar
+        """(mu, logvar) of the Gaussian q0(z0|x) (the posterior itself without a posterior flow)."""
+        return self._posterior(x)[1:]
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per row: N(0, I), or with a prior flow f, log N(f(z); 0, I) + log|det df/dz|."""
+        if self.prior_flow is None:
+            return standard_log_density(z)
+        u, log_det = self.prior_flow(z)
+        return standard_log_density(u) + log_det
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per row, in nats."""
+        return self.likelihood.log_prob(self.decoder(z), x)
+
+    def _sample_posterior(self, h, mu, logvar):
+        """One z ~ q(z|x) per row and the ELBO's KL term: analytic without flows, else the unbiased
+        estimate KL(q0 || N(0, I)) + log N(z0; 0, I) - sum log|det| - log p(z)."""
+        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+        if self.posterior_flow is None and self.prior_flow is None:
+            return z, kl
+        correction = standard_log_density(z)
+        if self.posterior_flow is not None:
+            z, log_det = self.posterior_flow(z, h)
+            correction = correction - log_det
+        return z, kl + correction - self.log_prior(z)
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """Evidence lower bound per sample, in nats (one z sample, analytic KL)."""
-        mu, logvar = self.encode(x)
-        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
-        return self.likelihood.log_prob(self.decoder(z), x) - kl
+        """Evidence lower bound per sample, in nats (one z sample; the KL analytic without flows)."""
+        z, kl = self._sample_posterior(*self._posterior(x))
+        return self.log_likelihood(x, z) - kl
 
     def iwae_bound(self, x: torch.Tensor, k: int = 64, chunk: int | None = None,
                    max_bytes: int | None = PASS_BYTES) -> torch.Tensor:
         """log (1/k) sum_i p(x, z_i) / q(z_i | x), per sample (k = 1 gives a sampled ELBO). The
         decoder runs ``chunk`` samples per pass, by default as many as keep its largest tensor
-        within ``max_bytes`` (:func:`gaussian_iwae_bound`); the split does not change the result."""
-        mu, logvar = self.encode(x)
-        return gaussian_iwae_bound(
-            mu, logvar, lambda z, kk: self.likelihood.log_prob(self.decoder(z), x.repeat(kk, *[1] * (x.dim() - 1))),
-            k, chunk, max_bytes)
+        within ``max_bytes`` (:func:`gaussian_iwae_bound`); the split does not change the result.
+        With flows the weight is p(x|zK) p(zK) / q0(z0|x) * prod |det|: the Gaussian bound's
+        N(z0; 0, I) / q0(z0|x) times p(zK) prod |det| / N(z0; 0, I), the correction added here."""
+        h, mu, logvar = self._posterior(x)
+
+        def log_px(z, kk):
+            xs = x.repeat(kk, *[1] * (x.dim() - 1))
+            if self.posterior_flow is None and self.prior_flow is None:
+                return self.log_likelihood(xs, z)
+            correction = -standard_log_density(z)
+            if self.posterior_flow is not None:
+                z, log_det = self.posterior_flow(z, h.repeat(kk, 1))
+                correction = correction + log_det
+            return self.log_likelihood(xs, z) + self.log_prior(z) + correction
+        return gaussian_iwae_bound(mu, logvar, log_px, k, chunk, max_bytes)
 
     def loss(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """Training objective to minimize: -(E log p(x|z) - beta KL), or the negative IWAE bound."""
         if self.k > 1:
             return -self.iwae_bound(x, self.k, chunk=self.k).mean()  # one pass
-        mu, logvar = self.encode(x)
-        z, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
-        weight = self.beta
-        if self.training and self.kl_warmup:
-            # A tensor, not .item(): no host sync, and torch.compile keeps the step in one graph
-            # (float64, as the Python float was: the same number). The count is replaced, not
-            # incremented in place: torch 2.11's compiled backward may recompute the weight from the
-            # buffer after an in-place update (pytorch/pytorch#197039), a KL weight one step ahead.
-            ramp = ((self.steps_trained + 1).double() / self.kl_warmup).clamp(max=1.0)
-            weight = (self.beta * ramp).to(kl.dtype)
-            self.steps_trained = self.steps_trained + 1
-        return -(self.likelihood.log_prob(self.decoder(z), x) - weight * kl).mean()
+        z, kl = self._sample_posterior(*self._posterior(x))
+        return -(self.log_likelihood(x, z) - kl_weight(self, kl.dtype) * kl).mean()
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
@@ -169,11 +249,15 @@ class VAE(GenerativeModel):
         """n draws from the model (``mean=True``: the likelihood's mean instead of a draw)."""
         device = self.heads.weight.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        if self.prior_flow is not None:
+            z = self.prior_flow.inverse(z)[0]
         out = self.decoder(z)
         return self.likelihood.mean(out) if mean else self.likelihood.sample(out, generator=generator)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The likelihood's mean at the posterior mean of z."""
-        mu, _ = self.encode(x)
+        """The likelihood's mean at the posterior mean of z0 (through the posterior flow, if any)."""
+        h, mu, _ = self._posterior(x)
+        if self.posterior_flow is not None:
+            mu = self.posterior_flow(mu, h)[0]
         return self.likelihood.mean(self.decoder(mu))
