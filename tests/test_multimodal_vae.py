@@ -9,7 +9,8 @@ from mmgen import presets
 from mmgen.data import load
 from mmgen.infer import data_info, infer_model_config
 from mmgen.models import MFM, MMVAE, MVAE, GenerativeModel, MoPoE, from_config
-from mmgen.models.multimodal_vae import Posterior, gaussian_log_density, product_of_experts
+from mmgen.models.multimodal_vae import Posterior, product_of_experts
+from mmgen.models.vae import gaussian_log_density
 from test_mfm import fit, modalities, subset
 
 pytestmark = pytest.mark.plugins("image", "audio", "text")

@@ -212,8 +212,8 @@ class MFM(GenerativeModel):
         standing in for p(z_y | x_S)), z_a_t ~ q(z_a_t | x_t) for each target t, weights
         p(x_T | z) p(z) / q(z) over the factors drawn from the target's own posterior. ``targets``
         default: every modality (not in S). Needs ``prior="kl"`` (Gaussian posteriors)."""
-        from mmgen.models.multimodal_vae import (gaussian_log_density, importance_log_mean, repeat_rows,
-                                                 standard_log_density)
+        from mmgen.models.multimodal_vae import importance_log_mean, repeat_rows
+        from mmgen.models.vae import gaussian_log_density, standard_log_density
         if self.prior != "kl":
             raise ValueError("MFM.log_prob needs prior='kl': with prior='mmd' the encoders are deterministic")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

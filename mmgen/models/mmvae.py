@@ -18,7 +18,8 @@ import math
 import torch
 
 import mmgen
-from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, repeat_rows, standard_log_density
+from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, repeat_rows
+from mmgen.models.vae import standard_log_density
 
 OBJECTIVES = ("dreg", "iwae")
 

@@ -21,7 +21,7 @@ from torch import nn
 import mmgen
 from mmgen.models.base import GenerativeModel, TrainingStep
 from mmgen.models.modality import build_modality, check_subset, check_targets, encoder_view, infer_modalities
-from mmgen.models.vae import LOG_2PI, gaussian_log_density, standard_log_density  # noqa: F401 (imported from here)
+from mmgen.models.vae import gaussian_log_density, standard_log_density
 
 def repeat_rows(x: torch.Tensor, k: int) -> torch.Tensor:
     """``x`` [B, ...] stacked k times along dim 0 (rows ordered (copy, example))."""
