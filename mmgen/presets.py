@@ -110,7 +110,7 @@ _VAE_MNIST_TRAIN = {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "co
                     "log_every": 200, "eval_every": 1000, "sample_every": 1000, "checkpoint_every": 1000}
 # annealed importance sampling on MNIST-5k (mmgen.eval.ais): the estimator that compares AVB, which
 # has no posterior density for an IWAE bound, with the VAEs
-_AIS_MNIST = {"steps": 200, "chains": 4, "leapfrog": 5, "max_examples": 100}
+_AIS_MNIST = {"steps": 500, "chains": 4, "leapfrog": 5, "max_examples": 50}
 
 
 def _vae_mnist_with(what: str, **options) -> dict:
