@@ -25,6 +25,7 @@ FAMILIES = {  # short name -> (class name in mmgen.models, description)
     "mvae": ("MVAE", "multimodal VAE, product-of-experts posterior (Wu & Goodman 2018)"),
     "mmvae": ("MMVAE", "multimodal VAE, mixture-of-experts posterior, DReG IWAE (Shi et al. 2019)"),
     "mopoe": ("MoPoE", "multimodal VAE, mixture of products of experts (Sutter et al. 2021)"),
+    "diffusion": ("Diffusion", "Gaussian diffusion (DDPM / DDIM), optionally class- or caption-conditional"),
 }
 
 

@@ -26,6 +26,7 @@ from mmgen.models.mfm import MFM
 from mmgen.models.mvae import MVAE
 from mmgen.models.mmvae import MMVAE
 from mmgen.models.mopoe import MoPoE
+from mmgen.models.diffusion import Diffusion
 
 BUILTIN = "mmgen"  # the built-in plugin's name and the namespace of mmgen's own families
 
@@ -148,5 +149,5 @@ def __getattr__(attr):
 
 
 __all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE",
-           "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "from_config", "get", "registered", "config_name",
+           "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "Diffusion", "from_config", "get", "registered", "config_name",
            "component_name", "short_name", "UnknownModelError"]
