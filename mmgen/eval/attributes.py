@@ -253,7 +253,7 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
     names = classifier.attribute_names
-    metrics = {"split": data.split, "examples": len(fake), "seed": seed, "condition": condition,
+    metrics = {"split": data.split, "examples": len(fake), "seed": seed, **options,
                **accuracy(classifier.predict(fake), target, names, "consistency_"),
                **accuracy(classifier.predict(real), target, names, "classifier_real_"),
                **feature_distances(classifier, real, fake)}

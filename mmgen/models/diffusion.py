@@ -54,6 +54,18 @@ def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: floa
     return torch.where(x < -edge, log_cdf_upper, torch.where(x > edge, log_sf_lower, middle))
 
 
+def strata(timesteps: int, k: int) -> list[int]:
+    """Edges ``[1 = e_0 < e_1 < ... < e_k = timesteps]`` of k strata of the indices 1..T-1 that grow
+    geometrically: the terms L_{t-1} of the bound fall by orders of magnitude over the first steps
+    (most of a trained model's bound is in the smallest t), so those get strata of one index each."""
+    edges = [1]
+    for j in range(k):
+        e = edges[-1]
+        step = e * (timesteps / e) ** (1 / (k - j))
+        edges.append(min(max(e + 1, round(step)), timesteps - (k - j - 1)))
+    return edges
+
+
 class ConditionalDenoiser(nn.Module):
     """The trained part of a :class:`Diffusion` model: the denoiser and, for a conditional model,
     what turns labels or captions into its condition vectors (with the learned null condition)."""
@@ -134,8 +146,9 @@ class Diffusion(GenerativeModel):
         ema_decay: sample and bound with an exponential moving average of the weights (0: the live ones).
         guidance_scale, sampler ("ddpm" or "ddim"), sample_steps (None: all T): ``sample``'s defaults.
         bound_timesteps: terms L_{t-1} (t = 2..T) that ``elbo`` computes: None for all T - 1, or k
-            (one t drawn in each of k equal strata, weighted by the stratum's size: an unbiased
-            estimate of the same bound with k network evaluations instead of T - 1).
+            (one t drawn per example in each of k strata, weighted by the stratum's size: an unbiased
+            estimate of the same bound with k network evaluations instead of T - 1; the strata grow
+            geometrically, :func:`strata`, so the first, largest terms are computed exactly).
     """
 
     data_components = {"denoiser": "denoiser"}
@@ -344,8 +357,7 @@ class Diffusion(GenerativeModel):
         # L_0: decoder p(x_0 | x_1) = discretized N(mu(x_1, 1), beta_1)
         total = total - self._decoder_log_prob(x0, c, generator)
         # L_{t-1}, t = 2..T: diffusers index i = t - 1 in [1, T - 1]
-        k = self.timesteps - 1 if k is None else k
-        edges = torch.linspace(1, self.timesteps, k + 1).round().long().tolist()
+        edges = strata(self.timesteps, self.timesteps - 1 if k is None else k)
         view = (-1,) + (1,) * (x0.dim() - 1)
         for lo, hi in zip(edges, edges[1:]):  # one t per example in each stratum [lo, hi)
             i = lo + torch.randint(hi - lo, (n,), generator=generator).to(x0.device)
@@ -390,6 +402,9 @@ class Diffusion(GenerativeModel):
                 raise ValueError("pass the captions once: prompts (or y), not both")
             y = prompts
         if text is not None:
+            if y is not None and not isinstance(y, (str, list, tuple)):
+                raise ValueError(f"this Diffusion model conditions on captions: pass prompts (a string or a list of "
+                                 f"{n}), got {y!r:.100}")
             if y is None:
                 if not self.prompts:
                     raise ValueError("this Diffusion model conditions on captions and has no default prompts: "
