@@ -192,7 +192,7 @@ PRESETS: dict[str, dict] = {
         "description": "class-conditional Gaussian diffusion (DDPM, T=1000, classifier-free guidance) on the 8x8 "
                        "digits; variational bound over their 17 grey levels",
         "data": {"name": "digits"},
-        "model": {"model": "diffusion", "denoiser": {**_UNET, "channel_mult": [1, 2]}, "num_classes": 10,
+        "model": {"model": "diffusion", "denoiser": {**_UNET, "channel_mult": [1, 2]}, "class_conditional": True,
                   "ema_decay": 0.999, "sampler": "ddpm"},
         "train": {**_DIFFUSION_TRAIN, "steps": 3000},
         "eval": {},

@@ -453,7 +453,7 @@ FAMILIES = {"vae": ("VAE", "vae.md"), "vqvae": ("VQ-VAE", "vae.md"),
             "text_to_image_gan": ("text-to-image GAN", "text-to-image.md"),
             "sentence_vae": ("sentence VAE", "sentence-vae.md"),
             "mvae": ("MVAE", "multimodal-vae.md"), "mmvae": ("MMVAE", "multimodal-vae.md"),
-            "mopoe": ("MoPoE-VAE", "multimodal-vae.md")}
+            "mopoe": ("MoPoE-VAE", "multimodal-vae.md"), "diffusion": ("diffusion", "diffusion.md")}
 
 
 def headline_metric(summary: dict) -> str:

@@ -239,3 +239,12 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
                      "--steps", "2", "--guidance-scale", "3"]) == 0
     assert os.path.getsize(os.path.join(run_dir, "samples", "prompt-a-small-red-circle-at-the-top-left-seed0.png")) > 100
     assert "conditions on captions" in cli_error(capsys, ["sample", run_dir, "--label", "3"])
+
+
+def test_docs_diffusion_example_runs(tmp_path, monkeypatch):
+    import doc_blocks
+    monkeypatch.chdir(tmp_path)
+    scope = doc_blocks.run(doc_blocks.find("docs/diffusion.md", "Diffusion"))  # shortened by its directive
+    assert scope["sevens"].shape == (16, 1, 8, 8) and scope["again"].shape == (4, 1, 8, 8)
+    assert isinstance(scope["model"], Diffusion) and scope["model"].config["ema_decay"] == 0.999
+    assert (tmp_path / "runs" / "diffusion" / "export" / "model.safetensors").exists()

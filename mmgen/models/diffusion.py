@@ -142,6 +142,8 @@ class Diffusion(GenerativeModel):
             no bound).
         num_classes, text_encoder, vocab, prompts: the condition (as in :class:`mmgen.models.CVAE`);
             condition_dim: size of the condition vector given to the denoiser.
+        class_conditional: condition on the labels, their number ``num_classes`` taken from the data
+            (what a run config says instead of stating the number).
         condition_dropout: probability of training on the null condition.
         ema_decay: sample and bound with an exponential moving average of the weights (0: the live ones).
         guidance_scale, sampler ("ddpm" or "ddim"), sample_steps (None: all T): ``sample``'s defaults.
@@ -157,10 +159,10 @@ class Diffusion(GenerativeModel):
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
         """The denoiser's channels and size and the data's ``levels`` (:func:`mmgen.infer.infer_from_declarations`);
-        ``num_classes`` from the data for a label-conditioned model; a caption model's vocabulary."""
+        ``num_classes`` from the data for ``class_conditional``; a caption model's vocabulary."""
         from mmgen.infer import fill_caption_vocabulary, fill_value, infer_from_declarations
         config = infer_from_declarations(cls, config, info)
-        if "num_classes" in config and config.get("text_encoder") is None:
+        if config.get("class_conditional"):
             fill_value(config, "num_classes", info.get("num_classes"), cls.__name__)
         return fill_caption_vocabulary(config, info)
 
@@ -170,7 +172,7 @@ class Diffusion(GenerativeModel):
                  vocab: list[str] | str | None = None, prompts: list[str] | str | None = None,
                  condition_dim: int = 64, condition_dropout: float = 0.1, guidance_scale: float = 1.0,
                  sampler: str = "ddpm", sample_steps: int | None = None, bound_timesteps: int | None = None,
-                 ema_decay: float = 0.0):
+                 ema_decay: float = 0.0, class_conditional: bool = False):
         super().__init__()
         name = type(self).__name__
         if not isinstance(timesteps, int) or timesteps < 2:
@@ -183,6 +185,9 @@ class Diffusion(GenerativeModel):
             data_range = (0.0, float(levels - 1)) if levels else (0.0, 1.0)
         if len(data_range) != 2 or not data_range[1] > data_range[0]:
             raise ValueError(f"{name}: data_range must be (low, high) with high > low, got {data_range!r}")
+        if class_conditional and num_classes is None:
+            raise ValueError(f"{name}: class_conditional needs num_classes (the data's number of classes, filled in "
+                             "when a run builds the model; give it when building one yourself)")
         if num_classes is not None and text_encoder is not None:
             raise ValueError(f"{name} conditions on class labels (num_classes) or captions (text_encoder), not both")
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
