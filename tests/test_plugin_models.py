@@ -18,7 +18,7 @@ from mmgen.data import load
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("vae", "pixelcnn", "gan", "vqvae", "gumbel_vae", "cvae", "m2", "text_to_image_gan",
-            "sentence_vae", "mfm", "mvae", "mmvae", "mopoe")
+            "sentence_vae", "mfm", "mvae", "mmvae", "mopoe", "diffusion")
 
 # The plugin's source: a diagonal Gaussian over the pixels, with no likelihood method (only metrics
 # evaluate it) and no config of its own (from_config records the options it was built from), and
@@ -189,7 +189,7 @@ def test_builtin_families_resolve_without_entry_points(isolated):
 def test_unknown_model_and_metric_names_list_the_registered_ones_with_a_close_match(isolated, tmp_path):
     plugins.register(toy_module(), "toy")
     with pytest.raises(LookupError, match=r"unknown model 'toy.gaus'; did you mean 'toy.gauss'\? \(registered "
-                                          r"models: cvae, gan, .*, text_to_image_gan, toy.gauss, vae, vqvae\)"):
+                                          r"models: cvae, diffusion, gan, .*, text_to_image_gan, toy.gauss, vae, vqvae\)"):
         models.from_config({"model": "toy.gaus"})
     with pytest.raises(LookupError, match=r"unknown model 'vea'; did you mean 'vae'\?"):
         models.from_config({"model": "vea"})
