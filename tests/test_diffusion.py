@@ -169,6 +169,22 @@ def test_save_and_reload_round_trip_with_ema(tmp_path):
                                again.sample(4, y=3, sampler="ddim", steps=5, noise=noise))
 
 
+def test_the_unet_takes_pixel_coordinates_as_two_more_channels(tmp_path):
+    import mmgen
+    plain, placed = (mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, channel_mult=[1, 2],
+                                 coordinates=coordinates) for coordinates in (False, True))
+    assert plain.conv_in.weight.shape[1] == 3 and placed.conv_in.weight.shape[1] == 5  # + x and y
+    with torch.no_grad():
+        placed.conv_in.weight[:, :3] = 0  # only the coordinates reach the network
+    torch.nn.init.normal_(placed.conv_out.weight)  # (zero at initialization)
+    out = placed(torch.randn(2, 3, 8, 8), torch.tensor([10, 10]))
+    torch.testing.assert_close(out[0], out[1])  # whatever the image: its output is the coordinates'
+    assert out.std() > 0
+    model = Diffusion({**UNET, "coordinates": True}, levels=17, **SHORT)
+    model.save_pretrained(str(tmp_path / "m"))
+    assert GenerativeModel.from_pretrained(str(tmp_path / "m")).config["denoiser"]["coordinates"] is True
+
+
 def test_bad_inputs_name_the_value(trained):
     model, _ = trained
     x = load("digits", "test").x[:4]

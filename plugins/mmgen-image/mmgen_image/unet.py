@@ -68,11 +68,15 @@ class UNetDenoiser(nn.Module):
         blocks: residual blocks per resolution on the way down (one more on the way up).
         condition_features: size of the condition vector (0: unconditional).
         attention: a self-attention block at the lowest resolution.
+        coordinates: give the first convolution two more input channels, each pixel's x and y in
+            [-1, 1] (CoordConv, Liu et al. 2018): convolutions alone barely know where in the image
+            they are, and a caption's position ("at the top left") reaches the network only through
+            the global condition vector.
     """
 
     def __init__(self, in_channels: int = 1, size: int = 28, hidden: int = 32,
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), blocks: int = 1,
-                 condition_features: int = 0, attention: bool = True):
+                 condition_features: int = 0, attention: bool = True, coordinates: bool = False):
         super().__init__()
         check_image(in_channels, size)
         mult = list(channel_mult)
@@ -91,7 +95,8 @@ class UNetDenoiser(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(hidden, embed), nn.SiLU(), nn.Linear(embed, embed))
         self.condition_proj = nn.Linear(condition_features, embed) if condition_features else None
         widths = [hidden * m for m in mult]
-        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.coordinates = bool(coordinates)
+        self.conv_in = nn.Conv2d(in_channels + 2 * self.coordinates, hidden, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c = hidden
         for i, w in enumerate(widths):
@@ -129,6 +134,10 @@ class UNetDenoiser(nn.Module):
             emb = emb + self.condition_proj(condition.to(x.dtype))
         elif condition is not None:
             raise ValueError("image.unet was built unconditional (condition_features=0) but got a condition")
+        if self.coordinates:
+            ramp = torch.linspace(-1, 1, self.size, device=x.device, dtype=x.dtype)
+            grid = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij")).expand(len(x), -1, -1, -1)
+            x = torch.cat([x, grid], dim=1)
         h = self.conv_in(x)
         skips = []
         for i, blocks in enumerate(self.down):
