@@ -27,6 +27,7 @@ FAMILIES = {  # short name -> (class name in mmgen.models, description)
     "mopoe": ("MoPoE", "multimodal VAE, mixture of products of experts (Sutter et al. 2021)"),
     "flow": ("CouplingFlow", "affine coupling flow (NICE / RealNVP), dequantized NLL"),
     "avb": ("AVB", "adversarial variational Bayes: implicit posterior, discriminator T(x, z)"),
+    "diffusion": ("Diffusion", "Gaussian diffusion (DDPM / DDIM), optionally class- or caption-conditional"),
 }
 
 

@@ -19,7 +19,7 @@ def mmgen_register(registry):
     """Add the plugin's components to ``registry``.
 
     Call ``registry.add(kind, name, obj, **meta)`` once per component, where ``kind`` is one of
-    encoder, decoder, generator, discriminator, text_encoder, dataset, metric, model; ``name`` is
+    encoder, decoder, generator, discriminator, denoiser, text_encoder, dataset, metric, model; ``name`` is
     namespaced by modality, e.g. ``"image.conv"``; ``obj`` is a class or factory that
     ``mmgen.build(kind, name, **kwargs)`` calls with the user's keyword arguments; ``meta`` holds
     free-form descriptive fields (a ``description`` string is shown by ``mmgen plugins list``).

@@ -31,7 +31,7 @@ from mmgen import hookspecs
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 DISABLE_AUTOLOAD_ENV = "MMGEN_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_LIST_ENV = "MMGEN_PLUGINS"
-KINDS = ("encoder", "decoder", "generator", "discriminator", "text_encoder", "dataset", "metric", "model",
+KINDS = ("encoder", "decoder", "generator", "discriminator", "denoiser", "text_encoder", "dataset", "metric", "model",
          "modality")
 DIRECT = "<direct>"  # the plugin name of components added to a registry outside any plugin
 FIRST_PARTY = {"image": "mmgen-image", "audio": "mmgen-audio", "text": "mmgen-text"}  # namespace -> package

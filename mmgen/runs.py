@@ -119,12 +119,12 @@ class NothingToEvaluate(ValueError):
 
 def _evaluator(model):
     """What evaluates ``model``: mmgen.eval.multimodal.evaluate for multimodal models (MFM),
-    mmgen.eval.attributes.evaluate_text_to_image for text-to-image GANs, mmgen.eval.evaluate for
+    mmgen.eval.attributes.evaluate_text_to_image for text-to-image models (``text_to_image``: the
+    text-to-image GAN, a caption-conditioned diffusion model), mmgen.eval.evaluate for
     models with a likelihood or reconstructions (see MEASURED_METHODS), else None: such a model (a
     GAN, a plugin's model without ``elbo`` / ``nll`` / ``log_prob``) gets only the registered
     metrics its run requests (``eval.metrics``, ``mmgen eval --metric``)."""
-    from mmgen.models import TextToImageGAN
-    if isinstance(model, TextToImageGAN):
+    if getattr(model, "text_to_image", False):  # TextToImageGAN, a caption-conditioned Diffusion
         from mmgen.eval.attributes import evaluate_text_to_image
         return evaluate_text_to_image
     if getattr(model, "multimodal", False):

@@ -454,7 +454,7 @@ FAMILIES = {"vae": ("VAE", "vae.md"), "vqvae": ("VQ-VAE", "vae.md"),
             "sentence_vae": ("sentence VAE", "sentence-vae.md"),
             "mvae": ("MVAE", "multimodal-vae.md"), "mmvae": ("MMVAE", "multimodal-vae.md"),
             "mopoe": ("MoPoE-VAE", "multimodal-vae.md"), "flow": ("coupling flow", "flows.md"),
-            "avb": ("AVB", "flows.md")}
+            "avb": ("AVB", "flows.md"), "diffusion": ("diffusion", "diffusion.md")}
 
 
 def headline_metric(summary: dict) -> str:

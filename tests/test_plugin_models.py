@@ -18,7 +18,7 @@ from mmgen.data import load
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("vae", "pixelcnn", "gan", "vqvae", "gumbel_vae", "cvae", "m2", "text_to_image_gan",
-            "sentence_vae", "mfm", "mvae", "mmvae", "mopoe")
+            "sentence_vae", "mfm", "mvae", "mmvae", "mopoe", "flow", "avb", "diffusion")
 
 # The plugin's source: a diagonal Gaussian over the pixels, with no likelihood method (only metrics
 # evaluate it) and no config of its own (from_config records the options it was built from), and
@@ -155,7 +155,7 @@ def test_installed_plugin_model_trains_samples_and_evaluates_through_the_cli(toy
     done = mmgen_cli(toy_site, "eval", str(run), "--metric", "toy.mean_eror")
     assert done.returncode == 1
     assert ("mmgen: error: eval: unknown metric 'toy.mean_eror'; did you mean 'toy.mean_error'? "
-            "(registered metric names: toy.mean_error)") in done.stderr
+            "(registered metric names: mmgen.ais, toy.mean_error)") in done.stderr
 
     done = mmgen_cli(toy_site, "plugins", "list", "--json")
     listing = {p["plugin"]: p for p in json.loads(done.stdout)}
@@ -189,7 +189,7 @@ def test_builtin_families_resolve_without_entry_points(isolated):
 def test_unknown_model_and_metric_names_list_the_registered_ones_with_a_close_match(isolated, tmp_path):
     plugins.register(toy_module(), "toy")
     with pytest.raises(LookupError, match=r"unknown model 'toy.gaus'; did you mean 'toy.gauss'\? \(registered "
-                                          r"models: cvae, gan, .*, text_to_image_gan, toy.gauss, vae, vqvae\)"):
+                                          r"models: avb, cvae, diffusion, flow, gan, .*, text_to_image_gan, toy.gauss, vae, vqvae\)"):
         models.from_config({"model": "toy.gaus"})
     with pytest.raises(LookupError, match=r"unknown model 'vea'; did you mean 'vae'\?"):
         models.from_config({"model": "vea"})
@@ -197,7 +197,7 @@ def test_unknown_model_and_metric_names_list_the_registered_ones_with_a_close_ma
         runs.prepare({**run_config(), "model": {"model": "toy.gaus"}}, str(tmp_path / "run"))
     bad_metric = {**run_config(), "eval": {"metrics": ["toy.mean_eror"]}}
     with pytest.raises(LookupError, match=r"run config eval: metrics: unknown metric 'toy.mean_eror'; did you "
-                                          r"mean 'toy.mean_error'\? \(registered metric names: toy.mean_error\)"):
+                                          r"mean 'toy.mean_error'\? \(registered metric names: mmgen.ais, toy.mean_error\)"):
         runs.prepare(bad_metric, str(tmp_path / "run"))
     bad_option = {**run_config(), "eval": {"metrics": {"toy.mean_error": {"scael": 2}}}}
     with pytest.raises(ValueError, match=r"metric 'toy.mean_error' does not take options \{'scael': 2\}"):

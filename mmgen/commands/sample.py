@@ -1,6 +1,7 @@
 """``mmgen sample RUN_DIR``."""
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -24,7 +25,13 @@ def add_parser(subparsers) -> None:
                         "several, also one grid with a row per prompt); --out is then a folder")
     p.add_argument("--interpolate", nargs=2, metavar=("A", "B"),
                    help="text-to-image models: images along the line between captions A and B")
-    p.add_argument("--steps", type=int, default=8, help="images per --interpolate row (default 8)")
+    p.add_argument("--steps", type=int, help="images per --interpolate row (default 8); diffusion models: "
+                                             "sampling steps (default: the model's sample_steps, else all T)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"), help="diffusion models: ancestral (ddpm) or DDIM "
+                                                               "(default: the model's)")
+    p.add_argument("--guidance-scale", type=float, metavar="S",
+                   help="conditional diffusion models: classifier-free guidance scale (0: unconditional, 1: "
+                        "conditional, > 1: guided; default: the model's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; a seed draws other "
                                                    "samples on CUDA than on CPU)")
     add_threads_option(p)
@@ -42,6 +49,7 @@ def run(args) -> int:
         raise ValueError(f"--label {args.label} needs a label-conditioned model (cvae, m2); "
                          f"{args.run_dir} holds a {type(model).__name__}")
     cond = {} if args.label is None else {"y": args.label}
+    cond.update(_diffusion_options(args, model))
     if args.prompt or args.interpolate:
         return _text_to_image(args, model)
     if hasattr(model, "write_samples"):  # text (and multimodal) models write their own files
@@ -69,18 +77,32 @@ def run(args) -> int:
     return 0
 
 
+def _diffusion_options(args, model) -> dict:
+    """``steps``, ``sampler`` and ``guidance_scale`` for a model whose ``sample`` takes them (diffusion)."""
+    given = {"steps": args.steps, "sampler": args.sampler, "guidance_scale": args.guidance_scale}
+    given = {k: v for k, v in given.items() if v is not None and not (k == "steps" and args.interpolate)}
+    takes = inspect.signature(model.sample).parameters if hasattr(model, "sample") else {}
+    refused = [k for k in given if k not in takes]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        raise ValueError(f"{flags}: for diffusion models; {args.run_dir} holds a {type(model).__name__}")
+    return given
+
+
 def _text_to_image(args, model) -> int:
     """PNG grids for ``--prompt`` and ``--interpolate`` (same seed, so the rows share their noise)."""
-    captioned = getattr(model, "condition_key", None) == "captions"  # a caption-conditioned CVAE
+    takes_prompts = "prompts" in inspect.signature(model.sample).parameters  # text-to-image GAN, diffusion
+    captioned = getattr(model, "condition_key", None) == "captions"  # a caption-conditioned CVAE or diffusion
     if not (hasattr(model, "interpolate") or captioned and not args.interpolate):
-        raise ValueError(f"--prompt needs a text-to-image model or a caption-conditioned CVAE, "
-                         f"--interpolate a text-to-image model; {args.run_dir} holds a {type(model).__name__}")
+        raise ValueError(f"--prompt needs a text-to-image model or a caption-conditioned CVAE or diffusion model, "
+                         f"--interpolate a text-to-image model (GAN); {args.run_dir} holds a {type(model).__name__}")
+    extra = _diffusion_options(args, model)
     folder = args.out or os.path.join(args.run_dir, "samples")
     rows = []
     for prompt in args.prompt or []:
         generator = torch.Generator(args.device).manual_seed(args.seed)
-        images = (model.sample(args.n, y=prompt, mean=True, generator=generator) if captioned
-                  else model.sample(args.n, prompts=prompt, generator=generator))
+        images = (model.sample(args.n, prompts=prompt, generator=generator, **extra) if takes_prompts
+                  else model.sample(args.n, y=prompt, mean=True, generator=generator))
         rows.append(images.float().clamp(0, 1).cpu())
         path = os.path.join(folder, f"prompt-{_slug(prompt)}-seed{args.seed}.png")
         save_png(image_grid(rows[-1]), path, scale=max(1, 112 // images.shape[-1]))
@@ -90,6 +112,7 @@ def _text_to_image(args, model) -> int:
         save_png(image_grid(torch.cat(rows), nrow=args.n), path, scale=max(1, 64 // rows[0].shape[-1]))
         print(f"wrote one row per prompt to {path}")
     if args.interpolate:
+        args.steps = 8 if args.steps is None else args.steps
         if args.steps < 2:
             raise ValueError(f"--steps must be >= 2, got {args.steps}")
         generator = torch.Generator(args.device).manual_seed(args.seed)

@@ -227,10 +227,16 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
                            inception_weights: str | None = None, condition: str = "mean") -> dict:
     """Caption consistency, classifier-feature FID / KID and, with ``inception_weights``, Inception
     FID of ``model`` on the captioned split ``data``: one image per example, generated from the
-    caption chosen for it by ``seed``, with noise from a generator seeded ``seed`` and the
-    conditioning augmentation's mean (``condition="mean"``) or a draw from it ("sample")."""
+    caption chosen for it by ``seed``, with noise from a generator seeded ``seed`` and, for the
+    text-to-image GAN, the conditioning augmentation's mean (``condition="mean"``) or a draw from it
+    ("sample"). Any model with ``sample(n, prompts=..., generator=...)`` is judged the same way
+    (a caption-conditioned :class:`mmgen.models.Diffusion` with its configured sampler and guidance)."""
     if getattr(data, "attributes", None) is None:
         raise ValueError(f"{data.name}/{data.split} has no captions and attributes")
+    options = {"condition": condition} if "condition" in inspect.signature(model.sample).parameters else {}
+    if condition != "mean" and not options:
+        raise ValueError(f"condition={condition!r} is for models with a conditioning augmentation (the text-to-image "
+                         f"GAN); a {type(model).__name__} takes only 'mean' (the default)")
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -241,13 +247,13 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
         if take <= 0:
             break
         captions = batch["captions"][:take]
-        fakes.append(model.sample(take, prompts=captions, generator=generator, condition=condition).float().cpu())
+        fakes.append(model.sample(take, prompts=captions, generator=generator, **options).float().cpu())
         reals.append(batch["x"][:take].float())
         targets.append(batch["attributes"][:take])
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
     names = classifier.attribute_names
-    metrics = {"split": data.split, "examples": len(fake), "seed": seed, "condition": condition,
+    metrics = {"split": data.split, "examples": len(fake), "seed": seed, **options,
                **accuracy(classifier.predict(fake), target, names, "consistency_"),
                **accuracy(classifier.predict(real), target, names, "classifier_real_"),
                **feature_distances(classifier, real, fake)}

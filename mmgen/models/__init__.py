@@ -28,6 +28,7 @@ from mmgen.models.mmvae import MMVAE
 from mmgen.models.mopoe import MoPoE
 from mmgen.models.flow import CouplingFlow
 from mmgen.models.avb import AVB
+from mmgen.models.diffusion import Diffusion
 
 BUILTIN = "mmgen"  # the built-in plugin's name and the namespace of mmgen's own families
 
@@ -150,5 +151,5 @@ def __getattr__(attr):
 
 
 __all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE",
-           "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "CouplingFlow", "AVB", "from_config", "get", "registered", "config_name",
+           "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "CouplingFlow", "AVB", "Diffusion", "from_config", "get", "registered", "config_name",
            "component_name", "short_name", "UnknownModelError"]

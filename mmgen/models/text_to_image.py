@@ -142,6 +142,8 @@ class TextToImageGAN(GAN):
             :class:`mmgen.models.GAN`; batch_norm: in the discriminators.
     """
 
+    text_to_image = True  # judged by the attribute classifier (mmgen.eval.attributes)
+
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
         """``image_channels`` and ``image_size`` from the data's images (``"x"``; stage one makes half

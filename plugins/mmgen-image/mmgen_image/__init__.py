@@ -1,15 +1,17 @@
-"""mmgen plugin for images: conv encoder/decoder, VQ grid encoder/decoder, DCGAN generator/discriminator."""
+"""mmgen plugin for images: conv encoder/decoder, VQ grid encoder/decoder, DCGAN generator/discriminator,
+U-Net denoiser."""
 from mmgen import hookimpl
 from mmgen_image.modality import ImageModality
 from mmgen_image.conv import ConvDecoder, ConvEncoder
 from mmgen_image.dcgan import DCGANDiscriminator, DCGANGenerator
 from mmgen_image.sizes import MIN_SIZE, SIZES
 from mmgen_image.text_conditional import RefinerGenerator, TextMatchingDiscriminator
+from mmgen_image.unet import UNetDenoiser
 from mmgen_image.vqconv import VQConvDecoder, VQConvEncoder
 
 __version__ = "0.1.0"
 __all__ = ["ImageModality", "ConvEncoder", "ConvDecoder", "DCGANGenerator", "DCGANDiscriminator", "VQConvEncoder",
-           "VQConvDecoder", "SIZES", "MIN_SIZE"]
+           "VQConvDecoder", "UNetDenoiser", "SIZES", "MIN_SIZE"]
 
 
 @hookimpl
@@ -39,3 +41,6 @@ def mmgen_register(registry):
     registry.add("generator", "image.refiner", RefinerGenerator, modality="image", min_size=MIN_SIZE,
                  infer={"channels": "channels"},  # its size is half the data's
                  description="StackGAN stage two: image [B, C, s, s] + condition [B, D] -> [B, C, 2s, 2s]")
+    registry.add("denoiser", "image.unet", UNetDenoiser, modality="image", min_size=MIN_SIZE,
+                 infer={"in_channels": "channels", "size": "size"},
+                 description="U-Net noise predictor: x_t [B, C, H, W], t [B], condition [B, F] -> noise [B, C, H, W]")

@@ -1,0 +1,266 @@
+"""Gaussian diffusion (mmgen.models.Diffusion) on the real 8x8 digits: it learns, its class-conditional
+samples are the class asked for, its bound has the right units, guidance, DDIM and save/reload."""
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from mmgen.data import load
+from mmgen.eval import evaluate
+from mmgen.models import Diffusion, GenerativeModel
+from mmgen.models.diffusion import strata
+from tests.helpers import cli_error, train_steps
+
+pytestmark = pytest.mark.plugins("image")
+
+pytest.importorskip("diffusers")
+pytest.importorskip("sklearn")
+
+UNET = {"name": "image.unet", "in_channels": 1, "size": 8, "hidden": 16, "channel_mult": [1, 2], "attention": False}
+# a short chain (T = 100) whose betas still reach noise: abar_T ~ 4e-5
+SHORT = {"timesteps": 100, "beta_end": 0.2}
+
+
+def digits_diffusion(**kw) -> Diffusion:
+    torch.manual_seed(0)
+    return Diffusion(UNET, levels=17, num_classes=10, **SHORT, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = digits_diffusion()
+    losses = train_steps(model, load("digits", "train"), epochs=8, batch_size=64, lr=5e-3, labels=True)
+    return model.eval(), losses
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """Logistic regression on the real train digits (~96% on the test digits)."""
+    from sklearn.linear_model import LogisticRegression
+    train = load("digits", "train")
+    return LogisticRegression(max_iter=2000).fit(train.x.flatten(1).numpy(), train.y.numpy())
+
+
+def test_the_loss_falls_on_real_digits(trained):
+    _, losses = trained
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert first > 0.4 and last < 0.2, (first, last)  # the noise's variance is 1 per pixel
+
+
+def test_samples_are_classified_as_the_class_asked_for(trained, judge):
+    model, _ = trained
+    y = torch.arange(100) % 10
+    accuracy = {}
+    for scale in (0.0, 3.0):  # 0: the unconditional model; 3: guided
+        s = model.sample(100, y=y, sampler="ddim", steps=20, guidance_scale=scale,
+                         generator=torch.Generator().manual_seed(0))
+        assert s.shape == (100, 1, 8, 8) and s.min() >= 0 and s.max() <= 16
+        assert torch.equal(s, s.round())  # on the data's grid of 17 levels
+        accuracy[scale] = (torch.as_tensor(judge.predict(s.flatten(1).numpy())) == y).float().mean().item()
+    assert accuracy[3.0] > 0.5 and accuracy[3.0] > accuracy[0.0] + 0.2, accuracy  # chance: 0.1
+
+
+class PointOracle(torch.nn.Module):
+    """The exact noise predictor of data that is one image x*: eps = (x_t - sqrt(abar_t) x*) / sqrt(1 - abar_t)."""
+
+    def __init__(self, point: torch.Tensor, alphas_cumprod: torch.Tensor):
+        super().__init__()
+        self.in_channels, self.size, self.condition_features = point.shape[0], point.shape[1], 0
+        self.register_buffer("point", point)
+        self.register_buffer("abar", alphas_cumprod)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, condition=None):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        return (x - a.sqrt() * self.point) / (1 - a).sqrt()
+
+
+def test_the_bound_of_a_known_case_in_nats_and_bits_per_dim():
+    """Data that is one digit x* and the exact denoiser of it: every L_{t-1} is 0, so the bound is
+    -(L_T + L_0) with L_T = sum KL(N(sqrt(abar_T) x, 1 - abar_T) || N(0, 1)) and L_0 = -log of the
+    mass of N(x, beta_1) in x's bin (the end levels' bins open to infinity), per pixel."""
+    digits = load("digits", "test")
+    x = digits.x[:1]
+    probe = Diffusion(UNET, levels=17, **SHORT)
+    oracle = PointOracle(probe.to_model_space(x)[0], probe.alphas_cumprod)
+    model = Diffusion(oracle, levels=17, **SHORT).eval()
+    abar_T, beta_1 = model.alphas_cumprod[-1].item(), model.betas[0].item()
+    h = model.to_model_space(x).flatten().double()
+    l_T = (0.5 * (abar_T * h ** 2 + (1 - abar_T) - 1 - math.log(1 - abar_T))).sum().item()
+    z = (1 / 16) / math.sqrt(beta_1)  # half a bin of 2 / 16 over the decoder's standard deviation
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    inner = math.log(phi(z) - phi(-z))
+    l_0 = -sum(math.log(phi(z)) if abs(v) > 0.999 else inner for v in h.tolist())
+    bound = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    assert bound.shape == (1,)
+    assert bound.item() == pytest.approx(-(l_T + l_0), rel=1e-4, abs=1e-4)
+    # another digit: the denoiser says x*, so its terms L_{t-1} are large
+    assert model.elbo(digits.x[1:2]).item() < bound.item() - 100
+    metrics = evaluate(model, digits, max_examples=1, progress=False)  # bits/dim = -bound / (64 ln 2)
+    assert metrics["bits_per_dim_elbo"] == pytest.approx(-metrics["elbo"] / (64 * math.log(2)))
+
+
+def test_the_trained_bound_beats_noise_and_its_estimate_matches(trained):
+    model, _ = trained
+    test = load("digits", "test")
+    x, y = test.x[:40], test.y[:40]
+    exact = model.elbo(x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(exact).all() and (exact < 0).all()
+    # stratified over 11 timesteps instead of 99: an unbiased estimate of the same bound
+    assert strata(100, 11) == [1, 2, 3, 4, 6, 9, 13, 20, 30, 45, 67, 100] and strata(100, 99) == list(range(1, 101))
+    estimate = model.elbo(x, y, bound_timesteps=11, generator=torch.Generator().manual_seed(1))
+    assert estimate.mean().item() == pytest.approx(exact.mean().item(), rel=0.3)
+    # the right class explains the digit better than the wrong one (same timesteps and noise)
+    wrong = model.elbo(x, (y + 1) % 10, bound_timesteps=11, generator=torch.Generator().manual_seed(1))
+    assert estimate.mean() > wrong.mean() + 5, (estimate.mean(), wrong.mean())
+
+
+def test_guidance_scale_mixes_the_conditional_and_unconditional_predictions(trained):
+    model, _ = trained
+    x_t, t = torch.randn(6, 1, 8, 8), torch.tensor([0, 10, 20, 50, 80, 99])
+    c, null = model.condition(torch.arange(6), 6), model.condition(None, 6)
+    conditional, unconditional = model.predict_noise(x_t, t, c), model.predict_noise(x_t, t, null)
+    assert not torch.allclose(conditional, unconditional, atol=1e-3)
+    torch.testing.assert_close(model.predict_noise(x_t, t, c, guidance_scale=0.0), unconditional)
+    torch.testing.assert_close(model.predict_noise(x_t, t, c, guidance_scale=2.5),
+                               unconditional + 2.5 * (conditional - unconditional), rtol=1e-4, atol=1e-5)
+
+
+def test_ddim_is_deterministic_and_inverts_to_the_image(trained):
+    model, _ = trained
+    test = load("digits", "test")
+    x, y = test.x[:16], test.y[:16]
+    noise = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = model.sample(16, y=y, sampler="ddim", steps=10, noise=noise, generator=torch.Generator().manual_seed(1))
+    b = model.sample(16, y=y, sampler="ddim", steps=10, noise=noise, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)  # eta = 0: no noise after x_T
+    x_T = model.invert(x, y, steps=20)  # the DDIM path run backwards: image -> noise
+    assert x_T.std().item() == pytest.approx(1.0, abs=0.2)
+    back = model.sample(16, y=y, sampler="ddim", steps=20, noise=x_T)
+    other = model.sample(16, y=y, sampler="ddim", steps=20, noise=torch.randn_like(x_T))
+    error, other_error = (back - x).abs().mean().item(), (other - x).abs().mean().item()
+    assert error < 1.5 and other_error > 2 * error, (error, other_error)  # levels 0..16
+
+
+def test_save_and_reload_round_trip_with_ema(tmp_path):
+    model = digits_diffusion(ema_decay=0.9)
+    data = load("digits", "train")
+    (step,) = model.training_steps()
+    opt = torch.optim.Adam(step.parameters, lr=1e-2)
+    for batch in data.batches(64):
+        loss = step.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step.after()
+    model.eval()
+    live = dict(model.live.named_parameters())
+    ema = dict(model.network_ema.module.named_parameters())
+    assert not torch.allclose(live["denoiser.conv_in.weight"], ema["denoiser.conv_in.weight"])
+    model.save_pretrained(str(tmp_path / "m"))
+    again = GenerativeModel.from_pretrained(str(tmp_path / "m")).eval()
+    assert isinstance(again, Diffusion) and again.config == model.config
+    with open(tmp_path / "m" / "config.json") as f:
+        assert json.load(f)["ema_decay"] == 0.9
+    noise = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.sample(4, y=3, sampler="ddim", steps=5, noise=noise),
+                               again.sample(4, y=3, sampler="ddim", steps=5, noise=noise))
+
+
+def test_the_unet_takes_pixel_coordinates_as_two_more_channels(tmp_path):
+    import mmgen
+    plain, placed = (mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, channel_mult=[1, 2],
+                                 coordinates=coordinates) for coordinates in (False, True))
+    assert plain.conv_in.weight.shape[1] == 3 and placed.conv_in.weight.shape[1] == 5  # + x and y
+    with torch.no_grad():
+        placed.conv_in.weight[:, :3] = 0  # only the coordinates reach the network
+    torch.nn.init.normal_(placed.conv_out.weight)  # (zero at initialization)
+    out = placed(torch.randn(2, 3, 8, 8), torch.tensor([10, 10]))
+    torch.testing.assert_close(out[0], out[1])  # whatever the image: its output is the coordinates'
+    assert out.std() > 0
+    model = Diffusion({**UNET, "coordinates": True}, levels=17, **SHORT)
+    model.save_pretrained(str(tmp_path / "m"))
+    assert GenerativeModel.from_pretrained(str(tmp_path / "m")).config["denoiser"]["coordinates"] is True
+
+
+def test_bad_inputs_name_the_value(trained):
+    model, _ = trained
+    x = load("digits", "test").x[:4]
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\), got \[0, 12\]"):
+        model.loss(x, y=torch.tensor([0, 1, 2, 12]))
+    with pytest.raises(ValueError, match="conditions on class labels, not captions"):
+        model.sample(2, y=["a one", "a two"])
+    with pytest.raises(ValueError, match="prompts are for a caption-conditioned"):
+        model.sample(2, prompts="a one")
+    with pytest.raises(ValueError, match="sampler must be one of ddpm, ddim, got 'euler'"):
+        model.sample(2, sampler="euler")
+    with pytest.raises(ValueError, match=r"sampling steps must be None \(all 100\) or an int in \[1, 100\], got 500"):
+        model.sample(2, steps=500)
+    with pytest.raises(ValueError, match=r"expects images \[B, 1, 8, 8\], got \(4, 64\)"):
+        model.loss(x.flatten(1), y=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="unconditional: it takes no labels"):
+        Diffusion(UNET, levels=17, **SHORT).loss(x, y=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="elbo needs discrete data"):
+        Diffusion(UNET, **SHORT).elbo(x / 16)
+    with pytest.raises(ValueError, match="condition_features=8 but the model gives it 64"):
+        Diffusion({**UNET, "condition_features": 8}, num_classes=10, **SHORT)
+    with pytest.raises(ValueError, match="labels .num_classes. or captions .text_encoder., not both"):
+        Diffusion(UNET, num_classes=10, text_encoder={"name": "text.gru"}, vocab="shapes")
+    with pytest.raises(ValueError, match="image.unet halves the side 2 times .* divisible by 4; got 6"):
+        Diffusion({**UNET, "size": 6, "channel_mult": [1, 2, 2]})
+
+
+def test_digits_preset_trains_evaluates_the_bound_and_samples_a_label_on_the_cli(tmp_path, capsys):
+    from mmgen import cli
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--preset", "diffusion-digits", "--out", out, "--set", "train.steps=2",
+                     "--set", "train.batch_size=8", "--set", "eval.max_examples=8", "--set", "model.timesteps=20",
+                     "--set", "model.beta_end=0.5", "--set", "train.num_samples=4",
+                     "--set", "model.denoiser.hidden=8"]) == 0
+    with open(os.path.join(out, "eval_val.json")) as f:
+        metrics = json.load(f)
+    assert metrics["examples"] == 8 and metrics["elbo"] < 0
+    assert metrics["bits_per_dim_elbo"] == pytest.approx(-metrics["elbo"] / (64 * math.log(2)))
+    png = os.path.join(tmp_path, "three.png")
+    assert cli.main(["sample", out, "-n", "4", "--label", "3", "--sampler", "ddim", "--steps", "5",
+                     "--guidance-scale", "2", "--out", png]) == 0
+    assert os.path.getsize(png) > 100
+    assert "sampling steps must be None (all 20) or an int in [1, 20], got 0" in cli_error(
+        capsys, ["sample", out, "--steps", "0"])
+
+
+@pytest.mark.plugins("image", "text")
+def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_the_cli(tmp_path, capsys):
+    pytest.importorskip("torchmetrics")
+    from mmgen import cli, runs
+    from mmgen.eval import attributes
+    run_dir = str(tmp_path / "run")
+    config = runs.load_config("diffusion-shapes")
+    config["model"]["denoiser"]["hidden"] = 8
+    config["model"]["sample_steps"] = 2
+    config["train"].update(steps=2, batch_size=8, num_samples=4)
+    config["eval"] = {"max_examples": 8}
+    os.makedirs(run_dir)
+    # a quick judge in place of the full recipe (the path is what is tested here)
+    judge = attributes.train_classifier(load("shapes", "val"), epochs=1, hidden=8)
+    judge.save(os.path.join(run_dir, attributes.CLASSIFIER_DIR))
+    final = runs.train(config, run_dir)  # ends with the text-to-image GAN's evaluation
+    assert final["examples"] == 8 and 0 <= final["consistency_all"] <= 1 and "fid" in final
+    assert "condition" not in final  # the GAN's conditioning augmentation: not a diffusion option
+    assert cli.main(["eval", run_dir, "--split", "heldout", "--max-examples", "8"]) == 0
+    assert json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())["split"] == "heldout"
+    assert cli.main(["sample", run_dir, "-n", "3", "--prompt", "a small red circle at the top left",
+                     "--steps", "2", "--guidance-scale", "3"]) == 0
+    assert os.path.getsize(os.path.join(run_dir, "samples", "prompt-a-small-red-circle-at-the-top-left-seed0.png")) > 100
+    assert "conditions on captions" in cli_error(capsys, ["sample", run_dir, "--label", "3"])
+
+
+def test_docs_diffusion_example_runs(tmp_path, monkeypatch):
+    import doc_blocks
+    monkeypatch.chdir(tmp_path)
+    scope = doc_blocks.run(doc_blocks.find("docs/diffusion.md", "Diffusion"))  # shortened by its directive
+    assert scope["sevens"].shape == (16, 1, 8, 8) and scope["again"].shape == (4, 1, 8, 8)
+    assert isinstance(scope["model"], Diffusion) and scope["model"].config["ema_decay"] == 0.999
+    assert (tmp_path / "runs" / "diffusion" / "export" / "model.safetensors").exists()
