@@ -255,6 +255,10 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
                      "--steps", "2", "--guidance-scale", "3"]) == 0
     assert os.path.getsize(os.path.join(run_dir, "samples", "prompt-a-small-red-circle-at-the-top-left-seed0.png")) > 100
     assert "conditions on captions" in cli_error(capsys, ["sample", run_dir, "--label", "3"])
+    from mmgen.demo import Demo  # mmgen demo's prompt box answers a caption with images
+    demo = Demo(run_dir)
+    answer = demo.answer({"action": "prompt", "prompt": "a small red circle at the top left", "n": 2})
+    assert demo.mode == "prompt" and answer["items"][0]["html"].startswith('<img src="data:image/png;base64,')
 
 
 def test_docs_diffusion_example_runs(tmp_path, monkeypatch):

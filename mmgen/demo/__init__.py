@@ -8,7 +8,7 @@ the model (:attr:`Demo.mode`):
   for a modality whose handler has ``typed_input``: captions); the other modalities are generated
   from it, n draws (``model.generate`` with a seeded generator), and shown: images as images, speech
   as audio players, text as text;
-- ``"prompt"`` (text-to-image GANs, caption-conditioned CVAEs): a caption gives a grid of images;
+- ``"prompt"`` (text-to-image GANs, caption-conditioned CVAEs and diffusion models): a caption gives a grid of images;
 - ``"class"`` (label-conditioned models: CVAE, M2, class-conditional GANs): a class picker;
 - ``"sample"`` (the rest): samples from the prior.
 
@@ -58,7 +58,7 @@ class Demo:
         model = self.model
         if getattr(model, "multimodal", False) and hasattr(model, "generate"):
             return "multimodal"
-        if hasattr(model, "interpolate") or getattr(model, "condition_key", None) == "captions":
+        if getattr(model, "text_to_image", False) or getattr(model, "condition_key", None) == "captions":
             return "prompt"
         if isinstance(getattr(model, "num_classes", None), int) and model.num_classes >= 2 and (
                 getattr(model, "condition_on_labels", False) or hasattr(model, "discriminator")):
@@ -125,7 +125,7 @@ class Demo:
         prompt = request.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise DemoRequestError(f"prompt must be a non-empty caption, got {prompt!r}")
-        if hasattr(self.model, "interpolate"):  # a text-to-image GAN
+        if getattr(self.model, "text_to_image", False):  # a text-to-image GAN, a caption-conditioned diffusion model
             images = self.model.sample(n, prompts=prompt.strip(), generator=generator)
         else:  # a caption-conditioned CVAE
             images = self.model.sample(n, y=prompt.strip(), mean=True, generator=generator)
