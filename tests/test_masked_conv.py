@@ -60,12 +60,24 @@ def test_mask_matches_paper(mask_type, groups, kh, kw):
                        paper_mask(9, 6, kh, kw, mask_type, groups))
 
 
+# The CPU kernel's paths (MMGEN_MASKED_CONV_PATH; csrc/ops/cpu/masked_conv2d_kernel.cpp): "auto"
+# picks by shape, "gemm" gathers the kept taps and multiplies, "band" runs ATen's dense convolution
+# of the kernel's top rows. The CUDA kernel has one path and ignores the variable.
+PATHS = ["auto", "gemm", "band"]
+
+
+def cpu_path(monkeypatch, path):
+    monkeypatch.setenv("MMGEN_MASKED_CONV_PATH", path)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mask_type", ["A", "B"])
 @pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("k", [1, 3, 5, 7])
 @pytest.mark.parametrize("dilation", [1, 2])
-def test_matches_conv2d_on_masked_weight(device, mask_type, groups, k, dilation):
+@pytest.mark.parametrize("path", PATHS)
+def test_matches_conv2d_on_masked_weight(monkeypatch, device, mask_type, groups, k, dilation, path):
+    cpu_path(monkeypatch, path)
     x, w, b = sample_inputs(device, requires_grad=True, k=(k, k))
     out = masked_conv2d(x, w, b, mask_type=mask_type, dilation=dilation, color_groups=groups,
                         backend="native")
@@ -81,7 +93,9 @@ def test_matches_conv2d_on_masked_weight(device, mask_type, groups, k, dilation)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", ["non_square", "no_bias", "non_contiguous", "odd_sizes", "big_dilation"])
-def test_shapes_and_layouts(device, dtype, case):
+@pytest.mark.parametrize("path", PATHS)
+def test_shapes_and_layouts(monkeypatch, device, dtype, case, path):
+    cpu_path(monkeypatch, path)
     kwargs = dict(k=(3, 5)) if case == "non_square" else {}
     kwargs.update(dict(bias=False) if case == "no_bias" else {})
     kwargs.update(dict(size=(1, 11), c_in=3, c_out=3, n=3) if case == "odd_sizes" else {})
@@ -200,10 +214,11 @@ def native_and_reference(x, w, b, grad, c):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(TILED))
-def test_tiles_and_chunks_exact_on_integers(device, case):
+def test_tiles_and_chunks_exact_on_integers(monkeypatch, device, case):
     """Forward and all gradients across tiles / chunks, on small-integer float32 data: the kernel
     and the reference are both exact (no rounding anywhere), so they must be equal; a tap, row,
     tile or chunk read or summed at the wrong place cannot hide in a tolerance."""
+    cpu_path(monkeypatch, "gemm")  # the tiles and chunks are the GEMM path's
     c = TILED[case]
     x, w, b, grad = tiled_inputs(device, torch.float32, case, integers=True)
     kernel = c["k"][0] * c["k"][1]  # terms of at most 2 * 2 per sum, sums of at most this many:
@@ -215,9 +230,10 @@ def test_tiles_and_chunks_exact_on_integers(device, case):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", SMALL_TILED)
-def test_tiles_and_chunks_float64(device, case):
+def test_tiles_and_chunks_float64(monkeypatch, device, case):
     """The same shapes on Gaussian float64 data against the float64 reference, within the float64
     accumulation bound K * eps(float64) * sum |a * b| (+ one ulp; see test_reduced_precision)."""
+    cpu_path(monkeypatch, "gemm")  # the tiles and chunks are the GEMM path's
     c = TILED[case]
     x, w, b, grad = tiled_inputs(device, torch.float64, case, integers=False)
     got, want = native_and_reference(x, w, b, grad, c)
@@ -242,6 +258,7 @@ def test_tile_budget_bounds_one_image_and_changes_no_result(monkeypatch, device,
     must equal the reference; on Gaussian data, F.conv2d on the masked weight within the float32
     tolerance."""
     monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", tile_bytes)
+    cpu_path(monkeypatch, "gemm")
     c = dict(n=3, c_in=6, c_out=9, k=(5, 5), size=(11, 13), mask_type=mask_type, groups=groups, dilation=dilation)
     g = torch.Generator().manual_seed(4)
     shapes = [(3, 6, 11, 13), (9, 6, 5, 5), (9,), (3, 9, 11, 13)]
@@ -262,6 +279,7 @@ def test_tile_budget_bounds_one_image_and_changes_no_result(monkeypatch, device,
 
 def test_tile_budget_must_be_a_positive_number(monkeypatch):
     x, w, b = sample_inputs("cpu")
+    cpu_path(monkeypatch, "gemm")
     monkeypatch.setenv("MMGEN_MASKED_CONV_TILE_BYTES", "0")
     with pytest.raises(RuntimeError, match="MMGEN_MASKED_CONV_TILE_BYTES must be a positive number of bytes, got '0'"):
         masked_conv2d(x, w, b, backend="native")
@@ -429,3 +447,38 @@ def test_layer(device):
     assert layer.taps == 13 and layer.tap_weight().shape == (9, 6 * 13)
     with pytest.raises(ValueError, match="odd"):
         MaskedConv2d(6, 9, 4)
+
+
+@pytest.mark.parametrize("case", [
+    dict(c_in=16, c_out=8, k=(7, 7), mask_type="B", groups=1, dilation=1),
+    dict(c_in=12, c_out=6, k=(5, 3), mask_type="A", groups=3, dilation=2),
+    dict(c_in=9, c_out=9, k=(3, 3), mask_type="A", groups=3, dilation=1),
+    dict(c_in=8, c_out=4, k=(3, 5), mask_type="B", groups=2, dilation=3),
+])
+def test_band_path_equals_gemm_path_on_integers(monkeypatch, case):
+    """The CPU band path (ATen's convolution of the kernel's top rows, masked taps zeroed) and the
+    GEMM path give the same output and gradients; on small integers both are exact, so equal, and
+    the masked taps' gradient is exactly zero on both."""
+    g = torch.Generator().manual_seed(7)
+    n, size = 3, (9, 10)
+    shapes = [(n, case["c_in"], *size), (case["c_out"], case["c_in"], *case["k"]), (case["c_out"],),
+              (n, case["c_out"], *size)]
+    x, w, b, grad = (torch.randint(-2, 3, s, generator=g).float() for s in shapes)
+    results = {}
+    for path in ("gemm", "band"):
+        cpu_path(monkeypatch, path)
+        xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
+        out = masked_conv2d(xs, ws, bs, mask_type=case["mask_type"], dilation=case["dilation"],
+                            color_groups=case["groups"], backend="native")
+        results[path] = (out, *torch.autograd.grad(out, (xs, ws, bs), grad))
+    mask = paper_mask(case["c_out"], case["c_in"], *case["k"], case["mask_type"], case["groups"])
+    assert torch.equal(results["band"][2] * (1 - mask), torch.zeros_like(mask))
+    for name, a, e in zip(("output", "grad x", "grad weight", "grad bias"), results["band"], results["gemm"]):
+        assert torch.equal(a, e), f"{case} {name}: max |diff| {(a - e).abs().max().item()}"
+
+
+def test_cpu_path_must_be_known(monkeypatch):
+    x, w, b = sample_inputs("cpu", c_in=8)
+    cpu_path(monkeypatch, "fast")
+    with pytest.raises(RuntimeError, match="MMGEN_MASKED_CONV_PATH must be auto, gemm or band, got 'fast'"):
+        masked_conv2d(x, w, b, backend="native")
