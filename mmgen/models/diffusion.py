@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgen.models.base import GenerativeModel, TrainingStep, batch_condition, component
-from mmgen.models.gan import _ema_of
+from mmgen.models.ema import ema_of
 from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 
 SAMPLERS = ("ddpm", "ddim")
@@ -227,7 +227,7 @@ class Diffusion(GenerativeModel):
         self.live = ConditionalDenoiser(module, condition_dim, num_classes, text)
         self.ema_decay = float(ema_decay)
         if self.ema_decay > 0:
-            self.network_ema = _ema_of(self.live, self.ema_decay)
+            self.network_ema = ema_of(self.live, self.ema_decay)
         self.condition_on_labels = conditional
         self.condition_key = "captions" if text is not None else "y"
         self.text_to_image = text is not None  # judged by the attribute classifier (mmgen.eval.attributes)

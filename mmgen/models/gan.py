@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mmgen.models import gan_losses
 from mmgen.models.base import GenerativeModel, TrainingStep, component
+from mmgen.models.ema import ema_of
 
 _SPECTRAL_NORM_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
-
-
-def _ema_of(generator: nn.Module, decay: float) -> AveragedModel:
-    """The exponential moving average of ``generator``'s weights (its buffers are copied, not
-    averaged: ``use_buffers=False``), starting from its weights now: the first update blends them
-    with the live ones, as every later one does."""
-    ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
-    ema.n_averaged.fill_(1)  # the copy made here counts as the first average: no update copies again
-    ema.register_load_state_dict_pre_hook(_ema_saved_as_a_plain_copy)
-    return ema.requires_grad_(False)
-
-
-def _ema_saved_as_a_plain_copy(module, state_dict, prefix, *_):
-    """Files written before the EMA was an AveragedModel hold its weights as ``<prefix><name>``
-    (now ``<prefix>module.<name>``) and no ``n_averaged``."""
-    keys = [k for k in state_dict if k.startswith(prefix)]
-    if keys and prefix + "n_averaged" not in state_dict:
-        for key in keys:
-            state_dict[f"{prefix}module.{key[len(prefix):]}"] = state_dict.pop(key)
-        state_dict[prefix + "n_averaged"] = torch.tensor(1)
 
 
 class GAN(GenerativeModel):
@@ -90,7 +70,7 @@ class GAN(GenerativeModel):
                 if isinstance(module, _SPECTRAL_NORM_LAYERS):
                     nn.utils.parametrizations.spectral_norm(module)
         if ema_decay > 0:
-            self.generator_ema = _ema_of(self.generator, ema_decay)
+            self.generator_ema = ema_of(self.generator, ema_decay)
         self.objective_name, self.gp_weight, self.clip_value = objective, float(gp_weight), float(clip_value)
         self.d_steps, self.ema_decay, self.data_range = d_steps, float(ema_decay), (low, high)
         self.config = {"model": "gan", "generator": gen_spec, "discriminator": disc_spec,

@@ -9,14 +9,14 @@
 // The weight gradient is accumulated over fixed batch chunks and summed in chunk order, so it does
 // not depend on the thread count. float16 / bfloat16 are computed in float32.
 //
-// The band path (float32, kernels of more than one row, at least kBandMinChannels input channels):
+// The band path (float32, kernels of at least kBandMinRows rows and kBandMinChannels input channels):
 // the kept taps lie in the kernel's top kh/2 + 1 rows, so the op is also one dense convolution of
 // that band (masked taps zeroed) over x padded with kh/2 rows on top, run by ATen's convolution
 // (oneDNN): 28 of 49 taps for a 7x7 'B' kernel. On x86 CPUs where MKL's GEMM runs AVX2 code and
-// oneDNN's convolution AVX-512 (AMD EPYC), that beats the GEMM path by 1.1-1.3x for 7x7 kernels at
-// 64 channels (fwd + bwd, batch 32, 28x28) and makes 3x3 at 16 channels faster than F.conv2d
-// (the GEMM path was slower); below 16 input channels (8, 1: the first layer) or with one-row
-// kernels the GEMM path is faster.
+// oneDNN's convolution AVX-512 (AMD EPYC), that beats the GEMM path for 5x5 and 7x7 kernels at 16 to
+// 64 channels (fwd + bwd, batch 32, 28x28: 1.2-1.7x; there the GEMM path was 0.8-1.2x F.conv2d on
+// the masked weight, the band path 1.3-1.5x); for 3x3 (a 2x3 band) oneDNN is slow and the GEMM path
+// 1.6-1.8x F.conv2d; with one input channel (the first layer) the GEMM path is faster too.
 // MMGEN_MASKED_CONV_PATH=gemm or band forces one (read at every call; auto or unset: the rule).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -47,6 +47,7 @@ using at::Tensor;
 constexpr int64_t kWeightChunks = 16;          // batch chunks the weight gradient is summed over
 constexpr int64_t kTileBytes = int64_t(1) << 20;  // column tile (1 MiB), so it stays in L2
 constexpr int64_t kBandMinChannels = 16;         // the band path's least C_in (auto)
+constexpr int64_t kBandMinRows = 5;              // and least kernel height (auto)
 
 // Whether the band path (see the top of the file) runs for float32 data of geometry g.
 bool use_band_path(const MaskedConvGeometry& g, const at::Tensor& x) {
@@ -56,7 +57,7 @@ bool use_band_path(const MaskedConvGeometry& g, const at::Tensor& x) {
               "MMGEN_MASKED_CONV_PATH must be auto, gemm or band, got '", path, "'");
   if (x.scalar_type() != at::kFloat || g.kh == 1) return false;  // no band to gain on
   if (path == "gemm" || path == "band") return path == "band";
-  return g.c_in >= kBandMinChannels;
+  return g.c_in >= kBandMinChannels && g.kh >= kBandMinRows;
 }
 
 // The band's weight [C_out, C_in, kh / 2 + 1, kw]: the kept taps of `weight` (centre channel mask
