@@ -16,7 +16,7 @@ TORCH_LIBRARY(mmgen, m) {
       {at::Tag::nondeterministic_seeded});
   m.def(
       "_reparameterize_backward(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar,"
-      " Tensor rng_state) -> (Tensor grad_mu, Tensor grad_logvar)");
+      " Tensor rng_state, bool need_grad_mu=True) -> (Tensor grad_mu, Tensor grad_logvar)");
   m.def("gaussian_kl(Tensor mu, Tensor logvar) -> Tensor");
   // The per-generator Philox offset mmgen keeps for CPU generators (saved with checkpoints).
   m.def("_cpu_philox_offset(Generator? generator=None) -> int", &mmgen::cpu_philox_next_offset);

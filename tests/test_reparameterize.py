@@ -116,6 +116,41 @@ def test_opcheck(device):
     grads = (torch.randn(4, 10, device=device), torch.randn(4, device=device))
     torch.library.opcheck(torch.ops.mmgen._reparameterize_backward.default,
                           (*grads, mu.detach(), logvar.detach(), state))
+    torch.library.opcheck(torch.ops.mmgen._reparameterize_backward.default,
+                          (grads[0], None, mu.detach(), logvar.detach(), state, False))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("with_kl", [False, True])
+def test_backward_without_grad_mu(device, dtype, with_kl):
+    """need_grad_mu=False (the autograd formula's z-alone case, where grad_mu is grad_z itself)
+    returns an empty grad_mu and the same grad_logvar, bit for bit."""
+    mu, logvar = sample_inputs(device, dtype, (5, 37))
+    _, _, state = native_with_state(mu, logvar)
+    gz = torch.randn(5, 37, device=device).to(dtype)
+    gk = torch.randn(5, device=device).to(dtype) if with_kl else None
+    op = torch.ops.mmgen._reparameterize_backward
+    grad_mu, grad_logvar = op(gz, gk, mu, logvar, state)
+    skipped, same = op(gz, gk, mu, logvar, state, need_grad_mu=False)
+    assert skipped.numel() == 0
+    assert torch.equal(same, grad_logvar)
+    if not with_kl:
+        assert torch.equal(grad_mu, gz)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_z_alone_passes_grad_z_through_to_mu(device):
+    """For z alone the autograd formula hands grad_z on as grad_mu (no copy): mu.grad is grad_z and
+    logvar.grad matches the reference formula."""
+    mu, logvar = sample_inputs(device, torch.float64, (4, 9), requires_grad=True)
+    torch.manual_seed(3)
+    z = mmgen.ops.reparameterize(mu, logvar)
+    gz = torch.randn_like(z)
+    z.backward(gz)
+    assert torch.equal(mu.grad, gz)
+    eps = (z.detach() - mu.detach()) / torch.exp(0.5 * logvar.detach())
+    torch.testing.assert_close(logvar.grad, 0.5 * gz * eps * torch.exp(0.5 * logvar.detach()))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -67,9 +67,10 @@ if has_native():
         return z, kl, mu.new_empty((2,), dtype=torch.int64)
 
     @torch.library.register_fake("mmgen::_reparameterize_backward")
-    def _reparameterize_backward_fake(grad_z, grad_kl, mu, logvar, rng_state):
-        return (torch.empty_like(mu, memory_format=torch.contiguous_format),
-                torch.empty_like(mu, memory_format=torch.contiguous_format))
+    def _reparameterize_backward_fake(grad_z, grad_kl, mu, logvar, rng_state, need_grad_mu=True):
+        grad_mu = (torch.empty_like(mu, memory_format=torch.contiguous_format) if need_grad_mu
+                   else mu.new_empty((0,)))
+        return grad_mu, torch.empty_like(mu, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("mmgen::gaussian_kl")
     def _gaussian_kl_fake(mu, logvar):
@@ -82,9 +83,13 @@ if has_native():
 
     def _reparameterize_backward(ctx, grad_z, grad_kl, _grad_rng):
         mu, logvar, rng_state = ctx.saved_tensors
+        grad_kl = grad_kl if ctx.return_kl else None
+        # z alone: d z / d mu is the identity, so grad_mu is grad_z itself (as eager autograd passes
+        # it through an add): the kernel skips writing a copy
+        passthrough = grad_z is not None and grad_kl is None
         grad_mu, grad_logvar = torch.ops.mmgen._reparameterize_backward(
-            grad_z, grad_kl if ctx.return_kl else None, mu, logvar, rng_state)
-        return grad_mu, grad_logvar, None, None
+            grad_z, grad_kl, mu, logvar, rng_state, need_grad_mu=not passthrough)
+        return grad_z if passthrough else grad_mu, grad_logvar, None, None
 
     torch.library.register_autograd("mmgen::reparameterize", _reparameterize_backward,
                                     setup_context=_reparameterize_setup)

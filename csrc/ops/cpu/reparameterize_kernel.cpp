@@ -109,28 +109,33 @@ MMGEN_INLINE void kl_block_f32(const float* MMGEN_RESTRICT mu, const float* MMGE
 }
 
 // grad_mu = gz + gk * mu;  grad_lv = gz * eps * sd / 2 + gk * (sd^2 - 1) / 2, with gk per element
-// (the row's grad_kl) and either of gz, gk absent: nullptr. The pointers are restrict-qualified:
-// without it GCC needs more run-time alias checks than it allows (7 arrays) and keeps these loops
-// scalar, which made the backward twice the forward's time.
+// (the row's grad_kl), either of gz, gk absent (nullptr), and gmu nullptr when grad_mu is not
+// wanted. The pointers are restrict-qualified: without it GCC needs more run-time alias checks than
+// it allows (7 arrays) and keeps these loops scalar, which made the backward twice the forward's
+// time.
 MMGEN_INLINE void backward_block_f32(const float* MMGEN_RESTRICT gz, const float* MMGEN_RESTRICT gk,
                                      const float* MMGEN_RESTRICT mu, const float* MMGEN_RESTRICT lv,
                                      const float* MMGEN_RESTRICT eps, float* MMGEN_RESTRICT gmu,
                                      float* MMGEN_RESTRICT glv, int64_t n) {
-  if (gk == nullptr) {
-    for (int64_t i = 0; i < n; ++i) {
-      gmu[i] = gz[i];
-      glv[i] = 0.5f * gz[i] * eps[i] * philox::exp_f32(0.5f * lv[i]);
+  if (gmu != nullptr) {
+    if (gk == nullptr) {
+      for (int64_t i = 0; i < n; ++i) gmu[i] = gz[i];
+    } else if (gz == nullptr) {
+      for (int64_t i = 0; i < n; ++i) gmu[i] = gk[i] * mu[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) gmu[i] = gz[i] + gk[i] * mu[i];
     }
+  }
+  if (gk == nullptr) {
+    for (int64_t i = 0; i < n; ++i) glv[i] = 0.5f * gz[i] * eps[i] * philox::exp_f32(0.5f * lv[i]);
   } else if (gz != nullptr) {
     for (int64_t i = 0; i < n; ++i) {
       const float sd = philox::exp_f32(0.5f * lv[i]);
-      gmu[i] = gz[i] + gk[i] * mu[i];
       glv[i] = 0.5f * (gz[i] * eps[i] * sd + gk[i] * (sd * sd - 1.0f));
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
       const float sd = philox::exp_f32(0.5f * lv[i]);
-      gmu[i] = gk[i] * mu[i];
       glv[i] = 0.5f * gk[i] * (sd * sd - 1.0f);
     }
   }
@@ -248,7 +253,7 @@ struct Block<double> {
     for (int64_t i = 0; i < n; ++i) {
       const double sd = std::exp(0.5 * lv[i]);
       const double g = gz != nullptr ? gz[i] : 0.0, k = gk != nullptr ? gk[i] : 0.0;
-      gmu[i] = g + k * mu[i];
+      if (gmu != nullptr) gmu[i] = g + k * mu[i];
       glv[i] = 0.5 * (g * (gz != nullptr ? eps[i] : 0.0) * sd + k * (sd * sd - 1.0));
     }
   }
@@ -399,11 +404,11 @@ void backward_impl(const T* gz, const T* gk, const T* mu, const T* lv, T* gmu, T
         g = Block<T>::load(gz + at, n, gz_buf);
       }
       if (gk != nullptr) row_values(gk, at, n, cols, gk_buf);
-      acc_t* gmo = Block<T>::out(gmu + at, gmu_buf);
+      acc_t* gmo = gmu != nullptr ? Block<T>::out(gmu + at, gmu_buf) : nullptr;
       acc_t* glo = Block<T>::out(glv + at, glv_buf);
       Block<T>::backward(g, gk != nullptr ? gk_buf : nullptr, Block<T>::load(mu + at, n, mu_buf),
                          Block<T>::load(lv + at, n, lv_buf), eps, gmo, glo, n);
-      Block<T>::store(gmu + at, gmo, n);
+      if (gmu != nullptr) Block<T>::store(gmu + at, gmo, n);
       Block<T>::store(glv + at, glo, n);
     }
   });
@@ -438,7 +443,8 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
                                                           const std::optional<Tensor>& grad_kl,
                                                           const Tensor& mu_in,
                                                           const Tensor& logvar_in,
-                                                          const Tensor& rng_state) {
+                                                          const Tensor& rng_state,
+                                                          bool need_grad_mu) {
   const char* op = "mmgen.ops._reparameterize_backward";
   check_gaussian_inputs(mu_in, logvar_in, op);
   check_reparameterize_grads(grad_z, grad_kl, mu_in, rng_state, op);
@@ -456,14 +462,15 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
     offset = static_cast<uint64_t>(st.data_ptr<int64_t>()[1]);
   }
   if (has_gk) gk = grad_kl->to(mu.scalar_type()).contiguous();
-  Tensor grad_mu = at::empty_like(mu);
+  // without need_grad_mu, grad_mu is an empty tensor (the caller has it: grad_z when no grad_kl)
+  Tensor grad_mu = need_grad_mu ? at::empty_like(mu) : at::empty({0}, mu.options());
   Tensor grad_logvar = at::empty_like(mu);
   if ((!has_gz && !has_gk) || mu.numel() == 0) return {grad_mu.zero_(), grad_logvar.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mu.scalar_type(), "reparameterize_backward", [&] {
     backward_impl<scalar_t>(has_gz ? gz.const_data_ptr<scalar_t>() : nullptr,
                             has_gk ? gk.const_data_ptr<scalar_t>() : nullptr,
                             mu.const_data_ptr<scalar_t>(), logvar.const_data_ptr<scalar_t>(),
-                            grad_mu.mutable_data_ptr<scalar_t>(),
+                            need_grad_mu ? grad_mu.mutable_data_ptr<scalar_t>() : nullptr,
                             grad_logvar.mutable_data_ptr<scalar_t>(), mu.numel(), cols, seed, offset);
   });
   return {grad_mu, grad_logvar};

@@ -248,7 +248,7 @@ __global__ void backward_kernel(const T* __restrict__ gz, const T* __restrict__ 
       out_mu[j] = g[j] + k[j] * m[j];
       out_lv[j] = A(0.5) * (g[j] * eps[j] * sd + k[j] * (sd * sd - A(1)));
     }
-    store4(gmu + e0, n, v, out_mu);
+    if (gmu != nullptr) store4(gmu + e0, n, v, out_mu);
     store4(glv + e0, n, v, out_lv);
   }
 }
@@ -342,7 +342,8 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
                                                           const std::optional<Tensor>& grad_kl,
                                                           const Tensor& mu_in,
                                                           const Tensor& logvar_in,
-                                                          const Tensor& rng_state) {
+                                                          const Tensor& rng_state,
+                                                          bool need_grad_mu) {
   const char* op = "mmgen.ops._reparameterize_backward";
   check_gaussian_inputs(mu_in, logvar_in, op);
   check_reparameterize_grads(grad_z, grad_kl, mu_in, rng_state, op);
@@ -358,20 +359,21 @@ std::tuple<Tensor, Tensor> reparameterize_backward_kernel(const std::optional<Te
     state = rng_state.to(mu.device()).contiguous();
   }
   if (has_gk) gk = grad_kl->to(mu.scalar_type()).contiguous();
-  Tensor grad_mu = at::empty_like(mu);
+  // without need_grad_mu, grad_mu is an empty tensor (the caller has it: grad_z when no grad_kl)
+  Tensor grad_mu = need_grad_mu ? at::empty_like(mu) : at::empty({0}, mu.options());
   Tensor grad_logvar = at::empty_like(mu);
   if ((!has_gz && !has_gk) || mu.numel() == 0) return {grad_mu.zero_(), grad_logvar.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mu.scalar_type(), "reparameterize_backward", [&] {
     const bool vec = aligned4<scalar_t>(mu.const_data_ptr()) &&
                      aligned4<scalar_t>(logvar.const_data_ptr()) &&
-                     aligned4<scalar_t>(grad_mu.const_data_ptr()) &&
+                     (!need_grad_mu || aligned4<scalar_t>(grad_mu.const_data_ptr())) &&
                      aligned4<scalar_t>(grad_logvar.const_data_ptr()) &&
                      (!has_gz || aligned4<scalar_t>(gz.const_data_ptr()));
     const int64_t quads = (mu.numel() + 3) / 4;
     backward_kernel<scalar_t><<<grid_for(quads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         has_gz ? gz.const_data_ptr<scalar_t>() : nullptr,
         has_gk ? gk.const_data_ptr<scalar_t>() : nullptr, mu.const_data_ptr<scalar_t>(),
-        logvar.const_data_ptr<scalar_t>(), grad_mu.mutable_data_ptr<scalar_t>(),
+        logvar.const_data_ptr<scalar_t>(), need_grad_mu ? grad_mu.mutable_data_ptr<scalar_t>() : nullptr,
         grad_logvar.mutable_data_ptr<scalar_t>(), mu.numel(), cols, vec,
         has_gz ? state.const_data_ptr<int64_t>() : nullptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
