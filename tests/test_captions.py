@@ -209,3 +209,23 @@ def test_load_names_the_accepted_splits():
     with pytest.raises(ValueError, match="no caption corpus for dataset 'mnist'"):
         cap.corpus("mnist")
     assert load("shapes", "heldout", size=64).x.shape == (1000, 3, 64, 64)
+
+
+def test_caption_mean_ceiling_script(tmp_path):
+    """benchmarks/caption_mean_ceiling.py: the measure reads real val images' own captions (m = 1), and
+    averaging images of one caption shrinks the size the measure reads (so the ceiling falls)."""
+    import importlib.util
+    import json
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                        "caption_mean_ceiling.py")
+    spec = importlib.util.spec_from_file_location("caption_mean_ceiling", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "ceiling.json"
+    script.main(["--m", "1", "8", "--seeds", "0", "--splits", "val", "--out", str(out)])
+    rows = {r["m"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows[1]["all"] > 0.95 and rows[1]["size"] > 0.95
+    assert rows[8]["size"] < rows[1]["size"] - 0.15
+    with pytest.raises(SystemExit):
+        script.main(["--m", "0", "--out", str(out)])
