@@ -32,6 +32,8 @@ def build(family: str, **options):
     torch.manual_seed(0)
     if family == "mfm":
         return MFM(modalities(), num_classes=0, zy_dim=8, za_dim=4, hidden=32, label_weight=0.0, **options)
+    if family == "mopoe-private":
+        return MoPoE(modalities(), latent_dim=8, private_dim=4, private_scale=2.0, **options)
     return FAMILIES[family](modalities(), latent_dim=8, **options)
 
 
@@ -63,7 +65,7 @@ def test_posterior_density_and_stratified_draws():
     assert ((draws[0] > 0) != (draws[1] > 0)).all()
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
 def test_family_learns_and_uses_the_fused_ops(family, data, monkeypatch):
     model = build(family)
     calls = []
@@ -71,7 +73,7 @@ def test_family_learns_and_uses_the_fused_ops(family, data, monkeypatch):
     monkeypatch.setattr(mmgen.ops, "reparameterize", lambda *a, **k: calls.append("z") or reparameterize(*a, **k))
     monkeypatch.setattr(mmgen.ops, "gaussian_kl", lambda *a, **k: calls.append("kl") or gaussian_kl(*a, **k))
     losses = fit(model, data, 30)
-    assert "z" in calls and (family != "mopoe" or "kl" in calls)
+    assert "z" in calls and (not family.startswith("mopoe") or "kl" in calls)
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) < sum(losses[:5]), losses
     held_out = next(subset(load("mnist-trimodal", "val"), 64).batches(64))
@@ -79,7 +81,7 @@ def test_family_learns_and_uses_the_fused_ops(family, data, monkeypatch):
     assert model.eval().elbo(held_out).mean() > fresh.elbo(held_out).mean() + 100  # nats per example
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
 def test_any_subset_generates_and_likelihoods_are_consistent(family, batch):
     model = build(family).eval()
     names = ("image", "audio", "text")
@@ -101,7 +103,7 @@ def test_any_subset_generates_and_likelihoods_are_consistent(family, batch):
         model.generate("image", batch, ["video"])
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
 def test_save_and_reload(family, batch, tmp_path):
     model = build(family).eval()
     model.save_pretrained(str(tmp_path / family))
@@ -145,6 +147,63 @@ def test_mopoe_all_draws_average_every_component(batch):
     torch.testing.assert_close(model.loss(batch), by_hand)
     with pytest.raises(ValueError, match="draws"):
         build("mopoe", draws="one")
+
+
+@pytest.mark.parametrize("draws", ["all", "stratified"])
+def test_mopoe_private_latents_by_hand(batch, draws):
+    """private_dim: the KL gains each modality's KL(q(u_m | x_m) || p), and a modality is decoded from
+    [z, u_m], u_m from its posterior where z's component holds m, else from N(0, private_scale^2 I)."""
+    import mmgen
+    model = build("mopoe-private", draws=draws)
+    assert model.config["private_dim"] == 4 and model.config["private_scale"] == 2.0
+    assert "private_dim" not in build("mopoe").config  # models without private latents keep their config
+    experts, private = model.encode(batch)
+    assert all(mu.shape == (16, 4) for mu, _ in private.values())
+    subsets = model.all_subsets()
+    components = model.components(experts)
+    mu, logvar = torch.stack([m for m, _ in components]), torch.stack([v for _, v in components])
+    c, b, d = mu.shape
+    kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
+    kl = kl + sum(mmgen.ops.gaussian_kl(pm, pl) for pm, pl in private.values())
+    torch.manual_seed(3)
+    if draws == "all":
+        which = torch.arange(c).repeat_interleave(b)
+        z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d))
+    else:
+        which = torch.randperm(b) % c
+        z = mmgen.ops.reparameterize(mu[which, torch.arange(b)], logvar[which, torch.arange(b)])
+    copies = len(which) // b
+    recon = 0.0
+    for m in model.names:
+        pm, pl = private[m][0].repeat(copies, 1), private[m][1].repeat(copies, 1)
+        posterior_u, aux_u = mmgen.ops.reparameterize(pm, pl), 2.0 * torch.randn(len(z), 4)
+        held = torch.tensor([m in subsets[i] for i in which.tolist()])
+        u = torch.where(held.unsqueeze(1), posterior_u, aux_u)
+        assert held.any() and not held.all()
+        value = batch[m].repeat(copies, *([1] * (batch[m].dim() - 1)))
+        recon = recon + model.weights[m] * model.log_likelihood(m, torch.cat([z, u], 1), value)
+    by_hand = -(recon.view(copies, b).mean(0) - model.beta * kl).mean()
+    torch.manual_seed(3)
+    torch.testing.assert_close(model.loss(batch), by_hand)
+
+
+def test_mopoe_private_latents_generate_from_the_prior(batch):
+    """Caption -> image draws u_image from its prior (different draws, different images, one z);
+    reconstructions use the posterior means (deterministic)."""
+    model = build("mopoe-private").eval()
+    one = model.generate("text", batch, ["image"], latent="mean", generator=torch.Generator().manual_seed(0))
+    again = model.generate("text", batch, ["image"], latent="mean", generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(one["image"], again["image"])  # mean: z's mean and u's prior mean
+    a = model.generate("text", batch, ["image"], generator=torch.Generator().manual_seed(0))["image"]
+    b = model.generate("text", batch, ["image"], generator=torch.Generator().manual_seed(1))["image"]
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(model.reconstruct(batch)["image"], model.reconstruct(batch)["image"])
+    z = model.latent(batch, ["image"])
+    assert z.shape == (16, 8)  # the shared latent only
+    with pytest.raises(ValueError, match="private_dim"):
+        build("mopoe", private_dim=-1)
+    with pytest.raises(ValueError, match="private_scale"):
+        build("mopoe", private_dim=2, private_scale=0.0)
 
 
 def test_unsupervised_mfm_needs_no_labels(batch):

@@ -9,6 +9,12 @@ one component, the components dealt out to the examples in a random order (a str
 the mixture; ``draws="all"``: one z from every component for every example, the mixture's
 expectation at |P(S)| times the decoding), by the fused ``mmgen.ops.reparameterize``, and the
 components' KLs by ``mmgen.ops.gaussian_kl``.
+
+With ``private_dim`` > 0 each modality also has a private latent u_m (see
+:mod:`mmgen.models.multimodal_vae`): the bound gains ``- beta * sum_m KL(q(u_m | x_m) || p(u_m))``, and a
+modality is decoded from ``[z, u_m]`` with u_m from its posterior when z's component holds m, else
+from the auxiliary prior N(0, private_scale^2 I) (MMVAE+'s training of the modality-specific
+latents, here over MoPoE's subsets).
 """
 from __future__ import annotations
 
@@ -23,15 +29,20 @@ DRAWS = ("stratified", "all")
 class MoPoE(MultimodalVAE):
     """Multimodal VAE with a mixture-of-products-of-experts posterior (see the module docs).
 
-    Args: see :class:`mmgen.models.multimodal_vae.MultimodalVAE`.
+    Args:
+        modalities, latent_dim, beta, private_dim, private_scale: see
+            :class:`mmgen.models.multimodal_vae.MultimodalVAE`.
+        draws: "stratified" (one component's z per example) or "all" (every component's z).
     """
 
     family = "mopoe"
 
-    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, draws: str = "stratified"):
+    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, draws: str = "stratified",
+                 private_dim: int = 0, private_scale: float = 1.0):
         if draws not in DRAWS:
             raise ValueError(f"MoPoE draws must be one of {', '.join(map(repr, DRAWS))}, got {draws!r}")
-        super().__init__(modalities, latent_dim, beta, draws=draws)
+        super().__init__(modalities, latent_dim, beta, draws=draws, private_dim=private_dim,
+                         private_scale=private_scale)
         self.draws = draws
 
     def components(self, experts: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -44,18 +55,45 @@ class MoPoE(MultimodalVAE):
     def loss(self, x: dict, **_) -> torch.Tensor:
         """Minus the MoPoE ELBO, batch mean (nats per example)."""
         self.check_batch(x)
-        components = self.components(self.experts(x))
+        experts, private = self.encode(x)
+        components = self.components(experts)
         mu = torch.stack([m for m, _ in components])  # [C, B, D]
         logvar = torch.stack([lv for _, lv in components])
         c, b, d = mu.shape
         kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
+        for private_mu, private_logvar in private.values():
+            kl = kl + mmgen.ops.gaussian_kl(private_mu, private_logvar)
+        # inside[m][i]: component i's subset holds modality m
+        inside = {m: torch.tensor([m in s for s in self.all_subsets(tuple(experts))], device=mu.device)
+                  for m in self.names}
         if self.draws == "all":  # one z from every component for every example: the mixture's expectation
             z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d))
             repeated = {m: repeat_rows(x[m], c) for m in self.names}
-            reconstruction = self.reconstruction(repeated, z, self.names).view(c, b).mean(0)
+            if private:
+                own = {m: (repeat_rows(pm, c), repeat_rows(pl, c), inside[m].repeat_interleave(b))
+                       for m, (pm, pl) in private.items()}
+                reconstruction = self.private_reconstruction(repeated, z, own).view(c, b).mean(0)
+            else:
+                reconstruction = self.reconstruction(repeated, z, self.names).view(c, b).mean(0)
         else:
             which = torch.randperm(b, device=mu.device) % c
             rows = torch.arange(b, device=mu.device)
             z = mmgen.ops.reparameterize(mu[which, rows], logvar[which, rows])
-            reconstruction = self.reconstruction(x, z, self.names)
+            if private:
+                own = {m: (pm, pl, inside[m][which]) for m, (pm, pl) in private.items()}
+                reconstruction = self.private_reconstruction(x, z, own)
+            else:
+                reconstruction = self.reconstruction(x, z, self.names)
         return -(reconstruction - self.beta * kl).mean()
+
+    def private_reconstruction(self, x: dict, z: torch.Tensor, own: dict) -> torch.Tensor:
+        """sum_m w_m log p(x_m | [z, u_m]) per row, ``own[m] = (mu, logvar, held)`` of q(u_m | x_m) per
+        row: u_m from that posterior where ``held`` (z's component holds m), else from the auxiliary
+        prior N(0, private_scale^2 I)."""
+        total = 0.0
+        for m in self.names:
+            private_mu, private_logvar, held = own[m]
+            u = torch.where(held.unsqueeze(1), mmgen.ops.reparameterize(private_mu, private_logvar),
+                            self.prior_private(len(z), scale=self.private_scale))
+            total = total + self.weights[m] * self.log_likelihood(m, torch.cat([z, u], dim=1), x[m])
+        return total

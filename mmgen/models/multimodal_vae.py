@@ -6,6 +6,15 @@ Every modality has a plugin encoder (features -> a linear layer -> ``(mu, logvar
 and a plugin decoder (``z`` -> a linear layer -> the decoder -> the modality's likelihood); see
 :mod:`mmgen.models.modality` for the modality specs. The prior is ``p(z) = N(0, I)``.
 
+Private latents (``private_dim`` > 0, the modality-specific subspaces of MMVAE+, Palumbo, Daunhawer &
+Vogt, ICLR 2023; MoPoE takes the option): every modality m also has its own latent ``u_m`` with
+prior N(0, I) and posterior ``q(u_m | x_m)`` (the same encoder and head), and its decoder reads
+``[z, u_m]``. Only z is shared: a modality generated from others gets ``u_m`` from its prior, so a
+caption's z decodes to one image that fits it, not to the mean of all such images. In training, a
+modality decoded from a z that it did not help infer gets ``u_m`` from the wide auxiliary prior
+``N(0, private_scale^2 I)`` instead of its posterior, so that what the others can say must go
+through z (MMVAE+'s auxiliary prior).
+
 Shared API (also MFM's; :mod:`mmgen.eval.multimodal` relies on it): ``generate(source, x, targets)``
 from any subset, ``sample(n)``, ``reconstruct(x)``, ``latent(x, modalities)``, ``log_prob(x, k=...,
 given=..., targets=...)`` (IWAE, nats per example) and ``elbo(x)``.
@@ -92,7 +101,8 @@ class MultimodalVAE(GenerativeModel):
     multimodal = True
     family = "multimodal_vae"  # the registered short name (set by subclasses)
 
-    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, **options):
+    def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, *, private_dim: int = 0,
+                 private_scale: float = 1.0, **options):
         super().__init__()
         what = type(self).__name__
         if not isinstance(modalities, dict) or not modalities:
@@ -101,6 +111,10 @@ class MultimodalVAE(GenerativeModel):
             raise ValueError(f"{what} latent_dim must be a positive int, got {latent_dim!r}")
         if not beta >= 0:
             raise ValueError(f"{what} beta must be >= 0, got {beta!r}")
+        if isinstance(private_dim, bool) or not isinstance(private_dim, int) or private_dim < 0:
+            raise ValueError(f"{what} private_dim must be an int >= 0, got {private_dim!r}")
+        if isinstance(private_scale, bool) or not isinstance(private_scale, (int, float)) or not private_scale > 0:
+            raise ValueError(f"{what} private_scale must be a number > 0, got {private_scale!r}")
         self.names = tuple(modalities)  # config.json keeps this order, so a reloaded model draws alike
         if "y" in self.names or "attributes" in self.names:
             raise ValueError(f"'y' and 'attributes' are label keys of a batch; they cannot name a modality, "
@@ -112,10 +126,13 @@ class MultimodalVAE(GenerativeModel):
             built = build_modality(name, modalities[name], what)
             self.encoders[name], self.decoders[name] = built.encoder, built.decoder
             self.heads[name], self.weights[name], self.options[name] = built.head, built.weight, built.options
-            self.expert_heads[name] = nn.Linear(built.encoder.out_features, 2 * latent_dim)
-            self.latent_in[name] = nn.Linear(latent_dim, built.decoder.in_features)
+            self.expert_heads[name] = nn.Linear(built.encoder.out_features, 2 * (latent_dim + private_dim))
+            self.latent_in[name] = nn.Linear(latent_dim + private_dim, built.decoder.in_features)
             specs[name] = built.spec
         self.latent_dim, self.beta = latent_dim, float(beta)
+        self.private_dim, self.private_scale = private_dim, float(private_scale)
+        if private_dim:  # config.json of models without private latents stays as it was
+            options = {**options, "private_dim": private_dim, "private_scale": self.private_scale}
         modules_given = any(spec is None for s in specs.values() for spec in (s["encoder"], s["decoder"]))
         self.config = {"model": self.family, "modalities": None if modules_given else specs,
                        "latent_dim": latent_dim, "beta": self.beta, **options}
@@ -139,10 +156,30 @@ class MultimodalVAE(GenerativeModel):
         """What the encoder of m sees: integer levels scaled to [0, 1], other data as it is."""
         return encoder_view(self.heads[m], value)
 
+    def encode(self, x: dict, modalities=None) -> tuple[dict, dict]:
+        """``({m: (mu, logvar)} of the experts q_m(z | x_m), {m: (mu, logvar)} of the private
+        posteriors q(u_m | x_m))`` of the modalities given (the second empty without private latents)."""
+        shared, private = {}, {}
+        for m in self.subset(x, modalities):
+            params = self.expert_heads[m](self.encoders[m](self.encoder_view(m, x[m])))
+            if self.private_dim:
+                d, p = self.latent_dim, self.private_dim
+                mu, logvar, private_mu, private_logvar = params.split([d, d, p, p], dim=1)
+                shared[m], private[m] = (mu, logvar), (private_mu, private_logvar)
+            else:
+                shared[m] = params.chunk(2, dim=1)
+        return shared, private
+
     def experts(self, x: dict, modalities=None) -> dict:
         """``{m: (mu, logvar)}`` of the unimodal experts q_m(z | x_m) of the modalities given."""
-        return {m: self.expert_heads[m](self.encoders[m](self.encoder_view(m, x[m]))).chunk(2, dim=1)
-                for m in self.subset(x, modalities)}
+        return self.encode(x, modalities)[0]
+
+    def prior_private(self, n: int, generator: torch.Generator | None = None, scale: float = 1.0,
+                      mean: bool = False) -> torch.Tensor:
+        """n draws of u from N(0, scale^2 I), ``[n, private_dim]`` (``mean=True``: zeros)."""
+        if mean:
+            return torch.zeros(n, self.private_dim, device=self.device)
+        return scale * torch.randn(n, self.private_dim, generator=generator, device=self.device)
 
     def posterior(self, x: dict, modalities=None) -> Posterior:
         """q(z | x_S) of the subset S = ``modalities`` (default: every modality in ``x``)."""
@@ -154,15 +191,29 @@ class MultimodalVAE(GenerativeModel):
 
     # -- generation ----------------------------------------------------------------------------
     def decode(self, m: str, z: torch.Tensor) -> torch.Tensor:
-        """The decoder input of modality m for latents z (before the plugin decoder)."""
+        """The decoder input of modality m for latents z (before the plugin decoder); with private
+        latents z is ``[z, u_m]``, ``[N, latent_dim + private_dim]``."""
         return self.latent_in[m](z)
+
+    def with_private(self, z: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """``[z, u]`` with private latents, z alone without."""
+        return z if u is None else torch.cat([z, u], dim=1)
 
     def log_likelihood(self, m: str, z: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """log p(x_m | z) per row (nats)."""
         return self.heads[m].log_prob(self.decode(m, z), value)
 
-    def _decode_all(self, z: torch.Tensor, targets, generator, sample: bool) -> dict:
-        return {m: self.heads[m].generate(self.decode(m, z), generator=generator, sample=sample) for m in targets}
+    def _decode_all(self, z: torch.Tensor, targets, generator, sample: bool, private: dict | None = None) -> dict:
+        """Each target decoded from z (and its ``private[m]`` u; without one, u from its prior:
+        ``private=None`` draws it, a dict without m takes the prior mean)."""
+        out = {}
+        for m in targets:
+            u = None
+            if self.private_dim:
+                u = private[m] if private is not None and m in private else \
+                    self.prior_private(len(z), generator, mean=private is not None)
+            out[m] = self.heads[m].generate(self.decode(m, self.with_private(z, u)), generator=generator, sample=sample)
+        return out
 
     @torch.no_grad()
     def generate(self, source, x: dict, targets=None, *, generator: torch.Generator | None = None,
@@ -177,7 +228,15 @@ class MultimodalVAE(GenerativeModel):
             raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
         post = self.posterior(x, sources)
         z = post.sample(1, generator) if latent == "sample" else post.mean
-        return self._decode_all(z, targets, generator, sample)
+        private = None
+        if self.private_dim:  # a source's own u from its posterior, the others' from the prior
+            again = [m for m in sources if m in targets]  # reconstructed: their own u
+            own = self.encode(x, again)[1] if again else {}
+            private = {m: mu if latent == "mean" else mmgen.ops.reparameterize(mu, lv, generator=generator)
+                       for m, (mu, lv) in own.items()}
+            if latent == "sample":
+                private.update({m: self.prior_private(len(z), generator) for m in targets if m not in private})
+        return self._decode_all(z, targets, generator, sample, private)
 
     @torch.no_grad()
     def reconstruct(self, x: dict, modalities=None) -> dict:
@@ -191,7 +250,8 @@ class MultimodalVAE(GenerativeModel):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self._decode_all(z, self.names, generator, not mean)
+        private = {m: self.prior_private(n, generator) for m in self.names} if self.private_dim else None
+        return self._decode_all(z, self.names, generator, not mean, private)
 
     def write_samples(self, path_prefix: str, n: int, generator: torch.Generator | None = None,
                       data=None) -> list[str]:
@@ -216,11 +276,23 @@ class MultimodalVAE(GenerativeModel):
         targets = check_targets(self.names, targets, [m for m in self.names if given is None or m not in given])
         self.subset(x, targets)
         post = self.posterior(x, targets if given is None else given)
+        own = self.encode(x, targets)[1] if self.private_dim and given is None else {}
 
         def log_w(kk: int) -> torch.Tensor:
             z = post.sample(kk, generator)
-            lw = sum(self.log_likelihood(m, z, repeat_rows(x[m], kk)) for m in targets)
-            return lw if given is not None else lw + standard_log_density(z) - post.log_prob(z)
+            lw, private_w = 0, 0
+            for m in targets:
+                u = None
+                if m in own:  # the joint bound: u_m ~ q(u_m | x_m), weighted by p(u_m) / q(u_m | x_m)
+                    mu, lv = repeat_rows(own[m][0], kk), repeat_rows(own[m][1], kk)
+                    u = mmgen.ops.reparameterize(mu, lv, generator=generator)
+                    private_w = private_w + standard_log_density(u) - gaussian_log_density(u, mu, lv)
+                elif self.private_dim:  # conditional: u_m ~ p(u_m), independent of the givens
+                    u = self.prior_private(len(z), generator)
+                lw = lw + self.log_likelihood(m, self.with_private(z, u), repeat_rows(x[m], kk))
+            if given is None:
+                lw = lw + standard_log_density(z) - post.log_prob(z)
+            return lw + private_w if own else lw
         return importance_log_mean(log_w, k, chunk)
 
     @torch.no_grad()
