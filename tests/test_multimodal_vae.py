@@ -219,7 +219,8 @@ def test_unsupervised_mfm_needs_no_labels(batch):
     assert infer_model_config(presets.get("mfm-trimodal-unsup")["model"], info)["num_classes"] == 0
 
 
-@pytest.mark.parametrize("preset", ["mvae-trimodal", "mmvae-trimodal", "mopoe-trimodal", "mfm-trimodal-unsup"])
+@pytest.mark.parametrize("preset", ["mvae-trimodal", "mmvae-trimodal", "mopoe-trimodal", "mopoe-private-trimodal",
+                                    "mfm-trimodal-unsup"])
 def test_presets_build_with_the_same_networks(preset):
     config = infer_model_config(presets.get(preset)["model"], data_info(load("mnist-trimodal", "val")))
     model = from_config(config)
