@@ -32,8 +32,8 @@ def build(family: str, **options):
     torch.manual_seed(0)
     if family == "mfm":
         return MFM(modalities(), num_classes=0, zy_dim=8, za_dim=4, hidden=32, label_weight=0.0, **options)
-    if family == "mopoe-private":
-        return MoPoE(modalities(), latent_dim=8, private_dim=4, private_scale=2.0, **options)
+    if family in ("mopoe-private", "mmvae-private"):  # MMVAE with private latents: MMVAE+
+        return FAMILIES[family.split("-")[0]](modalities(), latent_dim=8, private_dim=4, private_scale=2.0, **options)
     return FAMILIES[family](modalities(), latent_dim=8, **options)
 
 
@@ -65,7 +65,7 @@ def test_posterior_density_and_stratified_draws():
     assert ((draws[0] > 0) != (draws[1] > 0)).all()
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mmvae-private", "mopoe", "mopoe-private", "mfm"])
 def test_family_learns_and_uses_the_fused_ops(family, data, monkeypatch):
     model = build(family)
     calls = []
@@ -81,7 +81,7 @@ def test_family_learns_and_uses_the_fused_ops(family, data, monkeypatch):
     assert model.eval().elbo(held_out).mean() > fresh.elbo(held_out).mean() + 100  # nats per example
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mmvae-private", "mopoe", "mopoe-private", "mfm"])
 def test_any_subset_generates_and_likelihoods_are_consistent(family, batch):
     model = build(family).eval()
     names = ("image", "audio", "text")
@@ -103,7 +103,7 @@ def test_any_subset_generates_and_likelihoods_are_consistent(family, batch):
         model.generate("image", batch, ["video"])
 
 
-@pytest.mark.parametrize("family", ["mvae", "mmvae", "mopoe", "mopoe-private", "mfm"])
+@pytest.mark.parametrize("family", ["mvae", "mmvae", "mmvae-private", "mopoe", "mopoe-private", "mfm"])
 def test_save_and_reload(family, batch, tmp_path):
     model = build(family).eval()
     model.save_pretrained(str(tmp_path / family))
@@ -113,8 +113,9 @@ def test_save_and_reload(family, batch, tmp_path):
     torch.testing.assert_close(loaded.log_prob(batch, k=4, generator=gen()), model.log_prob(batch, k=4, generator=gen()))
 
 
-def test_mmvae_dreg_and_iwae_agree_in_value_at_one_sample(batch):
-    dreg, iwae = build("mmvae", k=1), build("mmvae", k=1, objective="iwae")
+@pytest.mark.parametrize("family", ["mmvae", "mmvae-private"])
+def test_mmvae_dreg_and_iwae_agree_in_value_at_one_sample(batch, family):
+    dreg, iwae = build(family, k=1), build(family, k=1, objective="iwae")
     torch.manual_seed(5)
     a = dreg.loss(batch)
     torch.manual_seed(5)
@@ -185,6 +186,31 @@ def test_mopoe_private_latents_by_hand(batch, draws):
     by_hand = -(recon.view(copies, b).mean(0) - model.beta * kl).mean()
     torch.manual_seed(3)
     torch.testing.assert_close(model.loss(batch), by_hand)
+
+
+def test_mmvae_private_latents_by_hand(batch):
+    """MMVAE+ (MMVAE with private_dim): expert m's draws take u_m from q(u_m | x_m), the others' u_n from
+    N(0, private_scale^2 I), and the log weights gain beta (log p(u_m) - log q(u_m | x_m))."""
+    from mmgen.models.vae import standard_log_density
+    model = build("mmvae-private", k=2, objective="iwae")
+    experts, private = model.encode(batch)
+    proposal = Posterior(list(experts.values()))
+    rep = lambda t: t.repeat(2, *([1] * (t.dim() - 1)))  # noqa: E731
+    torch.manual_seed(4)
+    terms = []
+    for source, (mu, logvar) in experts.items():
+        z = mmgen.ops.reparameterize(rep(mu), rep(logvar))
+        pm, pl = rep(private[source][0]), rep(private[source][1])
+        own = mmgen.ops.reparameterize(pm, pl)
+        recon = 0.0
+        for m in model.names:
+            u = own if m == source else 2.0 * torch.randn(len(z), 4)
+            recon = recon + model.weights[m] * model.log_likelihood(m, torch.cat([z, u], 1), rep(batch[m]))
+        log_w = recon + model.beta * (standard_log_density(z) - proposal.log_prob(z)
+                                      + standard_log_density(own) - gaussian_log_density(own, pm, pl))
+        terms.append(torch.logsumexp(log_w.view(2, -1), 0) - math.log(2))
+    torch.manual_seed(4)
+    torch.testing.assert_close(model.loss(batch), -torch.stack(terms).mean(0).mean())
 
 
 def test_mopoe_private_latents_generate_from_the_prior(batch):

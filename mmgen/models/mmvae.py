@@ -10,6 +10,11 @@ from every expert's draws), averaged over the modalities of ``log mean_k w``. Wi
 estimator (Tucker et al. 2019): log q is evaluated with its parameters held fixed, the decoder's
 gradient is weighted by the normalized importance weights and the path gradient through z by
 their squares; the loss value is then that surrogate, not the bound (``log_prob`` reports the bound).
+
+With ``private_dim`` > 0 this is MMVAE+ (Palumbo, Daunhawer & Vogt, ICLR 2023): every modality also
+has a private latent u_m (see :mod:`mmgen.models.multimodal_vae`). Expert m's draws take u_m from
+q(u_m | x_m) and every other modality's u_n from the auxiliary prior N(0, private_scale^2 I), and the
+log weights gain ``beta (log p(u_m) - log q(u_m | x_m))``.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import torch
 
 import mmgen
 from mmgen.models.multimodal_vae import MultimodalVAE, Posterior, repeat_rows
-from mmgen.models.vae import standard_log_density
+from mmgen.models.vae import gaussian_log_density, standard_log_density
 
 OBJECTIVES = ("dreg", "iwae")
 
@@ -36,12 +41,13 @@ class MMVAE(MultimodalVAE):
     family = "mmvae"
 
     def __init__(self, modalities: dict, latent_dim: int = 32, beta: float = 1.0, k: int = 4,
-                 objective: str = "dreg"):
+                 objective: str = "dreg", private_dim: int = 0, private_scale: float = 1.0):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"MMVAE k must be a positive int, got {k!r}")
         if objective not in OBJECTIVES:
             raise ValueError(f"MMVAE objective must be one of {OBJECTIVES}, got {objective!r}")
-        super().__init__(modalities, latent_dim, beta, k=k, objective=objective)
+        super().__init__(modalities, latent_dim, beta, k=k, objective=objective, private_dim=private_dim,
+                         private_scale=private_scale)
         self.k, self.objective = k, objective
 
     def posterior(self, x: dict, modalities=None) -> Posterior:
@@ -50,20 +56,35 @@ class MMVAE(MultimodalVAE):
     def loss(self, x: dict, **_) -> torch.Tensor:
         """Minus the stratified objective, batch mean (see the module docs)."""
         self.check_batch(x)
-        experts = self.experts(x)
+        experts, private = self.encode(x)
         repeated = {m: repeat_rows(x[m], self.k) for m in self.names}
         dreg = self.objective == "dreg"
         proposal = Posterior([(mu.detach(), lv.detach()) for mu, lv in experts.values()] if dreg
                              else list(experts.values()))
         per_modality = []
-        for mu, logvar in experts.values():
+        for source, (mu, logvar) in experts.items():
             z = mmgen.ops.reparameterize(repeat_rows(mu, self.k), repeat_rows(logvar, self.k))
-            log_w = (self.reconstruction(repeated, z, self.names)
-                     + self.beta * (standard_log_density(z) - proposal.log_prob(z))).view(self.k, -1)
+            paths = [z]  # the draws whose path gradients DReG weights
+            if private:
+                private_mu, private_logvar = (repeat_rows(t, self.k) for t in private[source])
+                own = mmgen.ops.reparameterize(private_mu, private_logvar)
+                paths.append(own)
+                if dreg:
+                    private_mu, private_logvar = private_mu.detach(), private_logvar.detach()
+                u = {m: own if m == source else self.prior_private(len(z), scale=self.private_scale)
+                     for m in self.names}
+                reconstruction = sum(self.weights[m] * self.log_likelihood(m, torch.cat([z, u[m]], 1), repeated[m])
+                                     for m in self.names)
+                prior_ratio = (standard_log_density(own) - gaussian_log_density(own, private_mu, private_logvar))
+            else:
+                reconstruction, prior_ratio = self.reconstruction(repeated, z, self.names), 0.0
+            log_w = (reconstruction + self.beta * (standard_log_density(z) - proposal.log_prob(z) + prior_ratio)
+                     ).view(self.k, -1)
             if dreg:
                 weights = torch.softmax(log_w.detach(), 0)
-                if z.requires_grad:
-                    z.register_hook(lambda grad, w=weights.reshape(-1, 1): grad * w)
+                for path in paths:
+                    if path.requires_grad:
+                        path.register_hook(lambda grad, w=weights.reshape(-1, 1): grad * w)
                 per_modality.append((weights * log_w).sum(0))
             else:
                 per_modality.append(torch.logsumexp(log_w, 0) - math.log(self.k))

@@ -7,7 +7,8 @@ and a plugin decoder (``z`` -> a linear layer -> the decoder -> the modality's l
 :mod:`mmgen.models.modality` for the modality specs. The prior is ``p(z) = N(0, I)``.
 
 Private latents (``private_dim`` > 0, the modality-specific subspaces of MMVAE+, Palumbo, Daunhawer &
-Vogt, ICLR 2023; MoPoE takes the option): every modality m also has its own latent ``u_m`` with
+Vogt, ICLR 2023; MMVAE with the option is MMVAE+, and MoPoE takes it too; MVAE does not): every
+modality m also has its own latent ``u_m`` with
 prior N(0, I) and posterior ``q(u_m | x_m)`` (the same encoder and head), and its decoder reads
 ``[z, u_m]``. Only z is shared: a modality generated from others gets ``u_m`` from its prior, so a
 caption's z decodes to one image that fits it, not to the mean of all such images. In training, a
