@@ -73,11 +73,10 @@ class MMVAE(MultimodalVAE):
                     private_mu, private_logvar = private_mu.detach(), private_logvar.detach()
                 u = {m: own if m == source else self.prior_private(len(z), scale=self.private_scale)
                      for m in self.names}
-                reconstruction = sum(self.weights[m] * self.log_likelihood(m, torch.cat([z, u[m]], 1), repeated[m])
-                                     for m in self.names)
-                prior_ratio = (standard_log_density(own) - gaussian_log_density(own, private_mu, private_logvar))
+                prior_ratio = standard_log_density(own) - gaussian_log_density(own, private_mu, private_logvar)
             else:
-                reconstruction, prior_ratio = self.reconstruction(repeated, z, self.names), 0.0
+                u, prior_ratio = None, 0.0
+            reconstruction = self.reconstruction(repeated, z, self.names, u)
             log_w = (reconstruction + self.beta * (standard_log_density(z) - proposal.log_prob(z) + prior_ratio)
                      ).view(self.k, -1)
             if dreg:

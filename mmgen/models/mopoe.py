@@ -63,37 +63,34 @@ class MoPoE(MultimodalVAE):
         kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
         for private_mu, private_logvar in private.values():
             kl = kl + mmgen.ops.gaussian_kl(private_mu, private_logvar)
-        # inside[m][i]: component i's subset holds modality m
-        inside = {m: torch.tensor([m in s for s in self.all_subsets(tuple(experts))], device=mu.device)
-                  for m in self.names}
+        if private:  # inside[m][i]: component i's subset holds modality m
+            inside = {m: torch.tensor([m in s for s in self.all_subsets(tuple(experts))], device=mu.device)
+                      for m in self.names}
         if self.draws == "all":  # one z from every component for every example: the mixture's expectation
             z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d))
             repeated = {m: repeat_rows(x[m], c) for m in self.names}
             if private:
-                own = {m: (repeat_rows(pm, c), repeat_rows(pl, c), inside[m].repeat_interleave(b))
-                       for m, (pm, pl) in private.items()}
-                reconstruction = self.private_reconstruction(repeated, z, own).view(c, b).mean(0)
+                u = self.private_draws({m: (repeat_rows(pm, c), repeat_rows(pl, c), inside[m].repeat_interleave(b))
+                                        for m, (pm, pl) in private.items()})
             else:
-                reconstruction = self.reconstruction(repeated, z, self.names).view(c, b).mean(0)
+                u = None
+            reconstruction = self.reconstruction(repeated, z, self.names, u).view(c, b).mean(0)
         else:
             which = torch.randperm(b, device=mu.device) % c
             rows = torch.arange(b, device=mu.device)
             z = mmgen.ops.reparameterize(mu[which, rows], logvar[which, rows])
-            if private:
-                own = {m: (pm, pl, inside[m][which]) for m, (pm, pl) in private.items()}
-                reconstruction = self.private_reconstruction(x, z, own)
-            else:
-                reconstruction = self.reconstruction(x, z, self.names)
+            u = self.private_draws({m: (pm, pl, inside[m][which]) for m, (pm, pl) in private.items()}) \
+                if private else None
+            reconstruction = self.reconstruction(x, z, self.names, u)
         return -(reconstruction - self.beta * kl).mean()
 
-    def private_reconstruction(self, x: dict, z: torch.Tensor, own: dict) -> torch.Tensor:
-        """sum_m w_m log p(x_m | [z, u_m]) per row, ``own[m] = (mu, logvar, held)`` of q(u_m | x_m) per
-        row: u_m from that posterior where ``held`` (z's component holds m), else from the auxiliary
-        prior N(0, private_scale^2 I)."""
-        total = 0.0
+    def private_draws(self, own: dict) -> dict:
+        """``{m: u_m}`` per row from ``own[m] = (mu, logvar, held)`` of q(u_m | x_m) per row: u_m from
+        that posterior where ``held`` (z's component holds m), else from the auxiliary prior
+        N(0, private_scale^2 I)."""
+        u = {}
         for m in self.names:
             private_mu, private_logvar, held = own[m]
-            u = torch.where(held.unsqueeze(1), mmgen.ops.reparameterize(private_mu, private_logvar),
-                            self.prior_private(len(z), scale=self.private_scale))
-            total = total + self.weights[m] * self.log_likelihood(m, torch.cat([z, u], dim=1), x[m])
-        return total
+            u[m] = torch.where(held.unsqueeze(1), mmgen.ops.reparameterize(private_mu, private_logvar),
+                               self.prior_private(len(held), scale=self.private_scale))
+        return u

@@ -307,9 +307,11 @@ class MultimodalVAE(GenerativeModel):
         """One optimizer over all parameters; the trainer hands the whole batch dict to ``loss``."""
         return [TrainingStep("model", list(self.parameters()), self.loss)]
 
-    def reconstruction(self, x: dict, z: torch.Tensor, modalities) -> torch.Tensor:
-        """sum over ``modalities`` of weight_m * log p(x_m | z), per row."""
-        return sum(self.weights[m] * self.log_likelihood(m, z, x[m]) for m in modalities)
+    def reconstruction(self, x: dict, z: torch.Tensor, modalities, private: dict | None = None) -> torch.Tensor:
+        """sum over ``modalities`` of weight_m * log p(x_m | z), per row (with private latents:
+        log p(x_m | [z, private[m]]))."""
+        return sum(self.weights[m] * self.log_likelihood(m, self.with_private(z, None if private is None else private[m]),
+                                                         x[m]) for m in modalities)
 
     def check_batch(self, x: dict) -> None:
         missing = [m for m in self.names if m not in x]
