@@ -50,8 +50,8 @@ class MMVAE(MultimodalVAE):
                          private_scale=private_scale)
         self.k, self.objective = k, objective
 
-    def posterior(self, x: dict, modalities=None) -> Posterior:
-        return Posterior(list(self.experts(x, modalities).values()))
+    def posterior_of(self, experts: dict) -> Posterior:
+        return Posterior(list(experts.values()))
 
     def loss(self, x: dict, **_) -> torch.Tensor:
         """Minus the stratified objective, batch mean (see the module docs)."""

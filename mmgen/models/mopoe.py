@@ -49,8 +49,8 @@ class MoPoE(MultimodalVAE):
         return [product_of_experts([experts[m][0] for m in subset], [experts[m][1] for m in subset], prior=False)
                 for subset in self.all_subsets(tuple(experts))]
 
-    def posterior(self, x: dict, modalities=None) -> Posterior:
-        return Posterior(self.components(self.experts(x, modalities)))
+    def posterior_of(self, experts: dict) -> Posterior:
+        return Posterior(self.components(experts))
 
     def loss(self, x: dict, **_) -> torch.Tensor:
         """Minus the MoPoE ELBO, batch mean (nats per example)."""

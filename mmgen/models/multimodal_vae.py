@@ -184,6 +184,10 @@ class MultimodalVAE(GenerativeModel):
 
     def posterior(self, x: dict, modalities=None) -> Posterior:
         """q(z | x_S) of the subset S = ``modalities`` (default: every modality in ``x``)."""
+        return self.posterior_of(self.experts(x, modalities))
+
+    def posterior_of(self, experts: dict) -> Posterior:
+        """q(z | x_S) from the experts ``{m: (mu, logvar)}`` of S (the family's joint posterior)."""
         raise NotImplementedError
 
     def latent(self, x: dict, modalities=None) -> torch.Tensor:
@@ -227,14 +231,13 @@ class MultimodalVAE(GenerativeModel):
         targets = check_targets(self.names, targets, [m for m in self.names if m not in sources])
         if latent not in ("sample", "mean"):
             raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
-        post = self.posterior(x, sources)
+        experts, own = self.encode(x, sources)
+        post = self.posterior_of(experts)
         z = post.sample(1, generator) if latent == "sample" else post.mean
         private = None
-        if self.private_dim:  # a source's own u from its posterior, the others' from the prior
-            again = [m for m in sources if m in targets]  # reconstructed: their own u
-            own = self.encode(x, again)[1] if again else {}
+        if self.private_dim:  # a reconstructed source's own u from its posterior, the others' from the prior
             private = {m: mu if latent == "mean" else mmgen.ops.reparameterize(mu, lv, generator=generator)
-                       for m, (mu, lv) in own.items()}
+                       for m, (mu, lv) in own.items() if m in targets}
             if latent == "sample":
                 private.update({m: self.prior_private(len(z), generator) for m in targets if m not in private})
         return self._decode_all(z, targets, generator, sample, private)
@@ -276,8 +279,10 @@ class MultimodalVAE(GenerativeModel):
         given = None if given is None else self.subset(x, given)
         targets = check_targets(self.names, targets, [m for m in self.names if given is None or m not in given])
         self.subset(x, targets)
-        post = self.posterior(x, targets if given is None else given)
-        own = self.encode(x, targets)[1] if self.private_dim and given is None else {}
+        experts, own = self.encode(x, targets if given is None else given)
+        post = self.posterior_of(experts)
+        if given is not None:
+            own = {}  # the conditional: u_m from its prior
 
         def log_w(kk: int) -> torch.Tensor:
             z = post.sample(kk, generator)

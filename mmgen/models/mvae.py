@@ -32,8 +32,7 @@ class MVAE(MultimodalVAE):
         super().__init__(modalities, latent_dim, beta, random_subsets=random_subsets)
         self.random_subsets = random_subsets
 
-    def posterior(self, x: dict, modalities=None) -> Posterior:
-        experts = self.experts(x, modalities)
+    def posterior_of(self, experts: dict) -> Posterior:
         return Posterior([product_of_experts([mu for mu, _ in experts.values()],
                                              [lv for _, lv in experts.values()])])
 
