@@ -314,3 +314,35 @@ def test_measured_attributes_are_judged_by_the_measure_and_the_rest_by_the_heads
     # measure_digits sees the data itself, not the encoder's view: a constant image has one reading
     blank = judge.predict(torch.zeros(3, *x.shape[1:]))
     assert (blank[:, 1:] == blank[0, 1:]).all()
+
+
+def test_coherence_draws_average_the_judgements_of_every_draw(setup):
+    s = setup
+    real = s["real"]
+    constant = {"image": torch.zeros(1, *real["image"].shape[1:]), "audio": torch.zeros(1, *real["audio"].shape[1:]),
+                "text": torch.zeros(1, real["text"].shape[1], dtype=torch.long)}
+    calls = []
+
+    def alternating(source, batch, targets, **kw):  # real data on odd calls, a constant on even ones
+        calls.append(source)
+        if len(calls) % 2:
+            return {t: batch[t] for t in targets}
+        return {t: constant[t].expand(len(batch["y"]), *constant[t].shape[1:]).clone() for t in targets}
+
+    one = _evaluate(StandIn(s["base"], generate=lambda source, batch, targets, **kw: {t: batch[t] for t in targets}),
+                    s, joint_samples=0)
+    zero = _evaluate(StandIn(s["base"], generate=lambda source, batch, targets, **kw: {
+        t: constant[t].expand(len(batch["y"]), *constant[t].shape[1:]).clone() for t in targets}), s, joint_samples=0)
+    both = _evaluate(StandIn(s["base"], generate=alternating), s, joint_samples=0, coherence_draws=2)
+    keys = [k for k in one if k.startswith(("coherence_", "cross_"))]
+    assert keys and sorted(k for k in both if k.startswith(("coherence_", "cross_"))) == sorted(keys)
+    for key in keys:
+        assert both[key] == pytest.approx((one[key] + zero[key]) / 2, abs=1e-12), key
+    assert not any(k.startswith("examples_") for k in both)  # every row seen once per draw, not twice
+    single = len(calls)
+    calls.clear()
+    _evaluate(StandIn(s["base"], generate=alternating), s, joint_samples=0)
+    assert single == 2 * len(calls)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="coherence_draws must be a positive int"):
+            _evaluate(StandIn(s["base"], generate=alternating), s, coherence_draws=bad)

@@ -31,6 +31,8 @@ else the first attribute every modality carries (the digit on mnist-trimodal).
   too (what the source can say: with label-only captions, caption -> image is judged on the digit
   alone): ``coherence_<S>_to_<t>_<a>``, ``..._all`` (every such attribute right, when several);
   ``cross_<s>_to_<t>`` (kept from earlier records) is the singleton S = s for the label attribute;
+  ``coherence_draws`` (default 1, as in the papers) generates t that many times per example from one
+  generator and averages the judgements (a single draw of 500 examples moves by a few hundredths);
 - joint coherence (``coherence=True``; ``joint_samples`` draws of ``model.sample``, default as many
   as examples, generator seeded by ``seed``): ``joint_coherence``, the fraction of samples whose
   judges all agree on every attribute all modalities carry; ``joint_coherence_<a>`` per such
@@ -122,11 +124,14 @@ def _skipped(model, method: str) -> str:
 @torch.no_grad()
 def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, max_examples: int | None = None,
              judges=False, judge_data=None, judge_steps: int = 300, judge_seed: int = 0, judge_measures: bool = True,
-             coherence: bool = True, seeded_draws: bool = True, joint_samples: int | None = None,
+             coherence: bool = True, seeded_draws: bool = True, coherence_draws: int = 1,
+             joint_samples: int | None = None,
              fid: bool = True, probe: bool | None = None, probe_examples: int = 2000,
              log_likelihood_k: int | None = None, seed: int = 0, pocketsphinx: bool = False,
              progress: bool = False) -> dict:
     """Metrics of ``model`` on ``data`` (see the module docs for every key and option)."""
+    if isinstance(coherence_draws, bool) or not isinstance(coherence_draws, int) or coherence_draws < 1:
+        raise ValueError(f"coherence_draws must be a positive int, got {coherence_draws!r}")
     from mmgen.models.mfm import MFM
     device = device or model.device
     was_training = model.training
@@ -294,17 +299,19 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                 for t in names:
                     if t in source or not (coherence or (len(source) == 1 and t in image_modalities)):
                         continue
-                    generated = model.generate(source[0] if len(source) == 1 else source, batch, [t],
-                                               generator=coherence_gen)[t]
-                    if len(source) == 1 and t in image_modalities:
-                        fake_images.setdefault((source[0], t), []).append(generated[rows].cpu())
                     said = [i for i, a in enumerate(spec.per_modality[t])  # what the source can tell
                             if any(a in spec.per_modality[m] for m in source)]
-                    if coherence and said:
-                        predicted = judge_nets[t].predict(model.encoder_view(t, generated))[:, said]
-                        label_key = f"cross_{source[0]}_to_{t}" if len(source) == 1 else None
-                        add_predictions(f"coherence_{'+'.join(source)}_to_{t}", predicted,
-                                        [spec.per_modality[t][i] for i in said], targets, rows, label_key=label_key)
+                    for draw in range(coherence_draws if coherence and said else 1):
+                        generated = model.generate(source[0] if len(source) == 1 else source, batch, [t],
+                                                   generator=coherence_gen)[t]
+                        if draw == 0 and len(source) == 1 and t in image_modalities:
+                            fake_images.setdefault((source[0], t), []).append(generated[rows].cpu())
+                        if coherence and said:
+                            predicted = judge_nets[t].predict(model.encoder_view(t, generated))[:, said]
+                            label_key = f"cross_{source[0]}_to_{t}" if len(source) == 1 else None
+                            add_predictions(f"coherence_{'+'.join(source)}_to_{t}", predicted,
+                                            [spec.per_modality[t][i] for i in said], targets, rows,
+                                            label_key=label_key)
         for t, wave in speech.items():
             from mmgen import modalities
             truth = [words[int(c)] if c >= 0 else None for c in y]
@@ -380,7 +387,9 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
     model.train(was_training)
     metrics = {key: value / counts[key] if counts[key] else None for key, value in sums.items()}
     metrics.update(distances)
-    metrics.update({f"examples_{key}": count for key, count in counts.items()
+    rows_seen = {key: count // coherence_draws if key.startswith(("coherence_", "cross_")) else count
+                 for key, count in counts.items()}  # conditional coherence counted once per draw
+    metrics.update({f"examples_{key}": count for key, count in rows_seen.items()
                     if count < n and not key.startswith("joint_")})
     if skipped:
         metrics["pocketsphinx"] = "skipped: pocketsphinx is not installed (pip install pocketsphinx)"
