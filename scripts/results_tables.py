@@ -217,7 +217,13 @@ def default_metrics(summary: dict) -> list[str]:
     return [k for k in keys if k != "uniform_nll"]
 
 
-def _gloss(metric: str) -> str:
+# A metric that means something else for one model family: (family, metric) -> gloss.
+MODEL_GLOSS = {("flow", "nll"): "NLL in nats, an upper bound: uniform dequantization"}
+
+
+def _gloss(metric: str, family: str | None = None) -> str:
+    if (family, metric) in MODEL_GLOSS:
+        return MODEL_GLOSS[family, metric]
     if metric in GLOSS:
         return GLOSS[metric]
     match = re.fullmatch(r"nll_iwae_k(\d+)", metric)
@@ -271,8 +277,9 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
              "| metric | " + " | ".join(f"{s}, mean ± sd ({seeds_word})" if n > 1 else f"{s} ({seeds_word})"
                                         for s in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
+    family = (record.get("run_config") or {}).get("model", {}).get("model")
     for metric in metrics:
-        gloss = _gloss(metric)
+        gloss = _gloss(metric, family)
         lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | "
                      + " | ".join(cell(s, metric) for s in columns) + " |")
     lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; "
@@ -508,7 +515,7 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
             metric = headline_metric(summary)
             stats = summary["test"][metric]
             value = _sig3(stats["mean"]) if stats.get("n") == 1 else format_mean_sd(stats["mean"], stats.get("sd", 0.0))
-            gloss = _gloss(metric)
+            gloss = _gloss(metric, model)
             n = stats.get("n", len(record.get("seeds") or []))
             headline = (f"`{metric}`{' (' + gloss + ')' if gloss else ''}: {value}, {n} seed{'' if n == 1 else 's'}, "
                         f"[record]({_link(path, doc_dir)})")
@@ -568,6 +575,17 @@ COMPARE_METRICS = [("cross_text_to_image", None), ("cross_image_to_text", None),
                    ("judge_accuracy_audio", "the speech judge on real test speech: digit")]
 
 
+def _gloss_exceptions(record: dict, path: str, names: list[str], metric: str) -> str:
+    """``; `<model>`: <gloss>`` for each compared model whose family glosses ``metric`` otherwise."""
+    out = ""
+    for name in names:
+        own = os.path.join(os.path.dirname(path), record["models"][name]["record"])
+        family = (_load(own, "").get("run_config") or {}).get("model", {}).get("model") if os.path.exists(own) else None
+        if (family, metric) in MODEL_GLOSS:
+            out += f"; `{name}`: {MODEL_GLOSS[family, metric]}"
+    return out
+
+
 def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None) -> str:
     rel = os.path.basename(path)
     models = record.get("models")
@@ -581,7 +599,8 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     missing = [metric for metric in chosen if not any(metric in tests[m] for m in names)]
     if metrics and missing:
         raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
-    rows = [(metric, glosses.get(metric) or _gloss(metric)) for metric in chosen if metric not in missing]
+    rows = [(metric, glosses.get(metric) or _gloss(metric) + _gloss_exceptions(record, path, names, metric))
+            for metric in chosen if metric not in missing]
 
     def cell(model: str, metric: str) -> str:
         stats = tests[model].get(metric)

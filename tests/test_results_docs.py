@@ -301,3 +301,27 @@ def test_an_extra_report_split_gets_its_column_and_one_seed_says_so(workspace):
     text = doc.read_text()
     assert "seed 0: val (for choosing)" in text and "| metric | val (1 seed) | test (1 seed) |" in text
     assert "| `accuracy` (label accuracy, all modalities) | 0.500 | 0.500 |" in text   # no spread for one seed
+
+
+def test_a_flow_nll_is_glossed_as_a_bound_and_a_pixelcnn_nll_as_exact(workspace):
+    results, doc = workspace
+    stats = {"mean": 88.0, "sd": 0.1, "min": 87.9, "max": 88.1, "n": 3}
+    for name, family in (("flow_digits", "flow"), ("pixelcnn_digits", "pixelcnn")):
+        record = quality_record()
+        record.update(name=name, source=name.replace("_", "-"), run_config={"model": {"model": family}},
+                      summary={"val": {"nll": stats}, "test": {"nll": stats}})
+        (results / f"quality_{name}.json").write_text(json.dumps(record))
+    compare = {key: quality_record()[key] for key in ("date", "git_commit", "git_dirty", "load_average", "machine")}
+    compare.update(command="mmgen record flow-digits pixelcnn-digits --compare digits", seeds=[0, 1, 2],
+                   models={m: {"record": f"quality_{m.replace('-', '_')}.json", "seconds_per_step": 0.1,
+                               "summary": {"val": {"nll": stats}, "test": {"nll": stats}}}
+                           for m in ("flow-digits", "pixelcnn-digits")})
+    (results / "compare_digits.json").write_text(json.dumps(compare))
+    doc.write_text("<!-- results: quality_flow_digits -->\n<!-- /results -->\n"
+                   "<!-- results: quality_pixelcnn_digits -->\n<!-- /results -->\n"
+                   "<!-- results: compare_digits metrics=nll -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    flow, pixelcnn, both = doc.read_text().split("<!-- /results -->")[:3]
+    assert "| `nll` (NLL in nats, an upper bound: uniform dequantization) |" in flow and "exact" not in flow
+    assert "| `nll` (exact NLL in nats) |" in pixelcnn
+    assert "`nll` (exact NLL in nats; `flow-digits`: NLL in nats, an upper bound: uniform dequantization)" in both
