@@ -346,3 +346,32 @@ def test_coherence_draws_average_the_judgements_of_every_draw(setup):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="coherence_draws must be a positive int"):
             _evaluate(StandIn(s["base"], generate=alternating), s, coherence_draws=bad)
+
+
+def test_self_coherence_judges_each_modality_reconstructed_from_itself(setup):
+    s = setup
+    real = s["real"]
+    seen = []
+
+    def reconstruct(batch, modalities=None):
+        seen.append(tuple(modalities or ()))
+        return {m: batch[m] for m in ("image", "audio", "text")}
+
+    metrics = _evaluate(StandIn(s["base"], reconstruct=reconstruct), s, joint_samples=0)
+    assert sorted(set(seen)) == [(), ("audio",), ("image",), ("text",)]  # () = all: recon_mse
+    for t, attrs in s["test"].info["modality_attributes"].items():
+        for a in attrs:
+            assert metrics[f"self_coherence_{t}_{a}"] == metrics[f"judge_accuracy_{t}_{a}"]
+        if len(attrs) > 1:
+            assert metrics[f"self_coherence_{t}_all"] == metrics[f"judge_accuracy_{t}_all"]
+    constant = {"image": torch.zeros(1, *real["image"].shape[1:]), "audio": torch.zeros(1, *real["audio"].shape[1:]),
+                "text": torch.zeros(1, real["text"].shape[1], dtype=torch.long)}
+    blank = _evaluate(StandIn(s["base"], reconstruct=lambda batch, modalities=None: {
+        m: constant[m].expand(len(batch["y"]), *constant[m].shape[1:]).clone() for m in constant}), s, joint_samples=0)
+    targets = {"digit": real["y"], "parity": real["y"] % 2}
+    for t, attrs in s["test"].info["modality_attributes"].items():
+        with torch.no_grad():
+            c = s["judges"][t].predict(s["base"].encoder_view(t, constant[t]))[0]
+        for i, a in enumerate(attrs):
+            assert blank[f"self_coherence_{t}_{a}"] == pytest.approx((targets[a] == c[i]).double().mean().item(), abs=1e-12)
+    assert not any(k.startswith("self_coherence") for k in _evaluate(StandIn(s["base"]), s, joint_samples=0))

@@ -31,6 +31,9 @@ else the first attribute every modality carries (the digit on mnist-trimodal).
   too (what the source can say: with label-only captions, caption -> image is judged on the digit
   alone): ``coherence_<S>_to_<t>_<a>``, ``..._all`` (every such attribute right, when several);
   ``cross_<s>_to_<t>`` (kept from earlier records) is the singleton S = s for the label attribute;
+  ``self_coherence_<m>_<a>``, ``..._all`` (models with ``reconstruct``): m reconstructed from itself
+  alone (``model.reconstruct(x, [m])``, posterior means) and judged on all its attributes, the
+  ceiling that the model's own decoder sets for coherence to m;
   ``coherence_draws`` (default 1, as in the papers) generates t that many times per example from one
   generator and averages the judgements (a single draw of 500 examples moves by a few hundredths);
 - joint coherence (``coherence=True``; ``joint_samples`` draws of ``model.sample``, default as many
@@ -184,6 +187,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
         notes["log_prob"], k = _skipped(model, "log_prob"), 0
     if k and getattr(model, "prior", "kl") != "kl":  # MFM with the MMD prior: deterministic encoders
         notes["log_prob"], k = "skipped: an MFM with prior='mmd' has no posterior density to weigh by", 0
+    self_coherence = coherence and hasattr(model, "reconstruct")
     if judges is not False and judges is not None and coherence and not hasattr(model, "generate"):
         notes["coherence"], coherence = _skipped(model, "generate"), False
     joint = bool(judges) and (coherence or fid) and joint_samples != 0
@@ -292,6 +296,12 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                 add("joint_coherence_real", agree, everything)
             for t in image_modalities:
                 real_images.setdefault(t, []).append(batch[t][has[t]].cpu())
+            if self_coherence:  # each modality from itself: the ceiling its decoder sets for coherence
+                for t in names:
+                    if has[t].any():
+                        recon = model.reconstruct(batch, [t])[t]
+                        add_predictions(f"self_coherence_{t}", judge_nets[t].predict(model.encoder_view(t, recon)),
+                                        spec.per_modality[t], targets, has[t])
             for source in (proper if hasattr(model, "generate") and (coherence or image_modalities) else []):
                 rows = torch.stack([has[m] for m in source]).all(0)
                 if not rows.any():
