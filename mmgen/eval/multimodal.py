@@ -32,8 +32,9 @@ else the first attribute every modality carries (the digit on mnist-trimodal).
   alone): ``coherence_<S>_to_<t>_<a>``, ``..._all`` (every such attribute right, when several);
   ``cross_<s>_to_<t>`` (kept from earlier records) is the singleton S = s for the label attribute;
   ``self_coherence_<m>_<a>``, ``..._all`` (models with ``reconstruct``): m reconstructed from itself
-  alone (``model.reconstruct(x, [m])``, posterior means) and judged on all its attributes, the
-  ceiling that the model's own decoder sets for coherence to m;
+  alone (``model.reconstruct(x, [m])``, posterior means) and judged on all its attributes: what m's
+  own latent and decoder keep of them (beside coherence, not a bound on it: a source that names the
+  attributes exactly can do better than a blurred reconstruction);
   ``coherence_draws`` (default 1, as in the papers) generates t that many times per example from one
   generator and averages the judgements (a single draw of 500 examples moves by a few hundredths);
 - joint coherence (``coherence=True``; ``joint_samples`` draws of ``model.sample``, default as many
@@ -296,7 +297,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
                 add("joint_coherence_real", agree, everything)
             for t in image_modalities:
                 real_images.setdefault(t, []).append(batch[t][has[t]].cpu())
-            if self_coherence:  # each modality from itself: the ceiling its decoder sets for coherence
+            if self_coherence:  # each modality from itself: what its own latent keeps of its attributes
                 for t in names:
                     if has[t].any():
                         recon = model.reconstruct(batch, [t])[t]
