@@ -221,6 +221,11 @@ def default_metrics(summary: dict) -> list[str]:
 MODEL_GLOSS = {("flow", "nll"): "NLL in nats, an upper bound: uniform dequantization"}
 
 
+def _family(record: dict) -> str | None:
+    """The model family of a quality record (its run config's ``model.model``)."""
+    return (record.get("run_config") or {}).get("model", {}).get("model")
+
+
 def _gloss(metric: str, family: str | None = None) -> str:
     if (family, metric) in MODEL_GLOSS:
         return MODEL_GLOSS[family, metric]
@@ -277,7 +282,7 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
              "| metric | " + " | ".join(f"{s}, mean ± sd ({seeds_word})" if n > 1 else f"{s} ({seeds_word})"
                                         for s in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
-    family = (record.get("run_config") or {}).get("model", {}).get("model")
+    family = _family(record)
     for metric in metrics:
         gloss = _gloss(metric, family)
         lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | "
@@ -575,15 +580,11 @@ COMPARE_METRICS = [("cross_text_to_image", None), ("cross_image_to_text", None),
                    ("judge_accuracy_audio", "the speech judge on real test speech: digit")]
 
 
-def _gloss_exceptions(record: dict, path: str, names: list[str], metric: str) -> str:
-    """``; `<model>`: <gloss>`` for each compared model whose family glosses ``metric`` otherwise."""
-    out = ""
-    for name in names:
-        own = os.path.join(os.path.dirname(path), record["models"][name]["record"])
-        family = (_load(own, "").get("run_config") or {}).get("model", {}).get("model") if os.path.exists(own) else None
-        if (family, metric) in MODEL_GLOSS:
-            out += f"; `{name}`: {MODEL_GLOSS[family, metric]}"
-    return out
+def _gloss_exceptions(families: dict, metric: str) -> str:
+    """``; `<model>`: <gloss>`` for each compared model (``families``: name -> family) whose family
+    glosses ``metric`` otherwise."""
+    return "".join(f"; `{name}`: {MODEL_GLOSS[family, metric]}" for name, family in families.items()
+                   if (family, metric) in MODEL_GLOSS)
 
 
 def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None) -> str:
@@ -599,7 +600,9 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     missing = [metric for metric in chosen if not any(metric in tests[m] for m in names)]
     if metrics and missing:
         raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
-    rows = [(metric, glosses.get(metric) or _gloss(metric) + _gloss_exceptions(record, path, names, metric))
+    own = {m: os.path.join(os.path.dirname(path), models[m]["record"]) for m in names}
+    families = {m: _family(_load(own[m], "")) if os.path.exists(own[m]) else None for m in names}  # read once
+    rows = [(metric, glosses.get(metric) or _gloss(metric) + _gloss_exceptions(families, metric))
             for metric in chosen if metric not in missing]
 
     def cell(model: str, metric: str) -> str:
@@ -624,7 +627,7 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
                  + " | ".join(_sig3(v) if _number(v) else "–" for v in per_step) + " |")
     lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; {provenance_line(record)}; "
                   "each model's own record: " + ", ".join(f"[{os.path.basename(models[m]['record'])}]"
-                                                          f"({_link(os.path.join(os.path.dirname(path), models[m]['record']), doc_dir)})"
+                                                          f"({_link(own[m], doc_dir)})"
                                                           for m in names) + "."]
     return "\n".join(lines)
 
