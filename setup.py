@@ -25,6 +25,6 @@ def _load_build_helper():
 
 build = _load_build_helper()
 setup(ext_modules=[build.native_extension("mmgen._C", root=ROOT,
-                                          cpu_sources=["csrc/mmgen.cpp", "csrc/ops/cpu/*.cpp"],
+                                          cpu_sources=["csrc/mmgen.cpp", "csrc/ops/autograd.cpp", "csrc/ops/cpu/*.cpp"],
                                           cuda_sources=["csrc/ops/cuda/*.cu"])],
       cmdclass=build.build_ext_cmdclass())

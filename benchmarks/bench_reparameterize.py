@@ -2,8 +2,10 @@
 
     python benchmarks/bench_reparameterize.py [--device cuda] [--no-compile-search] [--shapes 16M,1024x1024] [--quick]
 
-Shapes (``SHAPES``; 16M elements each but the 1M one): 1-D ``[16M]``, ``[8M, 2]``, ``[2M, 8]``,
-``[256K, 64]``, ``[1024, 1024]`` and ``[1024, 16384]``, each timed for z alone and for z + KL.
+Shapes (``SHAPES``; 16M elements each but the 1M one and the last): 1-D ``[16M]``, ``[8M, 2]``,
+``[2M, 8]``, ``[256K, 64]``, ``[1024, 1024]``, ``[1024, 16384]`` and ``[64, 32]`` (one VAE step's
+latents: what the op costs per call beyond its arithmetic, dispatch and autograd), each timed for z
+alone and for z + KL.
 ``--shapes`` picks some by name, ``--quick`` runs ``[1024, 1024]`` and ``[16M]`` only. Eager is what
 a user writes: ``mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` plus, with the KL,
 ``0.5 * (exp(logvar) + mu^2 - 1 - logvar)`` summed over all dims but 0. On CUDA the table also gives
@@ -49,7 +51,7 @@ from common import median_and_spread, parser, print_table, sync, time_ms, timing
 import mmgen
 
 SHAPES = {"16M": (1 << 24,), "8Mx2": (1 << 23, 2), "2Mx8": (1 << 21, 8), "256Kx64": (1 << 18, 64),
-          "1024x1024": (1024, 1024), "1024x16384": (1024, 16384)}
+          "1024x1024": (1024, 1024), "1024x16384": (1024, 16384), "64x32": (64, 32)}
 QUICK = ("1024x1024", "16M")
 COMPILE_CANDIDATES = [{"mode": mode, "fallback_random": fallback}
                       for mode in ("default", "max-autotune-no-cudagraphs") for fallback in (True, False)]

@@ -16,7 +16,9 @@ weights and data with mmgen's fused ops replaced by what a user would write inst
   masked_conv2d    F.conv2d with the weight multiplied by the PixelCNN mask
 
 Reported: median ms per step with ``ms_per_step_spread`` = [q1, q3] of the repeats (see common.py),
-images/s at the median; ``plain/mmgen`` > 1 means mmgen is faster. Both variants run the same
+images/s at the median; ``plain/mmgen`` > 1 means mmgen is faster. The variants of a family are
+built side by side and timed interleaved (each runs once per round, the order alternating:
+common.interleaved_timing), so a drift of the machine's speed does not favour either. Both variants run the same
 model and algorithm, so this is a kernel speed-up (of the fused ops within a whole training step).
 
 ``--compile`` adds the rows "mmgen+compile" and "plain+compile" for vae, vqvae and pixelcnn: the
@@ -37,7 +39,7 @@ import time
 import torch
 import torch._dynamo
 import torch.nn.functional as F
-from common import median_and_spread, parser, print_table, sync, timing, write_json
+from common import interleaved_timing, median_and_spread, parser, print_table, sync, write_json
 
 import mmgen
 import mmgen.nn.masked_conv as masked_conv_layer
@@ -110,6 +112,14 @@ def plain_pytorch():
             setattr(obj, name, fn)
 
 
+def in_context(step, context):
+    """step() run inside ``context()`` (plain_pytorch or a null context) at every call."""
+    def run():
+        with context():
+            step()
+    return run
+
+
 def training_step(family: str, device: str, compile: bool = False):
     """A closure doing one training step of the family's preset model on a fixed real batch (with
     ``compile``, its objective compiled: see the module docs)."""
@@ -143,22 +153,28 @@ def main():
     args = p.parse_args()
     rows = []
     for family in args.families:
-        results, compiled = {}, args.compile and family in COMPILED
-        for variant in ("mmgen", "plain") + (("mmgen+compile", "plain+compile") if compiled else ()):
-            extra = {}
-            with plain_pytorch() if variant.startswith("plain") else contextlib.nullcontext():
-                torch._dynamo.reset()
+        compiled = args.compile and family in COMPILED
+        variants = ("mmgen", "plain") + (("mmgen+compile", "plain+compile") if compiled else ())
+        steps, extras = {}, {}
+        torch._dynamo.reset()
+        for variant in variants:
+            context = plain_pytorch if variant.startswith("plain") else contextlib.nullcontext
+            extras[variant] = {}
+            with context():
                 step, batch = training_step(family, args.device, compile=variant.endswith("+compile"))
                 if variant.endswith("+compile"):
                     start = time.perf_counter()
                     step()
                     sync(args.device)
-                    extra["compile_s"] = time.perf_counter() - start
-                t = timing(step, args.device, warmup=2, repeat=args.repeat)
+                    extras[variant]["compile_s"] = time.perf_counter() - start
+            steps[variant] = in_context(step, context)
+        timings = interleaved_timing(steps, args.device, warmup=2, repeat=args.repeat)
+        results = {}
+        for variant, t in timings.items():
             results[variant] = ms = t.median
             rows.append({"family": family, "preset": FAMILIES[family], "variant": variant,
                          "batch": batch, **median_and_spread("ms_per_step", t),
-                         "images_per_s": batch / ms * 1e3, **extra})
+                         "images_per_s": batch / ms * 1e3, **extras[variant]})
         for r in rows[-len(results):]:
             compiled_row = r["variant"].endswith("+compile")
             suffix = "+compile" if compiled_row else ""

@@ -6,7 +6,9 @@ quartiles (``statistics.quantiles(..., method="inclusive")``, so with 2 repeats 
 between the two runs), the interquartile range and every run, in ms. ``time_ms(fn)`` is the median
 alone. A benchmark row stores each time as its median, ``<name>_ms``, with the spread next to it,
 ``<name>_ms_spread = [q1, q3]`` (ms, the middle half of the repeats): a ratio of two medians is
-trustworthy when the two spreads do not overlap. ``median_and_spread(name, t)`` gives both fields.
+trustworthy when the two spreads do not overlap. ``interleaved_timing({name: fn})`` times several
+fns round by round (each once per round), for ratios close to 1 that a drift of the machine's speed
+between two sequential timings could flip. ``median_and_spread(name, t)`` gives both fields.
 Spread fields are lists and carry no ``/`` in their names, so ``mmgen bench``'s summary, which
 reads every numeric field with ``/`` in its name as a speed-up ratio, ignores them.
 """
@@ -67,6 +69,28 @@ def timing(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> Timing:
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return summarize(times)
+
+
+def interleaved_timing(fns: dict, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> dict:
+    """``{name: Timing}`` of each ``fns[name]()`` as :func:`timing` gives it, with the timed runs
+    interleaved: round r runs every fn once (in the given order in even rounds, reversed in odd
+    ones), so that a drift of the machine's speed (clock, other load) falls on every fn alike and
+    a ratio of two medians does not depend on which ran first."""
+    if repeat < 1:
+        raise ValueError(f"interleaved_timing: repeat must be >= 1, got {repeat}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    names = list(fns)
+    times = {name: [] for name in names}
+    for r in range(repeat):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            fns[name]()
+            sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: summarize(t) for name, t in times.items()}
 
 
 def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:

@@ -58,3 +58,18 @@ def test_committed_results_give_one_ratio_row_per_mmgen_case(name):
     with open(os.path.join(bench.default_dir(), "results", f"{name}_cpu.json")) as f:
         rows = bench.speedups(name, json.load(f))
     assert rows and all(r["case"].startswith("mmgen") and r["value"] > 0 for r in rows)
+
+
+def test_interleaved_timing_alternates_the_order_of_the_fns():
+    sys.path.insert(0, bench.default_dir())
+    try:
+        from common import interleaved_timing
+    finally:
+        sys.path.remove(bench.default_dir())
+    calls = []
+    timings = interleaved_timing({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                 warmup=1, repeat=4)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then 4 rounds
+    assert {name: t["repeats"] for name, t in timings.items()} == {"a": 4, "b": 4}
+    with pytest.raises(ValueError, match="repeat must be >= 1"):
+        interleaved_timing({"a": lambda: None}, repeat=0)

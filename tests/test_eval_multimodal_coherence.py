@@ -353,12 +353,13 @@ def test_self_coherence_judges_each_modality_reconstructed_from_itself(setup):
     real = s["real"]
     seen = []
 
-    def reconstruct(batch, modalities=None):
-        seen.append(tuple(modalities or ()))
-        return {m: batch[m] for m in ("image", "audio", "text")}
+    def reconstruct(batch, modalities=None, targets=None):
+        seen.append((tuple(modalities or ()), tuple(targets or ())))
+        return {m: batch[m] for m in targets or ("image", "audio", "text")}
 
     metrics = _evaluate(StandIn(s["base"], reconstruct=reconstruct), s, joint_samples=0)
-    assert sorted(set(seen)) == [(), ("audio",), ("image",), ("text",)]  # () = all: recon_mse
+    # () = all, every target: recon_mse; each modality from itself decodes only itself
+    assert sorted(set(seen)) == [((), ()), (("audio",), ("audio",)), (("image",), ("image",)), (("text",), ("text",))]
     for t, attrs in s["test"].info["modality_attributes"].items():
         for a in attrs:
             assert metrics[f"self_coherence_{t}_{a}"] == metrics[f"judge_accuracy_{t}_{a}"]
@@ -366,7 +367,7 @@ def test_self_coherence_judges_each_modality_reconstructed_from_itself(setup):
             assert metrics[f"self_coherence_{t}_all"] == metrics[f"judge_accuracy_{t}_all"]
     constant = {"image": torch.zeros(1, *real["image"].shape[1:]), "audio": torch.zeros(1, *real["audio"].shape[1:]),
                 "text": torch.zeros(1, real["text"].shape[1], dtype=torch.long)}
-    blank = _evaluate(StandIn(s["base"], reconstruct=lambda batch, modalities=None: {
+    blank = _evaluate(StandIn(s["base"], reconstruct=lambda batch, modalities=None, targets=None: {
         m: constant[m].expand(len(batch["y"]), *constant[m].shape[1:]).clone() for m in constant}), s, joint_samples=0)
     targets = {"digit": real["y"], "parity": real["y"] % 2}
     for t, attrs in s["test"].info["modality_attributes"].items():

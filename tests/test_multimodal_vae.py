@@ -92,6 +92,13 @@ def test_any_subset_generates_and_likelihoods_are_consistent(family, batch):
         assert out.get("audio", batch["audio"]).shape == batch["audio"].shape
     assert {m: v.shape[0] for m, v in model.sample(5).items()} == {m: 5 for m in names}
     assert model.reconstruct(batch)["image"].shape == batch["image"].shape
+    # a subset of targets decodes only those, to the same values as the full reconstruction
+    for source in (["image"], ["text"], None):
+        full, some = model.reconstruct(batch, source), model.reconstruct(batch, source, targets=["audio"])
+        assert sorted(some) == ["audio"]
+        torch.testing.assert_close(some["audio"], full["audio"])
+    with pytest.raises(ValueError, match="video"):
+        model.reconstruct(batch, ["image"], targets=["video"])
     assert model.latent(batch, ["audio"]).shape[0] == len(batch["y"])
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     torch.testing.assert_close(model.elbo(batch, generator=gen()), model.log_prob(batch, k=1, generator=gen()))

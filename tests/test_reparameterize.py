@@ -154,6 +154,26 @@ def test_z_alone_passes_grad_z_through_to_mu(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_kl_alone_and_z_alone_give_their_own_gradients(device):
+    """The autograd kernel with one of (z, kl) unused: kl alone gives gaussian_kl's gradients,
+    z alone the reparameterization's, and an output that is used nowhere adds nothing."""
+    mu, logvar = sample_inputs(device, torch.float64, (6, 11), requires_grad=True)
+    _, kl = mmgen.ops.reparameterize(mu, logvar, return_kl=True)
+    grads = torch.autograd.grad(kl.sum(), (mu, logvar))
+    expected = torch.autograd.grad(mmgen.ops.gaussian_kl(mu, logvar).sum(), (mu, logvar))
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(5)
+    z_only = torch.autograd.grad(mmgen.ops.reparameterize(mu, logvar, generator=gen).sum(), (mu, logvar))
+    gen.manual_seed(5)
+    z, kl = mmgen.ops.reparameterize(mu, logvar, generator=gen, return_kl=True)
+    both = torch.autograd.grad(z.sum() + 0 * kl.sum(), (mu, logvar))
+    for g, e in zip(z_only, both):
+        torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_compile_fullgraph_matches_eager(device):
     mu, logvar = sample_inputs(device, torch.float32, (8, 16), requires_grad=True)
 

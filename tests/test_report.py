@@ -45,6 +45,20 @@ def test_report_shows_curves_samples_audio_text_eval_and_provenance(tiny_mfm_run
     assert not re.search(r'(src|href)="(?!data:)', page) and "<script" not in page
 
 
+def test_only_the_last_sampling_steps_are_shown_by_request(tiny_mfm_run, tmp_path, capsys):
+    from helpers import cli_error
+    run, _ = tiny_mfm_run
+    out = str(tmp_path / "last.html")
+    assert cli.main(["report", run, "--out", out, "--sample-steps", "1"]) == 0
+    page = open(out).read()
+    assert "<h4>step 4</h4>" in page and "<h4>step 2</h4>" not in page
+    assert "earlier sampling steps not shown: 2 " in page
+    full = open(os.path.join(run, "report.html")).read()  # the default (5) shows both steps
+    assert "<h4>step 2</h4>" in full and "not shown" not in full and len(page) < len(full)
+    for bad in ("0", "-1", "some"):
+        assert "--sample-steps" in cli_error(capsys, ["report", run, "--out", out, "--sample-steps", bad])
+
+
 def test_several_runs_are_overlaid_and_missing_files_are_named(tiny_mfm_run, tmp_path):
     run, _ = tiny_mfm_run
     old = tmp_path / "old-run"  # a run from before provenance.json, never evaluated, no samples

@@ -300,7 +300,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
             if self_coherence:  # each modality from itself: what its own latent keeps of its attributes
                 for t in names:
                     if has[t].any():
-                        recon = model.reconstruct(batch, [t])[t]
+                        recon = model.reconstruct(batch, [t], targets=[t])[t]
                         add_predictions(f"self_coherence_{t}", judge_nets[t].predict(model.encoder_view(t, recon)),
                                         spec.per_modality[t], targets, has[t])
             for source in (proper if hasattr(model, "generate") and (coherence or image_modalities) else []):

@@ -10,14 +10,13 @@ p(x_0 | x_1), a probability of the data's own discrete values, so the bound is i
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mmgen.models.base import GenerativeModel, TrainingStep, batch_condition, component
+from mmgen.models.diffusion_bound import discretized_gaussian_log_prob, normal_kl, strata
 from mmgen.models.ema import ema_of
+from mmgen.nn.denoiser import ConditionalDenoiser
 from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 
 SAMPLERS = ("ddpm", "ddim")
@@ -31,90 +30,6 @@ def _schedulers():
         raise ImportError("mmgen.models.Diffusion needs diffusers' schedulers: pip install 'mmgen-torch[diffusion]' "
                           "(or diffusers)") from exc
     return DDPMScheduler, DDIMScheduler, DDIMInverseScheduler
-
-
-def normal_kl(mean1, var1, mean2, var2) -> torch.Tensor:
-    """KL(N(mean1, var1) || N(mean2, var2)) elementwise."""
-    return 0.5 * (torch.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
-
-
-def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float, half_width: float) -> torch.Tensor:
-    """log P(x) elementwise for x on a grid of bins of ``half_width`` spanning [-1, 1]: the mass
-    of N(mean, std^2) in x's bin, the end bins reaching to -inf and +inf (Ho et al. 2020, eq. 13)."""
-    x, mean = x.double(), mean.double()
-    upper = (x + half_width - mean) / std
-    lower = (x - half_width - mean) / std
-    log_cdf_upper = torch.special.log_ndtr(upper)
-    log_sf_lower = torch.special.log_ndtr(-lower)
-    # mass of [lower, upper], from the side of the mean where it is not a difference of two ~1s
-    below = log_cdf_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_cdf_upper).clamp(max=1 - 1e-15))
-    above = log_sf_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_sf_lower).clamp(max=1 - 1e-15))
-    middle = torch.where(lower > 0, above, below)
-    edge = 1.0 - 1e-6
-    return torch.where(x < -edge, log_cdf_upper, torch.where(x > edge, log_sf_lower, middle))
-
-
-def strata(timesteps: int, k: int) -> list[int]:
-    """Edges ``[1 = e_0 < e_1 < ... < e_k = timesteps]`` of k strata of the indices 1..T-1 that grow
-    geometrically: the terms L_{t-1} of the bound fall by orders of magnitude over the first steps
-    (most of a trained model's bound is in the smallest t), so those get strata of one index each."""
-    edges = [1]
-    for j in range(k):
-        e = edges[-1]
-        step = e * (timesteps / e) ** (1 / (k - j))
-        edges.append(min(max(e + 1, round(step)), timesteps - (k - j - 1)))
-    return edges
-
-
-class ConditionalDenoiser(nn.Module):
-    """The trained part of a :class:`Diffusion` model: the denoiser and, for a conditional model,
-    what turns labels or captions into its condition vectors (with the learned null condition)."""
-
-    def __init__(self, denoiser: nn.Module, condition_dim: int, num_classes: int | None = None,
-                 text: TextEmbedder | None = None):
-        super().__init__()
-        self.denoiser, self.text, self.num_classes = denoiser, text, num_classes
-        if text is not None:
-            self.condition_proj = nn.Linear(text.out_features, condition_dim)
-        elif num_classes is not None:
-            self.labels = nn.Embedding(num_classes, condition_dim)
-        self.conditional = text is not None or num_classes is not None
-        if self.conditional:
-            self.null_condition = nn.Parameter(torch.zeros(condition_dim))
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        return self.denoiser(x_t, t, c)
-
-    def null(self, batch: int) -> torch.Tensor:
-        return self.null_condition.expand(batch, -1)
-
-    def condition(self, y, batch: int) -> torch.Tensor | None:
-        """The condition vectors [batch, condition_dim] of labels (one int or [batch]) or captions (one
-        string or a list of batch), the null condition for ``y`` None; None for an unconditional model."""
-        device = next(self.parameters()).device
-        if not self.conditional:
-            if y is not None:
-                raise ValueError("this Diffusion model is unconditional: it takes no labels or captions")
-            return None
-        if y is None:
-            return self.null(batch)
-        if self.text is not None:
-            captions = [y] * batch if isinstance(y, str) else y
-            if not isinstance(captions, (list, tuple)) or len(captions) != batch:
-                raise ValueError(f"Diffusion: pass one caption or a list of {batch} captions, got {y!r:.200}")
-            return self.condition_proj(self.text(list(captions)).to(device))
-        if isinstance(y, str) or isinstance(y, (list, tuple)) and any(isinstance(v, str) for v in y):
-            raise ValueError(f"this Diffusion model conditions on class labels, not captions; got {y!r:.200}")
-        y = torch.as_tensor(y, device=device)
-        if y.dim() == 0:
-            y = y.expand(batch)
-        if y.is_floating_point() or y.shape != (batch,):
-            raise ValueError(f"Diffusion: y must be integer class labels of shape ({batch},), got {y.dtype} "
-                             f"of shape {tuple(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"Diffusion: labels must lie in [0, {self.num_classes}), got "
-                             f"[{y.min().item()}, {y.max().item()}]")
-        return self.labels(y.long())
 
 
 class Diffusion(GenerativeModel):

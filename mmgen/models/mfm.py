@@ -272,10 +272,11 @@ class MFM(GenerativeModel):
         return out
 
     @torch.no_grad()
-    def reconstruct(self, x: dict, modalities=None) -> dict:
-        """Every modality decoded at the posterior means inferred from ``modalities`` (default all)."""
+    def reconstruct(self, x: dict, modalities=None, targets=None) -> dict:
+        """``targets`` (default: every modality) decoded at the posterior means inferred from
+        ``modalities`` (default all)."""
         present = self._present(x, modalities)
-        return self.generate(present, x, targets=list(self.names))
+        return self.generate(present, x, targets=list(self.names) if targets is None else targets)
 
     @torch.no_grad()
     def sample(self, n: int, *, y=None, generator: torch.Generator | None = None, mean: bool = True) -> dict:

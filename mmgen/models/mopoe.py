@@ -44,6 +44,10 @@ class MoPoE(MultimodalVAE):
         super().__init__(modalities, latent_dim, beta, draws=draws, private_dim=private_dim,
                          private_scale=private_scale)
         self.draws = draws
+        # inside[j, i]: the i-th subset of all_subsets() holds the j-th modality (built once: on a GPU
+        # a tensor made from a list per step would be a host-to-device copy per step)
+        self.register_buffer("inside", torch.tensor([[m in s for s in self.all_subsets()] for m in self.names]),
+                             persistent=False)
 
     def components(self, experts: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [product_of_experts([experts[m][0] for m in subset], [experts[m][1] for m in subset], prior=False)
@@ -55,7 +59,7 @@ class MoPoE(MultimodalVAE):
     def loss(self, x: dict, **_) -> torch.Tensor:
         """Minus the MoPoE ELBO, batch mean (nats per example)."""
         self.check_batch(x)
-        experts, private = self.encode(x)
+        experts, private = self.encode(x, self.names)  # in self.names' order, the order of self.inside
         components = self.components(experts)
         mu = torch.stack([m for m, _ in components])  # [C, B, D]
         logvar = torch.stack([lv for _, lv in components])
@@ -63,9 +67,7 @@ class MoPoE(MultimodalVAE):
         kl = mmgen.ops.gaussian_kl(mu.reshape(c * b, d), logvar.reshape(c * b, d)).view(c, b).mean(0)
         for private_mu, private_logvar in private.values():
             kl = kl + mmgen.ops.gaussian_kl(private_mu, private_logvar)
-        if private:  # inside[m][i]: component i's subset holds modality m
-            inside = {m: torch.tensor([m in s for s in self.all_subsets(tuple(experts))], device=mu.device)
-                      for m in self.names}
+        inside = dict(zip(self.names, self.inside))  # inside[m][i]: component i's subset holds m
         if self.draws == "all":  # one z from every component for every example: the mixture's expectation
             z = mmgen.ops.reparameterize(mu.reshape(c * b, d), logvar.reshape(c * b, d))
             repeated = {m: repeat_rows(x[m], c) for m in self.names}

@@ -243,9 +243,11 @@ class MultimodalVAE(GenerativeModel):
         return self._decode_all(z, targets, generator, sample, private)
 
     @torch.no_grad()
-    def reconstruct(self, x: dict, modalities=None) -> dict:
-        """Every modality decoded (likelihood means) at the posterior mean from ``modalities``."""
-        return self.generate(self.subset(x, modalities), x, list(self.names), latent="mean")
+    def reconstruct(self, x: dict, modalities=None, targets=None) -> dict:
+        """``targets`` (default: every modality) decoded (likelihood means) at the posterior mean
+        from ``modalities`` (default: every modality in ``x``)."""
+        return self.generate(self.subset(x, modalities), x, list(self.names) if targets is None else targets,
+                             latent="mean")
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, mean: bool = True) -> dict:

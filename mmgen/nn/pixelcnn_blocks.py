@@ -23,13 +23,17 @@ def gate(a: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """tanh(f) * sigmoid(g) where each of ``groups`` contiguous channel groups of ``a`` holds its
     own f and g halves, so the output keeps the group layout (channel dim 1 is halved)."""
     b, c = a.shape[:2]
-    split = a.reshape(b, groups, 2, c // (2 * groups), *a.shape[2:])
-    return (torch.tanh(split[:, :, 0]) * torch.sigmoid(split[:, :, 1])).reshape(b, c // 2, *a.shape[2:])
+    # unbind, not two selects: the backward stacks the two halves' gradients into one tensor, where
+    # each select's backward filled a zero tensor of a's size, copied into it and added the two
+    f, g = a.reshape(b, groups, 2, c // (2 * groups), *a.shape[2:]).unbind(2)
+    return (torch.tanh(f) * torch.sigmoid(g)).reshape(b, c // 2, *a.shape[2:])
 
 
 def shift_down(t: torch.Tensor) -> torch.Tensor:
-    """Row i of the result is row i - 1 of ``t`` (zeros in row 0)."""
-    return F.pad(t, (0, 0, 1, 0))[:, :, : t.shape[2]]
+    """Row i of the result is row i - 1 of ``t`` (zeros in row 0): one pad that adds a row on top
+    and drops the last (a contiguous result; padding then slicing left a strided view that the
+    next convolution copied)."""
+    return F.pad(t, (0, 0, 1, -1))
 
 
 class ConditionalBias(nn.Module):

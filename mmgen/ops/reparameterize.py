@@ -76,31 +76,6 @@ if has_native():
     def _gaussian_kl_fake(mu, logvar):
         return mu.new_empty((mu.shape[0],))
 
-    def _reparameterize_setup(ctx, inputs, output):
-        mu, logvar, _, return_kl = inputs
-        ctx.return_kl = return_kl
-        ctx.save_for_backward(mu, logvar, output[2])
-
-    def _reparameterize_backward(ctx, grad_z, grad_kl, _grad_rng):
-        mu, logvar, rng_state = ctx.saved_tensors
-        grad_kl = grad_kl if ctx.return_kl else None
-        # z alone: d z / d mu is the identity, so grad_mu is grad_z itself (as eager autograd passes
-        # it through an add): the kernel skips writing a copy
-        passthrough = grad_z is not None and grad_kl is None
-        grad_mu, grad_logvar = torch.ops.mmgen._reparameterize_backward(
-            grad_z, grad_kl, mu, logvar, rng_state, need_grad_mu=not passthrough)
-        return grad_z if passthrough else grad_mu, grad_logvar, None, None
-
-    torch.library.register_autograd("mmgen::reparameterize", _reparameterize_backward,
-                                    setup_context=_reparameterize_setup)
-
-    def _gaussian_kl_setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _gaussian_kl_backward(ctx, grad):
-        mu, logvar = ctx.saved_tensors
-        no_rng = mu.new_empty((0,), dtype=torch.int64)
-        return torch.ops.mmgen._reparameterize_backward(None, grad, mu, logvar, no_rng)
-
-    torch.library.register_autograd("mmgen::gaussian_kl", _gaussian_kl_backward,
-                                    setup_context=_gaussian_kl_setup)
+    # The autograd kernels of reparameterize and gaussian_kl are C++ (csrc/ops/autograd.cpp): the
+    # ops run on small [batch, latent] tensors every step, where a Python autograd kernel cost more
+    # than the op itself.

@@ -3,9 +3,10 @@
 The page holds, for what each run folder has (what it lacks is listed, never an error): the loss and
 metric curves of ``metrics.jsonl`` over steps as inline SVG (several runs overlaid, one line each),
 the run config (``run.json``), the evaluations (``eval_*.json``; a cross-modal number stands beside
-the judge's accuracy on real examples of its target modality), the sample files of every sampling
-step (``samples/``, each shown by its modality's handler: :func:`mmgen.modalities.for_file`, images
-and audio embedded as data: URIs) and the provenance (``provenance.json``: commit, versions,
+the judge's accuracy on real examples of its target modality), the sample files of the last
+``sample_steps`` sampling steps (default 5; ``"all"``: every one) and of ``mmgen sample``
+(``samples/``, each shown by its modality's handler: :func:`mmgen.modalities.for_file`, images and
+audio embedded as data: URIs; the earlier steps are named, not shown) and the provenance (``provenance.json``: commit, versions,
 machine). Nothing on the page is fetched from a network.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ REPORT_FILE = "report.html"
 # metrics.jsonl fields that are not curves
 NOT_CURVES = {"step", "epoch", "elapsed_s", "threads", "event", "examples", "val_examples"}
 SAMPLE_NAME = re.compile(r"^step-(\d+)(?:-(.+))?$")
+SAMPLE_STEPS = 5  # sampling steps shown by default (the page grows by about 2 MB per step with audio)
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
@@ -71,7 +73,7 @@ def curves(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def sample_steps(run_dir: str) -> tuple[dict[int, list[str]], list[str]]:
+def sample_files(run_dir: str) -> tuple[dict[int, list[str]], list[str]]:
     """The sample files of ``RUN/samples``: {step: paths} of the files the trainer wrote at each
     sampling step (``step-NNNNNN[-part].ext``), and the other files (``mmgen sample``'s), sorted."""
     folder = os.path.join(run_dir, "samples")
@@ -166,8 +168,21 @@ def sample_figure(path: str, missing: set) -> str:
     return f"<figure>{caption}{shown}</figure>"
 
 
-def run_section(run_dir: str, name: str) -> str:
-    """The config, samples, evaluations, provenance and what is missing of one run."""
+def check_sample_steps(sample_steps) -> int | None:
+    """``sample_steps`` (a positive int, or "all": None) checked."""
+    if sample_steps == "all" or sample_steps is None:
+        return None
+    if isinstance(sample_steps, str) and sample_steps.isdigit():
+        sample_steps = int(sample_steps)
+    if isinstance(sample_steps, bool) or not isinstance(sample_steps, int) or sample_steps < 1:
+        raise ValueError(f"sample_steps (mmgen report --sample-steps) must be a positive int or 'all', "
+                         f"got {sample_steps!r}")
+    return sample_steps
+
+
+def run_section(run_dir: str, name: str, sample_steps: int | None = SAMPLE_STEPS) -> str:
+    """The config, samples (of the last ``sample_steps`` sampling steps; None: all), evaluations,
+    provenance and what is missing of one run."""
     missing: set[str] = set()
     parts = [f"<h2>Run {html.escape(name)}</h2>",
              f"<p>folder: <code>{html.escape(os.path.abspath(run_dir))}</code></p>"]
@@ -177,9 +192,15 @@ def run_section(run_dir: str, name: str) -> str:
                      f"{html.escape(json.dumps(read_json(config), indent=2))}</pre></details>")
     else:
         missing.add(f"{RUN_FILE} (the run config)")
-    by_step, others = sample_steps(run_dir)
+    by_step, others = sample_files(run_dir)
     parts.append("<h3>Samples</h3>")
-    for step, paths in by_step.items():
+    steps = list(by_step)
+    hidden = steps[:-sample_steps] if sample_steps is not None else []
+    if hidden:
+        parts.append(f"<p>earlier sampling steps not shown: {', '.join(map(str, hidden))} "
+                     f"(<code>mmgen report --sample-steps all</code> shows every one)</p>")
+    for step in steps[len(hidden):]:
+        paths = by_step[step]
         figures = "".join(sample_figure(p, missing) for p in paths)
         parts.append(f'<h4>step {step}</h4><div class="samples">{figures}</div>')
     if others:
@@ -213,9 +234,11 @@ def run_names(run_dirs: list[str]) -> list[str]:
     return [n if names.count(n) == 1 else os.path.normpath(d) for n, d in zip(names, run_dirs)]
 
 
-def render(run_dirs: list[str]) -> str:
-    """The report page of ``run_dirs`` (each a folder written by ``mmgen train``)."""
+def render(run_dirs: list[str], sample_steps=SAMPLE_STEPS) -> str:
+    """The report page of ``run_dirs`` (each a folder written by ``mmgen train``), with the samples
+    of each run's last ``sample_steps`` sampling steps (``"all"``: every one)."""
     import mmgen
+    sample_steps = check_sample_steps(sample_steps)
     if not run_dirs:
         raise ValueError("a report needs at least one run folder")
     for run_dir in run_dirs:
@@ -240,15 +263,16 @@ def render(run_dirs: list[str]) -> str:
         f"<p>written {when} by mmgen {html.escape(mmgen.__version__)}</p>",
         "<h2>Curves</h2>",
         f'<div class="charts">{charts or "<p class=missing>no metrics.jsonl with numbers</p>"}</div>',
-        *(run_section(d, n) for d, n in zip(run_dirs, names)),
+        *(run_section(d, n, sample_steps) for d, n in zip(run_dirs, names)),
         "</body></html>"])
 
 
-def write(run_dirs: list[str] | str, out: str | None = None) -> str:
+def write(run_dirs: list[str] | str, out: str | None = None, sample_steps=SAMPLE_STEPS) -> str:
     """Write the report of ``run_dirs`` to ``out`` (default: ``RUN/report.html`` for one run,
-    ``report.html`` in the current folder for several); returns the path."""
+    ``report.html`` in the current folder for several; ``sample_steps``: see :func:`render`);
+    returns the path."""
     run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
-    page = render(run_dirs)
+    page = render(run_dirs, sample_steps)
     if out is None:
         out = os.path.join(run_dirs[0], REPORT_FILE) if len(run_dirs) == 1 else REPORT_FILE
     atomic_write_bytes(out, page.encode())

@@ -7,23 +7,40 @@
 #include <algorithm>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace mmgen {
 namespace {
 
+// FNV-1a over the whole engine state, in four interleaved lanes (the state words i, i + 4, ... go to
+// lane i % 4) so that the multiplies do not wait on each other: it runs twice per op call.
 uint64_t fingerprint(const at::mt19937_data_pod& d) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the whole engine state
-  auto mix = [&h](uint64_t v) {
-    h ^= v;
-    h *= 1099511628211ull;
-  };
-  mix(d.seed_);
-  mix(static_cast<uint64_t>(d.left_));
-  mix(d.seeded_);
-  mix(d.next_);
-  for (uint32_t w : d.state_) mix(w);
+  constexpr uint64_t kBasis = 1469598103934665603ull, kPrime = 1099511628211ull;
+  uint64_t lane[4] = {kBasis, kBasis ^ 1, kBasis ^ 2, kBasis ^ 3};
+  const auto mix = [](uint64_t& h, uint64_t v) { h = (h ^ v) * kPrime; };
+  const size_t words = d.state_.size();
+  size_t i = 0;
+  for (; i + 4 <= words; i += 4) {
+    for (int j = 0; j < 4; ++j) mix(lane[j], d.state_[i + j]);
+  }
+  for (; i < words; ++i) mix(lane[i % 4], d.state_[i]);
+  uint64_t h = kBasis;
+  for (uint64_t v : lane) mix(h, v);
+  mix(h, d.seed_);
+  mix(h, static_cast<uint64_t>(d.left_));
+  mix(h, d.seeded_);
+  mix(h, d.next_);
   return h;
+}
+
+// The fingerprint of a generator freshly seeded with `seed` (an MT19937 seeded and hashed: as long
+// as two op calls; kept for the last seed asked for, which is the seed of every call until the
+// next manual_seed). Caller holds tracker_mutex.
+uint64_t seeded_fingerprint(uint64_t seed) {
+  static std::optional<std::pair<uint64_t, uint64_t>> last;  // (seed, its fingerprint)
+  if (!last || last->first != seed) last = std::make_pair(seed, fingerprint(at::mt19937(seed).data()));
+  return last->second;
 }
 
 // A generator's record. The key is the generator's address; the weak reference tells a live
@@ -120,7 +137,7 @@ std::pair<uint64_t, uint64_t> cpu_philox_seed_offset(const std::optional<at::Gen
   const uint64_t now = fingerprint(gen->engine().data());
   const Tracked* known = find(handle);
   uint64_t offset;
-  if (now == fingerprint(at::mt19937(seed).data())) {
+  if (now == seeded_fingerprint(seed)) {
     offset = 0;  // freshly seeded
   } else if (known != nullptr && known->fingerprint == now) {
     offset = known->next_offset;  // nobody drew from it since our last call
