@@ -18,8 +18,9 @@ weights and data with mmgen's fused ops replaced by what a user would write inst
 Reported: median ms per step with ``ms_per_step_spread`` = [q1, q3] of the repeats (see common.py),
 images/s at the median; ``plain/mmgen`` > 1 means mmgen is faster. The variants of a family are
 built side by side and timed interleaved (each runs once per round, the order alternating:
-common.interleaved_timing), so a drift of the machine's speed does not favour either. Both variants run the same
-model and algorithm, so this is a kernel speed-up (of the fused ops within a whole training step).
+common.interleaved_timing), so a drift of the machine's speed does not favour either. Both variants
+run the same model and algorithm, so this is a kernel speed-up (of the fused ops within a whole
+training step).
 
 ``--compile`` adds the rows "mmgen+compile" and "plain+compile" for vae, vqvae and pixelcnn: the
 training objective (``loss``; the VQ-VAE's ``autoencoder_loss``, stage 1 without the host read of its

@@ -59,16 +59,7 @@ def timing(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> Timing:
     """Wall times of fn() in ms over ``repeat`` runs after ``warmup`` untimed ones, CUDA synchronized."""
     if repeat < 1:
         raise ValueError(f"timing: repeat must be >= 1, got {repeat}")
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return summarize(times)
+    return interleaved_timing({"fn": fn}, device, warmup, repeat)["fn"]
 
 
 def interleaved_timing(fns: dict, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> dict:

@@ -8,6 +8,7 @@ from torch import nn
 import mmgen
 from mmgen.models.base import GenerativeModel, component
 from mmgen.models.vae import encoder_input, make_likelihood, standard_log_density
+from mmgen.nn.labels import class_labels
 from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 
 
@@ -114,16 +115,8 @@ class CVAE(GenerativeModel):
         """One-hot ``[batch, num_classes]`` of labels ``[batch]`` (or one int for the whole batch)."""
         if self.text is not None:
             raise ValueError(f"{type(self).__name__} conditions on captions, not class labels")
-        y = torch.as_tensor(y, device=self.heads.weight.device)
-        if y.dim() == 0:
-            y = y.expand(batch)
-        if y.is_floating_point() or y.shape != (batch,):
-            raise ValueError(f"{type(self).__name__}: y must be integer class labels of shape ({batch},), "
-                             f"got {y.dtype} of shape {tuple(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"{type(self).__name__}: labels must lie in [0, {self.num_classes}), got "
-                             f"[{y.min().item()}, {y.max().item()}]")
-        return F.one_hot(y.long(), self.num_classes).to(self.heads.weight.dtype)
+        y = class_labels(y, batch, self.num_classes, type(self).__name__, device=self.heads.weight.device)
+        return F.one_hot(y, self.num_classes).to(self.heads.weight.dtype)
 
     def posterior(self, features: torch.Tensor, c: torch.Tensor):
         """(mu, logvar) of q(z | x, y) from the encoder's features of x."""

@@ -10,6 +10,7 @@ from torch import nn
 from mmgen import likelihoods
 from mmgen.kernels.checks import all_true
 from mmgen.models.base import GenerativeModel
+from mmgen.nn.labels import class_labels
 from mmgen.nn.masked_conv import MaskedConv2d
 from mmgen.nn.pixelcnn_blocks import GatedPixelCNNBlock
 
@@ -100,17 +101,9 @@ class PixelCNN(GenerativeModel):
         if cond is None:
             what = f"class labels [B] in [0, {self.num_classes})" if self.num_classes else f"[B, {self.cond_dim}]"
             raise ValueError(f"PixelCNN: this model is conditional: pass cond ({what})")
-        cond = torch.as_tensor(cond, device=self._device())
         if self.num_classes is not None:
-            if cond.dim() == 0:
-                cond = cond.expand(batch)
-            if cond.is_floating_point() or cond.shape != (batch,):
-                raise ValueError(f"PixelCNN: cond must be integer class labels of shape ({batch},), got "
-                                 f"{cond.dtype} of shape {tuple(cond.shape)}")
-            if cond.numel() and (cond.min() < 0 or cond.max() >= self.num_classes):
-                raise ValueError(f"PixelCNN: class labels must lie in [0, {self.num_classes}), got "
-                                 f"[{cond.min().item()}, {cond.max().item()}]")
-            return cond.long()
+            return class_labels(cond, batch, self.num_classes, "PixelCNN", name="cond", device=self._device())
+        cond = torch.as_tensor(cond, device=self._device())
         if cond.shape != (batch, self.cond_dim):
             raise ValueError(f"PixelCNN: cond must have shape ({batch}, {self.cond_dim}), got {tuple(cond.shape)}")
         return cond.to(self._dtype())

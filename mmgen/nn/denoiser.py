@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmgen.nn.labels import class_labels
 from mmgen.nn.text_condition import TextEmbedder
 
 __all__ = ["ConditionalDenoiser"]
@@ -49,13 +50,4 @@ class ConditionalDenoiser(nn.Module):
             return self.condition_proj(self.text(list(captions)).to(device))
         if isinstance(y, str) or isinstance(y, (list, tuple)) and any(isinstance(v, str) for v in y):
             raise ValueError(f"this Diffusion model conditions on class labels, not captions; got {y!r:.200}")
-        y = torch.as_tensor(y, device=device)
-        if y.dim() == 0:
-            y = y.expand(batch)
-        if y.is_floating_point() or y.shape != (batch,):
-            raise ValueError(f"Diffusion: y must be integer class labels of shape ({batch},), got {y.dtype} "
-                             f"of shape {tuple(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"Diffusion: labels must lie in [0, {self.num_classes}), got "
-                             f"[{y.min().item()}, {y.max().item()}]")
-        return self.labels(y.long())
+        return self.labels(class_labels(y, batch, self.num_classes, "Diffusion", device=device))

@@ -6,8 +6,8 @@ the run config (``run.json``), the evaluations (``eval_*.json``; a cross-modal n
 the judge's accuracy on real examples of its target modality), the sample files of the last
 ``sample_steps`` sampling steps (default 5; ``"all"``: every one) and of ``mmgen sample``
 (``samples/``, each shown by its modality's handler: :func:`mmgen.modalities.for_file`, images and
-audio embedded as data: URIs; the earlier steps are named, not shown) and the provenance (``provenance.json``: commit, versions,
-machine). Nothing on the page is fetched from a network.
+audio embedded as data: URIs; the earlier steps are named, not shown) and the provenance
+(``provenance.json``: commit, versions, machine). Nothing on the page is fetched from a network.
 """
 from __future__ import annotations
 
