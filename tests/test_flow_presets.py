@@ -47,6 +47,9 @@ def test_any_run_is_scored_by_ais_from_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["eval", out, "--max-examples", "5", "--metric", "mmgen.ais",
                      "--metric-option", "mmgen.ais.steps=3", "--metric-option", "mmgen.ais.chains=2",
-                     "--metric-option", "mmgen.ais.max_examples=3"]) == 0
-    result = json.loads(capsys.readouterr().out)
+                     "--metric-option", "mmgen.ais.max_examples=3", "--metric-option", "mmgen.ais.batch_size=2"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
     assert result["metrics"]["mmgen.ais"]["examples"] == 3 and result["metrics"]["mmgen.ais"]["nll"] > 0
+    # progress: 3 transitions for each of the 2 batches of at most 2 examples, the last line at the end
+    assert "AIS step      6/6" in captured.err

@@ -57,8 +57,9 @@ def _repeat(value, chains: int):
 
 def ais_log_likelihood(model, x: torch.Tensor, *, steps: int = 500, chains: int = 16, leapfrog: int = 10,
                        step_size: float = 0.2, target_accept: float = 0.65, schedule_kind: str = "sigmoid",
-                       generator: torch.Generator | None = None, **cond) -> torch.Tensor:
-    """The AIS estimate of log p(x [| cond]) per example, in nats, ``[B]`` (see the module docs)."""
+                       generator: torch.Generator | None = None, on_step=None, **cond) -> torch.Tensor:
+    """The AIS estimate of log p(x [| cond]) per example, in nats, ``[B]`` (see the module docs).
+    ``on_step(t)``, when given, is called after the t-th of the ``steps`` transitions."""
     _check_model(model)
     for name, value, low in (("chains", chains, 1), ("leapfrog", leapfrog, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -85,7 +86,7 @@ def ais_log_likelihood(model, x: torch.Tensor, *, steps: int = 500, chains: int 
     g, grad_g = log_ratio(z)
     log_w = torch.zeros(chains * batch, dtype=torch.float64, device=device)
     eps = torch.full((chains * batch, 1), float(step_size), device=device, dtype=dtype)
-    for previous, beta in zip(betas[:-1], betas[1:]):
+    for t, (previous, beta) in enumerate(zip(betas[:-1], betas[1:]), 1):
         log_w += (beta - previous) * g.double()
 
         def energy(z_, g_):  # -log f_t(z) up to a constant
@@ -106,17 +107,27 @@ def ais_log_likelihood(model, x: torch.Tensor, *, steps: int = 500, chains: int 
         z, g, grad_g = torch.where(keep, z1, z), torch.where(accept, g1, g), torch.where(keep, grad1, grad_g)
         # up after an acceptance, down after a rejection: in balance at the target acceptance rate
         eps = (eps * torch.exp(ADAPT_RATE * (keep.to(dtype) - target_accept))).clamp(1e-4, 1.0)
+        if on_step is not None:
+            on_step(t)
     return torch.logsumexp(log_w.view(chains, batch), 0) - math.log(chains)
 
 
 def metric(model, data, *, steps: int = 100, chains: int = 4, leapfrog: int = 5, step_size: float = 0.2,
-           schedule_kind: str = "sigmoid", max_examples: int | None = 100, batch_size: int = 50) -> dict:
+           schedule_kind: str = "sigmoid", max_examples: int | None = 100, batch_size: int = 50,
+           progress: bool = True) -> dict:
     """The registered metric ``mmgen.ais``: the AIS negative log-likelihood over ``data`` (the first
-    ``max_examples``; None: all), in nats per example, and in bits per dimension."""
+    ``max_examples``; None: all), in nats per example, and in bits per dimension. Progress (AIS
+    transitions done over all batches, ETA) goes to stderr like the evaluation's."""
+    from mmgen.eval import LINE_EVERY_S
     from mmgen.models.base import batch_condition
+    from mmgen.train.progress import Progress
     _check_model(model)
     device = next(model.parameters()).device
-    total, n = 0.0, 0
+    examples = len(data) if max_examples is None else min(len(data), max_examples)
+    per_batch = steps  # transitions per batch (steps + 1 distributions)
+    bar = Progress(per_batch * math.ceil(examples / batch_size), 0, enabled=progress, unit="AIS step",
+                   desc="mmgen.ais", line_every_s=LINE_EVERY_S)
+    total, n, done = 0.0, 0, 0
     for batch in data.batches(batch_size):
         x = batch["x"]
         if max_examples is not None:
@@ -125,8 +136,11 @@ def metric(model, data, *, steps: int = 100, chains: int = 4, leapfrog: int = 5,
             break
         cond = batch_condition(model, batch, rows=len(x), device=device)
         log_p = ais_log_likelihood(model, x.to(device), steps=steps, chains=chains, leapfrog=leapfrog,
-                                   step_size=step_size, schedule_kind=schedule_kind, **cond)
+                                   step_size=step_size, schedule_kind=schedule_kind,
+                                   on_step=lambda t, base=done: bar.update(base + t, {}), **cond)
+        done += per_batch
         total -= log_p.double().sum().item()
         n += len(x)
+    bar.close()
     nll = total / n
     return {"nll": nll, "bits_per_dim": nll / (math.prod(data.shape) * math.log(2)), "examples": n}
