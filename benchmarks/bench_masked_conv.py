@@ -20,7 +20,8 @@ Two kinds of speed-up are reported apart, each row saying which in its ``speedup
   the same seed; the samples must be identical (``naive/cached``). Its speed-up comes from not
   recomputing earlier pixels, not from a faster kernel, and says nothing about the kernels.
 
-Times are medians, each with ``<name>_spread`` = [q1, q3] of the repeats (see common.py); the
+Times are medians, each with ``<name>_spread`` = [q1, q3] of the repeats (see common.py), mmgen's
+and its baseline's runs interleaved (``common.interleaved_timing``); the
 naive sampler runs once, so it has no spread.
 The load average is recorded: on a shared 2-core machine OpenMP regions of tiny ops stall when the
 other core is busy, so compare runs taken under similar load (or pass --threads 1).
@@ -33,7 +34,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import median_and_spread, parser, print_table, sync, timing, write_json
+from common import interleaved_timing, median_and_spread, parser, print_table, sync, timing, write_json
 
 import mmgen
 from mmgen.models import PixelCNN
@@ -70,11 +71,12 @@ def conv_rows(dev: str, repeat: int) -> list[dict]:
                 x.grad = w.grad = b.grad = None
             return run
 
-        t_native = timing(fwd_bwd(native), dev, repeat=repeat)
-        t_conv = timing(fwd_bwd(masked_weight), dev, repeat=repeat)
+        # each pair timed interleaved (common.interleaved_timing): drift falls on both alike
+        t_native, t_conv = interleaved_timing({"mmgen": fwd_bwd(native), "conv2d": fwd_bwd(masked_weight)},
+                                              dev, repeat=repeat).values()
         with torch.no_grad():
-            f_native = timing(native, dev, repeat=repeat)
-            f_conv = timing(masked_weight, dev, repeat=repeat)
+            f_native, f_conv = interleaved_timing({"mmgen": native, "conv2d": masked_weight}, dev,
+                                                  repeat=repeat).values()
             err = (native() - masked_weight()).abs().max().item()
         rows.append({"case": f"{kh}x{kw} '{mask_type}' {c_in}->{c_out}", "speedup": "kernel",
                      "taps": int(mask[0, 0].sum().item()),
@@ -139,11 +141,15 @@ def sampling_kernel_row(dev: str, repeat: int) -> dict:
     model = sampler(dev)
     x = torch.randint(0, SAMPLER["levels"], (SAMPLES, SAMPLER["channels"], SAMPLER["image_size"],
                                              SAMPLER["image_size"]), generator=torch.Generator().manual_seed(2)).to(dev)
-    t = {}
-    with torch.no_grad():
-        for backend in ("native", "reference"):
+    def forward_with(backend):
+        def run():
             with conv_backend(model, backend):
-                t[backend] = timing(lambda: model(x), dev, repeat=repeat)
+                return model(x)
+        return run
+
+    with torch.no_grad():
+        t = interleaved_timing({backend: forward_with(backend) for backend in ("native", "reference")}, dev,
+                               repeat=repeat)
         with conv_backend(model, "native"):
             out = model(x)
         with conv_backend(model, "reference"):
