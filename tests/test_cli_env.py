@@ -77,3 +77,13 @@ def test_fallbacks_are_shown_with_their_reason_and_fix(capsys, monkeypatch):
     monkeypatch.setattr("mmgen.kernels.runtime._LIBRARIES", [])  # no plugin library either
     assert cli.main(["env"]) == 0
     assert "fallback  none: every native library has CPU and CUDA kernels\n" in capsys.readouterr().out
+
+
+def test_records_name_the_code_path_variables_that_are_set(monkeypatch):
+    for name in provenance.PATH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert "env" not in provenance.machine()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    monkeypatch.setenv("MMGEN_UNRELATED", "1")
+    assert provenance.machine()["env"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
