@@ -182,6 +182,9 @@ def _machine(record: dict) -> str:
     isa = (machine.get("build") or {}).get("cpu_isa") or machine.get("cpu_isa")
     if isa:
         parts.append(f"CPU path {isa}")
+    env = machine.get("env") or {}
+    if env:
+        parts.append(" ".join(f"{key}={value}" for key, value in env.items()))
     if machine.get("threads") is not None:
         parts.append(f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}")
     if machine.get("gpu"):
