@@ -8,7 +8,8 @@ latents: what the op costs per call beyond its arithmetic, dispatch and autograd
 alone and for z + KL.
 ``--shapes`` picks some by name, ``--quick`` runs ``[1024, 1024]`` and ``[16M]`` only. Eager is what
 a user writes: ``mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` plus, with the KL,
-``0.5 * (exp(logvar) + mu^2 - 1 - logvar)`` summed over all dims but 0. On CUDA the table also gives
+``0.5 * (exp(logvar) + mu^2 - 1 - logvar)`` summed over all dims but 0; mmgen and eager are timed
+interleaved (``common.interleaved_timing``: one run of each per round). On CUDA the table also gives
 the forward's achieved bandwidth (read mu, logvar; write z) against the device's copy bandwidth.
 The JSON records, besides the machine (CPU model, threads, build) and the commit, ``cpu_isa``: the
 CPU code path the kernels ran (``MMGEN_CPU_ISA`` forces a lower one).
@@ -46,7 +47,7 @@ import time
 import torch
 import torch._dynamo
 import torch._inductor
-from common import median_and_spread, parser, print_table, sync, time_ms, timing, write_json
+from common import interleaved_timing, median_and_spread, parser, print_table, sync, time_ms, timing, write_json
 
 import mmgen
 
@@ -182,8 +183,8 @@ def main():
         gk = torch.randn(shape[0], device=dev)
         tensors = (mu, logvar, gz, gk)
         for output, (native, eager) in FUNCTIONS.items():
-            t_mmgen = timing(fwd_bwd(native, *tensors), dev, repeat=args.repeat)
-            t_eager = timing(fwd_bwd(eager, *tensors), dev, repeat=args.repeat)
+            t_mmgen, t_eager = interleaved_timing({"mmgen": fwd_bwd(native, *tensors), "eager": fwd_bwd(eager, *tensors)},
+                                                  dev, repeat=args.repeat).values()
             t_compile, config, first_s, quick = compile_baseline(eager, dev, args.repeat, args.compile_search,
                                                                  *tensors)
             with torch.no_grad():

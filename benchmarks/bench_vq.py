@@ -13,7 +13,8 @@ Rows, float32, for (N, K, D) = (65536, 512, 64), (16384, 8192, 256), (4096, 1024
                                   GEMM, without the row norms (they do not change the argmin)
   vector_quantize_pytorch         VectorQuantize(dim=D, codebook_size=K) forward in eval mode
                                   (a full quantizer forward; skipped when not installed)
-Times are medians in ms (``ms``), with ``ms_spread`` = [q1, q3] of the repeats (see common.py);
+Times are medians in ms (``ms``), with ``ms_spread`` = [q1, q3] of the repeats (see common.py), the
+methods of a shape timed interleaved (``common.interleaved_timing``: one run of each per round);
 every row is a kernel speed-up (the same search, computed differently). ``cdist+argmin/this`` is
 the speed-up over cdist+argmin; ``best/this`` over the fastest of the four PyTorch formulations at
 that shape (a user's best choice). The header and the JSON name the CPU code path in use
@@ -32,7 +33,7 @@ import subprocess
 import sys
 
 import torch
-from common import median_and_spread, parser, print_table, sync, timing, write_json
+from common import interleaved_timing, median_and_spread, parser, print_table, sync, write_json
 
 import mmgen
 from mmgen import provenance
@@ -134,15 +135,21 @@ def main():
         x, e = inputs(n, k, d, dev)
         ref_idx = torch.cdist(x, e).argmin(1)
         shape_rows = []
+        available = {}
         for name, fn in methods(k, d, dev).items():
             if fn is None:
                 note = f"{name}: not installed (pip install 'mmgen[bench]'); row skipped"
                 if note not in notes:
                     notes.append(note)
-                continue
+            else:
+                available[name] = fn
+        with torch.no_grad():  # the methods of a shape timed interleaved: drift falls on all alike
+            times = interleaved_timing({name: (lambda fn=fn: fn(x, e)) for name, fn in available.items()}, dev,
+                                       warmup=1, repeat=args.repeat)
+        for name, fn in available.items():
+            t = times[name]
             with torch.no_grad():
                 agree = (fn(x, e) == ref_idx).float().mean().item()
-                t = timing(lambda: fn(x, e), dev, warmup=1, repeat=args.repeat)
                 if dev.startswith("cuda"):
                     mem = peak_extra_mb_cuda(fn, x, e)
                 else:
