@@ -108,9 +108,17 @@ class OneOmpThread {
   int saved_ = 0;
 };
 
+// A clang build runs its parallel regions on LLVM's libomp while torch and oneDNN run on libgomp
+// (Linux wheels): oneDNN would start a team of its own in every chunk (threads oversubscribed, the
+// weight gradient's rounding depending on the thread count), so there it is one convolution.
 int64_t band_chunks(const MaskedConvGeometry& g) {
+#if defined(__clang__)
+  (void)g;
+  return 1;
+#else
   const int64_t chunks = std::min(g.batch, kWeightChunks);
   return at::get_num_threads() <= chunks ? chunks : 1;
+#endif
 }
 
 template <typename Fn>
