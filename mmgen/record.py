@@ -34,7 +34,7 @@ SPLITS = ("val", "test")
 NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed|eval_seconds|seconds(_.*)?)$")  # seconds: eval timing
 CHECK_LEVEL = 0.99
 
-__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "summarize", "t_quantile", "prediction_interval"]
+__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "reusable_record", "summarize", "t_quantile", "prediction_interval"]
 
 
 def default_name(source: str) -> str:
@@ -224,14 +224,34 @@ def compare_path(name: str) -> str:
     return os.path.join(provenance.checkout_root(), "benchmarks", "results", f"compare_{name}.json")
 
 
+def reusable_record(path: str, config: dict, seeds: list[int], overrides) -> tuple[dict | None, str]:
+    """The record at ``path`` when it holds ``config`` trained with ``seeds`` and ``overrides`` from a
+    clean checkout, else None; and why (for the log)."""
+    if not os.path.exists(path):
+        return None, "no record yet"
+    with open(path) as f:
+        saved = json.load(f)
+    for what, theirs, ours in (("run config", saved.get("run_config"), config), ("seeds", saved.get("seeds"), list(seeds)),
+                               ("overrides", saved.get("overrides"), list(overrides))):
+        if theirs != ours:
+            return None, f"its {what} differ from this comparison's"
+    if saved.get("git_dirty") is not False:
+        return None, "it was written from a checkout with uncommitted changes"
+    return saved, f"commit {str(saved.get('git_commit'))[:7]}, {saved.get('date')}"
+
+
 def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[str] = (),
             runs_dir: str | None = None, out: str | None = None, device: str | None = None,
-            command: list[str] | None = None, log=print) -> str:
+            command: list[str] | None = None, reuse_records: bool = False, log=print) -> str:
     """Record every source (:func:`record`, the same seeds and overrides; each its own
     ``quality_<source>[_<name> with overrides].json`` beside the comparison, runs in
     ``RUNS/<source>/seed<S>``) and write the comparison ``compare_<name>.json``: the provenance, and per source its record's file, training steps,
     seconds per training step (the mean over seeds of the training time over the steps, validation
-    during training included) and the val and test summaries. Returns its path."""
+    during training included), the record's commit and machine, and the val and test summaries.
+    With ``reuse_records`` a source whose record already holds the same run config, seeds and
+    overrides from a clean checkout (:func:`reusable_record`) is taken from it instead of being
+    trained again: such a comparison can span commits and machines, and says so per model.
+    Returns its path."""
     if len(sources) < 2 or len(set(sources)) != len(sources):
         raise ValueError(f"a comparison needs at least two distinct sources, got {sources}")
     suffix = default_name(name)
@@ -240,16 +260,27 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     models = {}
     for source in sources:
         record_name = default_name(source) + (f"_{suffix}" if overrides else "")
-        path = record(source, seeds, overrides=overrides, name=record_name,
-                      runs_dir=os.path.join(runs_dir, default_name(source)), device=device, command=command,
-                      out=os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json"), log=log)
-        with open(path) as f:
-            saved = json.load(f)
+        path = os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json")
+        saved, why = (reusable_record(path, runs.apply_overrides(runs.load_config(source), list(overrides)), seeds,
+                                      overrides) if reuse_records else (None, ""))
+        if saved is None:
+            if reuse_records:
+                log(f"mmgen record: {source}: not reusing {os.path.basename(path)} ({why}): recording it")
+            path = record(source, seeds, overrides=overrides, name=record_name,
+                          runs_dir=os.path.join(runs_dir, default_name(source)), device=device, command=command,
+                          out=path, log=log)
+            with open(path) as f:
+                saved = json.load(f)
+        else:
+            log(f"mmgen record: {source}: reusing {os.path.basename(path)} ({why})")
         steps = saved["run_config"].get("train", {}).get("steps")
         seconds = [r["train_seconds"] for r in saved["runs"] if r.get("train_seconds")]
+        machine = saved.get("machine", {})
         models[source] = {
             "record": os.path.basename(path), "steps": steps,
             "seconds_per_step": (statistics.fmean(seconds) / steps) if seconds and steps else None,
+            "git_commit": saved.get("git_commit"), "date": saved.get("date"),
+            "machine": {key: machine.get(key) for key in ("cpu", "cores", "threads")},
             "summary": {split: saved["summary"][split] for split in SPLITS}}
     config = runs.apply_overrides(runs.load_config(sources[0]), list(overrides))
     payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),

@@ -604,7 +604,14 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
     if metrics and missing:
         raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
     own = {m: os.path.join(os.path.dirname(path), models[m]["record"]) for m in names}
-    families = {m: _family(_load(own[m], "")) if os.path.exists(own[m]) else None for m in names}  # read once
+    records = {m: _load(own[m], "") if os.path.exists(own[m]) else None for m in names}  # read once
+    families = {m: _family(records[m]) if records[m] else None for m in names}
+    # a comparison that reused records (--reuse-records) can span commits and machines: say so
+    origin = {m: (models[m].get("git_commit", record.get("git_commit")),
+                  (models[m].get("machine") or {}).get("cpu", (record.get("machine") or {}).get("cpu")),
+                  (models[m].get("machine") or {}).get("threads", (record.get("machine") or {}).get("threads")))
+              for m in names}
+    mixed = len(set(origin.values())) > 1
     rows = [(metric, glosses.get(metric) or _gloss(metric) + _gloss_exceptions(families, metric))
             for metric in chosen if metric not in missing]
 
@@ -626,12 +633,18 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
         lines.append(f"| `{metric}`{' (' + gloss + ')' if gloss else ''} | "
                      + " | ".join(cell(m, metric) for m in names) + " |")
     per_step = [models[m].get("seconds_per_step") for m in names]
-    lines.append("| training time per step (s, validation included) | "
+    lines.append("| training time per step (s, validation included"
+                 + ("; each on its own record's machine, below" if mixed else "") + ") | "
                  + " | ".join(_sig3(v) if _number(v) else "–" for v in per_step) + " |")
     lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; {provenance_line(record)}; "
                   "each model's own record: " + ", ".join(f"[{os.path.basename(models[m]['record'])}]"
                                                           f"({_link(own[m], doc_dir)})"
                                                           for m in names) + "."]
+    if mixed:
+        lines += ["", "The models come from records of more than one commit or machine (reused with "
+                      "`--reuse-records`): " + "; ".join(
+                          f"`{m}`: " + (provenance_line(records[m]) if records[m] else
+                                        f"commit `{str(origin[m][0])[:7]}`, {origin[m][1]}") for m in names) + "."]
     return "\n".join(lines)
 
 

@@ -325,3 +325,28 @@ def test_a_flow_nll_is_glossed_as_a_bound_and_a_pixelcnn_nll_as_exact(workspace)
     assert "| `nll` (NLL in nats, an upper bound: uniform dequantization) |" in flow and "exact" not in flow
     assert "| `nll` (exact NLL in nats) |" in pixelcnn
     assert "`nll` (exact NLL in nats; `flow-digits`: NLL in nats, an upper bound: uniform dequantization)" in both
+    assert "more than one commit or machine" not in both  # every model from the comparison's own commit
+
+
+def test_a_comparison_of_reused_records_names_each_models_commit_and_machine(workspace):
+    results, doc = workspace
+    stats = {"mean": 90.0, "sd": 1.0, "min": 89.0, "max": 91.0, "n": 3}
+    for name, commit, cpu in (("vae_mnist_x", "1" * 40, "AMD EPYC"), ("avb_mnist_x", "2" * 40, "Intel(R) Xeon(R)")):
+        record = quality_record()
+        record.update(name=name, git_commit=commit, summary={"val": {"nll": stats}, "test": {"nll": stats}})
+        record["machine"] = {**record["machine"], "cpu": cpu}
+        (results / f"quality_{name}.json").write_text(json.dumps(record))
+    compare = {key: quality_record()[key] for key in ("date", "git_commit", "git_dirty", "load_average", "machine")}
+    compare.update(command="mmgen record vae-mnist avb-mnist --compare x --reuse-records", seeds=[0, 1, 2],
+                   models={m: {"record": f"quality_{m.replace('-', '_')}_x.json", "seconds_per_step": 0.1,
+                               "git_commit": c * 40, "machine": {"cpu": cpu, "threads": 1},
+                               "summary": {"val": {"nll": stats}, "test": {"nll": stats}}}
+                           for m, c, cpu in (("vae-mnist", "1", "AMD EPYC"), ("avb-mnist", "2", "Intel(R) Xeon(R)"))})
+    (results / "compare_x.json").write_text(json.dumps(compare))
+    doc.write_text("<!-- results: compare_x metrics=nll -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    text = doc.read_text()
+    assert "each on its own record's machine, below" in text
+    assert "more than one commit or machine" in text
+    assert "`vae-mnist`: commit `1111111`" in text and "AMD EPYC" in text
+    assert "`avb-mnist`: commit `2222222`" in text and "Intel(R) Xeon(R)" in text

@@ -35,6 +35,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--compare", metavar="NAME",
                    help="record every SOURCE (same seeds and --set) and write benchmarks/results/"
                         "compare_<NAME>.json: their val and test summaries and seconds per training step")
+    p.add_argument("--reuse-records", action="store_true",
+                   help="--compare: take a SOURCE from its existing quality record when that holds the same run "
+                        "config, seeds and --set from a clean checkout, instead of training it again (the "
+                        "comparison then names each model's commit and machine)")
     p.add_argument("--check", action="store_true",
                    help="re-train one recorded seed and compare with the record instead of recording")
     p.add_argument("--seed", type=int, help="--check: the seed to re-train (default: the first recorded)")
@@ -49,8 +53,11 @@ def run(args) -> int:
             raise UsageError("--compare records each SOURCE under its own name; it takes no --check, --name "
                              "or --also-split")
         record.compare(args.source, args.seeds, args.compare, overrides=args.overrides, runs_dir=args.runs,
-                       out=args.out, device=args.device, command=["mmgen", *args.argv])
+                       out=args.out, device=args.device, command=["mmgen", *args.argv],
+                       reuse_records=args.reuse_records)
         return 0
+    if args.reuse_records:
+        raise UsageError("--reuse-records applies to --compare only")
     if len(args.source) != 1:
         raise UsageError(f"one SOURCE at a time (several only with --compare NAME), got {args.source}")
     args.source = args.source[0]
