@@ -60,6 +60,9 @@ COMPILE_CANDIDATES = [{"mode": mode, "fallback_random": fallback}
 COMPILE_DEFAULT = {"cpu": {"mode": "default", "fallback_random": True},
                    "cuda": {"mode": "max-autotune-no-cudagraphs", "fallback_random": True}}
 COMPILE_WARMUP = 3  # untimed calls after compiling: forward and backward graphs built and run
+# every timed sample is at least this long: a [64, 32] call (tens of microseconds) runs a few
+# hundred times per sample, timed as one (common.interleaved_timing); the big shapes run once
+MIN_SAMPLE_MS = 20.0
 
 
 def eager_z(mu, logvar):
@@ -117,7 +120,7 @@ def compiled_fwd_bwd(eager, config: dict, device: str, *tensors):
 def time_compiled(eager, config: dict, device: str, repeat: int, *tensors):
     run, first_s = compiled_fwd_bwd(eager, config, device, *tensors)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        return timing(run, device, warmup=1, repeat=repeat), first_s
+        return timing(run, device, warmup=1, repeat=repeat, min_sample_ms=MIN_SAMPLE_MS), first_s
 
 
 def compile_baseline(eager, device: str, repeat: int, search: bool, *tensors):
@@ -184,11 +187,11 @@ def main():
         tensors = (mu, logvar, gz, gk)
         for output, (native, eager) in FUNCTIONS.items():
             t_mmgen, t_eager = interleaved_timing({"mmgen": fwd_bwd(native, *tensors), "eager": fwd_bwd(eager, *tensors)},
-                                                  dev, repeat=args.repeat).values()
+                                                  dev, repeat=args.repeat, min_sample_ms=MIN_SAMPLE_MS).values()
             t_compile, config, first_s, quick = compile_baseline(eager, dev, args.repeat, args.compile_search,
                                                                  *tensors)
             with torch.no_grad():
-                t_fwd = timing(lambda: native(mu, logvar), dev, repeat=args.repeat)
+                t_fwd = timing(lambda: native(mu, logvar), dev, repeat=args.repeat, min_sample_ms=MIN_SAMPLE_MS)
             row = {"N": shape_name(shape), "output": output, "shape": list(shape),
                    **median_and_spread("mmgen_ms", t_mmgen), **median_and_spread("eager_ms", t_eager),
                    **median_and_spread("compile_ms", t_compile),
@@ -196,7 +199,9 @@ def main():
                    "compile/mmgen": t_compile.median / t_mmgen.median,
                    "compile_vs_eager": t_compile.median / t_eager.median,
                    **median_and_spread("mmgen_fwd_ms", t_fwd),
-                   "compile_config": config, "compile_first_call_s": first_s, "compile_search_ms": quick}
+                   "compile_config": config, "compile_first_call_s": first_s, "compile_search_ms": quick,
+                   "calls_per_sample": {"mmgen": t_mmgen["calls_per_sample"], "eager": t_eager["calls_per_sample"],
+                                        "compile": t_compile["calls_per_sample"]}}
             if dev.startswith("cuda"):
                 numel = mu.numel()
                 achieved = 3 * numel * 4 / t_fwd.median / 1e6
@@ -214,13 +219,14 @@ def main():
         cols += ["fwd_GBps", "copy_GBps", "fwd_of_copy_bw"]
     picked = "best of the candidates" if args.compile_search else "COMPILE_DEFAULT"
     cpu_isa = mmgen.ops.build_info().get("cpu_isa")
-    print(f"forward + backward, float32, times in ms (median, spread = [q1, q3] of {args.repeat} runs); "
+    print(f"forward + backward, float32, times in ms per call (median, spread = [q1, q3] of {args.repeat} "
+          f"samples of at least {MIN_SAMPLE_MS:g} ms each); "
           f"compile: static shapes, warmed up, {picked}; CPU code path {cpu_isa}, {torch.get_num_threads()} threads")
     # (the settings as a string in the table only: every string field of a row names its case in
     # `mmgen bench`'s summary)
     print_table([{**r, "compile settings": label(r["compile_config"])} for r in rows], cols)
     write_json("reparameterize", dev, rows, args.out, repeat=args.repeat, cpu_isa=cpu_isa,
-               threads=torch.get_num_threads(), compile_candidates=COMPILE_CANDIDATES if args.compile_search else [])
+               threads=torch.get_num_threads(), min_sample_ms=MIN_SAMPLE_MS, compile_candidates=COMPILE_CANDIDATES if args.compile_search else [])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -55,33 +56,47 @@ def summarize(times: list[float]) -> Timing:
                   iqr=q3 - q1, repeats=len(times), times=list(times))
 
 
-def timing(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> Timing:
-    """Wall times of fn() in ms over ``repeat`` runs after ``warmup`` untimed ones, CUDA synchronized."""
+def timing(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7, min_sample_ms: float = 0.0) -> Timing:
+    """Wall times of fn() in ms over ``repeat`` runs after ``warmup`` untimed ones, CUDA synchronized
+    (``min_sample_ms``: as in :func:`interleaved_timing`)."""
     if repeat < 1:
         raise ValueError(f"timing: repeat must be >= 1, got {repeat}")
-    return interleaved_timing({"fn": fn}, device, warmup, repeat)["fn"]
+    return interleaved_timing({"fn": fn}, device, warmup, repeat, min_sample_ms)["fn"]
 
 
-def interleaved_timing(fns: dict, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> dict:
+def interleaved_timing(fns: dict, device: str = "cpu", warmup: int = 2, repeat: int = 7,
+                       min_sample_ms: float = 0.0) -> dict:
     """``{name: Timing}`` of each ``fns[name]()`` as :func:`timing` gives it, with the timed runs
     interleaved: round r runs every fn once (in the given order in even rounds, reversed in odd
     ones), so that a drift of the machine's speed (clock, other load) falls on every fn alike and
-    a ratio of two medians does not depend on which ran first."""
+    a ratio of two medians does not depend on which ran first.
+
+    ``min_sample_ms``: a fn whose one call (the last warm-up's) takes less is called ``calls``
+    times in a row per timed sample, enough to reach it, and its times are per call (the Timing's
+    ``calls_per_sample``): a call of tens of microseconds, timed alone, is mostly timer and
+    scheduler noise."""
     if repeat < 1:
         raise ValueError(f"interleaved_timing: repeat must be >= 1, got {repeat}")
-    for fn in fns.values():
-        for _ in range(warmup):
+    calls = {}
+    for name, fn in fns.items():
+        for i in range(max(warmup, 1 if min_sample_ms > 0 else 0)):
+            start = time.perf_counter()
             fn()
+            sync(device)
+            one_ms = (time.perf_counter() - start) * 1e3
+        calls[name] = max(1, math.ceil(min_sample_ms / max(one_ms, 1e-6))) if min_sample_ms > 0 else 1
     sync(device)
     names = list(fns)
     times = {name: [] for name in names}
     for r in range(repeat):
         for name in names if r % 2 == 0 else names[::-1]:
+            fn, n = fns[name], calls[name]
             start = time.perf_counter()
-            fns[name]()
+            for _ in range(n):
+                fn()
             sync(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: summarize(t) for name, t in times.items()}
+            times[name].append((time.perf_counter() - start) * 1e3 / n)
+    return {name: Timing(summarize(t), calls_per_sample=calls[name]) for name, t in times.items()}
 
 
 def time_ms(fn, device: str = "cpu", warmup: int = 2, repeat: int = 7) -> float:

@@ -35,18 +35,20 @@ def cpu_name() -> str:
 
 # environment variables that choose CPU code paths (mmgen's, oneDNN's, MKL's) or threads: a record
 # names those that were set, e.g. an AVX2 machine emulated on an AVX-512 one
-PATH_VARIABLES = ("MMGEN_CPU_ISA", "MMGEN_MASKED_CONV_PATH", "MMGEN_MASKED_CONV_TILE_BYTES", "ONEDNN_MAX_CPU_ISA",
+PATH_VARIABLES = ("MMGEN_CPU_ISA", "ATEN_CPU_CAPABILITY", "MMGEN_MASKED_CONV_PATH", "MMGEN_MASKED_CONV_TILE_BYTES", "ONEDNN_MAX_CPU_ISA",
                   "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS",
                   "MKL_NUM_THREADS")
 
 
 def machine(device: str = "cpu") -> dict:
-    """CPU model, cores, torch threads, versions, the native build record, the code-path variables
+    """CPU model, cores, torch threads, versions, the native build record, ATen's CPU capability, the code-path variables
     that are set (``env``, when any) and, on CUDA (when a GPU is there to ask), the GPU."""
     import mmgen
     info = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "mmgen": mmgen.__version__, "build": mmgen.ops.build_info(), "device": device}
+            "mmgen": mmgen.__version__, "build": mmgen.ops.build_info(), "device": device,
+            # the vector width of PyTorch's own CPU kernels (the eager baselines'): ATEN_CPU_CAPABILITY caps it
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     env = {name: os.environ[name] for name in PATH_VARIABLES if name in os.environ}
     if env:
         info["env"] = env

@@ -73,3 +73,27 @@ def test_interleaved_timing_alternates_the_order_of_the_fns():
     assert {name: t["repeats"] for name, t in timings.items()} == {"a": 4, "b": 4}
     with pytest.raises(ValueError, match="repeat must be >= 1"):
         interleaved_timing({"a": lambda: None}, repeat=0)
+
+
+def test_interleaved_timing_runs_short_calls_many_times_per_sample_and_reports_per_call():
+    sys.path.insert(0, bench.default_dir())
+    try:
+        from common import interleaved_timing
+    finally:
+        sys.path.remove(bench.default_dir())
+    import time
+    calls = {"short": 0, "long": 0}
+
+    def short():
+        calls["short"] += 1
+
+    def long():
+        calls["long"] += 1
+        time.sleep(0.004)
+
+    timings = interleaved_timing({"short": short, "long": long}, warmup=1, repeat=3, min_sample_ms=2.0)
+    assert timings["long"]["calls_per_sample"] == 1 and calls["long"] == 1 + 3
+    n = timings["short"]["calls_per_sample"]
+    assert n > 10 and calls["short"] == 1 + 3 * n
+    assert timings["long"].median >= 4.0 and timings["short"].median < 0.5  # per call, not per sample
+    assert interleaved_timing({"a": short}, warmup=1, repeat=2)["a"]["calls_per_sample"] == 1  # default: one call
