@@ -234,7 +234,7 @@ def reusable_record(path: str, config: dict, seeds: list[int], overrides) -> tup
     for what, theirs, ours in (("run config", saved.get("run_config"), config), ("seeds", saved.get("seeds"), list(seeds)),
                                ("overrides", saved.get("overrides"), list(overrides))):
         if theirs != ours:
-            return None, f"its {what} differ from this comparison's"
+            return None, f"{what} not the same as this comparison's"
     if saved.get("git_dirty") is not False:
         return None, "it was written from a checkout with uncommitted changes"
     return saved, f"commit {str(saved.get('git_commit'))[:7]}, {saved.get('date')}"

@@ -199,7 +199,7 @@ def test_compare_reuses_a_matching_clean_record_and_retrains_the_rest(tmp_path, 
     log = capsys.readouterr().out
     assert [c[0] for c in _fake_record.calls] == ["pixelcnn-digits"]
     assert "vae-digits: reusing quality_vae_digits_tiny.json (commit aaaaaaa" in log
-    assert "pixelcnn-digits: not reusing quality_pixelcnn_digits_tiny.json (its seeds differ" in log
+    assert "pixelcnn-digits: not reusing quality_pixelcnn_digits_tiny.json (seeds not the same as this comparison's)" in log
     second = json.loads(out.read_text())
     assert second["models"]["vae-digits"] == first["models"]["vae-digits"]
     assert second["models"]["vae-digits"]["git_commit"] == "a" * 40
