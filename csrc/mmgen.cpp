@@ -4,6 +4,7 @@
 
 #include "generated/build_info.h"
 #include "ops/cpu_isa.h"
+#include "ops/reparameterize.h"
 #include "ops/rng.h"
 
 TORCH_LIBRARY(mmgen, m) {
@@ -22,6 +23,9 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_cpu_philox_offset(Generator? generator=None) -> int", &mmgen::cpu_philox_next_offset);
   m.def("_set_cpu_philox_offset(Generator? generator, int offset) -> ()",
         &mmgen::set_cpu_philox_next_offset);
+  // The CPU noise stream at any position (float32 normals of elements start .. start + numel - 1 of
+  // (seed, offset)), for tests of positions no tensor in memory reaches.
+  m.def("_philox_normals(int seed, int offset, int start, int numel) -> Tensor", &mmgen::cpu_philox_normals);
   // How many CPU generators that offset is kept for (entries of dead generators are dropped).
   m.def("_cpu_philox_tracked() -> int", &mmgen::cpu_philox_tracked_generators);
   // The CPU code path in use: "avx512", "avx2" or "baseline" (MMGEN_CPU_ISA forces a lower one).

@@ -1,6 +1,7 @@
 """Every CPU op under every code path the machine runs: MMGEN_CPU_ISA picks the level once per
 process, so each level gets its own subprocess running CHECK, a compact correctness check of
-reparameterize (forward, KL, backward; 1-D, odd and tile-crossing shapes; views of the same data),
+reparameterize (forward, KL, backward; 1-D, odd and tile-crossing shapes; views of the same data;
+the noise stream at far positions),
 vq_nearest / vector_quantize and masked_conv2d against mmgen.ops.reference."""
 import os
 import subprocess
@@ -81,6 +82,11 @@ for shape in [(n,), (n // 2, 2), (1, n), (n // 64, 64), (n // 5, 5)]:
                                                                       flat_mu.detach().reshape(shape))]))
 assert all(torch.equal(z, zs[0]) for z in zs), "views of the same data gave different z"
 assert all(torch.equal(x, gs[0]) for x in gs), "views of the same data gave different gradients"
+
+# the noise stream at positions no tensor here reaches: where a Philox group index's low word wraps
+# (16G elements in: the AVX-512 path carries into the high word) and past 2^36 elements
+for start in (0, 4 * (2 ** 32 - 9), 4 * (2 ** 34 + 3)):
+    close(torch.ops.mmgen._philox_normals(5, 8, start, 300), reference.philox_normal(300, 5, 8, start=start))
 
 # vq_nearest and vector_quantize (forward and both gradients)
 for n_rows, dim, codes in [(37, 5, 19), (1000, 64, 512), (3, 3, 1)]:

@@ -64,4 +64,9 @@ inline std::pair<int64_t, int64_t> rows_and_cols(const at::Tensor& t) {
   return {rows, rows == 0 ? 0 : t.numel() / rows};
 }
 
+// The float32 normals of flat elements [start, start + numel) of the stream (seed, offset), on the
+// CPU code path in use (start a multiple of 4): the noise reparameterize draws, at any position,
+// for tests (mmgen::_philox_normals).
+at::Tensor cpu_philox_normals(int64_t seed, int64_t offset, int64_t start, int64_t numel);
+
 }  // namespace mmgen

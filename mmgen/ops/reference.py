@@ -31,10 +31,13 @@ def philox4x32_10(counter: list[torch.Tensor], key: tuple[int, int]) -> list[tor
 
 
 def philox_normal(numel: int, seed: int, offset: int, dtype: torch.dtype = torch.float32,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """The standard normals the kernels draw for elements 0..numel-1 (float64 for float64, else float32)."""
+                  device: torch.device | str = "cpu", start: int = 0) -> torch.Tensor:
+    """The standard normals the kernels draw for elements start..start+numel-1 (float64 for float64,
+    else float32); ``start`` a multiple of 4."""
+    if start < 0 or start % 4:
+        raise ValueError(f"philox_normal: start must be a non-negative multiple of 4, got {start}")
     groups = (numel + 3) // 4
-    g = torch.arange(groups, dtype=torch.int64, device=device)
+    g = torch.arange(start // 4, start // 4 + groups, dtype=torch.int64, device=device)
     base = (offset % 2 ** 64) // 4  # native state tensors hold the uint64 offset as an int64
     counter = [torch.full_like(g, base & _MASK), torch.full_like(g, (base >> 32) & _MASK),
                g & _MASK, (g >> 32) & _MASK]
