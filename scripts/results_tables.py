@@ -56,6 +56,7 @@ MFM_METRICS = ["accuracy", "accuracy_image", "accuracy_audio", "accuracy_text",
                "cross_text_to_image", "cross_image_to_audio"]
 PIXELCNN_METRICS = ["nll", "bits_per_dim"]
 GLOSS = {
+    "mmgen.ais.nll": "NLL in nats, annealed importance sampling, settings above",
     "accuracy": "label accuracy, all modalities",
     "accuracy_image": "label accuracy, image alone",
     "accuracy_audio": "label accuracy, speech alone, unseen voices",
