@@ -58,12 +58,20 @@ MMGEN_INLINE void philox_groups(uint64_t seed, uint64_t offset, int64_t g0, int6
 // uop), which takes the even 32-bit lanes: the odd lanes are shifted down and multiplied
 // separately, and the high and low words blended back into lane order. Same integers as
 // philox4x32_10.
+// The high and low 32-bit words of a * m in every 32-bit lane (m: the multiplier, zero-extended in
+// every 64-bit lane): vpmuludq on the even lanes and on the odd lanes shifted down, blended back.
+MMGEN_TARGET_AVX512 MMGEN_INLINE void mul_hi_lo_avx512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
+  constexpr __mmask16 kOdd = 0xAAAA;
+  const __m512i even = _mm512_mul_epu32(a, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+  *hi = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(even, 32), odd);
+  *lo = _mm512_mask_blend_epi32(kOdd, even, _mm512_slli_epi64(odd, 32));
+}
+
 MMGEN_TARGET_AVX512 void philox_groups_avx512(uint64_t seed, uint64_t offset, int64_t g0,
                                                            int64_t j0, int64_t groups, uint32_t* rx,
                                                            uint32_t* ry, uint32_t* rz, uint32_t* rw) {
   const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  constexpr __mmask16 kOdd = 0xAAAA;
   const uint64_t base = offset / 4;
   int64_t j = j0;
   for (; j + 16 <= groups; j += 16) {
@@ -77,12 +85,9 @@ MMGEN_TARGET_AVX512 void philox_groups_avx512(uint64_t seed, uint64_t offset, in
     w = _mm512_mask_add_epi32(w, _mm512_cmplt_epu32_mask(z, g_lo), w, _mm512_set1_epi32(1));
     uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
     for (int round = 0; round < 10; ++round) {
-      const __m512i p0_even = _mm512_mul_epu32(x, m0), p0_odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m0);
-      const __m512i p1_even = _mm512_mul_epu32(z, m1), p1_odd = _mm512_mul_epu32(_mm512_srli_epi64(z, 32), m1);
-      const __m512i hi0 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(p0_even, 32), p0_odd);
-      const __m512i lo0 = _mm512_mask_blend_epi32(kOdd, p0_even, _mm512_slli_epi64(p0_odd, 32));
-      const __m512i hi1 = _mm512_mask_blend_epi32(kOdd, _mm512_srli_epi64(p1_even, 32), p1_odd);
-      const __m512i lo1 = _mm512_mask_blend_epi32(kOdd, p1_even, _mm512_slli_epi64(p1_odd, 32));
+      __m512i hi0, lo0, hi1, lo1;
+      mul_hi_lo_avx512(x, m0, &hi0, &lo0);
+      mul_hi_lo_avx512(z, m1, &hi1, &lo1);
       x = _mm512_xor_si512(_mm512_xor_si512(hi1, y), _mm512_set1_epi32(static_cast<int32_t>(k0)));
       y = lo1;
       z = _mm512_xor_si512(_mm512_xor_si512(hi0, w), _mm512_set1_epi32(static_cast<int32_t>(k1)));
