@@ -30,6 +30,9 @@ TORCH_LIBRARY(mmgen, m) {
   m.def("_cpu_philox_tracked() -> int", &mmgen::cpu_philox_tracked_generators);
   // The CPU code path in use: "avx512", "avx2" or "baseline" (MMGEN_CPU_ISA forces a lower one).
   m.def("_cpu_isa() -> str", [] { return std::string(mmgen::cpu_isa_name(mmgen::cpu_isa())); });
+  // Flush denormal floats to zero on the calling thread and every intra-op pool thread
+  // (torch.set_flush_denormal sets only the caller's); false where the CPU has no such mode.
+  m.def("_set_flush_denormal(bool on) -> bool", &mmgen::set_flush_denormal_all_threads);
   // The C++ compiler this library was built with (its predefined version macros).
   m.def("_compiler() -> str", [] {
 #if defined(__clang__)

@@ -26,6 +26,7 @@ from mmgen import distributed, infer, presets, provenance
 from mmgen.io import atomic_write_bytes
 from mmgen.models import GenerativeModel, from_config
 from mmgen.models.base import raise_with_context
+from mmgen.ops.denormal import flush_denormal
 from mmgen.train import RunExistsError, TrainConfig, Trainer, checkpoint
 from mmgen.train.trainer import check_resume
 
@@ -417,7 +418,16 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     or, with ``strict=False`` (the end of training), a file holding that ``note``. The model is
     evaluated on ``device`` (cpu, cuda or cuda:N). ``progress`` (None: the run's ``eval.progress``,
     else on) shows the evaluator's progress on stderr. ``eval_seconds`` records the wall time of the
-    whole evaluation (each registered metric's under its ``seconds``)."""
+    whole evaluation (each registered metric's under its ``seconds``). On the CPU denormal floats
+    are flushed to zero meanwhile, as in training (the run's ``train.flush_denormal``)."""
+    on_cpu = distributed.check_device(device) == "cpu"
+    with flush_denormal(on_cpu and read_run_config(run_dir).get("train", {}).get("flush_denormal", True)):
+        return _evaluate(run_dir, split, metrics=metrics, metric_options=metric_options, strict=strict,
+                         device=device, progress=progress, **overrides)
+
+
+def _evaluate(run_dir: str, split: str, *, metrics: list[str] | None, metric_options: dict[str, dict] | None,
+              strict: bool, device: str, progress: bool | None, **overrides) -> dict:
     from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
     from mmgen.models import config_name

@@ -12,6 +12,7 @@ from mmgen.ops import reference  # noqa: E402
 from mmgen.ops.reparameterize import gaussian_kl, reparameterize  # noqa: E402
 from mmgen.ops.masked_conv2d import masked_conv2d  # noqa: E402
 from mmgen.ops.vq import vector_quantize, vq_ema_stats, vq_nearest  # noqa: E402
+from mmgen.ops.denormal import flush_denormal, set_flush_denormal  # noqa: E402
 
 
 def build_info() -> dict:
@@ -21,5 +22,5 @@ def build_info() -> dict:
 
 __all__ = ["reparameterize", "gaussian_kl", "masked_conv2d",
            "vq_nearest", "vector_quantize", "vq_ema_stats",
-           "build_info", "has_native", "reference",
+           "build_info", "has_native", "reference", "flush_denormal", "set_flush_denormal",
            "NativeFallbackWarning"]

@@ -22,6 +22,7 @@ from mmgen.data.loader import as_batches
 from mmgen.io import image_grid, save_png
 from mmgen.models.base import TrainingStep, batch_condition
 from mmgen.ops import rng
+from mmgen.ops.denormal import flush_denormal
 from mmgen.train import checkpoint, parallel
 from mmgen.train.progress import Progress
 
@@ -82,6 +83,9 @@ class TrainConfig:
                                       "(skip: drop that update and go on)")
     device: str = _option("cpu", "cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     bf16: bool = _option(False, "bfloat16 autocast on CUDA (quantizers stay in float32)")
+    flush_denormal: bool = _option(True, "on the CPU, flush denormal floats (below 1.2e-38) to zero in every "
+                                         "thread while training and evaluating: computing with them is "
+                                         "many times slower (false: keep them)")
     num_samples: int = _option(64, "samples drawn for each sample grid")
     progress: bool = _option(True, "progress bar (tqdm on a terminal, else a line per logged step) "
                                    "on stderr; only rank 0 shows it")
@@ -353,6 +357,13 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train to ``steps`` (resuming from the latest checkpoint when there is one); returns the
+        last logged metrics. On the CPU denormal floats are flushed to zero meanwhile
+        (``flush_denormal``, :func:`mmgen.ops.flush_denormal`)."""
+        with flush_denormal(self.config.flush_denormal and self.device.type == "cpu"):
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.config
         if distributed.is_main():
             os.makedirs(self.run_dir, exist_ok=True)
