@@ -500,7 +500,7 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
     from mmgen import presets
     lines = ["| preset | family | modalities | training time, CPU | headline metric, test |",
              "| --- | --- | --- | --- | --- |"]
-    machines = []
+    machines, rows = [], []
     for name in sorted(presets.PRESETS):
         config = presets.get(name)
         model = config.get("model", {}).get("model", "?")
@@ -508,7 +508,7 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
         if page:
             family = f"[{family}]({_link(os.path.join(ROOT, 'docs', page), doc_dir)})"
         path = os.path.join(results_dir, f"quality_{name.replace('-', '_')}.json")
-        time, headline = "not recorded", "not recorded"
+        time, headline, cpu = "not recorded", "not recorded", None
         if os.path.exists(path):
             record = _load(path, "")
             rel = os.path.basename(path)
@@ -536,10 +536,14 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
                 cpu = f"{machine['cores']}-core {machine['cpu']}" if machine.get("cores") else machine.get("cpu")
                 if cpu and cpu not in machines:
                     machines.append(cpu)
-        lines.append(f"| `{name}` | {family} | {_modalities(config)} | {time} | {headline} |")
+        rows.append((name, family, _modalities(config), time, cpu, headline))
+    for name, family, modalities, time, cpu, headline in rows:
+        if cpu and len(machines) > 1:  # records from several machines: each time names its own
+            time += f", {cpu}"
+        lines.append(f"| `{name}` | {family} | {modalities} | {time} | {headline} |")
     results_doc = _link(os.path.join(ROOT, "docs", "results.md"), doc_dir)
     lines += ["", "Training time: the mean per seed of the preset's record"
-              + (f" (on a {' / '.join(machines)})" if machines else "")
+              + (" (on the machine named beside it)" if len(machines) > 1 else f" (on a {machines[0]})" if machines else "")
               + ". Headline metric: mean ± sd over the recorded seeds on the test split, which is read "
                 "once per run and never used to choose settings (val is). A preset without a record gets one "
                 "from `python -m mmgen record PRESET --seeds 0 1 2` "
