@@ -420,18 +420,19 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     else on) shows the evaluator's progress on stderr. ``eval_seconds`` records the wall time of the
     whole evaluation (each registered metric's under its ``seconds``). On the CPU denormal floats
     are flushed to zero meanwhile, as in training (the run's ``train.flush_denormal``)."""
+    config = read_run_config(run_dir)
     on_cpu = distributed.check_device(device) == "cpu"
-    with flush_denormal(on_cpu and read_run_config(run_dir).get("train", {}).get("flush_denormal", True)):
-        return _evaluate(run_dir, split, metrics=metrics, metric_options=metric_options, strict=strict,
+    with flush_denormal(on_cpu and config.get("train", {}).get("flush_denormal", True)):
+        return _evaluate(run_dir, config, split, metrics=metrics, metric_options=metric_options, strict=strict,
                          device=device, progress=progress, **overrides)
 
 
-def _evaluate(run_dir: str, split: str, *, metrics: list[str] | None, metric_options: dict[str, dict] | None,
-              strict: bool, device: str, progress: bool | None, **overrides) -> dict:
+def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | None,
+              metric_options: dict[str, dict] | None, strict: bool, device: str, progress: bool | None,
+              **overrides) -> dict:
     from mmgen.eval import metrics as eval_metrics
     from mmgen.eval import uniform_nll
     from mmgen.models import config_name
-    config = read_run_config(run_dir)
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
     with section("eval"):
         requested = eval_metrics.normalize(options.pop("metrics", None), where="metrics")

@@ -174,12 +174,18 @@ def _commit(record: dict) -> str:
     return f"commit `{commit[:7]}`" + (" (uncommitted changes)" if record.get("git_dirty") else "")
 
 
+def _cpu(machine: dict) -> str | None:
+    """"2-core AMD EPYC" (the cores where recorded), or None without a CPU name."""
+    if not machine.get("cpu"):
+        return None
+    return f"{machine['cores']}-core {machine['cpu']}" if machine.get("cores") else str(machine["cpu"])
+
+
 def _machine(record: dict) -> str:
     machine = record.get("machine") or {}
     parts = []
     if machine.get("cpu"):
-        cores = machine.get("cores")
-        parts.append(f"{cores}-core {machine['cpu']}" if cores else str(machine["cpu"]))
+        parts.append(_cpu(machine))
     isa = (machine.get("build") or {}).get("cpu_isa") or machine.get("cpu_isa")
     if isa:
         parts.append(f"CPU path {isa}")
@@ -532,8 +538,7 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
             threads = record["machine"]["threads"]
             if seconds:
                 time = f"{_minutes(sum(seconds) / len(seconds))}, {threads} thread{'' if threads == 1 else 's'}"
-                machine = record["machine"]
-                cpu = f"{machine['cores']}-core {machine['cpu']}" if machine.get("cores") else machine.get("cpu")
+                cpu = _cpu(record["machine"])
                 if cpu and cpu not in machines:
                     machines.append(cpu)
         rows.append((name, family, _modalities(config), time, cpu, headline))

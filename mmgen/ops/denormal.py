@@ -2,8 +2,8 @@
 
 A float32 below 1.2e-38 in magnitude is denormal, and x86 cores compute with denormals tens of
 times slower than with normal floats. Training pushes some activations and gradients there (a
-saturated sigmoid's gradient, an importance weight far below the largest): a multimodal VAE's
-training step on a 2-core Xeon went from 1.06 s to 2.6 s once it had trained 500 steps. With the
+saturated sigmoid's gradient, an importance weight far below the largest), and a step then costs
+several times more (measured in docs/training.md, "Denormal floats on the CPU"). With the
 mode on, denormal inputs read as zero and denormal results are written as zero, so nothing below
 1.2e-38 survives; no loss or metric mmgen computes depends on such values (they work in log space).
 

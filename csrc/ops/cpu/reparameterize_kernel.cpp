@@ -52,12 +52,6 @@ MMGEN_INLINE void philox_groups(uint64_t seed, uint64_t offset, int64_t g0, int6
 }
 
 #ifdef MMGEN_X86_DISPATCH
-// The same for x86-64-v4, 16 groups per step with intrinsics. GCC vectorizes the loop above for v4
-// with vpmullq, a 64x64-bit multiply of the zero-extended words (3 uops and 15 cycles of latency on
-// Intel cores, where it dominated the forward pass); the 32x32->64-bit multiply is vpmuludq (one
-// uop), which takes the even 32-bit lanes: the odd lanes are shifted down and multiplied
-// separately, and the high and low words blended back into lane order. Same integers as
-// philox4x32_10.
 // The high and low 32-bit words of a * m in every 32-bit lane (m: the multiplier, zero-extended in
 // every 64-bit lane): vpmuludq on the even lanes and on the odd lanes shifted down, blended back.
 MMGEN_TARGET_AVX512 MMGEN_INLINE void mul_hi_lo_avx512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
@@ -67,6 +61,12 @@ MMGEN_TARGET_AVX512 MMGEN_INLINE void mul_hi_lo_avx512(__m512i a, __m512i m, __m
   *lo = _mm512_mask_blend_epi32(kOdd, even, _mm512_slli_epi64(odd, 32));
 }
 
+// The same for x86-64-v4, 16 groups per step with intrinsics. GCC vectorizes the loop above for v4
+// with vpmullq, a 64x64-bit multiply of the zero-extended words (3 uops and 15 cycles of latency on
+// Intel cores, where it dominated the forward pass); the 32x32->64-bit multiply is vpmuludq (one
+// uop), which takes the even 32-bit lanes: the odd lanes are shifted down and multiplied
+// separately, and the high and low words blended back into lane order. Same integers as
+// philox4x32_10.
 MMGEN_TARGET_AVX512 void philox_groups_avx512(uint64_t seed, uint64_t offset, int64_t g0,
                                                            int64_t j0, int64_t groups, uint32_t* rx,
                                                            uint32_t* ry, uint32_t* rz, uint32_t* rw) {
