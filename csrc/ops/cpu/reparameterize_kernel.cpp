@@ -102,6 +102,55 @@ MMGEN_TARGET_AVX512 void philox_groups_avx512(uint64_t seed, uint64_t offset, in
   }
   philox_groups(seed, offset, g0, j, groups, rx, ry, rz, rw);  // the last groups, fewer than 16
 }
+
+// The same for x86-64-v3, 8 groups per step. GCC vectorizes the generic loop for v3 with 64-bit
+// lanes (4 groups per register, widened and narrowed around every multiply), which made the
+// normals three times the AVX-512 path's time per element; here the 32-bit lanes stay packed.
+// AVX2 has no unsigned compare: the counter's carry compares with the sign bit flipped.
+MMGEN_TARGET_AVX2 MMGEN_INLINE void mul_hi_lo_avx2(__m256i a, __m256i m, __m256i* hi, __m256i* lo) {
+  constexpr int kOdd = 0xAA;
+  const __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, kOdd);
+  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), kOdd);
+}
+
+MMGEN_TARGET_AVX2 void philox_groups_avx2(uint64_t seed, uint64_t offset, int64_t g0, int64_t j0,
+                                          int64_t groups, uint32_t* rx, uint32_t* ry, uint32_t* rz,
+                                          uint32_t* rw) {
+  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i sign = _mm256_set1_epi32(static_cast<int32_t>(0x80000000u));
+  const uint64_t base = offset / 4;
+  int64_t j = j0;
+  for (; j + 8 <= groups; j += 8) {
+    const uint64_t g = static_cast<uint64_t>(g0 + j);
+    __m256i x = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(base)));
+    __m256i y = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(base >> 32)));
+    const __m256i g_lo = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(g)));
+    __m256i z = _mm256_add_epi32(g_lo, lanes);
+    __m256i w = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(g >> 32)));
+    // z < g_lo (unsigned) where the low word wrapped: -1 there, so subtracting it adds the carry
+    const __m256i carry = _mm256_cmpgt_epi32(_mm256_xor_si256(g_lo, sign), _mm256_xor_si256(z, sign));
+    w = _mm256_sub_epi32(w, carry);
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      __m256i hi0, lo0, hi1, lo1;
+      mul_hi_lo_avx2(x, m0, &hi0, &lo0);
+      mul_hi_lo_avx2(z, m1, &hi1, &lo1);
+      x = _mm256_xor_si256(_mm256_xor_si256(hi1, y), _mm256_set1_epi32(static_cast<int32_t>(k0)));
+      y = lo1;
+      z = _mm256_xor_si256(_mm256_xor_si256(hi0, w), _mm256_set1_epi32(static_cast<int32_t>(k1)));
+      w = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(rx + j), x);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ry + j), y);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(rz + j), z);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(rw + j), w);
+  }
+  philox_groups(seed, offset, g0, j, groups, rx, ry, rz, rw);  // the last groups, fewer than 8
+}
 #endif
 
 // normals_f32's Philox step per ISA level (types, so that the call inlines).
@@ -112,6 +161,12 @@ struct PhiloxPortable {
   }
 };
 #ifdef MMGEN_X86_DISPATCH
+struct PhiloxAvx2 {  // as PhiloxAvx512
+  void operator()(uint64_t s, uint64_t o, int64_t g0, int64_t j0, int64_t groups, uint32_t* rx,
+                  uint32_t* ry, uint32_t* rz, uint32_t* rw) const {
+    philox_groups_avx2(s, o, g0, j0, groups, rx, ry, rz, rw);
+  }
+};
 struct PhiloxAvx512 {  // a call per block of kBlock elements (an AVX-512 function does not inline into generic code)
   void operator()(uint64_t s, uint64_t o, int64_t g0, int64_t j0, int64_t groups,
                                                    uint32_t* rx, uint32_t* ry, uint32_t* rz, uint32_t* rw) const {
@@ -256,7 +311,7 @@ struct FloatLoops {
 
 MMGEN_FLOAT_LOOPS(baseline, , PhiloxPortable{})
 #ifdef MMGEN_X86_DISPATCH
-MMGEN_FLOAT_LOOPS(avx2, MMGEN_TARGET_AVX2, PhiloxPortable{})
+MMGEN_FLOAT_LOOPS(avx2, MMGEN_TARGET_AVX2, PhiloxAvx2{})
 MMGEN_FLOAT_LOOPS(avx512, MMGEN_TARGET_AVX512, PhiloxAvx512{})
 #endif
 
