@@ -4,6 +4,7 @@
 
 #include "generated/build_info.h"
 #include "ops/cpu_isa.h"
+#include "ops/denormal.h"
 #include "ops/reparameterize.h"
 #include "ops/rng.h"
 

@@ -257,12 +257,13 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     suffix = default_name(name)
     runs_dir = runs_dir or os.path.join("runs", "record", f"compare_{suffix}")
     out = out or compare_path(suffix)
-    models = {}
+    models, devices = {}, []
     for source in sources:
         record_name = default_name(source) + (f"_{suffix}" if overrides else "")
         path = os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json")
-        saved, why = (reusable_record(path, runs.apply_overrides(runs.load_config(source), list(overrides)), seeds,
-                                      overrides) if reuse_records else (None, ""))
+        config = runs.apply_overrides(runs.load_config(source), list(overrides))
+        devices.append(config.get("train", {}).get("device", "cpu"))
+        saved, why = reusable_record(path, config, seeds, overrides) if reuse_records else (None, "")
         if saved is None:
             if reuse_records:
                 log(f"mmgen record: {source}: not reusing {os.path.basename(path)} ({why}): recording it")
@@ -282,10 +283,8 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
             "git_commit": saved.get("git_commit"), "date": saved.get("date"),
             "machine": {key: machine.get(key) for key in ("cpu", "cores", "threads")},
             "summary": {split: saved["summary"][split] for split in SPLITS}}
-    config = runs.apply_overrides(runs.load_config(sources[0]), list(overrides))
     payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),
-               "overrides": list(overrides),
-               **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
+               "overrides": list(overrides), **provenance.record(device or devices[0], command),
                "seeds": list(seeds), "splits": {"selection": "val", "report": "test"}, "models": models}
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
     log(f"mmgen record: wrote {out}")

@@ -421,10 +421,16 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     whole evaluation (each registered metric's under its ``seconds``). On the CPU denormal floats
     are flushed to zero meanwhile, as in training (the run's ``train.flush_denormal``)."""
     config = read_run_config(run_dir)
-    on_cpu = distributed.check_device(device) == "cpu"
-    with flush_denormal(on_cpu and config.get("train", {}).get("flush_denormal", True)):
+    with denormals_as_trained(config, device):
         return _evaluate(run_dir, config, split, metrics=metrics, metric_options=metric_options, strict=strict,
                          device=device, progress=progress, **overrides)
+
+
+def denormals_as_trained(config: dict, device: str):
+    """A context that flushes denormal floats to zero on the CPU when the run trained so (its
+    ``train.flush_denormal``, default on), for evaluating or sampling a run as it was trained."""
+    on_cpu = distributed.check_device(device) == "cpu"
+    return flush_denormal(on_cpu and config.get("train", {}).get("flush_denormal", True))
 
 
 def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | None,

@@ -1,9 +1,12 @@
 """Flush-to-zero of denormal floats on every CPU thread (mmgen.ops.flush_denormal), and training and
-evaluation running under it."""
+evaluation (and sampling) running under it."""
+import argparse
+
 import pytest
 import torch
 
 from mmgen import ops, runs
+from mmgen.commands import sample
 from mmgen.ops.denormal import denormal_floats, denormals_flushed, set_flush_denormal
 from mmgen.train import Trainer
 
@@ -73,6 +76,9 @@ def test_training_and_evaluation_run_flushed_unless_turned_off(monkeypatch, tmp_
     monkeypatch.setattr(runs, "read_run_config", lambda run_dir: {"train": {"flush_denormal": option}})
     monkeypatch.setattr(runs, "_evaluate", lambda *args, **kwargs: {"flushed": denormals_flushed()})
     assert runs.evaluate(str(tmp_path), "val") == {"flushed": option}
+    assert not denormals_flushed()
+    monkeypatch.setattr(sample, "_sample", lambda *args: int(denormals_flushed()))
+    assert sample.run(argparse.Namespace(n=1, device="cpu", run_dir=str(tmp_path))) == int(option)
     assert not denormals_flushed()
 
 

@@ -18,10 +18,6 @@ CpuIsa cpu_isa();
 
 const char* cpu_isa_name(CpuIsa isa);
 
-// Flush denormal floats to zero (on = true) or compute with them (false) on the calling thread and
-// on every thread of ATen's intra-op pool; false where the CPU has no such mode.
-bool set_flush_denormal_all_threads(bool on);
-
 }  // namespace mmgen
 
 // Function attributes compiling one function for a level: with GCC >= 11 or clang >= 12 on x86-64

@@ -43,6 +43,11 @@ def run(args) -> int:
         raise ValueError(f"-n must be >= 1, got {args.n}")
     device = distributed.check_device(args.device, "--device")
     config = runs.read_run_config(args.run_dir)
+    with runs.denormals_as_trained(config, device):
+        return _sample(args, config, device)
+
+
+def _sample(args, config: dict, device: str) -> int:
     model = runs.load_model(args.run_dir, device)
     model.eval()
     if args.label is not None and not getattr(model, "condition_on_labels", False):

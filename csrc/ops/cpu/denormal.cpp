@@ -1,5 +1,5 @@
 // Flush-to-zero for denormal floats on every CPU thread that runs ATen's kernels.
-#include "ops/cpu_isa.h"
+#include "ops/denormal.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
