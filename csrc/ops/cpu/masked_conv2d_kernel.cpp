@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ops/masked_conv2d.h"
 
@@ -65,9 +66,10 @@ bool use_band_path(const MaskedConvGeometry& g, const at::Tensor& x) {
 }
 
 // The band's weight [C_out, C_in, kh / 2 + 1, kw]: the kept taps of `weight` (centre channel mask
-// applied), zeros elsewhere.
+// applied), zeros elsewhere. Contiguous: a narrowed view was copied again by every chunk's
+// convolution.
 at::Tensor band_weight(const at::Tensor& weight, const MaskedConvGeometry& g) {
-  return full_weight_grad(causal_weight(weight, g), g, weight).narrow(2, 0, g.kh / 2 + 1);
+  return full_weight_grad(causal_weight(weight, g), g, weight).narrow(2, 0, g.kh / 2 + 1).contiguous();
 }
 
 // x padded with (kh / 2) * dilation zero rows on top: the band reads rows above the image only.
@@ -156,16 +158,20 @@ std::pair<at::Tensor, at::Tensor> band_backward(const at::Tensor& grad_out, cons
   const int64_t d = g.dilation, chunks = band_chunks(g);
   const at::Tensor w = band_weight(weight, g);
   at::Tensor grad_x = need_x ? at::empty_like(x) : at::Tensor();
-  at::Tensor partial = need_w ? at::empty({chunks, w.numel()}, x.options()) : at::Tensor();
+  std::vector<at::Tensor> partial(need_w ? chunks : 0);  // each chunk's weight gradient, as computed
   for_band_chunks(g, chunks, [&](int64_t c, int64_t n0, int64_t count) {
     auto grads = at::convolution_backward(grad_out.narrow(0, n0, count), band_input(x.narrow(0, n0, count), g),
                                           w, std::nullopt, {1, 1}, {0, (g.kw / 2) * d}, {d, d}, false,
                                           {0, 0}, 1, {need_x, need_w, false});
     if (need_x) grad_x.narrow(0, n0, count).copy_(std::get<0>(grads).narrow(2, (g.kh / 2) * d, g.height));
-    if (need_w) partial.select(0, c).copy_(std::get<1>(grads).reshape({-1}));
+    if (need_w) partial[c] = std::get<1>(grads).contiguous();
   });
   at::Tensor grad_kept;
-  if (need_w) grad_kept = partial.sum(0).view({g.c_out, g.c_in, -1}).narrow(2, 0, g.taps);
+  if (need_w) {
+    // added in chunk order into the first chunk's (a tensor of this call's own)
+    for (int64_t c = 1; c < chunks; ++c) partial[0].add_(partial[c]);
+    grad_kept = partial[0].view({g.c_out, g.c_in, -1}).narrow(2, 0, g.taps);
+  }
   return {grad_x, grad_kept};
 }
 
