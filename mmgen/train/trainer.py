@@ -20,6 +20,7 @@ import torch
 from mmgen import distributed
 from mmgen.data.loader import as_batches
 from mmgen.io import image_grid, save_png
+from mmgen.memory import keep_freed_memory
 from mmgen.models.base import TrainingStep, batch_condition
 from mmgen.ops import rng
 from mmgen.ops.denormal import flush_denormal
@@ -359,7 +360,11 @@ class Trainer:
     def fit(self) -> dict:
         """Train to ``steps`` (resuming from the latest checkpoint when there is one); returns the
         last logged metrics. On the CPU denormal floats are flushed to zero meanwhile
-        (``flush_denormal``, :func:`mmgen.ops.flush_denormal`)."""
+        (``flush_denormal``, :func:`mmgen.ops.flush_denormal`), and glibc keeps freed blocks for
+        the next step instead of returning them to the OS (:func:`mmgen.memory.keep_freed_memory`:
+        the steps' activations then do not fault their pages in again every step)."""
+        if self.device.type == "cpu":
+            keep_freed_memory()
         with flush_denormal(self.config.flush_denormal and self.device.type == "cpu"):
             return self._fit()
 
