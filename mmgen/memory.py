@@ -1,8 +1,10 @@
-"""Memory helpers for long evaluation loops on CPU.
+"""Memory helpers for long training and evaluation loops on CPU.
 
-An IWAE evaluation runs the decoder thousands of times on batches of the same size. glibc returns
-large freed blocks to the OS (``munmap``, heap trimming), so every pass faults its activations in
-again: on a 2-core machine the kernel time of those page faults exceeded the arithmetic.
+An IWAE evaluation runs the decoder thousands of times on batches of the same size, and a training
+loop allocates and frees the same activations every step. glibc returns large freed blocks to the
+OS (``munmap``, heap trimming), so every pass faults its activations in again: on a 2-core machine
+the kernel time of those page faults exceeded the arithmetic of an evaluation pass (the trainer and
+the evaluation call :func:`keep_freed_memory`).
 :func:`keep_freed_memory` asks glibc to keep blocks up to 32 MiB in the heap and to keep up to
 256 MiB of freed heap; passes whose largest tensor (:func:`largest_allocation`) stays under
 32 MiB then reuse the same pages. It is a no-op off glibc and when the user tuned malloc already (``MALLOC_MMAP_THRESHOLD_``,
