@@ -257,13 +257,12 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     suffix = default_name(name)
     runs_dir = runs_dir or os.path.join("runs", "record", f"compare_{suffix}")
     out = out or compare_path(suffix)
-    models, devices = {}, []
+    configs = {source: runs.apply_overrides(runs.load_config(source), list(overrides)) for source in sources}
+    models = {}
     for source in sources:
         record_name = default_name(source) + (f"_{suffix}" if overrides else "")
         path = os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json")
-        config = runs.apply_overrides(runs.load_config(source), list(overrides))
-        devices.append(config.get("train", {}).get("device", "cpu"))
-        saved, why = reusable_record(path, config, seeds, overrides) if reuse_records else (None, "")
+        saved, why = reusable_record(path, configs[source], seeds, overrides) if reuse_records else (None, "")
         if saved is None:
             if reuse_records:
                 log(f"mmgen record: {source}: not reusing {os.path.basename(path)} ({why}): recording it")
@@ -284,7 +283,7 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
             "machine": {key: machine.get(key) for key in ("cpu", "cores", "threads")},
             "summary": {split: saved["summary"][split] for split in SPLITS}}
     payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),
-               "overrides": list(overrides), **provenance.record(device or devices[0], command),
+               "overrides": list(overrides), **provenance.record(device or configs[sources[0]].get("train", {}).get("device", "cpu"), command),
                "seeds": list(seeds), "splits": {"selection": "val", "report": "test"}, "models": models}
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
     log(f"mmgen record: wrote {out}")

@@ -363,9 +363,10 @@ class Trainer:
         (``flush_denormal``, :func:`mmgen.ops.flush_denormal`), and glibc keeps freed blocks for
         the next step instead of returning them to the OS (:func:`mmgen.memory.keep_freed_memory`:
         the steps' activations then do not fault their pages in again every step)."""
-        if self.device.type == "cpu":
+        on_cpu = self.device.type == "cpu"
+        if on_cpu:
             keep_freed_memory()
-        with flush_denormal(self.config.flush_denormal and self.device.type == "cpu"):
+        with flush_denormal(self.config.flush_denormal and on_cpu):
             return self._fit()
 
     def _fit(self) -> dict:
