@@ -22,9 +22,10 @@ The name after ``results:`` says what the block shows:
   run under ``MMGEN_CPU_ISA=<isa>``; ``bench_data_cpu``:
   the data-loading benchmark).
 * ``presets``: one row per built-in preset (``mmgen.presets``): its family, its modalities, and from
-  its record ``quality_<preset>.json`` (the preset as it is, no overrides) the training time per
-  seed and the headline metric on test, linked to the record; a preset without a record says
-  "not recorded".
+  its record ``quality_<preset>.json`` (the preset as it is, no overrides; else a record of the
+  preset whose only override adds evaluation metrics, ``--set eval.metrics=...``, which are named)
+  the training time per seed and the headline metric on test, linked to the record; a preset
+  without a record says "not recorded".
 
     python scripts/results_tables.py --write    # rewrite every block from the records
     python scripts/results_tables.py --check    # exit 1 listing the blocks that differ from the records
@@ -56,7 +57,7 @@ MFM_METRICS = ["accuracy", "accuracy_image", "accuracy_audio", "accuracy_text",
                "cross_text_to_image", "cross_image_to_audio"]
 PIXELCNN_METRICS = ["nll", "bits_per_dim"]
 GLOSS = {
-    "mmgen.ais.nll": "NLL in nats, annealed importance sampling, settings above",
+    "mmgen.ais.nll": "NLL in nats, annealed importance sampling",
     "accuracy": "label accuracy, all modalities",
     "accuracy_image": "label accuracy, image alone",
     "accuracy_audio": "label accuracy, speech alone, unseen voices",
@@ -224,6 +225,8 @@ def default_metrics(summary: dict) -> list[str]:
         return iwae + [k for k in ("elbo", "bits_per_dim") if k in keys]
     if "nll" in keys:  # PixelCNN
         return [k for k in PIXELCNN_METRICS if k in keys]
+    if "mmgen.ais.nll" in keys:  # a likelihood estimate of a model without an IWAE bound (AVB)
+        return ["mmgen.ais.nll"] + [k for k in ("elbo", "bits_per_dim_elbo") if k in keys]
     return [k for k in keys if k != "uniform_nll"]
 
 
@@ -513,15 +516,11 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
         family, page = FAMILIES.get(model, (model, None))
         if page:
             family = f"[{family}]({_link(os.path.join(ROOT, 'docs', page), doc_dir)})"
-        path = os.path.join(results_dir, f"quality_{name.replace('-', '_')}.json")
+        path, extra = _preset_record(name, results_dir)
         time, headline, cpu = "not recorded", "not recorded", None
-        if os.path.exists(path):
+        if path is not None:
             record = _load(path, "")
             rel = os.path.basename(path)
-            if record.get("source") != name or record.get("overrides"):
-                raise ResultsError(f"{rel} is not the record of preset {name} as it is (source "
-                                   f"{record.get('source')!r}, overrides {record.get('overrides')}): "
-                                   f"a variant is recorded under another --name")
             summary = record.get("summary")
             if not isinstance(summary, dict) or not isinstance(summary.get("test"), dict):
                 raise ResultsError(f"{rel} is not a `mmgen record` file (no summary of test): "
@@ -532,8 +531,9 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
             value = _sig3(stats["mean"]) if stats.get("n") == 1 else format_mean_sd(stats["mean"], stats.get("sd", 0.0))
             gloss = _gloss(metric, model)
             n = stats.get("n", len(record.get("seeds") or []))
-            headline = (f"`{metric}`{' (' + gloss + ')' if gloss else ''}: {value}, {n} seed{'' if n == 1 else 's'}, "
-                        f"[record]({_link(path, doc_dir)})")
+            also = f", evaluated with {extra} too" if extra else ""
+            headline = (f"`{metric}`{' (' + gloss + ')' if gloss else ''}: {value}, {n} seed{'' if n == 1 else 's'}"
+                        f"{also}, [record]({_link(path, doc_dir)})")
             seconds = [r.get("train_seconds") for r in record.get("runs", []) if _number(r.get("train_seconds"))]
             threads = record["machine"]["threads"]
             if seconds:
@@ -554,6 +554,42 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
                 "from `python -m mmgen record PRESET --seeds 0 1 2` "
                 f"([{results_doc}]({results_doc}))."]
     return "\n".join(lines)
+
+
+def _preset_record(name: str, results_dir: str) -> tuple[str | None, str]:
+    """The record of preset ``name`` for the presets table, and what it evaluated besides the preset:
+    ``quality_<name>.json`` (the preset as it is, no overrides) when it exists, else the first by
+    file name of the records of ``name`` whose only overrides add evaluation metrics
+    (``eval.metrics=...``: the same training and the preset's own metrics, more numbers beside them),
+    with those metrics named; (None, "") when there is neither."""
+    path = os.path.join(results_dir, f"quality_{name.replace('-', '_')}.json")
+    if os.path.exists(path):
+        record = _load(path, "")
+        if record.get("source") != name or record.get("overrides"):
+            raise ResultsError(f"{os.path.basename(path)} is not the record of preset {name} as it is (source "
+                               f"{record.get('source')!r}, overrides {record.get('overrides')}): "
+                               f"a variant is recorded under another --name")
+        return path, ""
+    for file in sorted(os.listdir(results_dir)):
+        if not (file.startswith("quality_") and file.endswith(".json")):
+            continue
+        record = _load(os.path.join(results_dir, file), "")
+        overrides = record.get("overrides") or []
+        if record.get("source") != name or not overrides:
+            continue
+        added = []
+        for item in overrides:
+            key, _, value = str(item).partition("=")
+            try:
+                metrics = json.loads(value)
+            except ValueError:
+                metrics = None
+            if key != "eval.metrics" or not isinstance(metrics, (dict, list)):
+                break
+            added += [f"`{metric}`" for metric in metrics]  # a spec's names: its keys or items
+        else:
+            return os.path.join(results_dir, file), " and ".join(added)
+    return None, ""
 
 
 # ---------------------------------------------------------------------------------------------

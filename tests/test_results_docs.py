@@ -119,6 +119,9 @@ def test_the_default_metrics_follow_the_record_kind():
     assert pick({"test": {"nll": 1, "bits_per_dim": 1, "uniform_nll": 1}, "val": {}}) == ["nll", "bits_per_dim"]
     assert pick({"test": {"consistency_digit": 1, "consistency_all": 1, "fid": 1, "kid": 1}, "val": {}}) == [
         "consistency_digit", "consistency_all", "fid"]
+    # AVB has no IWAE bound: its likelihood is the AIS estimate, before its ELBO estimate
+    assert pick({"test": {"bits_per_dim_elbo": 1, "elbo": 1, "mmgen.ais.nll": 1, "mmgen.ais.bits_per_dim": 1,
+                          "uniform_nll": 1}, "val": {}}) == ["mmgen.ais.nll", "elbo", "bits_per_dim_elbo"]
 
 
 def test_write_renders_the_blocks_and_check_then_passes(workspace, capsys):
@@ -243,6 +246,25 @@ def test_the_presets_block_quotes_each_preset_from_its_record_or_says_not_record
     capsys.readouterr()
     assert run("--check", "--results", results, doc) == 1
     assert "quality_mfm_digits.json is not the record of preset mfm-digits as it is" in capsys.readouterr().err
+
+
+def test_the_presets_block_takes_a_record_that_only_adds_evaluation_metrics_and_names_them(workspace, capsys):
+    results, doc = workspace
+    doc.write_text("<!-- results: presets -->\n<!-- /results -->\n")
+    rec = quality_record()
+    rec["source"] = "mfm-digits"
+    rec["overrides"] = ['eval.metrics={"mmgen.ais": {"steps": 500}}']
+    (results / "quality_mfm_digits_more.json").write_text(json.dumps(rec))
+    rec["overrides"] = ["data.augment=strong", 'eval.metrics={"mmgen.ais": {"steps": 500}}']
+    (results / "quality_mfm_digits_a.json").write_text(json.dumps(rec))  # first by name, but trained otherwise
+    assert run("--write", "--results", results, doc) == 0
+    row = next(line for line in doc.read_text().splitlines() if line.startswith("| `mfm-digits`"))
+    assert row.endswith("0.960 ± 0.026, 3 seeds, evaluated with `mmgen.ais` too, "
+                        "[record](../results/quality_mfm_digits_more.json) |")
+    (results / "quality_mfm_digits_more.json").unlink()  # only a variant of the training left
+    assert run("--write", "--results", results, doc) == 0
+    row = next(line for line in doc.read_text().splitlines() if line.startswith("| `mfm-digits`"))
+    assert row.endswith("| not recorded | not recorded |")
 
 
 # -- the links between the README and docs/ -------------------------------------------------------
