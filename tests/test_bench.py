@@ -97,3 +97,19 @@ def test_interleaved_timing_runs_short_calls_many_times_per_sample_and_reports_p
     assert n > 10 and calls["short"] == 1 + 3 * n
     assert timings["long"].median >= 4.0 and timings["short"].median < 0.5  # per call, not per sample
     assert interleaved_timing({"a": short}, warmup=1, repeat=2)["a"]["calls_per_sample"] == 1  # default: one call
+
+
+@pytest.mark.skipif(not __import__("mmgen").ops.has_native(), reason="needs mmgen's native library")
+def test_the_denormal_benchmark_feeds_denormal_gradients_and_records_every_mode(tmp_path):
+    out = tmp_path / "denormal.json"
+    proc = subprocess.run([sys.executable, os.path.join(bench.default_dir(), "bench_denormal.py"), "--repeat", "1",
+                           "--threads", "1", "--fractions", "0,0.04", "--out", str(out)],
+                          capture_output=True, text=True, cwd=bench.default_dir())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["denormal_fraction"], r["mode"]) for r in rows] == [
+        (f, m) for f in (0.0, 0.04) for m in ("ieee", "torch", "mmgen")]
+    assert all(r["ms"] > 0 and r["ieee/mmgen"] > 0 for r in rows)
+    bad = subprocess.run([sys.executable, "bench_denormal.py", "--fractions", "1.5", "--out", str(out)],
+                         capture_output=True, text=True, cwd=bench.default_dir())
+    assert bad.returncode != 0 and "--fractions must lie in [0, 1], got [1.5]" in bad.stderr
