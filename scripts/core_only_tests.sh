@@ -84,10 +84,10 @@ rm -rf "$src/mmgen" && ln -s "$installed" "$src/mmgen"
 
 # pytest runs in the copy (so `tests.helpers` imports); the plugins' sources there are no package
 # on the path (plugins/mmgen-image/mmgen_image ...) and none is installed.
-step "core only: python -m pytest -q -p no:cacheprovider -rfEs tests"
+step "core only: python -m pytest -q -n auto --dist loadfile -p no:cacheprovider -rfEs tests"
 log="$work/pytest.log"
 set +e
-(cd "$src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -p no:cacheprovider -rfEs tests) 2>&1 | tee "$log"
+(cd "$src" && MMGEN_REQUIRE_NATIVE=1 "$py" -m pytest -q -n auto --dist loadfile -p no:cacheprovider -rfEs tests) 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" -ne 0 ]; then

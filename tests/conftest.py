@@ -43,6 +43,9 @@ def plugin_reason(names) -> str:
 def pytest_configure(config):
     config.addinivalue_line("markers", "plugins(*names): needs these first-party plugins (image, text, audio); "
                                        "skipped where one is not installed")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # pytest -n: the workers share the cores (OpenMP teams oversubscribed spin and stall)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_sessionstart(session):
