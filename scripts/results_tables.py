@@ -69,6 +69,7 @@ GLOSS = {
     "log_prob_joint": "joint log-likelihood, IWAE, nats",
     "elbo": "ELBO in nats, higher is better",
     "bits_per_dim": "bits per dimension",
+    "bits_per_dim_elbo": "bits per dimension of the ELBO, an upper bound on the NLL's",
     "nll": "exact NLL in nats",
     "fid": "FID on the attribute classifier's features",
     "kid": "KID on the attribute classifier's features",
@@ -227,11 +228,14 @@ def default_metrics(summary: dict) -> list[str]:
         return [k for k in PIXELCNN_METRICS if k in keys]
     if "mmgen.ais.nll" in keys:  # a likelihood estimate of a model without an IWAE bound (AVB)
         return ["mmgen.ais.nll"] + [k for k in ("elbo", "bits_per_dim_elbo") if k in keys]
+    if "elbo" in keys and "bits_per_dim_elbo" in keys:  # a variational bound alone (diffusion)
+        return ["elbo", "bits_per_dim_elbo"]
     return [k for k in keys if k != "uniform_nll"]
 
 
 # A metric that means something else for one model family: (family, metric) -> gloss.
-MODEL_GLOSS = {("flow", "nll"): "NLL in nats, an upper bound: uniform dequantization"}
+MODEL_GLOSS = {("flow", "nll"): "NLL in nats, an upper bound: uniform dequantization",
+               ("diffusion", "elbo"): "variational bound on the log-likelihood in nats, higher is better"}
 
 
 def _family(record: dict) -> str | None:

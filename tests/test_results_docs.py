@@ -122,6 +122,9 @@ def test_the_default_metrics_follow_the_record_kind():
     # AVB has no IWAE bound: its likelihood is the AIS estimate, before its ELBO estimate
     assert pick({"test": {"bits_per_dim_elbo": 1, "elbo": 1, "mmgen.ais.nll": 1, "mmgen.ais.bits_per_dim": 1,
                           "uniform_nll": 1}, "val": {}}) == ["mmgen.ais.nll", "elbo", "bits_per_dim_elbo"]
+    # diffusion: its variational bound, in nats and in bits per dimension
+    assert pick({"test": {"bits_per_dim_elbo": 1, "elbo": 1, "uniform_nll": 1}, "val": {}}) == [
+        "elbo", "bits_per_dim_elbo"]
 
 
 def test_write_renders_the_blocks_and_check_then_passes(workspace, capsys):
