@@ -34,7 +34,7 @@ SPLITS = ("val", "test")
 NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed|eval_seconds|seconds(_.*)?)$")  # seconds: eval timing
 CHECK_LEVEL = 0.99
 
-__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "reusable_record", "summarize", "t_quantile", "prediction_interval"]
+__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "reusable_record", "summarize", "t_quantile", "prediction_interval", "train_seeds_at_once"]
 
 
 def default_name(source: str) -> str:
@@ -190,13 +190,70 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     return result
 
 
+def _log_tail(path: str, lines: int = 30) -> str:
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
+
+
+def train_seeds_at_once(source: str, config: dict, seeds: list[int], runs_dir: str, jobs: int, *,
+                        overrides=(), device: str | None = None, also_splits=(), log=print) -> list[int]:
+    """Train and evaluate the ``seeds`` whose run in ``runs_dir/seed<S>`` is not finished, up to
+    ``jobs`` at once, each in a child process ``mmgen --threads T record SOURCE --seeds S`` with this
+    process's thread count T (its output in ``runs_dir/seed<S>.log``), so that :func:`record` then
+    reads their runs and evaluations as finished. A child that fails stops the others (their runs
+    continue from their checkpoints next time) and raises, quoting the end of its log. Returns the
+    seeds trained."""
+    import subprocess
+    import sys
+
+    import torch
+    todo = [s for s in seeds
+            if not _finished(os.path.join(runs_dir, f"seed{s}"), runs.apply_overrides(config, [f"train.seed={s}"]))]
+    threads = torch.get_num_threads()
+    os.makedirs(runs_dir, exist_ok=True)
+    running: dict[int, tuple[subprocess.Popen, str]] = {}
+    with tempfile.TemporaryDirectory() as scratch:  # the children's one-seed records, not kept
+        try:
+            pending = list(todo)
+            while pending or running:
+                while pending and len(running) < jobs:
+                    seed = pending.pop(0)
+                    command = [sys.executable, "-m", "mmgen", "--threads", str(threads), "record", source,
+                               "--seeds", str(seed), "--runs", runs_dir, "--out", os.path.join(scratch, f"{seed}.json")]
+                    command += [arg for item in overrides for arg in ("--set", item)]
+                    command += [arg for split in also_splits for arg in ("--also-split", split)]
+                    command += ["--device", device] if device else []
+                    path = os.path.join(runs_dir, f"seed{seed}.log")
+                    with open(path, "w") as f:
+                        running[seed] = (subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT), path)
+                    log(f"mmgen record: seed {seed}: training in a process of its own ({threads} thread"
+                        f"{'' if threads == 1 else 's'}; log {path})")
+                time.sleep(0.5)
+                for seed, (process, path) in list(running.items()):
+                    if process.poll() is None:
+                        continue
+                    del running[seed]
+                    if process.returncode != 0:
+                        raise RuntimeError(f"mmgen record: seed {seed} failed (exit {process.returncode}); the end "
+                                           f"of {path}:\n{_log_tail(path)}")
+                    log(f"mmgen record: seed {seed}: trained and evaluated")
+        finally:
+            for process, _ in running.values():
+                process.terminate()
+                process.wait()
+    return todo
+
+
 def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: str | None = None,
            runs_dir: str | None = None, out: str | None = None, device: str | None = None,
-           also_splits=(), command: list[str] | None = None, log=print) -> str:
+           also_splits=(), command: list[str] | None = None, jobs: int = 1, log=print) -> str:
     """Train ``source`` (a preset or a run config file) once per seed, evaluate on val, test and
-    ``also_splits``, write the record (see the module docstring); returns its path."""
+    ``also_splits``, write the record (see the module docstring); returns its path. ``jobs`` > 1
+    trains up to that many seeds at once in processes of their own (:func:`train_seeds_at_once`)."""
     if len(seeds) < 1 or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must name distinct seeds, got {seeds}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"--jobs must be an int >= 1 (seeds trained at once), got {jobs!r}")
     config = runs.apply_overrides(runs.load_config(source), list(overrides))
     also = check_also_splits(config, also_splits)
     splits = (*SPLITS, *also)
@@ -205,8 +262,12 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
         log("mmgen record: warning: the checkout has uncommitted changes (the record says git_dirty: true)")
     runs_dir = runs_dir or os.path.join("runs", "record", name)
     path = out or default_path(name)
+    trained = train_seeds_at_once(source, config, seeds, runs_dir, jobs, overrides=overrides, device=device,
+                                  also_splits=also, log=log) if jobs > 1 else []
     per_seed = [run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, splits=splits,
                          log=log) for seed in seeds]
+    for result in per_seed:  # trained by this command's children, not found finished
+        result["reused"] = result["reused"] and result["seed"] not in trained
     payload = {"benchmark": f"quality: {config.get('description', name)}", "name": name, "source": source,
                "overrides": list(overrides), **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
                "seeds": list(seeds),
@@ -242,7 +303,7 @@ def reusable_record(path: str, config: dict, seeds: list[int], overrides) -> tup
 
 def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[str] = (),
             runs_dir: str | None = None, out: str | None = None, device: str | None = None,
-            command: list[str] | None = None, reuse_records: bool = False, log=print) -> str:
+            command: list[str] | None = None, reuse_records: bool = False, jobs: int = 1, log=print) -> str:
     """Record every source (:func:`record`, the same seeds and overrides; each its own
     ``quality_<source>[_<name> with overrides].json`` beside the comparison, runs in
     ``RUNS/<source>/seed<S>``) and write the comparison ``compare_<name>.json``: the provenance, and per source its record's file, training steps,
@@ -251,7 +312,7 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     With ``reuse_records`` a source whose record already holds the same run config, seeds and
     overrides from a clean checkout (:func:`reusable_record`) is taken from it instead of being
     trained again: such a comparison can span commits and machines, and says so per model.
-    Returns its path."""
+    ``jobs``: as in :func:`record`, per source. Returns its path."""
     if len(sources) < 2 or len(set(sources)) != len(sources):
         raise ValueError(f"a comparison needs at least two distinct sources, got {sources}")
     suffix = default_name(name)
@@ -268,7 +329,7 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
                 log(f"mmgen record: {source}: not reusing {os.path.basename(path)} ({why}): recording it")
             path = record(source, seeds, overrides=overrides, name=record_name,
                           runs_dir=os.path.join(runs_dir, default_name(source)), device=device, command=command,
-                          out=path, log=log)
+                          out=path, jobs=jobs, log=log)
             with open(path) as f:
                 saved = json.load(f)
         else:

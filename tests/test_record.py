@@ -86,6 +86,37 @@ def test_record_then_check(tmp_path, capsys):
     assert "FAIL test elbo" in printed and "1 of 10 metrics outside the recorded spread" in printed
 
 
+def test_jobs_train_seeds_in_processes_of_their_own_with_the_same_numbers(tmp_path, capsys):
+    import torch
+    before = torch.get_num_threads()
+    try:
+        one, two = tmp_path / "one.json", tmp_path / "two.json"
+        base = ["record", "vae-digits", "--seeds", "0", "1", "--threads", "1", *SMALL]
+        assert cli.main([*base, "--runs", str(tmp_path / "runs1"), "--out", str(one)]) == 0
+        capsys.readouterr()
+        assert cli.main([*base, "--runs", str(tmp_path / "runs2"), "--out", str(two), "--jobs", "2"]) == 0
+        printed = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+    assert "seed 1: training in a process of its own (1 thread; log" in printed
+    assert (tmp_path / "runs2" / "seed0.log").exists() and (tmp_path / "runs2" / "seed1" / "model").is_dir()
+    sequential, parallel = json.loads(one.read_text()), json.loads(two.read_text())
+    assert parallel["summary"] == sequential["summary"]  # the same training and evaluations, seed by seed
+    assert [r["reused"] for r in parallel["runs"]] == [False, False]  # trained by this command
+    assert parallel["command"].endswith("--jobs 2") and parallel["machine"]["threads"] == 1
+
+
+def test_a_failing_seed_process_stops_the_record_and_quotes_its_log(tmp_path, capsys):
+    from mmgen import runs
+    config = runs.load_config("vae-digits")
+    with pytest.raises(RuntimeError, match=r"seed 3 failed \(exit [12]\); the end of .*seed3.log:\n(.|\n)*no-such-preset"):
+        record.train_seeds_at_once("no-such-preset", config, [3], str(tmp_path), 2)
+    with pytest.raises(ValueError, match=r"--jobs must be an int >= 1 \(seeds trained at once\), got 0"):
+        record.record("vae-digits", [0], jobs=0)
+    assert cli_usage_error(capsys, ["record", "--check", "vae-digits", "--jobs", "2"]).endswith(
+        "--check re-trains one seed; --jobs is for recording several")
+
+
 def test_check_refuses_a_stale_or_missing_record(tmp_path, capsys):
     out = tmp_path / "quality_vae_digits.json"
     assert re.match(r"mmgen: error: record: no record .*quality_vae_digits.json to check against: write it with "
@@ -220,7 +251,8 @@ def _fake_record(tmp_path):
     is under test here; the real training is covered above)."""
     from mmgen import provenance, runs
 
-    def fake(source, seeds, *, overrides=(), name=None, runs_dir=None, out=None, device=None, command=None, log=print):
+    def fake(source, seeds, *, overrides=(), name=None, runs_dir=None, out=None, device=None, command=None, jobs=1,
+             log=print):
         _fake_record.calls.append((source, list(seeds)))
         config = runs.apply_overrides(runs.load_config(source), list(overrides))
         summary = {"elbo": {"mean": -float(len(source)), "sd": 0.0, "n": len(seeds)}}

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
                    help="--compare: take a SOURCE from its existing quality record when that holds the same run "
                         "config, seeds and --set from a clean checkout, instead of training it again (the "
                         "comparison then names each model's commit and machine)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train up to N seeds at once, each in a process of its own with --threads threads "
+                        "(default 1: one after the other, in this process); e.g. --jobs 2 --threads 1 on 2 cores")
     p.add_argument("--check", action="store_true",
                    help="re-train one recorded seed and compare with the record instead of recording")
     p.add_argument("--seed", type=int, help="--check: the seed to re-train (default: the first recorded)")
@@ -54,7 +57,7 @@ def run(args) -> int:
                              "or --also-split")
         record.compare(args.source, args.seeds, args.compare, overrides=args.overrides, runs_dir=args.runs,
                        out=args.out, device=args.device, command=["mmgen", *args.argv],
-                       reuse_records=args.reuse_records)
+                       reuse_records=args.reuse_records, jobs=args.jobs)
         return 0
     if args.reuse_records:
         raise UsageError("--reuse-records applies to --compare only")
@@ -64,8 +67,10 @@ def run(args) -> int:
     if not args.check:
         record.record(args.source, args.seeds, overrides=args.overrides, name=args.name,
                       runs_dir=args.runs, out=args.out, device=args.device, also_splits=args.also_splits,
-                      command=["mmgen", *args.argv])
+                      command=["mmgen", *args.argv], jobs=args.jobs)
         return 0
+    if args.jobs != 1:
+        raise UsageError("--check re-trains one seed; --jobs is for recording several")
     if args.overrides or args.name or args.seeds != [0, 1, 2] or args.also_splits:
         raise UsageError("--check re-trains the record's own config and seed (its overrides, its seeds, "
                          "its splits); it takes --seed, --out (the record), --runs and --device, not --set, "
