@@ -1,6 +1,6 @@
 """Denormal floats on the CPU: a convolution's training step with and without them flushed to zero.
 
-    python benchmarks/bench_denormal.py [--repeat 7] [--threads 1,2] [--fractions 0,0.04,0.25]
+    python benchmarks/bench_denormal.py [--repeat 7] [--threads 1,2] [--fractions 0,0.04,0.25,1]
 
 The step is one 3x3 convolution layer of an image decoder (32 -> 32 channels, batch 64, 14x14,
 float32): forward, then backward with an incoming gradient of which ``fraction`` of the entries
@@ -55,7 +55,7 @@ def case(fraction: float, seed: int = 0):
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
-    p.add_argument("--fractions", default="0,0.04,0.25", help="comma-separated shares of denormal gradients")
+    p.add_argument("--fractions", default="0,0.04,0.25,1", help="comma-separated shares of denormal gradients")
     args = p.parse_args()
     if args.device != "cpu":
         raise ValueError(f"--device: denormals are a CPU matter, got {args.device!r}")
