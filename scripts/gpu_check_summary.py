@@ -18,6 +18,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the checkout's mmgen (provenance, atomic writes)
 NAME = "gpu_check_cuda.json"
 
 
@@ -49,7 +50,6 @@ def read_junit(path: str) -> dict:
 
 
 def summarize(out_dir: str, command: list[str] | None = None) -> dict:
-    sys.path.insert(0, ROOT)
     from mmgen import provenance
     stages_path, junit_path = os.path.join(out_dir, "stages.tsv"), os.path.join(out_dir, "junit.xml")
     bench_path = os.path.join(out_dir, "summary_cuda.json")
@@ -73,7 +73,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.out_dir):
         raise SystemExit(f"gpu_check_summary: {args.out_dir} is not a folder")
-    sys.path.insert(0, ROOT)
     from mmgen.io import atomic_write_bytes
     summary = summarize(args.out_dir, ["bash", "scripts/gpu_check.sh"])
     data = (json.dumps(summary, indent=2) + "\n").encode()

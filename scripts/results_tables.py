@@ -513,14 +513,14 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
     from mmgen import presets
     lines = ["| preset | family | modalities | training time, CPU | headline metric, test |",
              "| --- | --- | --- | --- | --- |"]
-    machines, rows = [], []
+    machines, rows, records = [], [], _quality_records(results_dir)
     for name in sorted(presets.PRESETS):
         config = presets.get(name)
         model = config.get("model", {}).get("model", "?")
         family, page = FAMILIES.get(model, (model, None))
         if page:
             family = f"[{family}]({_link(os.path.join(ROOT, 'docs', page), doc_dir)})"
-        path, extra = _preset_record(name, results_dir)
+        path, extra = _preset_record(name, results_dir, records)
         time, headline, cpu = "not recorded", "not recorded", None
         if path is not None:
             record = _load(path, "")
@@ -560,7 +560,13 @@ def render_presets(results_dir: str, doc_dir: str) -> str:
     return "\n".join(lines)
 
 
-def _preset_record(name: str, results_dir: str) -> tuple[str | None, str]:
+def _quality_records(results_dir: str) -> list[tuple[str, dict]]:
+    """(file name, record) of every ``quality_*.json`` in ``results_dir``, by file name."""
+    return list((file, _load(os.path.join(results_dir, file), "")) for file in sorted(os.listdir(results_dir))
+                 if file.startswith("quality_") and file.endswith(".json"))
+
+
+def _preset_record(name: str, results_dir: str, records: list[tuple[str, dict]]) -> tuple[str | None, str]:
     """The record of preset ``name`` for the presets table, and what it evaluated besides the preset:
     ``quality_<name>.json`` (the preset as it is, no overrides) when it exists, else the first by
     file name of the records of ``name`` whose only overrides add evaluation metrics
@@ -574,10 +580,7 @@ def _preset_record(name: str, results_dir: str) -> tuple[str | None, str]:
                                f"{record.get('source')!r}, overrides {record.get('overrides')}): "
                                f"a variant is recorded under another --name")
         return path, ""
-    for file in sorted(os.listdir(results_dir)):
-        if not (file.startswith("quality_") and file.endswith(".json")):
-            continue
-        record = _load(os.path.join(results_dir, file), "")
+    for file, record in records:  # _quality_records(results_dir), read once per table
         overrides = record.get("overrides") or []
         if record.get("source") != name or not overrides:
             continue
