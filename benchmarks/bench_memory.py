@@ -6,14 +6,18 @@ Each preset's model trains in a fresh process at one thread on one real batch of
 (batch size of the preset; zero_grad + loss + backward + Adam step), 3 untimed steps, then
 ``--steps`` measured: minor page faults (``getrusage``), CPU seconds (user + system) and wall seconds
 per step. ``default`` is glibc as it comes, ``keep`` calls :func:`mmgen.memory.keep_freed_memory`
-first, as the trainer does on the CPU. ``faults default/keep`` > 1: fewer faults with it. The
-processes run one after the other; the CPU time is less sensitive than the wall time to other load.
+first, as the trainer does on the CPU. ``faults default/keep`` > 1: fewer faults with it;
+``cpu default/keep`` > 1: less CPU time with it. Each (preset, mode) runs in ``--rounds`` processes,
+the modes alternating (default, keep, then keep, default, ...) so that a drift of the machine's speed
+falls on both; a row gives the medians over its rounds and ``cpu_s_per_step_rounds`` each round's.
+The CPU time is less sensitive than the wall time to other load.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -64,10 +68,13 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=10, help="measured steps per process")
     p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets")
+    p.add_argument("--rounds", type=int, default=3, help="processes per (preset, mode), modes alternating")
     p.add_argument("--child", nargs=2, metavar=("PRESET", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
     if args.child:
         print(json.dumps(child(*args.child, args.steps)))
         return
@@ -75,11 +82,17 @@ def main():
         raise ValueError(f"--device: page faults of the CPU allocator are measured on cpu only, got {args.device!r}")
     rows = []
     for preset in args.presets.split(","):
-        measured = {}
-        for mode in MODES:
-            out = subprocess.run([sys.executable, __file__, "--child", preset, mode, "--steps", str(args.steps)],
-                                 capture_output=True, text=True, check=True)
-            measured[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        runs = {mode: [] for mode in MODES}
+        for r in range(args.rounds):
+            for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+                out = subprocess.run([sys.executable, __file__, "--child", preset, mode, "--steps", str(args.steps)],
+                                     capture_output=True, text=True, check=True)
+                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        measured = {mode: {**runs[mode][0], **{key: statistics.median(run[key] for run in runs[mode])
+                                                 for key in ("faults_per_step", "cpu_s_per_step", "system_s_per_step",
+                                                             "wall_s_per_step")},
+                           "cpu_s_per_step_rounds": [run["cpu_s_per_step"] for run in runs[mode]]}
+                    for mode in MODES}
         for mode in MODES:
             rows.append({**measured[mode],
                          "faults default/keep": measured["default"]["faults_per_step"] / max(measured["keep"]["faults_per_step"], 1.0),
@@ -88,7 +101,7 @@ def main():
                        "wall_s_per_step", "faults default/keep", "cpu default/keep"])
     import torch
     torch.set_num_threads(1)  # the children's thread count, as the record's machine.threads says
-    write_json("memory", "cpu", rows, args.out, steps=args.steps, warmup=WARMUP)
+    write_json("memory", "cpu", rows, args.out, steps=args.steps, warmup=WARMUP, rounds=args.rounds)
 
 
 if __name__ == "__main__":

@@ -428,7 +428,8 @@ def test_kernels_build_reports_a_broken_cuda_file_and_mmgen_keeps_working(tmp_pa
     anchor = "constexpr int kRowsPerBlock = 8;\n"
     kernel.write_text(text.replace(anchor, anchor + "constexpr int kBroken = undefined_gumbel_symbol;\n"))
     line = text[:text.index(anchor)].count("\n") + 2
-    env = {**ENV, "FORCE_CUDA": "1", "MAX_JOBS": "1"}
+    # MMGEN_CUDA=0 (a CPU-only developer build) would turn the CUDA sources off: this test compiles them
+    env = {**{k: v for k, v in ENV.items() if k != "MMGEN_CUDA"}, "FORCE_CUDA": "1", "MAX_JOBS": "1"}
     out = subprocess.run([sys.executable, "-m", "mmgen", "kernels", "build", str(root)], capture_output=True,
                          text=True, env=env, timeout=1500)
     assert out.returncode == 1, out.stdout + out.stderr
