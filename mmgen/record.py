@@ -161,13 +161,20 @@ def check_also_splits(config: dict, also_splits) -> tuple[str, ...]:
 
 
 def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None, splits=SPLITS,
-             log=print) -> dict:
+             log=print, trained_by_child: bool = False) -> dict:
     """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
     run, continued from its latest checkpoint when it holds that run unfinished) and evaluate it on
-    ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``."""
+    ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``.
+    ``trained_by_child``: this command's child process (``--jobs``) just trained and evaluated the
+    run, so its saved evaluations are read and it is not reported as reused."""
     seeded = runs.apply_overrides(config, [f"train.seed={seed}"])
-    reused = _finished(run_dir, seeded)
-    if not reused:
+    finished = _finished(run_dir, seeded)
+    if trained_by_child and not finished:
+        raise RuntimeError(f"seed {seed}: the child process that trained it left no finished run in {run_dir}")
+    reused = finished and not trained_by_child
+    if trained_by_child:
+        log(f"mmgen record: seed {seed}: reading the run its child process trained in {run_dir}")
+    elif not reused:
         if os.path.exists(run_dir) and os.listdir(run_dir):
             try:
                 previous = runs.read_run_config(run_dir)
@@ -185,7 +192,7 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     for split in splits:
         # training just wrote val; a reused run's evaluations were written when it was recorded (or by
         # a record of the same run under a comparison): the test split is read once per run
-        saved = _saved_eval(run_dir, split) if split == "val" or reused else None
+        saved = _saved_eval(run_dir, split) if split == "val" or finished else None
         result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
     return result
 
@@ -265,9 +272,7 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
     trained = train_seeds_at_once(source, config, seeds, runs_dir, jobs, overrides=overrides, device=device,
                                   also_splits=also, log=log) if jobs > 1 else []
     per_seed = [run_seed(config, seed, os.path.join(runs_dir, f"seed{seed}"), device=device, splits=splits,
-                         log=log) for seed in seeds]
-    for result in per_seed:  # trained by this command's children, not found finished
-        result["reused"] = result["reused"] and result["seed"] not in trained
+                         log=log, trained_by_child=seed in trained) for seed in seeds]
     payload = {"benchmark": f"quality: {config.get('description', name)}", "name": name, "source": source,
                "overrides": list(overrides), **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
                "seeds": list(seeds),

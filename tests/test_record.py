@@ -99,6 +99,7 @@ def test_jobs_train_seeds_in_processes_of_their_own_with_the_same_numbers(tmp_pa
     finally:
         torch.set_num_threads(before)
     assert "seed 1: training in a process of its own (1 thread; log" in printed
+    assert "seed 1: reading the run its child process trained in" in printed and "reusing" not in printed
     assert (tmp_path / "runs2" / "seed0.log").exists() and (tmp_path / "runs2" / "seed1" / "model").is_dir()
     sequential, parallel = json.loads(one.read_text()), json.loads(two.read_text())
     assert parallel["summary"] == sequential["summary"]  # the same training and evaluations, seed by seed
