@@ -5,8 +5,9 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR]          (default: gpu_check/)
 #
-# Every stage is time-boxed (seconds: GPU_CHECK_LIMITS="build tests train bench sanitizer") and
-# logged to OUT_DIR/gpu_check.log; the benchmark JSONs (with their provenance) land in OUT_DIR and
+# Every stage is time-boxed (seconds: GPU_CHECK_LIMITS="build tests train bench sanitizer"), the
+# whole check too (GPU_CHECK_BUDGET, default 540 s: a stage gets at most what is left of it, less 30 s
+# kept for the summary; one with nothing left is skipped), and logged to OUT_DIR/gpu_check.log; the benchmark JSONs (with their provenance) land in OUT_DIR and
 # the pytest report in OUT_DIR/junit.xml. Last, scripts/gpu_check_summary.py writes the one JSON of
 # the check, gpu_check_cuda.json (provenance with the GPU, every stage's exit status and seconds, the
 # test counts and failures, mmgen bench's speed-ups), into OUT_DIR and benchmarks/results/. A
@@ -24,20 +25,10 @@ log="$out/gpu_check.log"
 : >"$out/stages.tsv"
 py=${PYTHON:-python3}
 read -r t_build t_tests t_train t_bench t_sanitizer <<<"${GPU_CHECK_LIMITS:-170 90 90 150 60}"
+gpu_check_t0=$(date +%s)
 failed=()
 
-stage() {  # stage NAME SECONDS COMMAND...
-    local name=$1 limit=$2 rc
-    shift 2
-    echo "== $name (limit ${limit} s, $(date -u +%T) UTC)" | tee -a "$log"
-    SECONDS=0
-    timeout "$limit" "$@" 2>&1 | tee -a "$log"
-    rc=${PIPESTATUS[0]}
-    echo "== $name: exit $rc after ${SECONDS} s" | tee -a "$log"
-    printf '%s\t%s\t%s\n' "$name" "$rc" "$SECONDS" >>"$out/stages.tsv"
-    [ "$rc" -eq 0 ] || failed+=("$name")
-    return "$rc"
-}
+source scripts/gpu_check_stage.sh  # stage NAME SECONDS COMMAND..., within GPU_CHECK_BUDGET
 
 finish() {  # the summary JSON, then the exit status: the number of failed stages
     "$py" scripts/gpu_check_summary.py "$out" 2>&1 | tee -a "$log"
@@ -70,7 +61,7 @@ plugins=(-e plugins/mmgen-image -e examples/mmgen-gumbel)
 export TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 MMGEN_REQUIRE_NATIVE=1 MAX_JOBS="$(nproc)"
 stage build "$t_build" "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e . \
     || { echo "gpu_check: the build failed; nothing else runs" | tee -a "$log"; finish; }
-stage build_plugins "$t_build" "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
+stage build_plugins "$(( t_build < 120 ? t_build : 120 ))" "$py" -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
     "${plugins[@]}"
 stage build_info 60 "$py" -c "
 import mmgen, mmgen_gumbel

@@ -50,3 +50,23 @@ def test_the_summary_holds_the_stages_the_tests_and_the_speedups(tmp_path):
     (out / "stages.tsv").write_text("build 0 95\n")
     with pytest.raises(ValueError, match=r"stages.tsv:1: expected 'name<TAB>exit<TAB>seconds', got 'build 0 95\\n'"):
         gpu_check_summary.main([str(out), "--results", str(results)])
+
+
+def test_stages_share_the_checks_time_budget_and_a_stage_with_none_left_is_skipped(tmp_path):
+    script = f"""
+log={tmp_path}/gpu_check.log out={tmp_path} failed=()
+GPU_CHECK_BUDGET=8 GPU_CHECK_RESERVE=1
+source {os.path.join(ROOT, "scripts", "gpu_check_stage.sh")}
+stage quick 100 true
+stage slow 100 sleep 30
+stage late 100 true
+echo "failed: ${{failed[*]}}"
+"""
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line.split("\t") for line in (tmp_path / "stages.tsv").read_text().splitlines()]
+    assert [(name, rc) for name, rc, _ in lines] == [("quick", "0"), ("slow", "124"), ("late", "124")]
+    assert 5 <= int(lines[1][2]) <= 8  # stopped at the budget (8 s less 1 s kept), not at its own 100 s
+    assert lines[2][2] == "0"
+    assert "== late: skipped, the check's time budget (GPU_CHECK_BUDGET=8 s) is spent" in proc.stdout
+    assert "failed: slow late" in proc.stdout
