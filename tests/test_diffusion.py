@@ -185,6 +185,33 @@ def test_the_unet_takes_pixel_coordinates_as_two_more_channels(tmp_path):
     assert GenerativeModel.from_pretrained(str(tmp_path / "m")).config["denoiser"]["coordinates"] is True
 
 
+def test_the_unet_condition_map_carries_the_condition_to_a_place_in_the_image(tmp_path):
+    import mmgen
+    torch.manual_seed(0)
+    nets = [mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, channel_mult=[1, 2],
+                        condition_features=4, condition_map=on) for on in (False, True)]
+    assert nets[0].condition_map is None and nets[1].condition_map.weight.shape == (16 * 4 * 4, 4)  # [C, 4, 4]
+    x, t = torch.randn(1, 3, 8, 8).expand(2, -1, -1, -1), torch.tensor([10, 10])
+    condition = torch.randn(2, 4)
+    for net in nets:
+        with torch.no_grad():
+            net.condition_proj.weight.zero_()  # FiLM sees no condition: only the map can carry it
+            net.condition_proj.bias.zero_()
+        torch.nn.init.normal_(net.conv_out.weight)  # (zero at initialization)
+    plain, mapped = (net(x, t, condition) for net in nets)
+    torch.testing.assert_close(plain[0], plain[1])  # the same image and timestep: the same output
+    assert (mapped[0] - mapped[1]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="condition_map .* needs condition_features > 0"):
+        mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, condition_map=True)
+    model = Diffusion({**UNET, "condition_map": True}, levels=17, num_classes=10, **SHORT)
+    model.save_pretrained(str(tmp_path / "m"))
+    again = GenerativeModel.from_pretrained(str(tmp_path / "m"))
+    assert again.config["denoiser"]["condition_map"] is True
+    noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.sample(2, y=3, sampler="ddim", steps=3, noise=noise),
+                               again.sample(2, y=3, sampler="ddim", steps=3, noise=noise))
+
+
 def test_bad_inputs_name_the_value(trained):
     model, _ = trained
     x = load("digits", "test").x[:4]

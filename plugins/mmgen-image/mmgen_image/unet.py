@@ -72,11 +72,17 @@ class UNetDenoiser(nn.Module):
             [-1, 1] (CoordConv, Liu et al. 2018): convolutions alone barely know where in the image
             they are, and a caption's position ("at the top left") reaches the network only through
             the global condition vector.
+        condition_map: also add a linear map of the condition vector to a [C, s, s] feature map at
+            the lowest resolution (side s = size / 2 ** (len(channel_mult) - 1)), before the middle
+            blocks, as a GAN's generator maps its input to an image-shaped tensor: FiLM scales and
+            shifts every pixel alike, so "at the top left" can reach a place in the image only
+            through this map (or ``coordinates``). Needs ``condition_features`` > 0.
     """
 
     def __init__(self, in_channels: int = 1, size: int = 28, hidden: int = 32,
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), blocks: int = 1,
-                 condition_features: int = 0, attention: bool = True, coordinates: bool = False):
+                 condition_features: int = 0, attention: bool = True, coordinates: bool = False,
+                 condition_map: bool = False):
         super().__init__()
         check_image(in_channels, size)
         mult = list(channel_mult)
@@ -89,6 +95,9 @@ class UNetDenoiser(nn.Module):
             raise ValueError(f"image.unet needs hidden >= 1 and blocks >= 1, got {hidden!r} and {blocks!r}")
         if not isinstance(condition_features, int) or condition_features < 0:
             raise ValueError(f"image.unet condition_features must be an int >= 0, got {condition_features!r}")
+        if condition_map and not condition_features:
+            raise ValueError("image.unet condition_map maps the condition to a feature map: it needs "
+                             f"condition_features > 0 (a conditional model), got {condition_features!r}")
         self.in_channels, self.size, self.condition_features = in_channels, size, condition_features
         embed = 4 * hidden
         self.time_features = hidden
@@ -104,6 +113,8 @@ class UNetDenoiser(nn.Module):
             c = w
             if i < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
+        self.low_side = size // 2 ** (len(mult) - 1)
+        self.condition_map = nn.Linear(condition_features, c * self.low_side ** 2) if condition_map else None
         self.mid = nn.ModuleList([ResBlock(c, c, embed), ResBlock(c, c, embed)])
         self.mid_attention = SelfAttention(c) if attention else nn.Identity()
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
@@ -132,6 +143,8 @@ class UNetDenoiser(nn.Module):
                 raise ValueError(f"image.unet was built with condition_features={self.condition_features}: pass "
                                  f"condition [{len(x)}, {self.condition_features}], got {got}")
             emb = emb + self.condition_proj(condition.to(x.dtype))
+            if self.condition_map is not None:
+                cond_map = self.condition_map(condition.to(x.dtype)).view(len(x), -1, self.low_side, self.low_side)
         elif condition is not None:
             raise ValueError("image.unet was built unconditional (condition_features=0) but got a condition")
         if self.coordinates:
@@ -146,6 +159,8 @@ class UNetDenoiser(nn.Module):
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
+        if self.condition_map is not None:
+            h = h + cond_map
         h = self.mid[0](h, emb)
         h = self.mid[1](self.mid_attention(h), emb)
         for i, blocks in enumerate(self.up):
