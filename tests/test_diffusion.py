@@ -198,6 +198,8 @@ def test_the_unet_condition_map_carries_the_condition_to_a_place_in_the_image(tm
             net.condition_proj.weight.zero_()  # FiLM sees no condition: only the map can carry it
             net.condition_proj.bias.zero_()
         torch.nn.init.normal_(net.conv_out.weight)  # (zero at initialization)
+    assert nets[1].condition_map.weight.abs().max() == 0  # zero at initialization: FiLM alone at first
+    torch.nn.init.normal_(nets[1].condition_map.weight)
     plain, mapped = (net(x, t, condition) for net in nets)
     torch.testing.assert_close(plain[0], plain[1])  # the same image and timestep: the same output
     assert (mapped[0] - mapped[1]).abs().max() > 1e-3

@@ -76,7 +76,7 @@ class UNetDenoiser(nn.Module):
             the lowest resolution (side s = size / 2 ** (len(channel_mult) - 1)), before the middle
             blocks, as a GAN's generator maps its input to an image-shaped tensor: FiLM scales and
             shifts every pixel alike, so "at the top left" can reach a place in the image only
-            through this map (or ``coordinates``). Needs ``condition_features`` > 0.
+            through this map (or ``coordinates``). Zero at initialization. Needs ``condition_features`` > 0.
     """
 
     def __init__(self, in_channels: int = 1, size: int = 28, hidden: int = 32,
@@ -115,6 +115,9 @@ class UNetDenoiser(nn.Module):
                 self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
         self.low_side = size // 2 ** (len(mult) - 1)
         self.condition_map = nn.Linear(condition_features, c * self.low_side ** 2) if condition_map else None
+        if self.condition_map is not None:  # zero at initialization: training starts from the FiLM-only network
+            nn.init.zeros_(self.condition_map.weight)
+            nn.init.zeros_(self.condition_map.bias)
         self.mid = nn.ModuleList([ResBlock(c, c, embed), ResBlock(c, c, embed)])
         self.mid_attention = SelfAttention(c) if attention else nn.Identity()
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
