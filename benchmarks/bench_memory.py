@@ -64,6 +64,13 @@ def child(preset: str, mode: str, steps: int) -> dict:
             "wall_s_per_step": wall / steps}
 
 
+def medians(rounds: list[dict]) -> dict:
+    """One (preset, mode)'s row from its rounds: the medians of the measures, each round's CPU time."""
+    measures = ("faults_per_step", "cpu_s_per_step", "system_s_per_step", "wall_s_per_step")
+    return {**rounds[0], **{key: statistics.median(r[key] for r in rounds) for key in measures},
+            "cpu_s_per_step_rounds": [r["cpu_s_per_step"] for r in rounds]}
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=10, help="measured steps per process")
@@ -88,11 +95,7 @@ def main():
                 out = subprocess.run([sys.executable, __file__, "--child", preset, mode, "--steps", str(args.steps)],
                                      capture_output=True, text=True, check=True)
                 runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        measured = {mode: {**runs[mode][0], **{key: statistics.median(run[key] for run in runs[mode])
-                                                 for key in ("faults_per_step", "cpu_s_per_step", "system_s_per_step",
-                                                             "wall_s_per_step")},
-                           "cpu_s_per_step_rounds": [run["cpu_s_per_step"] for run in runs[mode]]}
-                    for mode in MODES}
+        measured = {mode: medians(runs[mode]) for mode in MODES}
         for mode in MODES:
             rows.append({**measured[mode],
                          "faults default/keep": measured["default"]["faults_per_step"] / max(measured["keep"]["faults_per_step"], 1.0),

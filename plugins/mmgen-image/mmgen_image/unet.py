@@ -145,9 +145,8 @@ class UNetDenoiser(nn.Module):
                 got = None if condition is None else tuple(condition.shape)
                 raise ValueError(f"image.unet was built with condition_features={self.condition_features}: pass "
                                  f"condition [{len(x)}, {self.condition_features}], got {got}")
-            emb = emb + self.condition_proj(condition.to(x.dtype))
-            if self.condition_map is not None:
-                cond_map = self.condition_map(condition.to(x.dtype)).view(len(x), -1, self.low_side, self.low_side)
+            condition = condition.to(x.dtype)
+            emb = emb + self.condition_proj(condition)
         elif condition is not None:
             raise ValueError("image.unet was built unconditional (condition_features=0) but got a condition")
         if self.coordinates:
@@ -163,7 +162,7 @@ class UNetDenoiser(nn.Module):
             if i < len(self.downsample):
                 h = self.downsample[i](h)
         if self.condition_map is not None:
-            h = h + cond_map
+            h = h + self.condition_map(condition).view(len(x), -1, self.low_side, self.low_side)
         h = self.mid[0](h, emb)
         h = self.mid[1](self.mid_attention(h), emb)
         for i, blocks in enumerate(self.up):
