@@ -185,12 +185,15 @@ def test_the_unet_takes_pixel_coordinates_as_two_more_channels(tmp_path):
     assert GenerativeModel.from_pretrained(str(tmp_path / "m")).config["denoiser"]["coordinates"] is True
 
 
-def test_the_unet_condition_map_carries_the_condition_to_a_place_in_the_image(tmp_path):
+@pytest.mark.parametrize("mode", [True, "mid", "input", "spade"])
+def test_the_unet_condition_map_carries_the_condition_to_a_place_in_the_image(tmp_path, mode):
     import mmgen
     torch.manual_seed(0)
     nets = [mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, channel_mult=[1, 2],
-                        condition_features=4, condition_map=on) for on in (False, True)]
-    assert nets[0].condition_map is None and nets[1].condition_map.weight.shape == (16 * 4 * 4, 4)  # [C, 4, 4]
+                        condition_features=4, condition_map=on, map_channels=5) for on in (False, mode)]
+    channels = {True: 16, "mid": 16, "input": 5, "spade": 5}[mode]  # "mid": the lowest resolution's width
+    assert nets[0].condition_map is None and nets[1].condition_map.weight.shape == (channels * 4 * 4, 4)
+    assert nets[1].conv_in.weight.shape[1] == 3 + 5 * (mode == "input")  # "input": the map's channels
     x, t = torch.randn(1, 3, 8, 8).expand(2, -1, -1, -1), torch.tensor([10, 10])
     condition = torch.randn(2, 4)
     for net in nets:
@@ -198,20 +201,38 @@ def test_the_unet_condition_map_carries_the_condition_to_a_place_in_the_image(tm
             net.condition_proj.weight.zero_()  # FiLM sees no condition: only the map can carry it
             net.condition_proj.bias.zero_()
         torch.nn.init.normal_(net.conv_out.weight)  # (zero at initialization)
-    assert nets[1].condition_map.weight.abs().max() == 0  # zero at initialization: FiLM alone at first
-    torch.nn.init.normal_(nets[1].condition_map.weight)
+    # zero at initialization (FiLM alone at first): the map itself, or for "spade" each block's 1x1 conv
+    blocks = [m for m in nets[1].modules() if getattr(m, "spatial", None) is not None]
+    assert len(blocks) == (8 if mode == "spade" else 0)  # every residual block: 2 down, 2 mid, 4 up
+    starts_at_zero = [b.spatial.weight for b in blocks] if mode == "spade" else [nets[1].condition_map.weight]
+    assert all(w.abs().max() == 0 for w in starts_at_zero)
+    assert torch.equal(*(net(x, t, condition) for net in (nets[1], nets[1])))
+    for w in starts_at_zero:
+        torch.nn.init.normal_(w)
     plain, mapped = (net(x, t, condition) for net in nets)
     torch.testing.assert_close(plain[0], plain[1])  # the same image and timestep: the same output
     assert (mapped[0] - mapped[1]).abs().max() > 1e-3
     with pytest.raises(ValueError, match="condition_map .* needs condition_features > 0"):
-        mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, condition_map=True)
-    model = Diffusion({**UNET, "condition_map": True}, levels=17, num_classes=10, **SHORT)
+        mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, condition_map=mode)
+    model = Diffusion({**UNET, "condition_map": mode}, levels=17, num_classes=10, **SHORT)
     model.save_pretrained(str(tmp_path / "m"))
     again = GenerativeModel.from_pretrained(str(tmp_path / "m"))
-    assert again.config["denoiser"]["condition_map"] is True
+    assert again.config["denoiser"]["condition_map"] == mode
     noise = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(model.sample(2, y=3, sampler="ddim", steps=3, noise=noise),
                                again.sample(2, y=3, sampler="ddim", steps=3, noise=noise))
+
+
+def test_the_unet_condition_map_names_what_it_accepts():
+    import mmgen
+    for bad, match in [("top", "condition_map must be false, \"mid\", \"input\" or \"spade\", got 'top'"),
+                       (1.5, "condition_map must be .* got 1.5")]:
+        with pytest.raises(ValueError, match=match):
+            mmgen.build("denoiser", "image.unet", in_channels=3, size=8, condition_features=4, condition_map=bad)
+    for bad in (0, "8", True):
+        with pytest.raises(ValueError, match=f"map_channels must be an int >= 1, got {bad!r}"):
+            mmgen.build("denoiser", "image.unet", in_channels=3, size=8, condition_features=4,
+                        condition_map="input", map_channels=bad)
 
 
 def test_bad_inputs_name_the_value(trained):

@@ -31,16 +31,30 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, embed_dim: int):
+    """GroupNorm, SiLU, 3x3 conv, twice; between them the features are scaled and shifted by the
+    embedding (FiLM) and, with ``spatial_channels``, also per pixel by a 1x1 conv of a spatial
+    condition map resized to the block's side (SPADE, Park et al. 2019; zero at initialization)."""
+
+    def __init__(self, c_in: int, c_out: int, embed_dim: int, spatial_channels: int = 0):
         super().__init__()
         self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.film = nn.Linear(embed_dim, 2 * c_out)
         self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.spatial = nn.Conv2d(spatial_channels, 2 * c_out, 1) if spatial_channels else None
+        if self.spatial is not None:
+            nn.init.zeros_(self.spatial.weight)
+            nn.init.zeros_(self.spatial.bias)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, spatial: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        if self.spatial is not None:
+            side = h.shape[-1]
+            m = spatial if spatial.shape[-1] == side else F.interpolate(spatial, size=(side, side), mode="bilinear",
+                                                                         align_corners=False)
+            s_scale, s_shift = self.spatial(m).chunk(2, dim=1)
+            scale, shift = scale + s_scale, shift + s_shift
         h = self.norm2(h) * (1 + scale) + shift
         return self.skip(x) + self.conv2(F.silu(h))
 
@@ -72,17 +86,23 @@ class UNetDenoiser(nn.Module):
             [-1, 1] (CoordConv, Liu et al. 2018): convolutions alone barely know where in the image
             they are, and a caption's position ("at the top left") reaches the network only through
             the global condition vector.
-        condition_map: also add a linear map of the condition vector to a [C, s, s] feature map at
-            the lowest resolution (side s = size / 2 ** (len(channel_mult) - 1)), before the middle
-            blocks, as a GAN's generator maps its input to an image-shaped tensor: FiLM scales and
-            shifts every pixel alike, so "at the top left" can reach a place in the image only
-            through this map (or ``coordinates``). Zero at initialization. Needs ``condition_features`` > 0.
+        condition_map: give the caption a place in the image (FiLM scales and shifts every pixel
+            alike, so "at the top left" can reach a place only through such a map or ``coordinates``):
+            a linear map of the condition vector to a feature map at the lowest side
+            s = size / 2 ** (len(channel_mult) - 1), as a GAN's generator maps its input to an
+            image-shaped tensor. ``"mid"`` (or true): [C, s, s], added before the middle blocks (zero
+            at initialization); ``"input"``: ``map_channels`` channels, resized to the image and
+            given to the first convolution as extra input channels (zero at initialization);
+            ``"spade"``: ``map_channels`` channels from which every residual block takes a per-pixel
+            scale and shift (a 1x1 conv, zero at initialization). False: none. Needs
+            ``condition_features`` > 0.
+        map_channels: channels of the ``"input"`` and ``"spade"`` maps.
     """
 
     def __init__(self, in_channels: int = 1, size: int = 28, hidden: int = 32,
                  channel_mult: list[int] | tuple[int, ...] = (1, 2, 2), blocks: int = 1,
                  condition_features: int = 0, attention: bool = True, coordinates: bool = False,
-                 condition_map: bool = False):
+                 condition_map: bool | str = False, map_channels: int = 8):
         super().__init__()
         check_image(in_channels, size)
         mult = list(channel_mult)
@@ -95,6 +115,13 @@ class UNetDenoiser(nn.Module):
             raise ValueError(f"image.unet needs hidden >= 1 and blocks >= 1, got {hidden!r} and {blocks!r}")
         if not isinstance(condition_features, int) or condition_features < 0:
             raise ValueError(f"image.unet condition_features must be an int >= 0, got {condition_features!r}")
+        if condition_map is True:
+            condition_map = "mid"
+        if condition_map not in (False, None, "mid", "input", "spade"):
+            raise ValueError(f"image.unet condition_map must be false, \"mid\", \"input\" or \"spade\", "
+                             f"got {condition_map!r}")
+        if isinstance(map_channels, bool) or not isinstance(map_channels, int) or map_channels < 1:
+            raise ValueError(f"image.unet map_channels must be an int >= 1, got {map_channels!r}")
         if condition_map and not condition_features:
             raise ValueError("image.unet condition_map maps the condition to a feature map: it needs "
                              f"condition_features > 0 (a conditional model), got {condition_features!r}")
@@ -105,24 +132,30 @@ class UNetDenoiser(nn.Module):
         self.condition_proj = nn.Linear(condition_features, embed) if condition_features else None
         widths = [hidden * m for m in mult]
         self.coordinates = bool(coordinates)
-        self.conv_in = nn.Conv2d(in_channels + 2 * self.coordinates, hidden, 3, padding=1)
+        self.map_mode = condition_map or None
+        self.low_side = size // 2 ** (len(mult) - 1)
+        extra = 2 * self.coordinates + (map_channels if self.map_mode == "input" else 0)
+        spade = map_channels if self.map_mode == "spade" else 0
+        self.conv_in = nn.Conv2d(in_channels + extra, hidden, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c = hidden
         for i, w in enumerate(widths):
-            self.down.append(nn.ModuleList([ResBlock(c if b == 0 else w, w, embed) for b in range(blocks)]))
+            self.down.append(nn.ModuleList([ResBlock(c if b == 0 else w, w, embed, spade) for b in range(blocks)]))
             c = w
             if i < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
-        self.low_side = size // 2 ** (len(mult) - 1)
-        self.condition_map = nn.Linear(condition_features, c * self.low_side ** 2) if condition_map else None
-        if self.condition_map is not None:  # zero at initialization: training starts from the FiLM-only network
-            nn.init.zeros_(self.condition_map.weight)
+        self.map_channels = c if self.map_mode == "mid" else map_channels
+        self.condition_map = (nn.Linear(condition_features, self.map_channels * self.low_side ** 2)
+                              if self.map_mode else None)
+        if self.map_mode in ("mid", "input"):  # zero at initialization: training starts from the FiLM-only network
+            nn.init.zeros_(self.condition_map.weight)  # ("spade" zeroes its per-block convs instead)
             nn.init.zeros_(self.condition_map.bias)
-        self.mid = nn.ModuleList([ResBlock(c, c, embed), ResBlock(c, c, embed)])
+        self.mid = nn.ModuleList([ResBlock(c, c, embed, spade), ResBlock(c, c, embed, spade)])
         self.mid_attention = SelfAttention(c) if attention else nn.Identity()
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
-            self.up.append(nn.ModuleList([ResBlock((c + w) if b == 0 else w, w, embed) for b in range(blocks + 1)]))
+            self.up.append(nn.ModuleList([ResBlock((c + w) if b == 0 else w, w, embed, spade)
+                                          for b in range(blocks + 1)]))
             c = w
             if i > 0:
                 self.upsample.append(nn.Conv2d(w, widths[i - 1], 3, padding=1))
@@ -149,6 +182,13 @@ class UNetDenoiser(nn.Module):
             emb = emb + self.condition_proj(condition)
         elif condition is not None:
             raise ValueError("image.unet was built unconditional (condition_features=0) but got a condition")
+        spatial = None
+        if self.condition_map is not None:
+            spatial = self.condition_map(condition).view(len(x), self.map_channels, self.low_side, self.low_side)
+        if self.map_mode == "input":
+            x = torch.cat([x, F.interpolate(spatial, size=(self.size, self.size), mode="bilinear",
+                                            align_corners=False)], dim=1)
+        spatial_blocks = spatial if self.map_mode == "spade" else None
         if self.coordinates:
             ramp = torch.linspace(-1, 1, self.size, device=x.device, dtype=x.dtype)
             grid = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij")).expand(len(x), -1, -1, -1)
@@ -157,18 +197,18 @@ class UNetDenoiser(nn.Module):
         skips = []
         for i, blocks in enumerate(self.down):
             for block in blocks:
-                h = block(h, emb)
+                h = block(h, emb, spatial_blocks)
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
-        if self.condition_map is not None:
-            h = h + self.condition_map(condition).view(len(x), -1, self.low_side, self.low_side)
-        h = self.mid[0](h, emb)
-        h = self.mid[1](self.mid_attention(h), emb)
+        if self.map_mode == "mid":
+            h = h + spatial
+        h = self.mid[0](h, emb, spatial_blocks)
+        h = self.mid[1](self.mid_attention(h), emb, spatial_blocks)
         for i, blocks in enumerate(self.up):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:
-                h = block(h, emb)
+                h = block(h, emb, spatial_blocks)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))
