@@ -46,14 +46,12 @@ class ResBlock(nn.Module):
             nn.init.zeros_(self.spatial.weight)
             nn.init.zeros_(self.spatial.bias)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, spatial: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor,
+                spatial: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
-        if self.spatial is not None:
-            side = h.shape[-1]
-            m = spatial if spatial.shape[-1] == side else F.interpolate(spatial, size=(side, side), mode="bilinear",
-                                                                         align_corners=False)
-            s_scale, s_shift = self.spatial(m).chunk(2, dim=1)
+        if self.spatial is not None:  # spatial: the map at every side, {side: [B, k, side, side]}
+            s_scale, s_shift = self.spatial(spatial[h.shape[-1]]).chunk(2, dim=1)
             scale, shift = scale + s_scale, shift + s_shift
         h = self.norm2(h) * (1 + scale) + shift
         return self.skip(x) + self.conv2(F.silu(h))
@@ -188,7 +186,11 @@ class UNetDenoiser(nn.Module):
         if self.map_mode == "input":
             x = torch.cat([x, F.interpolate(spatial, size=(self.size, self.size), mode="bilinear",
                                             align_corners=False)], dim=1)
-        spatial_blocks = spatial if self.map_mode == "spade" else None
+        spatial_blocks = None
+        if self.map_mode == "spade":  # resized once per side, not once per block
+            sides = {self.size // 2 ** i for i in range(len(self.down))}
+            spatial_blocks = {side: spatial if side == self.low_side else F.interpolate(
+                spatial, size=(side, side), mode="bilinear", align_corners=False) for side in sides}
         if self.coordinates:
             ramp = torch.linspace(-1, 1, self.size, device=x.device, dtype=x.dtype)
             grid = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij")).expand(len(x), -1, -1, -1)
