@@ -102,6 +102,83 @@ def test_the_bound_of_a_known_case_in_nats_and_bits_per_dim():
     assert metrics["bits_per_dim_elbo"] == pytest.approx(-metrics["elbo"] / (64 * math.log(2)))
 
 
+class PointVelocityOracle(PointOracle):
+    """The exact velocity predictor of the same data: v = sqrt(abar_t) eps - sqrt(1 - abar_t) x*,
+    eps as in PointOracle (at abar_t = 0: eps = x_t, v = -x*)."""
+
+    def forward(self, x, t, condition=None):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        eps = torch.where(a < 1, (x - a.sqrt() * self.point) / (1 - a).clamp(min=1e-30).sqrt(), 0.0)
+        return a.sqrt() * eps - (1 - a).sqrt() * self.point
+
+
+def test_velocity_prediction_gives_the_same_bound_and_zero_terminal_snr_ends_in_pure_noise():
+    """The exact v-predictor has the exact eps-predictor's bound (same schedule, timesteps and
+    noise: every conversion v -> eps, x_0 is right). With zero_terminal_snr abar_T = 0, so L_T = 0
+    and the bound is -L_0 alone; both samplers then draw x* from any noise, the first step included
+    (x_0 = -v at abar_T = 0, where a noise prediction would divide by zero)."""
+    digits = load("digits", "test")
+    x = digits.x[:1]
+    probe = Diffusion(UNET, levels=17, **SHORT)
+    point = probe.to_model_space(x)[0]
+    bounds = {}
+    for prediction, oracle in (("epsilon", PointOracle), ("v", PointVelocityOracle)):
+        model = Diffusion(oracle(point, probe.alphas_cumprod), levels=17, prediction=prediction, **SHORT).eval()
+        bounds[prediction] = model.elbo(digits.x[:2], generator=torch.Generator().manual_seed(0)).tolist()
+    # x* itself (a bound of ~0 nats) and another digit, whose terms L_{t-1} are large
+    assert bounds["v"][0] == pytest.approx(bounds["epsilon"][0], abs=1e-6)
+    assert bounds["v"][1] < -100 and bounds["v"][1] == pytest.approx(bounds["epsilon"][1], rel=1e-5)
+    zero = Diffusion(UNET, levels=17, prediction="v", zero_terminal_snr=True, **SHORT)
+    assert zero.alphas_cumprod[-1].item() == 0 and zero.betas[-1].item() == pytest.approx(1.0)
+    assert torch.all(zero.alphas_cumprod[:-1] > 0)
+    model = Diffusion(PointVelocityOracle(point, zero.alphas_cumprod), levels=17, prediction="v",
+                      zero_terminal_snr=True, **SHORT).eval()
+    bound = model.elbo(x, generator=torch.Generator().manual_seed(0)).item()
+    beta_1 = model.betas[0].item()
+    z = (1 / 16) / math.sqrt(beta_1)
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    l_0 = -sum(math.log(phi(z)) if abs(v) > 0.999 else math.log(phi(z) - phi(-z)) for v in point.flatten().tolist())
+    assert math.isfinite(bound) and bound == pytest.approx(-l_0, rel=1e-4, abs=1e-4)
+    for sampler in ("ddpm", "ddim"):
+        s = model.sample(3, sampler=sampler, steps=10, noise=10 * torch.randn(3, 1, 8, 8),
+                         generator=torch.Generator().manual_seed(0))
+        assert torch.equal(s, x.expand(3, -1, -1, -1)), sampler
+
+
+def test_zero_terminal_snr_with_velocity_learns_real_digits(judge):
+    """prediction="v" with zero_terminal_snr on the real digits: the loss falls, guided samples are
+    the class asked for (as the default model's are, test_samples_are_classified_as_the_class_asked_for),
+    the bound is finite, and from pure noise the model predicts the class's mean digit."""
+    model = digits_diffusion(prediction="v", zero_terminal_snr=True)
+    losses = train_steps(model, load("digits", "train"), epochs=8, batch_size=64, lr=5e-3, labels=True)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    # v's target has variance abar + (1 - abar) E[x_0^2] per pixel, ~0.5-1 here; near abar_T = 0 the
+    # best prediction of v = -x_0 is minus the class's mean digit, so the loss cannot fall as far as eps's
+    assert first > 0.4 and last < 0.5 * first, (first, last)
+    model.eval()
+    y = torch.arange(100) % 10
+    accuracy = {}
+    for scale in (0.0, 3.0):
+        s = model.sample(100, y=y, sampler="ddim", steps=20, guidance_scale=scale,
+                         generator=torch.Generator().manual_seed(0))
+        accuracy[scale] = (torch.as_tensor(judge.predict(s.flatten(1).numpy())) == y).float().mean().item()
+    assert accuracy[3.0] > 0.5 and accuracy[3.0] > accuracy[0.0] + 0.2, accuracy
+    test = load("digits", "test")
+    bound = model.elbo(test.x[:20], test.y[:20], bound_timesteps=11, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(bound).all() and (bound < 0).all()
+    # at abar_T = 0, x_T says nothing of x_0: the best x_0 prediction is the class's mean digit
+    # (a model that learned eps but read it as v predicts -x_T there, ~1.0 off per pixel)
+    train = load("digits", "train")
+    h = model.to_model_space(train.x)
+    means = torch.stack([h[train.y == k].mean(0) for k in range(10)])
+    noise = torch.randn(100, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        x0 = model.predict_x0(noise, torch.full((100,), model.timesteps - 1), model.condition(y, 100))
+    own, overall = (x0 - means[y]).abs().mean().item(), (x0 - h.mean(0)).abs().mean().item()
+    other = (x0 - means[(y + 1) % 10]).abs().mean().item()
+    assert own < 0.5 * overall and own < 0.5 * other, (own, overall, other)
+
+
 def test_the_trained_bound_beats_noise_and_its_estimate_matches(trained):
     model, _ = trained
     test = load("digits", "test")

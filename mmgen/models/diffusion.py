@@ -20,6 +20,7 @@ from mmgen.nn.denoiser import ConditionalDenoiser
 from mmgen.nn.text_condition import TextEmbedder, make_tokenizer
 
 SAMPLERS = ("ddpm", "ddim")
+PREDICTIONS = ("epsilon", "v")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
@@ -37,7 +38,17 @@ class Diffusion(GenerativeModel):
     the reverse p(x_{t-1} | x_t) = N(mu(x_t, t), sigma_t^2 I) with mu from the denoiser's noise
     prediction and sigma_t^2 = the posterior variance of q(x_{t-1} | x_t, x_0) ("fixed_small").
 
-    ``loss`` is Ho et al.'s simplified objective ||eps - eps_theta(x_t, t, c)||^2 (mean over pixels);
+    The denoiser predicts the noise eps (``prediction="epsilon"``, Ho et al.) or the velocity
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (``"v"``, Salimans & Ho 2022), from which
+    eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t and x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v.
+    ``zero_terminal_snr`` rescales the betas so that abar_T = 0 (Lin et al. 2024, "Common diffusion
+    noise schedules and sample steps are flawed"): x_T is then pure noise in training as in sampling,
+    so the model learns to set an image's mean from nothing (a schedule whose abar_T > 0 leaves a
+    trace of x_0's mean in x_T that sampling never provides). It needs ``prediction="v"``: at
+    abar_T = 0 the noise is x_T itself, and x_0 cannot be recovered from a noise prediction.
+
+    ``loss`` is Ho et al.'s simplified objective ||eps - eps_theta(x_t, t, c)||^2 (of v with
+    ``prediction="v"``; mean over pixels);
     ``elbo`` is the full variational bound L_T + sum_t L_{t-1} + L_0 in nats per example; ``sample``
     draws by the ancestral sampler over all T steps or by DDIM in a few steps; ``invert`` runs DDIM
     backwards (image -> noise).
@@ -52,6 +63,9 @@ class Diffusion(GenerativeModel):
         denoiser: a "denoiser" module or spec (``{"name": "image.unet", "hidden": 32}``); a spec gets
             ``condition_features`` (``condition_dim`` or 0).
         timesteps: T; beta_schedule, beta_start, beta_end: diffusers' schedule of beta_t.
+        prediction: what the denoiser predicts, "epsilon" (the noise) or "v" (the velocity).
+        zero_terminal_snr: rescale the betas to abar_T = 0 (diffusers' ``rescale_betas_zero_snr``;
+            needs ``prediction="v"``).
         data_range: (low, high) of the data, mapped to [-1, 1].
         levels: number of evenly spaced values of the data in ``data_range`` (None: continuous data,
             no bound).
@@ -87,13 +101,21 @@ class Diffusion(GenerativeModel):
                  vocab: list[str] | str | None = None, prompts: list[str] | str | None = None,
                  condition_dim: int = 64, condition_dropout: float = 0.1, guidance_scale: float = 1.0,
                  sampler: str = "ddpm", sample_steps: int | None = None, bound_timesteps: int | None = None,
-                 ema_decay: float = 0.0, class_conditional: bool = False):
+                 ema_decay: float = 0.0, class_conditional: bool = False, prediction: str = "epsilon",
+                 zero_terminal_snr: bool = False):
         super().__init__()
         name = type(self).__name__
         if not isinstance(timesteps, int) or timesteps < 2:
             raise ValueError(f"{name}: timesteps must be an int >= 2, got {timesteps!r}")
         if beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"{name}: beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {beta_schedule!r}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"{name}: prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+        if not isinstance(zero_terminal_snr, bool):
+            raise ValueError(f"{name}: zero_terminal_snr must be true or false, got {zero_terminal_snr!r}")
+        if zero_terminal_snr and prediction != "v":
+            raise ValueError(f"{name}: zero_terminal_snr needs prediction='v' (at abar_T = 0 a noise prediction "
+                             f"says nothing of x_0), got prediction={prediction!r}")
         if levels is not None and (not isinstance(levels, int) or levels < 2):
             raise ValueError(f"{name}: levels must be an int >= 2 (or None for continuous data), got {levels!r}")
         if data_range is None:
@@ -151,8 +173,10 @@ class Diffusion(GenerativeModel):
         self.data_range = (float(data_range[0]), float(data_range[1]))
         self.condition_dropout, self.guidance_scale = float(condition_dropout), float(guidance_scale)
         self.sampler, self.sample_steps, self.bound_timesteps = sampler, sample_steps, bound_timesteps
+        self.prediction = prediction
         self.schedule = {"num_train_timesteps": timesteps, "beta_schedule": beta_schedule,
-                         "beta_start": float(beta_start), "beta_end": float(beta_end)}
+                         "beta_start": float(beta_start), "beta_end": float(beta_end),
+                         "rescale_betas_zero_snr": zero_terminal_snr}
         ddpm, _, _ = _schedulers()
         betas = ddpm(**self.schedule).betas.double()
         alphas_cumprod = torch.cumprod(1 - betas, 0)
@@ -162,7 +186,8 @@ class Diffusion(GenerativeModel):
                        "data_range": list(self.data_range), "levels": levels, "condition_dim": condition_dim,
                        "condition_dropout": self.condition_dropout, "guidance_scale": self.guidance_scale,
                        "sampler": sampler, "sample_steps": sample_steps, "bound_timesteps": bound_timesteps,
-                       "ema_decay": self.ema_decay}
+                       "ema_decay": self.ema_decay, "prediction": prediction}
+        self.config["zero_terminal_snr"] = self.config.pop("rescale_betas_zero_snr")
         del self.config["num_train_timesteps"]
         if num_classes is not None:
             self.config["num_classes"] = num_classes
@@ -223,23 +248,47 @@ class Diffusion(GenerativeModel):
                              lambda batch: self.loss(batch["x"], **batch_condition(self, batch)),
                              after=self.update_ema if self.ema_decay > 0 else None)]
 
-    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None,
-                      guidance_scale: float = 1.0) -> torch.Tensor:
-        """eps_theta(x_t, t, c); with a condition and ``guidance_scale`` != 1, the guided mix
-        eps(null) + scale (eps(c) - eps(null))."""
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None,
+                guidance_scale: float = 1.0) -> torch.Tensor:
+        """The denoiser's output (eps or v, ``prediction``) at (x_t, t, c); with a condition and
+        ``guidance_scale`` != 1, the guided mix out(null) + scale (out(c) - out(null)) (the same mix of
+        eps or of v: each is an affine function of the other at fixed x_t)."""
         net = self.network()
         if c is None or guidance_scale == 1:
             return net(x_t, t, c)
         null = net.null(len(x_t))
         if guidance_scale == 0:
             return net(x_t, t, null)
-        eps_c, eps_u = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([c, null])).chunk(2)
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        out_c, out_u = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([c, null])).chunk(2)
+        return out_u + guidance_scale * (out_c - out_u)
+
+    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod.to(like.dtype)[t].view((-1,) + (1,) * (like.dim() - 1))
+
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None,
+                      guidance_scale: float = 1.0) -> torch.Tensor:
+        """eps_theta(x_t, t, c), guided as in :meth:`predict`; from v as sqrt(abar_t) v + sqrt(1 - abar_t) x_t."""
+        out = self.predict(x_t, t, c, guidance_scale)
+        if self.prediction == "epsilon":
+            return out
+        a = self._abar(t, x_t)
+        return a.sqrt() * out + (1 - a).sqrt() * x_t
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None,
+                   guidance_scale: float = 1.0) -> torch.Tensor:
+        """The model's estimate of x_0 (model space): (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), or
+        sqrt(abar_t) x_t - sqrt(1 - abar_t) v (defined at abar_t = 0 too)."""
+        out = self.predict(x_t, t, c, guidance_scale)
+        a = self._abar(t, x_t)
+        if self.prediction == "epsilon":
+            return (x_t - (1 - a).sqrt() * out) / a.sqrt()
+        return a.sqrt() * x_t - (1 - a).sqrt() * out
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y=None) -> torch.Tensor:
-        """||eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t, c)||^2, mean over pixels and
-        the batch, t uniform in [0, T); the condition dropped with probability ``condition_dropout``."""
+        """||eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t, c)||^2 (with ``prediction="v"``:
+        ||v - v_theta||^2, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0), mean over pixels and the batch,
+        t uniform in [0, T); the condition dropped with probability ``condition_dropout``."""
         x0 = self.to_model_space(x)
         if self.condition_on_labels and y is None:
             raise ValueError(f"Diffusion.loss needs the {'captions' if self.text_to_image else 'labels'} y "
@@ -252,7 +301,8 @@ class Diffusion(GenerativeModel):
         noise = torch.randn_like(x0)
         abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-        return F.mse_loss(self.live(x_t, t, c), noise)
+        target = noise if self.prediction == "epsilon" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
+        return F.mse_loss(self.live(x_t, t, c), target)
 
     # -- the variational bound -----------------------------------------------------------------
     def elbo(self, x: torch.Tensor, y=None, *, bound_timesteps: int | None = None,
@@ -284,8 +334,7 @@ class Diffusion(GenerativeModel):
             noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0)
             a, a_prev, beta = abar[i].view(view), abar[i - 1].view(view), betas[i].view(view)
             x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            eps = self.predict_noise(x_t.float(), i, c).double()
-            x0_hat = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+            x0_hat = self.predict_x0(x_t.float(), i, c).double()
             # KL of two Gaussians of the same variance (the posterior's): the means' term only;
             # the means differ by coef_x0 (x0 - x0_hat)
             var = beta * (1 - a_prev) / (1 - a)
@@ -307,10 +356,14 @@ class Diffusion(GenerativeModel):
     # -- sampling ------------------------------------------------------------------------------
     def _scheduler(self, sampler: str, steps: int | None):
         ddpm, ddim, _ = _schedulers()
-        options = {**self.schedule, "clip_sample": True, "timestep_spacing": "trailing"}
+        options = {**self.schedule, "clip_sample": True, "timestep_spacing": "trailing",
+                   "prediction_type": self._prediction_type()}
         scheduler = ddpm(**options) if sampler == "ddpm" else ddim(**options)
         scheduler.set_timesteps(steps or self.timesteps, device=self._device())
         return scheduler
+
+    def _prediction_type(self) -> str:
+        return "epsilon" if self.prediction == "epsilon" else "v_prediction"  # diffusers' names
 
     def _conditions(self, n: int, y, prompts):
         text = self.live.text
@@ -361,9 +414,9 @@ class Diffusion(GenerativeModel):
             x = noise.to(self._device(), torch.float32)
         scheduler = self._scheduler(sampler, steps)
         for t in scheduler.timesteps:
-            eps = self.predict_noise(x, t.expand(n), c, scale)
+            out = self.predict(x, t.expand(n), c, scale)
             options = {"generator": generator} if sampler == "ddpm" else {"eta": 0.0}
-            x = scheduler.step(eps, int(t), x, **options).prev_sample
+            x = scheduler.step(out, int(t), x, **options).prev_sample
         return self.to_data_range(x)
 
     @torch.no_grad()
@@ -375,9 +428,10 @@ class Diffusion(GenerativeModel):
         self._check_sampling("ddim", steps, guidance_scale, self.timesteps)
         h = self.to_model_space(x)
         c = self.condition(y, len(h))
-        scheduler = inverse(**self.schedule, clip_sample=False, timestep_spacing="trailing", set_alpha_to_one=True)
+        scheduler = inverse(**self.schedule, clip_sample=False, timestep_spacing="trailing", set_alpha_to_one=True,
+                            prediction_type=self._prediction_type())
         scheduler.set_timesteps(steps or self.timesteps, device=self._device())
         for t in scheduler.timesteps:
-            eps = self.predict_noise(h, t.expand(len(h)), c, guidance_scale)
-            h = scheduler.step(eps, int(t), h).prev_sample
+            out = self.predict(h, t.expand(len(h)), c, guidance_scale)
+            h = scheduler.step(out, int(t), h).prev_sample
         return h
