@@ -179,6 +179,53 @@ def test_zero_terminal_snr_with_velocity_learns_real_digits(judge):
     assert own < 0.5 * overall and own < 0.5 * other, (own, overall, other)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_min_snr_weighting_weights_each_example_by_its_timestep(prediction):
+    """min_snr_gamma: each example's squared error times min(SNR_t, gamma) / SNR_t (eps) or
+    min(SNR_t, gamma) / (SNR_t + 1) (v), SNR_t = abar_t / (1 - abar_t), recomputed here from the
+    same draws of t and noise."""
+    model = digits_diffusion(prediction=prediction, min_snr_gamma=5.0)
+    t = torch.tensor([0, 5, 20, 50, 99])
+    abar = model.alphas_cumprod.double()[t]
+    snr = abar / (1 - abar)
+    want = snr.clamp(max=5.0) / (snr + 1 if prediction == "v" else snr)
+    torch.testing.assert_close(model.loss_weights(t), want.float())
+    last = snr[-1].item()  # SNR < gamma: eps's weight is 1, v's SNR / (SNR + 1)
+    assert model.loss_weights(torch.tensor([0])).item() < 0.01 and want[-1].item() == pytest.approx(
+        1.0 if prediction == "epsilon" else last / (1 + last), rel=1e-6)
+    n = 64  # t = 0..99: some t with SNR_t > gamma (t < 7 here), whose weights are < 1
+    x, y = load("digits", "train").x[:n], load("digits", "train").y[:n]
+    torch.manual_seed(3)
+    loss = model.loss(x, y)
+    torch.manual_seed(3)  # the same draws, in loss's order: dropout, t, noise
+    x0 = model.to_model_space(x)
+    c = model.live.condition(y, n)
+    drop = torch.rand(n) < model.condition_dropout
+    c = torch.where(drop[:, None], model.live.null(n), c)
+    t = torch.randint(0, model.timesteps, (n,))
+    noise = torch.randn_like(x0)
+    a = model.alphas_cumprod[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    per_example = ((model.live(x_t, t, c) - target) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(loss, (model.loss_weights(t) * per_example).mean())
+    assert (model.loss_weights(t) < 0.9).any() and not torch.allclose(loss, per_example.mean())
+    with pytest.raises(ValueError, match="min_snr_gamma must be a number > 0"):
+        digits_diffusion(min_snr_gamma=0)
+
+
+def test_min_snr_weighting_learns_real_digits(judge):
+    model = digits_diffusion(min_snr_gamma=5.0)
+    losses = train_steps(model, load("digits", "train"), epochs=8, batch_size=64, lr=5e-3, labels=True)
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.5 * first, (first, last)
+    model.eval()
+    y = torch.arange(100) % 10
+    s = model.sample(100, y=y, sampler="ddim", steps=20, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    accuracy = (torch.as_tensor(judge.predict(s.flatten(1).numpy())) == y).float().mean().item()
+    assert accuracy > 0.5, accuracy  # chance: 0.1
+
+
 def test_the_trained_bound_beats_noise_and_its_estimate_matches(trained):
     model, _ = trained
     test = load("digits", "test")

@@ -48,7 +48,11 @@ class Diffusion(GenerativeModel):
     abar_T = 0 the noise is x_T itself, and x_0 cannot be recovered from a noise prediction.
 
     ``loss`` is Ho et al.'s simplified objective ||eps - eps_theta(x_t, t, c)||^2 (of v with
-    ``prediction="v"``; mean over pixels);
+    ``prediction="v"``; mean over pixels), each example's term weighted by min(SNR_t, gamma) / SNR_t
+    (min(SNR_t, gamma) / (SNR_t + 1) for v) with ``min_snr_gamma`` (Hang et al. 2023, "Efficient
+    diffusion training via Min-SNR weighting strategy": the weight of x_0's error is then
+    min(SNR_t, gamma), so the low-noise steps, whose small errors the uniform objective weights by
+    SNR_t, no longer dominate the gradient; SNR_t = abar_t / (1 - abar_t));
     ``elbo`` is the full variational bound L_T + sum_t L_{t-1} + L_0 in nats per example; ``sample``
     draws by the ancestral sampler over all T steps or by DDIM in a few steps; ``invert`` runs DDIM
     backwards (image -> noise).
@@ -66,6 +70,7 @@ class Diffusion(GenerativeModel):
         prediction: what the denoiser predicts, "epsilon" (the noise) or "v" (the velocity).
         zero_terminal_snr: rescale the betas to abar_T = 0 (diffusers' ``rescale_betas_zero_snr``;
             needs ``prediction="v"``).
+        min_snr_gamma: gamma of the Min-SNR loss weighting (None: uniform, Ho et al.'s objective).
         data_range: (low, high) of the data, mapped to [-1, 1].
         levels: number of evenly spaced values of the data in ``data_range`` (None: continuous data,
             no bound).
@@ -102,7 +107,7 @@ class Diffusion(GenerativeModel):
                  condition_dim: int = 64, condition_dropout: float = 0.1, guidance_scale: float = 1.0,
                  sampler: str = "ddpm", sample_steps: int | None = None, bound_timesteps: int | None = None,
                  ema_decay: float = 0.0, class_conditional: bool = False, prediction: str = "epsilon",
-                 zero_terminal_snr: bool = False):
+                 zero_terminal_snr: bool = False, min_snr_gamma: float | None = None):
         super().__init__()
         name = type(self).__name__
         if not isinstance(timesteps, int) or timesteps < 2:
@@ -116,6 +121,10 @@ class Diffusion(GenerativeModel):
         if zero_terminal_snr and prediction != "v":
             raise ValueError(f"{name}: zero_terminal_snr needs prediction='v' (at abar_T = 0 a noise prediction "
                              f"says nothing of x_0), got prediction={prediction!r}")
+        if min_snr_gamma is not None and (isinstance(min_snr_gamma, bool) or not isinstance(min_snr_gamma, (int, float))
+                                          or not min_snr_gamma > 0):
+            raise ValueError(f"{name}: min_snr_gamma must be a number > 0 (5 in Hang et al.) or None (uniform "
+                             f"weighting), got {min_snr_gamma!r}")
         if levels is not None and (not isinstance(levels, int) or levels < 2):
             raise ValueError(f"{name}: levels must be an int >= 2 (or None for continuous data), got {levels!r}")
         if data_range is None:
@@ -174,6 +183,7 @@ class Diffusion(GenerativeModel):
         self.condition_dropout, self.guidance_scale = float(condition_dropout), float(guidance_scale)
         self.sampler, self.sample_steps, self.bound_timesteps = sampler, sample_steps, bound_timesteps
         self.prediction = prediction
+        self.min_snr_gamma = None if min_snr_gamma is None else float(min_snr_gamma)
         self.schedule = {"num_train_timesteps": timesteps, "beta_schedule": beta_schedule,
                          "beta_start": float(beta_start), "beta_end": float(beta_end),
                          "rescale_betas_zero_snr": zero_terminal_snr}
@@ -186,7 +196,7 @@ class Diffusion(GenerativeModel):
                        "data_range": list(self.data_range), "levels": levels, "condition_dim": condition_dim,
                        "condition_dropout": self.condition_dropout, "guidance_scale": self.guidance_scale,
                        "sampler": sampler, "sample_steps": sample_steps, "bound_timesteps": bound_timesteps,
-                       "ema_decay": self.ema_decay, "prediction": prediction}
+                       "ema_decay": self.ema_decay, "prediction": prediction, "min_snr_gamma": self.min_snr_gamma}
         self.config["zero_terminal_snr"] = self.config.pop("rescale_betas_zero_snr")
         del self.config["num_train_timesteps"]
         if num_classes is not None:
@@ -287,8 +297,9 @@ class Diffusion(GenerativeModel):
     # -- training ------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """||eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t, c)||^2 (with ``prediction="v"``:
-        ||v - v_theta||^2, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0), mean over pixels and the batch,
-        t uniform in [0, T); the condition dropped with probability ``condition_dropout``."""
+        ||v - v_theta||^2, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0), mean over pixels, then over the
+        batch weighted by :meth:`loss_weights` (all 1 without ``min_snr_gamma``), t uniform in [0, T);
+        the condition dropped with probability ``condition_dropout``."""
         x0 = self.to_model_space(x)
         if self.condition_on_labels and y is None:
             raise ValueError(f"Diffusion.loss needs the {'captions' if self.text_to_image else 'labels'} y "
@@ -302,7 +313,23 @@ class Diffusion(GenerativeModel):
         abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         target = noise if self.prediction == "epsilon" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
-        return F.mse_loss(self.live(x_t, t, c), target)
+        if self.min_snr_gamma is None:
+            return F.mse_loss(self.live(x_t, t, c), target)
+        per_example = F.mse_loss(self.live(x_t, t, c), target, reduction="none").flatten(1).mean(1)
+        return (self.loss_weights(t) * per_example).mean()
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Min-SNR weights of the timesteps t (indices 0..T-1): min(SNR, gamma) / SNR for eps,
+        min(SNR, gamma) / (SNR + 1) for v (each makes x_0's squared error weigh min(SNR, gamma));
+        SNR = abar / (1 - abar), finite (abar < 1 at every t). At abar_T = 0 (``zero_terminal_snr``)
+        the v weight is 0: x_0 cannot be predicted there at all. Ones without ``min_snr_gamma``."""
+        if self.min_snr_gamma is None:
+            return torch.ones(t.shape, device=t.device)
+        abar = self.alphas_cumprod.double()[t]
+        snr = abar / (1 - abar)
+        clipped = snr.clamp(max=self.min_snr_gamma)
+        weight = clipped / (snr + 1) if self.prediction == "v" else clipped / snr
+        return weight.float()
 
     # -- the variational bound -----------------------------------------------------------------
     def elbo(self, x: torch.Tensor, y=None, *, bound_timesteps: int | None = None,
