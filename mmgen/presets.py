@@ -256,11 +256,13 @@ PRESETS: dict[str, dict] = {
         "train": {**_DIFFUSION_TRAIN, "steps": 4000, "num_samples": 80},
     },
     "diffusion-shapes": {
-        "description": "caption-conditional Gaussian diffusion (DDPM, classifier-free guidance, GRU caption "
-                       "encoder) on 32x32 procedural shapes with compositional captions",
+        "description": "caption-conditional Gaussian diffusion (DDPM, v-prediction with a zero terminal SNR, "
+                       "classifier-free guidance, GRU caption encoder) on 32x32 procedural shapes with "
+                       "compositional captions",
         "data": {"name": "shapes"},
-        "model": _text_diffusion("shapes", {"name": "image.unet", "hidden": 16, "channel_mult": [1, 2, 4],
-                                             "condition_map": "spade"}, 3.0),
+        "model": {**_text_diffusion("shapes", {"name": "image.unet", "hidden": 16, "channel_mult": [1, 2, 4],
+                                                "condition_map": "spade"}, 3.0),
+                  "prediction": "v", "zero_terminal_snr": True},
         "train": {**_DIFFUSION_TRAIN, "steps": 6000, "batch_size": 32},
     },
     "pixelcnn-digits": {
