@@ -310,7 +310,7 @@ class Diffusion(GenerativeModel):
             c = torch.where(drop[:, None], self.live.null(len(c)), c)
         t = torch.randint(0, self.timesteps, (len(x0),), device=x0.device)
         noise = torch.randn_like(x0)
-        abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        abar = self._abar(t, x0)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         target = noise if self.prediction == "epsilon" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
         if self.min_snr_gamma is None:
