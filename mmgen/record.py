@@ -290,9 +290,9 @@ def compare_path(name: str) -> str:
     return os.path.join(provenance.checkout_root(), "benchmarks", "results", f"compare_{name}.json")
 
 
-def reusable_record(path: str, config: dict, seeds: list[int], overrides) -> tuple[dict | None, str]:
+def reusable_record(path: str, config: dict, seeds: list[int], overrides, also_splits=()) -> tuple[dict | None, str]:
     """The record at ``path`` when it holds ``config`` trained with ``seeds`` and ``overrides`` from a
-    clean checkout, else None; and why (for the log)."""
+    clean checkout, evaluated on ``also_splits`` too, else None; and why (for the log)."""
     if not os.path.exists(path):
         return None, "no record yet"
     with open(path) as f:
@@ -303,17 +303,22 @@ def reusable_record(path: str, config: dict, seeds: list[int], overrides) -> tup
             return None, f"{what} not the same as this comparison's"
     if saved.get("git_dirty") is not False:
         return None, "it was written from a checkout with uncommitted changes"
+    missing = [split for split in also_splits if split not in saved.get("summary", {})]
+    if missing:
+        return None, f"it has no {', '.join(missing)} split"
     return saved, f"commit {str(saved.get('git_commit'))[:7]}, {saved.get('date')}"
 
 
 def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[str] = (),
             runs_dir: str | None = None, out: str | None = None, device: str | None = None,
-            command: list[str] | None = None, reuse_records: bool = False, jobs: int = 1, log=print) -> str:
-    """Record every source (:func:`record`, the same seeds and overrides; each its own
+            command: list[str] | None = None, reuse_records: bool = False, jobs: int = 1, also_splits=(),
+            log=print) -> str:
+    """Record every source (:func:`record`, the same seeds, overrides and ``also_splits``; each its own
     ``quality_<source>[_<name> with overrides].json`` beside the comparison, runs in
     ``RUNS/<source>/seed<S>``) and write the comparison ``compare_<name>.json``: the provenance, and per source its record's file, training steps,
     seconds per training step (the mean over seeds of the training time over the steps, validation
-    during training included), the record's commit and machine, and the val and test summaries.
+    during training included), the record's commit and machine, and the val, test and
+    ``also_splits`` summaries (such as shapes' held-out caption pairs).
     With ``reuse_records`` a source whose record already holds the same run config, seeds and
     overrides from a clean checkout (:func:`reusable_record`) is taken from it instead of being
     trained again: such a comparison can span commits and machines, and says so per model.
@@ -324,17 +329,21 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     runs_dir = runs_dir or os.path.join("runs", "record", f"compare_{suffix}")
     out = out or compare_path(suffix)
     configs = {source: runs.apply_overrides(runs.load_config(source), list(overrides)) for source in sources}
+    also = tuple(also_splits)
+    for config in configs.values():  # every source's data has them: checked before any training
+        check_also_splits(config, also)
+    splits = (*SPLITS, *also)
     models = {}
     for source in sources:
         record_name = default_name(source) + (f"_{suffix}" if overrides else "")
         path = os.path.join(os.path.dirname(os.path.abspath(out)), f"quality_{record_name}.json")
-        saved, why = reusable_record(path, configs[source], seeds, overrides) if reuse_records else (None, "")
+        saved, why = reusable_record(path, configs[source], seeds, overrides, also) if reuse_records else (None, "")
         if saved is None:
             if reuse_records:
                 log(f"mmgen record: {source}: not reusing {os.path.basename(path)} ({why}): recording it")
             path = record(source, seeds, overrides=overrides, name=record_name,
                           runs_dir=os.path.join(runs_dir, default_name(source)), device=device, command=command,
-                          out=path, jobs=jobs, log=log)
+                          out=path, jobs=jobs, also_splits=also, log=log)
             with open(path) as f:
                 saved = json.load(f)
         else:
@@ -347,10 +356,12 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
             "seconds_per_step": (statistics.fmean(seconds) / steps) if seconds and steps else None,
             "git_commit": saved.get("git_commit"), "date": saved.get("date"),
             "machine": {key: machine.get(key) for key in ("cpu", "cores", "threads")},
-            "summary": {split: saved["summary"][split] for split in SPLITS}}
+            "summary": {split: saved["summary"][split] for split in splits}}
     payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),
                "overrides": list(overrides), **provenance.record(device or configs[sources[0]].get("train", {}).get("device", "cpu"), command),
-               "seeds": list(seeds), "splits": {"selection": "val", "report": "test"}, "models": models}
+               "seeds": list(seeds),
+               "splits": {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})},
+               "models": models}
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
     log(f"mmgen record: wrote {out}")
     return out

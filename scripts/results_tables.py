@@ -14,6 +14,9 @@ The name after ``results:`` says what the block shows:
   the same decimal place), with the record's provenance. The metrics are chosen from the keys the
   record has (MFM, text to image, VAE, PixelCNN; otherwise every metric); ``metrics=a,b,c`` after
   the name picks them: ``<!-- results: quality_vae_digits metrics=elbo,bits_per_dim -->``.
+* ``compare_<name>``: a ``mmgen record SOURCE... --compare NAME`` file, one column per model, the test
+  split by default; ``split=heldout`` shows a split recorded with ``--also-split`` instead;
+  ``metrics=`` as above.
 * ``bench_cpu``: the speed benchmarks of ``mmgen bench`` (reparameterize, vq, masked_conv, train),
   mmgen's median time against each alternative's in the same run, with the recorded ratio (a ratio
   the file does not hold, such as vq's peer libraries, is the quotient of the two medians shown);
@@ -609,9 +612,9 @@ def _options(text: str) -> dict:
         if not sep:
             raise ResultsError(f"bad block option {item!r} (expected key=value)")
         options[key] = value
-    unknown = set(options) - {"metrics"}
+    unknown = set(options) - {"metrics", "split"}
     if unknown:
-        raise ResultsError(f"unknown block option(s) {', '.join(sorted(unknown))} (known: metrics)")
+        raise ResultsError(f"unknown block option(s) {', '.join(sorted(unknown))} (known: metrics, split)")
     return options
 
 
@@ -643,14 +646,19 @@ def _gloss_exceptions(families: dict, metric: str) -> str:
                    if (family, metric) in MODEL_GLOSS)
 
 
-def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None) -> str:
+def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | None = None,
+                   split: str = "test") -> str:
     rel = os.path.basename(path)
     models = record.get("models")
     if not isinstance(models, dict) or len(models) < 2:
         raise ResultsError(f"{rel} is not a `mmgen record --compare` file (no models)")
     require_provenance(record, path, "`python -m mmgen record SOURCE... --compare NAME`")
     names = list(models)
-    tests = {m: models[m]["summary"]["test"] for m in names}
+    reported = ["test", *(record.get("splits") or {}).get("also_reported", [])]
+    if split not in reported or any(split not in models[m]["summary"] for m in names):
+        raise ResultsError(f"{rel} has no {split!r} split for every model (split= takes a reported split it holds: "
+                           f"{', '.join(s for s in reported if all(s in models[m]['summary'] for m in names))})")
+    tests = {m: models[m]["summary"][split] for m in names}
     glosses = dict(COMPARE_METRICS)
     chosen = metrics or [metric for metric, _ in COMPARE_METRICS]
     missing = [metric for metric in chosen if not any(metric in tests[m] for m in names)]
@@ -678,7 +686,8 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
 
     seeds = record.get("seeds") or []
     overrides = record.get("overrides") or []
-    lines = [(f"Test split, seed {seeds[0]}" if len(seeds) == 1 else f"Test split, mean ± sd over seeds {', '.join(map(str, seeds))}")
+    heading = "Test split" if split == "test" else f"The {split} split (reported only, like test)"
+    lines = [(f"{heading}, seed {seeds[0]}" if len(seeds) == 1 else f"{heading}, mean ± sd over seeds {', '.join(map(str, seeds))}")
              + (" with " + ", ".join(f"`{o}`" for o in overrides) if overrides else "")
              + f"; each model's settings chosen on val; [{rel}]({_link(path, doc_dir)})", "",
              "| metric | " + " | ".join(f"`{m}`" for m in names) + " |", "| --- |" + " --- |" * len(names)]
@@ -704,6 +713,8 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
 def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESULTS) -> str:
     """The markdown of the block ``name`` in a document in ``doc_dir`` (links relative to it)."""
     opts = _options(options)
+    if "split" in opts and not name.startswith("compare_"):
+        raise ResultsError(f"block {name}: split= applies to compare_ blocks only (a quality_ block shows every split)")
     if name.startswith("quality_"):
         path = os.path.join(results_dir, f"{name}.json")
         record = _load(path, "record it with `python -m mmgen record PRESET --seeds 0 1 2` (docs/results.md)")
@@ -712,7 +723,8 @@ def render_block(name: str, options: str, doc_dir: str, results_dir: str = RESUL
     if name.startswith("compare_"):
         path = os.path.join(results_dir, f"{name}.json")
         record = _load(path, "record it with `python -m mmgen record SOURCE... --compare NAME` (docs/results.md)")
-        return render_compare(record, path, doc_dir, [m for m in opts.get("metrics", "").split(",") if m] or None)
+        return render_compare(record, path, doc_dir, [m for m in opts.get("metrics", "").split(",") if m] or None,
+                              opts.get("split", "test"))
     if "metrics" in opts:
         raise ResultsError(f"block {name}: metrics= applies to quality_ and compare_ blocks only")
     if name == "presets":
@@ -767,6 +779,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Blocks: <!-- results: quality_<record> [metrics=a,b] -->, "
+                                       "<!-- results: compare_<name> [metrics=a,b] [split=S] -->, "
                                        "<!-- results: presets -->, <!-- results: bench_cpu -->, "
                                        "<!-- results: bench_<name>_cpu -->, "
                                        "each closed by <!-- /results -->.")

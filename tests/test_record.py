@@ -247,18 +247,48 @@ def test_compare_reuses_a_matching_clean_record_and_retrains_the_rest(tmp_path, 
     assert [c[0] for c in _fake_record.calls] == ["vae-digits"]
 
 
+def test_compare_carries_an_also_split_into_every_record_and_the_comparison(tmp_path, capsys, monkeypatch):
+    from mmgen import provenance, runs
+    monkeypatch.setattr(provenance, "git_state", lambda root=None: {"git_commit": "a" * 40, "git_dirty": False})
+    out = tmp_path / "compare_tiny.json"
+    base = ["record", "vae-digits", "pixelcnn-digits", "--compare", "tiny", "--seeds", "0", "--out", str(out), *SMALL]
+    monkeypatch.setattr(record, "record", _fake_record(tmp_path))
+    _fake_record.calls.clear()
+    assert "heldout" in cli_error(capsys, [*base, "--also-split", "heldout"])  # digits has none: said before training
+    assert _fake_record.calls == []
+    assert cli.main([*base, "--runs", str(tmp_path / "first")]) == 0  # records without the extra split
+    assert "also_reported" not in json.loads(out.read_text())["splits"]
+    # a dataset with an extra split (digits' test split under another name): the records without it
+    # are not reused, each source is recorded with it, and the comparison carries it
+    real_dataset = runs.dataset
+    monkeypatch.setattr(runs, "dataset", lambda config, split: real_dataset(config, "test" if split == "extra" else split))
+    _fake_record.calls.clear()
+    capsys.readouterr()
+    assert cli.main([*base, "--runs", str(tmp_path / "second"), "--also-split", "extra", "--reuse-records"]) == 0
+    assert "vae-digits: not reusing quality_vae_digits_tiny.json (it has no extra split)" in capsys.readouterr().out
+    assert _fake_record.calls == [("vae-digits", [0], ("extra",)), ("pixelcnn-digits", [0], ("extra",))]
+    saved = json.loads(out.read_text())
+    assert saved["splits"] == {"selection": "val", "report": "test", "also_reported": ["extra"]}
+    for model in saved["models"].values():
+        assert set(model["summary"]) == {"val", "test", "extra"}
+    # now both records hold it: reused
+    _fake_record.calls.clear()
+    assert cli.main([*base, "--runs", str(tmp_path / "third"), "--also-split", "extra", "--reuse-records"]) == 0
+    assert _fake_record.calls == []
+
+
 def _fake_record(tmp_path):
     """A stand-in for :func:`record.record` that writes a record without training (the reuse logic
     is under test here; the real training is covered above)."""
     from mmgen import provenance, runs
 
     def fake(source, seeds, *, overrides=(), name=None, runs_dir=None, out=None, device=None, command=None, jobs=1,
-             log=print):
-        _fake_record.calls.append((source, list(seeds)))
+             also_splits=(), log=print):
+        _fake_record.calls.append((source, list(seeds), tuple(also_splits)))
         config = runs.apply_overrides(runs.load_config(source), list(overrides))
         summary = {"elbo": {"mean": -float(len(source)), "sd": 0.0, "n": len(seeds)}}
         payload = {"name": name, "source": source, "overrides": list(overrides), **provenance.record("cpu", command),
-                   "seeds": list(seeds), "summary": {"val": summary, "test": summary},
+                   "seeds": list(seeds), "summary": {split: summary for split in ("val", "test", *also_splits)},
                    "runs": [{"seed": s, "train_seconds": 3.0} for s in seeds], "run_config": config}
         with open(out, "w") as f:
             json.dump(payload, f)

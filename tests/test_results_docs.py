@@ -375,3 +375,33 @@ def test_a_comparison_of_reused_records_names_each_models_commit_and_machine(wor
     assert "more than one commit or machine" in text
     assert "`vae-mnist`: commit `1111111`" in text and "AMD EPYC" in text
     assert "`avb-mnist`: commit `2222222`" in text and "Intel(R) Xeon(R)" in text
+
+
+def test_a_comparison_block_shows_another_reported_split_when_asked(workspace, capsys):
+    results, doc = workspace
+    val, test, heldout = ({"mean": m, "sd": 0.01, "min": m, "max": m, "n": 3} for m in (0.95, 0.93, 0.61))
+    compare = {key: quality_record()[key] for key in ("date", "git_commit", "git_dirty", "load_average", "machine")}
+    compare.update(command="mmgen record t2i-shapes diffusion-shapes --compare shapes --also-split heldout",
+                   seeds=[0, 1, 2], splits={"selection": "val", "report": "test", "also_reported": ["heldout"]},
+                   models={m: {"record": f"quality_{m.replace('-', '_')}.json", "seconds_per_step": 0.1,
+                               "summary": {"val": {"consistency_all": val}, "test": {"consistency_all": test},
+                                           "heldout": {"consistency_all": heldout}}}
+                           for m in ("t2i-shapes", "diffusion-shapes")})
+    (results / "compare_shapes.json").write_text(json.dumps(compare))
+    doc.write_text("<!-- results: compare_shapes metrics=consistency_all -->\n<!-- /results -->\n"
+                   "<!-- results: compare_shapes metrics=consistency_all split=heldout -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    first, second = doc.read_text().split("<!-- /results -->")[:2]
+    assert "\nTest split, mean ± sd over seeds 0, 1, 2" in first
+    assert "| 0.930 ± 0.010 | 0.930 ± 0.010 |" in first and "0.61" not in first
+    assert "\nThe heldout split (reported only, like test), mean ± sd over seeds 0, 1, 2" in second
+    assert "| 0.610 ± 0.010 | 0.610 ± 0.010 |" in second and "0.93" not in second
+    # a split the comparison does not hold, and split= on another kind of block, are errors
+    capsys.readouterr()
+    doc.write_text("<!-- results: compare_shapes metrics=consistency_all split=val -->\n<!-- /results -->\n")
+    assert run("--check", "--results", results, doc) == 1
+    assert "compare_shapes.json has no 'val' split for every model (split= takes a reported split it holds: test, heldout)" \
+        in capsys.readouterr().err
+    doc.write_text("<!-- results: quality_tiny_mfm split=heldout -->\n<!-- /results -->\n")
+    assert run("--check", "--results", results, doc) == 1
+    assert "split= applies to compare_ blocks only" in capsys.readouterr().err

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
                    help="override a config value, as in mmgen train (recorded; --check applies it again)")
     p.add_argument("--also-split", dest="also_splits", action="append", default=[], metavar="SPLIT",
                    help="evaluate and record this split too, report-only like test (e.g. heldout: the "
-                        "unseen caption pairs of shapes); repeatable")
+                        "unseen caption pairs of shapes; with --compare, in every model's record and in the "
+                        "comparison); repeatable")
     p.add_argument("--name", help="the record's name: quality_<NAME>.json (default: from SOURCE, - as _)")
     p.add_argument("--runs", metavar="DIR", help="run folders, one per seed: DIR/seed<S> (default: "
                                                  "runs/record/<NAME>; --check: a temporary folder)")
@@ -34,10 +35,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", help="cpu or cuda (default: the config's train.device, else cpu)")
     p.add_argument("--compare", metavar="NAME",
                    help="record every SOURCE (same seeds and --set) and write benchmarks/results/"
-                        "compare_<NAME>.json: their val and test summaries and seconds per training step")
+                        "compare_<NAME>.json: their val and test (and --also-split) summaries and seconds per "
+                        "training step")
     p.add_argument("--reuse-records", action="store_true",
                    help="--compare: take a SOURCE from its existing quality record when that holds the same run "
-                        "config, seeds and --set from a clean checkout, instead of training it again (the "
+                        "config, seeds and --set (and --also-split splits) from a clean checkout, instead of "
+                        "training it again (the "
                         "comparison then names each model's commit and machine)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train up to N seeds at once, each in a process of its own with --threads threads "
@@ -52,12 +55,11 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from mmgen import record
     if args.compare:
-        if args.check or args.name or args.also_splits:
-            raise UsageError("--compare records each SOURCE under its own name; it takes no --check, --name "
-                             "or --also-split")
+        if args.check or args.name:
+            raise UsageError("--compare records each SOURCE under its own name; it takes no --check or --name")
         record.compare(args.source, args.seeds, args.compare, overrides=args.overrides, runs_dir=args.runs,
                        out=args.out, device=args.device, command=["mmgen", *args.argv],
-                       reuse_records=args.reuse_records, jobs=args.jobs)
+                       reuse_records=args.reuse_records, jobs=args.jobs, also_splits=args.also_splits)
         return 0
     if args.reuse_records:
         raise UsageError("--reuse-records applies to --compare only")
