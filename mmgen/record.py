@@ -147,6 +147,11 @@ def _train_seconds(run_dir: str) -> float | None:
     return total + segment if seen else None
 
 
+def _splits_entry(also: tuple[str, ...]) -> dict:
+    """A record's ``splits``: val selects, test reports, and the ``also`` splits are reported too."""
+    return {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})}
+
+
 def check_also_splits(config: dict, also_splits) -> tuple[str, ...]:
     """The extra report-only splits, validated before any training: distinct, not train / val / test,
     and held by the config's dataset (loading them raises otherwise)."""
@@ -276,7 +281,7 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
     payload = {"benchmark": f"quality: {config.get('description', name)}", "name": name, "source": source,
                "overrides": list(overrides), **provenance.record(device or config.get("train", {}).get("device", "cpu"), command),
                "seeds": list(seeds),
-               "splits": {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})},
+               "splits": _splits_entry(also),
                "summary": {split: summarize([numeric_metrics(r[split]) for r in per_seed]) for split in splits},
                "runs": per_seed, "run_config": config}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -360,7 +365,7 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
     payload = {"benchmark": f"comparison: {', '.join(sources)}", "name": suffix, "sources": list(sources),
                "overrides": list(overrides), **provenance.record(device or configs[sources[0]].get("train", {}).get("device", "cpu"), command),
                "seeds": list(seeds),
-               "splits": {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})},
+               "splits": _splits_entry(also),
                "models": models}
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
     log(f"mmgen record: wrote {out}")

@@ -654,14 +654,15 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
         raise ResultsError(f"{rel} is not a `mmgen record --compare` file (no models)")
     require_provenance(record, path, "`python -m mmgen record SOURCE... --compare NAME`")
     names = list(models)
-    reported = ["test", *(record.get("splits") or {}).get("also_reported", [])]
-    if split not in reported or any(split not in models[m]["summary"] for m in names):
+    held = [s for s in ["test", *(record.get("splits") or {}).get("also_reported", [])]
+            if all(s in models[m]["summary"] for m in names)]
+    if split not in held:
         raise ResultsError(f"{rel} has no {split!r} split for every model (split= takes a reported split it holds: "
-                           f"{', '.join(s for s in reported if all(s in models[m]['summary'] for m in names))})")
-    tests = {m: models[m]["summary"][split] for m in names}
+                           f"{', '.join(held)})")
+    shown = {m: models[m]["summary"][split] for m in names}
     glosses = dict(COMPARE_METRICS)
     chosen = metrics or [metric for metric, _ in COMPARE_METRICS]
-    missing = [metric for metric in chosen if not any(metric in tests[m] for m in names)]
+    missing = [metric for metric in chosen if not any(metric in shown[m] for m in names)]
     if metrics and missing:
         raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
     own = {m: os.path.join(os.path.dirname(path), models[m]["record"]) for m in names}
@@ -677,7 +678,7 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
             for metric in chosen if metric not in missing]
 
     def cell(model: str, metric: str) -> str:
-        stats = tests[model].get(metric)
+        stats = shown[model].get(metric)
         if stats is None:
             return "–"
         if stats.get("n") == 1:

@@ -40,8 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--reuse-records", action="store_true",
                    help="--compare: take a SOURCE from its existing quality record when that holds the same run "
                         "config, seeds and --set (and --also-split splits) from a clean checkout, instead of "
-                        "training it again (the "
-                        "comparison then names each model's commit and machine)")
+                        "training it again (the comparison then names each model's commit and machine)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train up to N seeds at once, each in a process of its own with --threads threads "
                         "(default 1: one after the other, in this process); e.g. --jobs 2 --threads 1 on 2 cores")

@@ -440,13 +440,13 @@ class Diffusion(GenerativeModel):
         else:
             x = noise.to(self._device(), torch.float32)
         scheduler = self._scheduler(sampler, steps)
+        # DDIM clips its x_0 estimate to [-1, 1] (clip_sample) and, by default, still steps along the
+        # unclipped noise estimate; with guidance that estimate is far outside what the clipped x_0
+        # implies and the path leaves the data (shapes at guidance 3: blotches on speckled
+        # backgrounds). use_clipped_model_output re-derives the noise from the clipped x_0.
+        options = {"generator": generator} if sampler == "ddpm" else {"eta": 0.0, "use_clipped_model_output": True}
         for t in scheduler.timesteps:
             out = self.predict(x, t.expand(n), c, scale)
-            # DDIM clips its x_0 estimate to [-1, 1] (clip_sample) and, by default, still steps along the
-            # unclipped noise estimate; with guidance that estimate is far outside what the clipped x_0
-            # implies and the path leaves the data (shapes at guidance 3: blotches on speckled
-            # backgrounds). use_clipped_model_output re-derives the noise from the clipped x_0.
-            options = {"generator": generator} if sampler == "ddpm" else {"eta": 0.0, "use_clipped_model_output": True}
             x = scheduler.step(out, int(t), x, **options).prev_sample
         return self.to_data_range(x)
 
