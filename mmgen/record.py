@@ -34,7 +34,7 @@ SPLITS = ("val", "test")
 NOT_METRICS = re.compile(r"^(examples.*|threads|split|dataset|note|max_examples|k|seed|eval_seconds|seconds(_.*)?)$")  # seconds: eval timing
 CHECK_LEVEL = 0.99
 
-__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "reusable_record", "summarize", "t_quantile", "prediction_interval", "train_seeds_at_once"]
+__all__ = ["CHECK_LEVEL", "check", "compare", "compare_path", "default_path", "record", "reusable_record", "stale_judge", "summarize", "t_quantile", "prediction_interval", "train_seeds_at_once"]
 
 
 def default_name(source: str) -> str:
@@ -121,6 +121,30 @@ def _saved_eval(run_dir: str, split: str) -> dict | None:
     return None
 
 
+def stale_judge(result: dict, config: dict) -> str | None:
+    """Why the text-to-image evaluation ``result`` of a run of ``config`` is stale (judged by an
+    attribute classifier other than the one :func:`mmgen.eval.attributes.judge` names now), else None;
+    None for every other evaluation."""
+    if "classifier_recipe" not in result:
+        return None
+    from mmgen.eval import attributes
+    if attributes.judged_now(result, config):
+        return None
+    now = attributes.judge(config)["trained_on"]
+    return (f"judged by an attribute classifier trained on {result.get('classifier_trained_on', 'the train split')} "
+            f"(recipe {result.get('classifier_recipe')}); the judge is now trained on {now}")
+
+
+def _stale_record(saved: dict, config: dict) -> str | None:
+    """Why a record's evaluations are stale (see :func:`stale_judge`), else None."""
+    for run in saved.get("runs", []):
+        for split, result in run.items():
+            why = stale_judge(result, config) if isinstance(result, dict) else None
+            if why:
+                return f"seed {run.get('seed')}'s {split} evaluation was {why}"
+    return None
+
+
 def _finished(run_dir: str, config: dict) -> bool:
     """``run_dir`` holds the finished training of exactly ``config``."""
     try:
@@ -198,6 +222,10 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
         # training just wrote val; a reused run's evaluations were written when it was recorded (or by
         # a record of the same run under a comparison): the test split is read once per run
         saved = _saved_eval(run_dir, split) if split == "val" or finished else None
+        why = stale_judge(saved, seeded) if saved is not None else None
+        if why:
+            log(f"mmgen record: seed {seed}: its saved {split} evaluation was {why}: evaluating it again")
+            saved = None
         result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
     return result
 
@@ -311,6 +339,9 @@ def reusable_record(path: str, config: dict, seeds: list[int], overrides, also_s
     missing = [split for split in also_splits if split not in saved.get("summary", {})]
     if missing:
         return None, f"it has no {', '.join(missing)} split"
+    why = _stale_record(saved, config)
+    if why:
+        return None, why
     return saved, f"commit {str(saved.get('git_commit'))[:7]}, {saved.get('date')}"
 
 
@@ -392,6 +423,10 @@ def check(source: str, *, record_path: str | None = None, seed: int | None = Non
     if config != saved["run_config"]:
         raise ValueError(f"the run config of {source} differs from the one recorded in {path}: the record is "
                          f"stale; re-record it with `mmgen record {source} --seeds {' '.join(map(str, saved['seeds']))}`")
+    why = _stale_record(saved, config)
+    if why:
+        raise ValueError(f"{path} is stale: {why}; re-record it with `mmgen record {source} --seeds "
+                         f"{' '.join(map(str, saved['seeds']))}`")
     seed = saved["seeds"][0] if seed is None else seed
     threads = threads or saved.get("machine", {}).get("threads")
     if threads:

@@ -202,6 +202,20 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 def dataset(config: dict, split: str):
     """The ``split`` of the run config's data section ``{"name": ..., **options}``."""
+    name, kwargs = _data_options(config)
+    with section("data"):
+        return datasets.load(name, split, **kwargs)
+
+
+def dataset_splits(config: dict) -> list[str]:
+    """The names of the splits the run config's dataset has."""
+    name, kwargs = _data_options(config)
+    with section("data"):
+        return catalog.splits(name, **kwargs)
+
+
+def _data_options(config: dict) -> tuple[str, dict]:
+    """The run config's dataset name and options, checked against what the dataset accepts."""
     kwargs = dict(config["data"])
     with section("data"):
         if "name" not in kwargs:
@@ -215,7 +229,7 @@ def dataset(config: dict, split: str):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"dataset {name!r} has no option(s) {unknown}; accepted: {accepted}")
-        return datasets.load(name, split, **kwargs)
+    return name, kwargs
 
 
 def model_config(config: dict, train_data) -> dict:

@@ -26,7 +26,11 @@ whether a generated image matches its caption.
   bottom right), with a little jitter of radius, position and colour. Captions are compositional,
   e.g. "a small red circle at the top left". The (shape, colour) pairs in :data:`HELDOUT` never
   occur in train / val / test (8,000 / 1,000 / 1,000 images); the split ``heldout`` (1,000 images)
-  holds only them, to test generalization to unseen combinations.
+  holds only them, to test generalization to unseen combinations. The split ``judge`` (8,000 images,
+  from a generator stream of its own, so the other splits do not depend on it) holds every pair,
+  the held-out ones included: it trains the attribute classifier that judges generated images
+  (:mod:`mmgen.eval.attributes`), which must read an unseen pair as well as a seen one. Train
+  models on ``train`` only.
 """
 from __future__ import annotations
 
@@ -143,6 +147,7 @@ RGB = ((0.92, 0.12, 0.1), (0.12, 0.8, 0.15), (0.15, 0.3, 0.95), (0.95, 0.88, 0.1
 SHAPE_SIZES = ("small", "large")
 POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 HELDOUT = (("circle", "green"), ("square", "magenta"), ("triangle", "blue"), ("diamond", "yellow"))
+JUDGE_STREAM = 1_000_003  # shapes' judge split is drawn by a generator seeded JUDGE_STREAM + seed
 SHAPES_WORDS = {
     "shape": tuple((s,) for s in SHAPES),
     "colour": tuple((c,) for c in COLOURS),
@@ -351,21 +356,26 @@ def _shape_attributes(pairs: list[tuple[int, int]], n: int, generator: torch.Gen
 
 @functools.lru_cache(maxsize=None)
 def shapes(seed: int = 0, size: int = 32, negatives: str = "one") -> dict[str, CaptionedDataset]:
-    """Procedural shapes; (shape, colour) pairs of HELDOUT only in the split "heldout";
-    ``negatives``: the hard-negative captions of each batch (see :class:`CaptionedDataset`)."""
+    """Procedural shapes; (shape, colour) pairs of HELDOUT only in the split "heldout" (and in
+    "judge", every pair, for the attribute classifier); ``negatives``: the hard-negative captions
+    of each batch (see :class:`CaptionedDataset`)."""
     if size not in (32, 64):
         raise ValueError(f"shapes are rendered at 32 or 64 pixels, got size={size!r}")
     check_negatives(negatives)
     heldout = {(SHAPES.index(s), COLOURS.index(c)) for s, c in HELDOUT}
-    seen = [p for p in itertools.product(range(len(SHAPES)), range(len(COLOURS))) if p not in heldout]
+    every = list(itertools.product(range(len(SHAPES)), range(len(COLOURS))))
+    seen = [p for p in every if p not in heldout]
     gen = torch.Generator().manual_seed(seed)
+    judge_gen = torch.Generator().manual_seed(JUDGE_STREAM + seed)
     names = ("shape", "colour", "size", "position")
     values = (SHAPES, COLOURS, SHAPE_SIZES, POSITIONS)
     writer = CaptionWriter(SHAPES_WORDS, SHAPES_TEMPLATES, names)
     out = {}
-    for i, (split, n) in enumerate((("train", 8000), ("val", 1000), ("test", 1000), ("heldout", 1000))):
-        attrs = _shape_attributes(sorted(heldout) if split == "heldout" else seen, n, gen)
-        images = render_shapes(attrs, size, gen)
+    splits = (("train", 8000, seen, gen), ("val", 1000, seen, gen), ("test", 1000, seen, gen),
+              ("heldout", 1000, sorted(heldout), gen), ("judge", 8000, every, judge_gen))
+    for i, (split, n, pairs, stream) in enumerate(splits):
+        attrs = _shape_attributes(pairs, n, stream)
+        images = render_shapes(attrs, size, stream)
         captions = _write_captions(writer, attrs, seed * 31 + i)
         out[split] = CaptionedDataset("shapes", split, images, attrs[:, 0].clone(), captions=captions, writer=writer,
                                       attributes=attrs, attribute_names=names, attribute_values=values,

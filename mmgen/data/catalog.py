@@ -64,6 +64,11 @@ def options(name: str) -> list[str]:
     return ["labels", *inspect.signature(factory(name)).parameters]
 
 
+def splits(name: str, *, labels: int | None = None, **kwargs) -> list[str]:
+    """The split names of dataset ``name`` with ``kwargs`` (``labels`` changes none)."""
+    return list(factory(name)(**kwargs))
+
+
 def load(name: str, split: str = "train", *, labels: int | None = None, **kwargs) -> Dataset:
     """``load("digits", "test")``, ``load("mnist", "train", binarize="dynamic")`` or a plugin's
     ``load("myplugin.name", "val")``. ``labels=100`` keeps only 100 labels of the train split

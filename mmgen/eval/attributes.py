@@ -4,8 +4,15 @@ Recipe (:data:`RECIPE`, the defaults of :func:`train_classifier`): a conv encode
 hidden 32, 128 features, ReLU) with one linear head per attribute, trained on the real train
 split with Adam (lr 1e-3), batch 64, 6 epochs, the sum of the heads' cross-entropies, images
 shifted by up to 2 pixels at random (zero fill); torch seed 0 for the weights and the batch order.
+It trains on the dataset's ``judge`` split where the dataset has one (``shapes``: every (shape,
+colour) pair, the held-out ones included, so an unseen pair is read as well as a seen one; a judge
+trained on ``train`` alone learns which colours go with which shapes there and misreads 36% of the
+real held-out images), else on ``train``.
 :func:`evaluate_run` trains it once per run and saves it in ``RUN/attribute_classifier/``
-(``config.json`` + ``model.safetensors`` + the recipe and its accuracy on the real val split).
+(``config.json`` + ``model.safetensors`` + the recipe, the split it trained on and its accuracy on
+the real val split); a saved judge of another recipe or split is trained again, and every
+evaluation names its judge (``classifier_recipe``, ``classifier_trained_on``) so a record can tell
+an evaluation by an older judge. A classifier put there by hand (no ``trained_on``) is used as given.
 
 Metrics (:func:`evaluate_text_to_image`), for each example of a split: an image generated from one of
 its captions, classified per attribute:
@@ -24,6 +31,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +42,7 @@ from mmgen.io import atomic_path, atomic_write_bytes
 from mmgen.models.base import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 
 RECIPE = {"epochs": 6, "batch_size": 64, "lr": 1e-3, "seed": 0, "hidden": 32, "features": 128, "shift": 2}
+JUDGE_SPLIT = "judge"
 FEATURES_NAME = "attribute-classifier penultimate (128, ReLU)"
 CLASSIFIER_DIR = "attribute_classifier"
 
@@ -262,24 +271,55 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     return metrics
 
 
-def run_classifier(run_dir: str, train, val) -> AttributeClassifier:
-    """The run's attribute classifier: loaded from ``RUN/attribute_classifier``, else trained by
-    :data:`RECIPE` on ``train`` and saved there with its val accuracy."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def judge(config: dict) -> dict:
+    """What judges a run of ``config`` now: ``{"recipe": RECIPE, "trained_on": "<dataset>/<split>"}``,
+    the split being ``judge`` where the dataset has one, else ``train``."""
+    from mmgen import runs
+    split = JUDGE_SPLIT if JUDGE_SPLIT in runs.dataset_splits(config) else "train"
+    return {"recipe": RECIPE, "trained_on": f"{config['data']['name']}/{split}"}
+
+
+def judged_now(metrics: dict, config: dict) -> bool:
+    """Whether a saved text-to-image evaluation of a run of ``config`` was judged by the classifier
+    :func:`judge` names now (an evaluation from before ``classifier_trained_on`` was recorded
+    trained its judge on ``train``)."""
+    current = judge(config)
+    trained_on = metrics.get("classifier_trained_on", f"{config['data']['name']}/train")
+    return metrics.get("classifier_recipe") == current["recipe"] and trained_on == current["trained_on"]
+
+
+def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClassifier, dict]:
+    """The run's attribute classifier and what it is (``{"recipe", "trained_on"}``; None for one
+    put in ``RUN/attribute_classifier`` by hand): loaded from there when it is :func:`judge`'s or
+    was put there by hand, else trained by :data:`RECIPE` on :func:`judge`'s split and saved there
+    with its accuracy on the real val split (replacing an older judge, said through ``log``)."""
+    from mmgen import runs
     path = os.path.join(run_dir, CLASSIFIER_DIR)
+    wanted = judge(config)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
-        return AttributeClassifier.load(path)
-    classifier = train_classifier(train)
+        saved = read_config(path)
+        if "trained_on" not in saved:
+            return AttributeClassifier.load(path), {"recipe": None, "trained_on": None}
+        if {key: saved.get(key) for key in wanted} == wanted:
+            return AttributeClassifier.load(path), wanted
+        (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']} by recipe {saved.get('recipe')}; "
+                       f"the judge is now trained on {wanted['trained_on']} by recipe {wanted['recipe']}: training it again")
+    classifier = train_classifier(runs.dataset(config, wanted["trained_on"].rsplit("/", 1)[1]))
+    val = runs.dataset(config, "val")
     val_accuracy = accuracy(classifier.predict(val.x), val.attributes, classifier.attribute_names, "")
-    classifier.save(path, extra={"recipe": RECIPE, "trained_on": f"{train.name}/{train.split}",
-                                 "val_accuracy": val_accuracy})
-    return classifier
+    classifier.save(path, extra={**wanted, "val_accuracy": val_accuracy})
+    return classifier, wanted
 
 
 def evaluate_run(run_dir: str, split: str = "val", *, model=None, **options) -> dict:
     """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
     max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
     (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and the
-    classifier recipe. ``model``: the run's model if already loaded."""
+    judge's recipe and split. ``model``: the run's model if already loaded."""
     accepted = [p for p in inspect.signature(evaluate_text_to_image).parameters if p not in ("model", "classifier", "data")]
     if set(options) - set(accepted):
         raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
@@ -287,9 +327,10 @@ def evaluate_run(run_dir: str, split: str = "val", *, model=None, **options) -> 
     from mmgen import runs
     config = runs.read_run_config(run_dir)
     model = runs.load_model(run_dir) if model is None else model
-    classifier = run_classifier(run_dir, runs.dataset(config, "train"), runs.dataset(config, "val"))
+    classifier, made_by = run_classifier(run_dir, config)
     metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
-    metrics.update({"dataset": config["data"], "classifier_recipe": RECIPE, "threads": torch.get_num_threads()})
+    metrics.update({"dataset": config["data"], "classifier_recipe": made_by["recipe"],
+                    "classifier_trained_on": made_by["trained_on"], "threads": torch.get_num_threads()})
     suffix = "_sampled" if options.get("condition") == "sample" else ""
     atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}{suffix}.json"), json.dumps(metrics, indent=2).encode())
     return metrics
