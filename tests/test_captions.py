@@ -1,3 +1,4 @@
+import itertools
 import re
 
 import pytest
@@ -199,6 +200,22 @@ def test_heldout_pairs_only_in_the_heldout_split(shapes_data):
     # every shape and every colour alone is still seen in training
     seen = shapes_data["train"].attributes
     assert set(seen[:, 0].tolist()) == set(range(4)) and set(seen[:, 1].tolist()) == set(range(6))
+
+
+def test_judge_split_holds_every_pair_and_leaves_the_other_splits_alone(shapes_data):
+    judge = load("shapes", "judge")
+    pairs = judge.attributes[:, 0] * len(cap.COLOURS) + judge.attributes[:, 1]
+    counts = torch.bincount(pairs, minlength=24)
+    assert len(judge) == 8000 and counts.min() > 0.8 * 8000 / 24, counts     # every pair, about as often
+    assert judge.captions and len(judge.captions) == 8000
+    # the other splits are the draws of the generator seeded 0 alone, as before the judge split existed
+    heldout = {(cap.SHAPES.index(s), cap.COLOURS.index(c)) for s, c in cap.HELDOUT}
+    seen = [p for p in itertools.product(range(4), range(6)) if p not in heldout]
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 8000), ("val", 1000)):
+        attrs = cap._shape_attributes(seen, n, gen)
+        assert torch.equal(attrs, shapes_data[split].attributes)
+        assert torch.equal(cap.render_shapes(attrs, 32, gen), shapes_data[split].x)
 
 
 def test_load_names_the_accepted_splits():

@@ -315,3 +315,39 @@ def test_git_state_is_dirty_for_code_not_for_result_files(tmp_path, monkeypatch)
     assert git_state(str(tmp_path))["git_dirty"] is False  # an earlier benchmark's record
     (tmp_path / "code.py").write_text("a = 2\n")
     assert git_state(str(tmp_path))["git_dirty"] is True
+
+
+def test_an_evaluation_by_an_older_judge_is_evaluated_again_and_its_record_not_reused_or_checked(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    from mmgen import runs
+    from mmgen.eval import attributes
+    config = runs.load_config("t2i-shapes")
+    now = {"classifier_recipe": attributes.RECIPE, "classifier_trained_on": "shapes/judge", "consistency_all": 0.9}
+    older = {"classifier_recipe": attributes.RECIPE, "consistency_all": 0.8}   # before judge splits: train
+    assert record.stale_judge(now, config) is None
+    assert record.stale_judge({"elbo": -80.0}, config) is None                # not a text-to-image evaluation
+    assert record.stale_judge(older, config).startswith("judged by an attribute classifier trained on the train split")
+    assert record.stale_judge({**now, "classifier_recipe": {**attributes.RECIPE, "epochs": 1}}, config)
+    assert record.stale_judge({**now, "classifier_trained_on": "shapes/train"}, config).endswith(
+        "the judge is now trained on shapes/judge")
+    # a finished run's saved evaluations: the current judge's is read, the older judge's evaluated again
+    run_dir = tmp_path / "seed0"
+    run_dir.mkdir()
+    (run_dir / "eval_t2i_val.json").write_text(json.dumps(now))
+    (run_dir / "eval_t2i_test.json").write_text(json.dumps(older))
+    monkeypatch.setattr(record, "_finished", lambda run_dir, config: True)
+    evaluated = []
+    monkeypatch.setattr(runs, "evaluate", lambda run_dir, split, device: evaluated.append(split) or {**now, "split": split})
+    logs = []
+    result = record.run_seed(config, 0, str(run_dir), log=logs.append)
+    assert evaluated == ["test"] and result["val"] == now and result["test"]["split"] == "test"
+    assert "seed 0: its saved test evaluation was judged by an attribute classifier trained on the train split" in logs[-1]
+    # a record that holds an older judge's evaluation: not reused by a comparison, refused by --check
+    path = tmp_path / "quality_t2i_shapes.json"
+    path.write_text(json.dumps({"run_config": config, "seeds": [0], "overrides": [], "git_dirty": False,
+                                "summary": {"val": {}, "test": {}}, "runs": [{"seed": 0, "val": now, "test": older}]}))
+    saved, why = record.reusable_record(str(path), config, [0], [])
+    assert saved is None and why.startswith("seed 0's test evaluation was judged by an attribute classifier")
+    assert re.match(r"mmgen: error: record: .*quality_t2i_shapes.json is stale: seed 0's test evaluation was judged "
+                    r"by .*; re-record it with `mmgen record t2i-shapes --seeds 0`",
+                    cli_error(capsys, ["record", "--check", "t2i-shapes", "--out", str(path)]))

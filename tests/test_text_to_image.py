@@ -341,6 +341,45 @@ def test_attribute_classifier_learns_the_attributes_and_reloads(tmp_path, classi
     assert torch.equal(again.predict(val.x[:50]), classifier.predict(val.x[:50]))
 
 
+def test_a_judge_trained_on_the_judge_split_reads_the_heldout_pairs():
+    """shapes' train split shows four colours with three shapes each, and a judge trained there reads
+    an unseen pair by the shape its colour came with; the judge split shows every pair."""
+    heldout = load("shapes", "heldout")
+    shape_accuracy = {}
+    for split in ("train", "judge"):
+        judge = attributes.train_classifier(load("shapes", split), epochs=3, hidden=16, features=64)
+        shape_accuracy[split] = attributes.accuracy(judge.predict(heldout.x), heldout.attributes,
+                                                    judge.attribute_names, "")["shape"]
+    assert shape_accuracy["judge"] > 0.9 and shape_accuracy["train"] < 0.7, shape_accuracy
+
+
+def test_a_runs_judge_is_trained_on_the_judge_split_once_and_an_older_one_replaced(tmp_path, monkeypatch):
+    trained = []
+
+    def quick(data):
+        trained.append(f"{data.name}/{data.split}")
+        return attributes.AttributeClassifier(3, 32, list(data.attribute_names), [len(v) for v in data.attribute_values],
+                                              hidden=4, features=8)
+    monkeypatch.setattr(attributes, "train_classifier", quick)
+    config = runs.load_config("t2i-shapes")
+    wanted = {"recipe": attributes.RECIPE, "trained_on": "shapes/judge"}
+    assert attributes.judge(config) == wanted
+    assert attributes.judge(runs.load_config("t2i-mnist"))["trained_on"] == "mnist-captions/train"  # no judge split
+    path = os.path.join(str(tmp_path), attributes.CLASSIFIER_DIR)
+    quick(load("shapes", "val")).save(path, extra={"recipe": attributes.RECIPE, "trained_on": "shapes/train"})
+    logs = []
+    _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)
+    assert made_by == wanted and trained == ["shapes/val", "shapes/judge"]
+    assert "was trained on shapes/train" in logs[0] and "the judge is now trained on shapes/judge" in logs[0]
+    saved = json.loads(open(os.path.join(path, "config.json")).read())
+    assert saved["trained_on"] == "shapes/judge" and set(saved["val_accuracy"]) == {"shape", "colour", "size", "position", "all"}
+    _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)   # now it is the judge: loaded
+    assert made_by == wanted and len(trained) == 2 and len(logs) == 1
+    quick(load("shapes", "val")).save(path)                                        # one put there by hand: used
+    _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)
+    assert made_by == {"recipe": None, "trained_on": None} and len(trained) == 3
+
+
 def test_fid_of_a_set_with_itself_is_zero_and_large_for_noise(classifier, shapes):
     pytest.importorskip("torchmetrics")
     real = shapes["test"].x

@@ -306,8 +306,9 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
             return AttributeClassifier.load(path), {"recipe": None, "trained_on": None}
         if {key: saved.get(key) for key in wanted} == wanted:
             return AttributeClassifier.load(path), wanted
-        (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']} by recipe {saved.get('recipe')}; "
-                       f"the judge is now trained on {wanted['trained_on']} by recipe {wanted['recipe']}: training it again")
+        recipe = "" if saved.get("recipe") == RECIPE else f" (recipe now {RECIPE}, then {saved.get('recipe')})"
+        (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']}; the judge is now trained on "
+                         f"{wanted['trained_on']}{recipe}: training it again")
     classifier = train_classifier(runs.dataset(config, wanted["trained_on"].rsplit("/", 1)[1]))
     val = runs.dataset(config, "val")
     val_accuracy = accuracy(classifier.predict(val.x), val.attributes, classifier.attribute_names, "")
