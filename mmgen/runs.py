@@ -471,6 +471,8 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
         if requested:
             raise ValueError("registered metrics are not run on text-to-image runs (their evaluation is "
                              "mmgen.eval.attributes.evaluate_run)")
+        if progress is not None:
+            options["progress"] = progress
         return evaluate_run(run_dir, split, model=model, **options)
     model_name = config_name(config["model"])
     for option in ("inception_weights", "condition"):

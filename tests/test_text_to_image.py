@@ -371,10 +371,11 @@ def test_a_runs_judge_is_trained_on_the_judge_split_once_and_an_older_one_replac
     _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)
     assert made_by == wanted and trained == ["shapes/val", "shapes/judge"]
     assert "was trained on shapes/train" in logs[0] and "the judge is now trained on shapes/judge" in logs[0]
+    assert logs[1].startswith("mmgen: training the attribute classifier on shapes/judge (8000 images, 6 epochs)")
     saved = json.loads(open(os.path.join(path, "config.json")).read())
-    assert saved["trained_on"] == "shapes/judge" and set(saved["val_accuracy"]) == {"shape", "colour", "size", "position", "all"}
+    assert saved["trained_on"] == "shapes/judge" and saved["train_seconds"] >= 0 and set(saved["val_accuracy"]) == {"shape", "colour", "size", "position", "all"}
     _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)   # now it is the judge: loaded
-    assert made_by == wanted and len(trained) == 2 and len(logs) == 1
+    assert made_by == wanted and len(trained) == 2 and len(logs) == 2
     quick(load("shapes", "val")).save(path)                                        # one put there by hand: used
     _, made_by = attributes.run_classifier(str(tmp_path), config, log=logs.append)
     assert made_by == {"recipe": None, "trained_on": None} and len(trained) == 3
@@ -394,10 +395,13 @@ def test_fid_of_a_set_with_itself_is_zero_and_large_for_noise(classifier, shapes
         attributes.inception_fid(real, real, str(shapes["test"].name) + "/missing.pth")
 
 
-def test_consistency_metrics_of_a_model(classifier, shapes):
+def test_consistency_metrics_of_a_model(classifier, shapes, capsys):
     pytest.importorskip("torchmetrics")
-    metrics = attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=60)
-    assert metrics["examples"] == 60
+    metrics = attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=60, batch_size=25)
+    assert metrics["examples"] == 60 and metrics["eval_seconds"] > 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith("example     60/60")   # progress, then the end
+    attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=10, progress=False)
+    assert capsys.readouterr().err == ""
     for name in ("shape", "colour", "size", "position", "all"):
         assert 0 <= metrics[f"consistency_{name}"] <= 1
     assert metrics["classifier_real_colour"] > 0.9                 # real images: the classifier's ceiling

@@ -32,6 +32,7 @@ import inspect
 import json
 import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -233,13 +234,17 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, bat
 @torch.no_grad()
 def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed: int = 0,
                            max_examples: int | None = None, batch_size: int = 100,
-                           inception_weights: str | None = None, condition: str = "mean") -> dict:
+                           inception_weights: str | None = None, condition: str = "mean",
+                           progress: bool = True) -> dict:
     """Caption consistency, classifier-feature FID / KID and, with ``inception_weights``, Inception
     FID of ``model`` on the captioned split ``data``: one image per example, generated from the
     caption chosen for it by ``seed``, with noise from a generator seeded ``seed`` and, for the
     text-to-image GAN, the conditioning augmentation's mean (``condition="mean"``) or a draw from it
     ("sample"). Any model with ``sample(n, prompts=..., generator=...)`` is judged the same way
-    (a caption-conditioned :class:`mmgen.models.Diffusion` with its configured sampler and guidance)."""
+    (a caption-conditioned :class:`mmgen.models.Diffusion` with its configured sampler and guidance).
+    ``progress``: the examples generated so far and the ETA on stderr (``eval_seconds``: the wall time)."""
+    from mmgen.eval import LINE_EVERY_S
+    from mmgen.train.progress import Progress
     if getattr(data, "attributes", None) is None:
         raise ValueError(f"{data.name}/{data.split} has no captions and attributes")
     options = {"condition": condition} if "condition" in inspect.signature(model.sample).parameters else {}
@@ -251,6 +256,8 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     fakes, reals, targets = [], [], []
     limit = len(data) if max_examples is None else min(max_examples, len(data))
+    started = time.perf_counter()
+    bar = Progress(limit, 0, enabled=progress, unit="example", desc="eval", line_every_s=LINE_EVERY_S)
     for batch in data.batches(batch_size, seed=seed):
         take = min(len(batch["x"]), limit - sum(map(len, reals)))
         if take <= 0:
@@ -259,6 +266,8 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
         fakes.append(model.sample(take, prompts=captions, generator=generator, **options).float().cpu())
         reals.append(batch["x"][:take].float())
         targets.append(batch["attributes"][:take])
+        bar.update(sum(map(len, reals)), {})
+    bar.close()
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
     names = classifier.attribute_names
@@ -268,6 +277,7 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
                **feature_distances(classifier, real, fake)}
     if inception_weights:
         metrics["inception_fid"] = inception_fid(real, fake, inception_weights)
+    metrics["eval_seconds"] = time.perf_counter() - started
     return metrics
 
 
@@ -309,10 +319,15 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
         recipe = "" if saved.get("recipe") == RECIPE else f" (recipe now {RECIPE}, then {saved.get('recipe')})"
         (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']}; the judge is now trained on "
                          f"{wanted['trained_on']}{recipe}: training it again")
-    classifier = train_classifier(runs.dataset(config, wanted["trained_on"].rsplit("/", 1)[1]))
+    data = runs.dataset(config, wanted["trained_on"].rsplit("/", 1)[1])
+    (log or _stderr)(f"mmgen: training the attribute classifier on {wanted['trained_on']} ({len(data)} images, "
+                     f"{RECIPE['epochs']} epochs) into {path}")
+    started = time.perf_counter()
+    classifier = train_classifier(data)
     val = runs.dataset(config, "val")
     val_accuracy = accuracy(classifier.predict(val.x), val.attributes, classifier.attribute_names, "")
-    classifier.save(path, extra={**wanted, "val_accuracy": val_accuracy})
+    classifier.save(path, extra={**wanted, "val_accuracy": val_accuracy,
+                                 "train_seconds": round(time.perf_counter() - started, 1)})
     return classifier, wanted
 
 
