@@ -1,8 +1,8 @@
 """Judging text-to-image models with an attribute classifier trained on real images.
 
 Recipe (:data:`RECIPE`, the defaults of :func:`train_classifier`): a conv encoder (``image.conv``,
-hidden 32, 128 features, ReLU) with one linear head per attribute, trained on the real train
-split with Adam (lr 1e-3), batch 64, 6 epochs, the sum of the heads' cross-entropies, images
+hidden 32, 128 features, ReLU) with one linear head per attribute, trained on real
+images with Adam (lr 1e-3), batch 64, 6 epochs, the sum of the heads' cross-entropies, images
 shifted by up to 2 pixels at random (zero fill); torch seed 0 for the weights and the batch order.
 It trains on the dataset's ``judge`` split where the dataset has one (``shapes``: every (shape,
 colour) pair, the held-out ones included, so an unseen pair is read as well as a seen one; a judge
