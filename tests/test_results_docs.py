@@ -375,6 +375,16 @@ def test_a_comparison_of_reused_records_names_each_models_commit_and_machine(wor
     assert "more than one commit or machine" in text
     assert "`vae-mnist`: commit `1111111`" in text and "AMD EPYC" in text
     assert "`avb-mnist`: commit `2222222`" in text and "Intel(R) Xeon(R)" in text
+    assert "written again since" not in text
+    # avb-mnist's record written again after the comparison: its line keeps the compared commit and says so
+    again = json.loads((results / "quality_avb_mnist_x.json").read_text())
+    again["git_commit"] = "3" * 40
+    (results / "quality_avb_mnist_x.json").write_text(json.dumps(again))
+    assert run("--write", "--results", results, doc) == 0
+    text = doc.read_text()
+    assert "`avb-mnist`: commit `2222222`" in text and "3333333`, " not in text.split("written again")[0]
+    assert ("`avb-mnist`'s record has been written again since this comparison (commit `3333333`" in text
+            and "the numbers above are those of its record of commit `2222222`." in text)
 
 
 def test_a_comparison_block_shows_another_reported_split_when_asked(workspace, capsys):
