@@ -667,11 +667,11 @@ def render_compare(record: dict, path: str, doc_dir: str, metrics: list[str] | N
         raise ResultsError(f"{rel} has no metric {', '.join(missing)}")
     own = {m: os.path.join(os.path.dirname(path), models[m]["record"]) for m in names}
     records = {m: _load(own[m], "") if os.path.exists(own[m]) else None for m in names}  # read once
+    families = {m: _family(records[m]) if records[m] else None for m in names}
     # a model's record written again since the comparison no longer holds the numbers shown here
     rewritten = {m: records[m] for m in names
                  if records[m] and models[m].get("git_commit") not in (None, records[m].get("git_commit"))}
     records = {m: None if m in rewritten else records[m] for m in names}
-    families = {m: _family(records[m] or rewritten.get(m)) if records[m] or m in rewritten else None for m in names}
     # a comparison that reused records (--reuse-records) can span commits and machines: say so
     origin = {m: (models[m].get("git_commit", record.get("git_commit")),
                   (models[m].get("machine") or {}).get("cpu", (record.get("machine") or {}).get("cpu")),
