@@ -121,27 +121,32 @@ def _saved_eval(run_dir: str, split: str) -> dict | None:
     return None
 
 
-def stale_judge(result: dict, config: dict) -> str | None:
+def stale_judge(result: dict, config: dict, now: dict | None = None) -> str | None:
     """Why the text-to-image evaluation ``result`` of a run of ``config`` is stale (judged by an
-    attribute classifier other than the one :func:`mmgen.eval.attributes.judge` names now), else None;
-    None for every other evaluation."""
+    attribute classifier other than ``now``, by default the one :func:`mmgen.eval.attributes.judge`
+    names), else None; None for every other evaluation."""
     if "classifier_recipe" not in result:
         return None
     from mmgen.eval import attributes
-    if attributes.judged_now(result, config):
+    now = now or attributes.judge(config)
+    if attributes.judged_by(result, config) == now:
         return None
-    now = attributes.judge(config)["trained_on"]
     return (f"judged by an attribute classifier trained on {result.get('classifier_trained_on', 'the train split')} "
-            f"(recipe {result.get('classifier_recipe')}); the judge is now trained on {now}")
+            f"(recipe {result.get('classifier_recipe')}); the judge is now trained on {now['trained_on']}")
 
 
 def _stale_record(saved: dict, config: dict) -> str | None:
     """Why a record's evaluations are stale (see :func:`stale_judge`), else None."""
-    for run in saved.get("runs", []):
-        for split, result in run.items():
-            why = stale_judge(result, config) if isinstance(result, dict) else None
-            if why:
-                return f"seed {run.get('seed')}'s {split} evaluation was {why}"
+    evaluations = [(run.get("seed"), split, result) for run in saved.get("runs", []) for split, result in run.items()
+                   if isinstance(result, dict) and "classifier_recipe" in result]
+    if not evaluations:
+        return None
+    from mmgen.eval import attributes
+    now = attributes.judge(config)  # once for the record, not per evaluation
+    for seed, split, result in evaluations:
+        why = stale_judge(result, config, now)
+        if why:
+            return f"seed {seed}'s {split} evaluation was {why}"
     return None
 
 

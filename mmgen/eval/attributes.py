@@ -258,15 +258,17 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     limit = len(data) if max_examples is None else min(max_examples, len(data))
     started = time.perf_counter()
     bar = Progress(limit, 0, enabled=progress, unit="example", desc="eval", line_every_s=LINE_EVERY_S)
+    done = 0
     for batch in data.batches(batch_size, seed=seed):
-        take = min(len(batch["x"]), limit - sum(map(len, reals)))
+        take = min(len(batch["x"]), limit - done)
         if take <= 0:
             break
+        done += take
         captions = batch["captions"][:take]
         fakes.append(model.sample(take, prompts=captions, generator=generator, **options).float().cpu())
         reals.append(batch["x"][:take].float())
         targets.append(batch["attributes"][:take])
-        bar.update(sum(map(len, reals)), {})
+        bar.update(done, {})
     bar.close()
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
@@ -285,21 +287,23 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _judge_split(config: dict) -> str:
+    """``judge`` where the run config's dataset has that split, else ``train``."""
+    from mmgen import runs
+    return JUDGE_SPLIT if JUDGE_SPLIT in runs.dataset_splits(config) else "train"
+
+
 def judge(config: dict) -> dict:
     """What judges a run of ``config`` now: ``{"recipe": RECIPE, "trained_on": "<dataset>/<split>"}``,
     the split being ``judge`` where the dataset has one, else ``train``."""
-    from mmgen import runs
-    split = JUDGE_SPLIT if JUDGE_SPLIT in runs.dataset_splits(config) else "train"
-    return {"recipe": RECIPE, "trained_on": f"{config['data']['name']}/{split}"}
+    return {"recipe": RECIPE, "trained_on": f"{config['data']['name']}/{_judge_split(config)}"}
 
 
-def judged_now(metrics: dict, config: dict) -> bool:
-    """Whether a saved text-to-image evaluation of a run of ``config`` was judged by the classifier
-    :func:`judge` names now (an evaluation from before ``classifier_trained_on`` was recorded
-    trained its judge on ``train``)."""
-    current = judge(config)
-    trained_on = metrics.get("classifier_trained_on", f"{config['data']['name']}/train")
-    return metrics.get("classifier_recipe") == current["recipe"] and trained_on == current["trained_on"]
+def judged_by(metrics: dict, config: dict) -> dict:
+    """The judge of a saved text-to-image evaluation of a run of ``config``, in :func:`judge`'s form
+    (an evaluation from before ``classifier_trained_on`` was recorded trained its judge on train)."""
+    return {"recipe": metrics.get("classifier_recipe"),
+            "trained_on": metrics.get("classifier_trained_on", f"{config['data']['name']}/train")}
 
 
 def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClassifier, dict]:
@@ -319,7 +323,7 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
         recipe = "" if saved.get("recipe") == RECIPE else f" (recipe now {RECIPE}, then {saved.get('recipe')})"
         (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']}; the judge is now trained on "
                          f"{wanted['trained_on']}{recipe}: training it again")
-    data = runs.dataset(config, wanted["trained_on"].rsplit("/", 1)[1])
+    data = runs.dataset(config, _judge_split(config))
     (log or _stderr)(f"mmgen: training the attribute classifier on {wanted['trained_on']} ({len(data)} images, "
                      f"{RECIPE['epochs']} epochs) into {path}")
     started = time.perf_counter()
