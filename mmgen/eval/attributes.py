@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import sys
 import time
 
 import torch
@@ -283,10 +282,6 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     return metrics
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def _judge_split(config: dict) -> str:
     """``judge`` where the run config's dataset has that split, else ``train``."""
     from mmgen import runs
@@ -312,6 +307,7 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
     was put there by hand, else trained by :data:`RECIPE` on :func:`judge`'s split and saved there
     with its accuracy on the real val split (replacing an older judge, said through ``log``)."""
     from mmgen import runs
+    from mmgen.train.progress import note
     path = os.path.join(run_dir, CLASSIFIER_DIR)
     wanted = judge(config)
     if os.path.exists(os.path.join(path, CONFIG_FILE)):
@@ -321,11 +317,11 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
         if {key: saved.get(key) for key in wanted} == wanted:
             return AttributeClassifier.load(path), wanted
         recipe = "" if saved.get("recipe") == RECIPE else f" (recipe now {RECIPE}, then {saved.get('recipe')})"
-        (log or _stderr)(f"mmgen: {path} was trained on {saved['trained_on']}; the judge is now trained on "
-                         f"{wanted['trained_on']}{recipe}: training it again")
+        (log or note)(f"mmgen: {path} was trained on {saved['trained_on']}; the judge is now trained on "
+                      f"{wanted['trained_on']}{recipe}: training it again")
     data = runs.dataset(config, _judge_split(config))
-    (log or _stderr)(f"mmgen: training the attribute classifier on {wanted['trained_on']} ({len(data)} images, "
-                     f"{RECIPE['epochs']} epochs) into {path}")
+    (log or note)(f"mmgen: training the attribute classifier on {wanted['trained_on']} ({len(data)} images, "
+                  f"{RECIPE['epochs']} epochs) into {path}")
     started = time.perf_counter()
     classifier = train_classifier(data)
     val = runs.dataset(config, "val")

@@ -76,13 +76,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sys
 
 import torch
 
 from mmgen.eval import LINE_EVERY_S
 from mmgen.eval.judges import Judge, attribute_spec, present, train_judge, train_judges
-from mmgen.train.progress import Progress
+from mmgen.train.progress import Progress, note
 
 
 def _batches(data, batch_size: int, device, max_examples: int | None):
@@ -151,7 +150,7 @@ def evaluate(model, data, *, batch_size: int = 250, device: str | None = None, m
 
     def say(message):
         if progress:
-            print(f"[mmgen.eval.multimodal] {message}", file=sys.stderr, flush=True)
+            note(f"[mmgen.eval.multimodal] {message}")
 
     def add(key, values, rows):
         """Sum ``values`` over the rows selected by the bool mask ``rows``."""

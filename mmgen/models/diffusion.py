@@ -313,8 +313,6 @@ class Diffusion(GenerativeModel):
         abar = self._abar(t, x0)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         target = noise if self.prediction == "epsilon" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
-        if self.min_snr_gamma is None:
-            return F.mse_loss(self.live(x_t, t, c), target)
         per_example = F.mse_loss(self.live(x_t, t, c), target, reduction="none").flatten(1).mean(1)
         return (self.loss_weights(t) * per_example).mean()
 

@@ -8,6 +8,11 @@ import sys
 import time
 
 
+def note(message: str) -> None:
+    """One line on stderr, flushed (what a long step is doing: a judge trained, a file replaced)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def summary(record: dict) -> str:
     """``"loss 1.2345  lr 0.001"``: the losses of a metrics record."""
     return "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.endswith("loss") and isinstance(v, float))
