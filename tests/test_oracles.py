@@ -246,6 +246,34 @@ def test_frechet_distance_matches_the_closed_form_for_gaussians():
     assert same["kid"] == pytest.approx((2 * (off - diag) / m).item(), rel=1e-3)
 
 
+def test_kid_spread_is_that_of_kid_over_fresh_draws():
+    """kid_std is the sd of KID over half-size subsets. For two sets of 400 points it should be the
+    sd of KID between independent draws of 200 points from the same distributions, shrunk by the
+    subsets' overlap (the finite-population factor sqrt(1 - 200/400) = 0.71). One subset of all the
+    points, repeated, would give a spread of 0."""
+    pytest.importorskip("torchmetrics")
+    from mmgen.eval.attributes import _mmd2, kernel_distance
+    g = torch.Generator().manual_seed(0)
+
+    def points(n, shift):
+        return torch.randn(n, 3, generator=g, dtype=torch.float64) + shift
+
+    real, fake = points(400, 0.0), points(400, 0.5)
+    state = torch.get_rng_state()
+    kid, kid_std = kernel_distance(real, fake)
+    assert torch.equal(torch.get_rng_state(), state)                      # the global RNG untouched
+    assert kernel_distance(real, fake) == (kid, kid_std)                  # repeatable
+    assert kid == pytest.approx(_mmd2(real, fake))                        # all points: one estimate
+    fresh = torch.tensor([_mmd2(points(200, 0.0), points(200, 0.5)) for _ in range(300)])
+    assert 0.4 < kid_std / fresh.std().item() < 1.2, (kid_std, fresh.std().item())
+    assert abs(kid - fresh.mean().item()) < 3 * fresh.std().item()       # unbiased at both sizes
+    # Sets of different sizes: the mean over subsets of the smaller size, near the all-points value.
+    uneven, _ = kernel_distance(real, fake[:300])
+    assert abs(uneven - kid) < 2 * kid_std
+    with pytest.raises(ValueError, match="at least 4 points per set, got 400 and 3"):
+        kernel_distance(real, fake[:3])
+
+
 # ---------------------------------------------------------------------------------------------
 # Text-to-image caption consistency, FID and KID on the shapes data with a real attribute classifier.
 

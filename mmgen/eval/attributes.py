@@ -172,32 +172,64 @@ def _feature_module(features) -> nn.Module:
     return features
 
 
-def _metrics_modules(features: nn.Module, n: int):
+KID_SUBSETS, KID_SUBSET_SIZE = 50, 1000
+
+
+def _fid_module(features: nn.Module):
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.kid import KernelInceptionDistance
     except ImportError as exc:
         raise ImportError("FID and KID need torchmetrics: pip install 'mmgen[eval]' (or torchmetrics)") from exc
-    import warnings
-    fid = FrechetInceptionDistance(feature=features, reset_real_features=False)
-    with warnings.catch_warnings():  # KID warns that it keeps all features: a few thousand here
-        warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=features, subsets=50, subset_size=min(1000, n))
-    return fid, kid
+    return FrechetInceptionDistance(feature=features, reset_real_features=False)
+
+
+def _mmd2(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """The unbiased MMD^2 of two equal-size feature sets with k(x, y) = (x.y / d + 1)^3, in float64."""
+    from torchmetrics.image.kid import poly_mmd
+    return poly_mmd(real.double(), fake.double()).item()
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = KID_SUBSETS,
+                    subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018) of two feature sets [N, F] and how much it moves with the images
+    drawn: ``(kid, kid_std)``. ``kid`` is the unbiased MMD^2 (:func:`_mmd2`) on all points when the
+    sets have one size of at most ``subset_size``, else its mean over ``subsets`` random pairs of
+    subsets of min(``subset_size``, n) points (n: the smaller set's size). ``kid_std`` is the sd
+    over ``subsets`` random pairs of subsets of min(``subset_size``, n // 2) points, so that the
+    subsets differ even when one would hold every point (a spread, not kid's standard error).
+    Subsets are drawn by a generator seeded ``seed``: the result is repeatable and the global RNG
+    is not touched."""
+    n = min(len(real), len(fake))
+    if n < 4:
+        raise ValueError(f"KID needs at least 4 points per set, got {len(real)} and {len(fake)}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def draws(size: int) -> list[float]:
+        return [_mmd2(real[torch.randperm(len(real), generator=generator)[:size]],
+                      fake[torch.randperm(len(fake), generator=generator)[:size]]) for _ in range(subsets)]
+
+    if len(real) == len(fake) <= subset_size:
+        kid = _mmd2(real, fake)
+    else:
+        kid = float(torch.tensor(draws(min(subset_size, n)), dtype=torch.float64).mean())
+    spread = torch.tensor(draws(min(subset_size, n // 2)), dtype=torch.float64)
+    return kid, float(spread.std(unbiased=False))
 
 
 def feature_distances(features, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 500,
                       device=None) -> dict:
-    """FID and KID (mean, std over subsets) between two image sets on the features of ``features``:
-    an :class:`AttributeClassifier` (its penultimate layer) or any feature module with an int
-    ``num_features`` (:class:`FeatureModule` wraps a function); computed on ``device`` (default: the
-    images' device). ``features`` in the result names them (the module's ``name``)."""
-    if len(real) < 2 or len(fake) < 2:
-        raise ValueError(f"FID and KID need at least 2 images per set, got {len(real)} real and {len(fake)} fake")
+    """FID and KID (:func:`kernel_distance`: ``kid``, ``kid_std``) between two image sets on the
+    features of ``features``: an :class:`AttributeClassifier` (its penultimate layer) or any feature
+    module with an int ``num_features`` (:class:`FeatureModule` wraps a function); computed on
+    ``device`` (default: the images' device). ``features`` in the result names them (the module's
+    ``name``)."""
+    if len(real) < 4 or len(fake) < 4:
+        raise ValueError(f"FID and KID need at least 4 images per set, got {len(real)} real and {len(fake)} fake")
     module = _feature_module(features)
-    fid, kid = _metrics_modules(module, min(len(real), len(fake)))
+    fid = _fid_module(module)
     if device is not None:
-        fid, kid = fid.to(device), kid.to(device)
+        fid = fid.to(device)
+    found = {True: [], False: []}
     with torch.no_grad():
         for images, is_real in ((real, True), (fake, False)):
             for lo in range(0, len(images), batch_size):
@@ -205,10 +237,10 @@ def feature_distances(features, real: torch.Tensor, fake: torch.Tensor, batch_si
                 if device is not None:
                     chunk = chunk.to(device)
                 fid.update(chunk, real=is_real)
-                kid.update(chunk, real=is_real)
-        kid_mean, kid_std = kid.compute()
+                found[is_real].append(module(chunk).cpu())
+        kid, kid_std = kernel_distance(torch.cat(found[True]), torch.cat(found[False]))
         name = FEATURES_NAME if isinstance(features, AttributeClassifier) else getattr(module, "name", type(module).__name__)
-        return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item(), "features": name}
+        return {"fid": fid.compute().item(), "kid": kid, "kid_std": kid_std, "features": name}
 
 
 def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, batch_size: int = 100) -> float:
