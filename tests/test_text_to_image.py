@@ -471,3 +471,30 @@ def test_mode_seeking_judges_two_images_per_caption_and_adds_the_inverse_distanc
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match=r"mode_seeking_weight >= 0, got -1"):
         tiny(mode_seeking_weight=-1)
+
+
+def test_fid_floor_script_measures_real_against_real(tmp_path, classifier):
+    """benchmarks/fid_floor.py: real shapes against shapes drawn again with other seeds, on the run's
+    judge. Two real sets are not FID 0 apart: the floor falls as the sets grow (FID's small-sample
+    bias), stays far below real against noise, and KID (unbiased) is near 0 at every size."""
+    import importlib.util
+    pytest.importorskip("torchmetrics")
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "fid_floor.py")
+    spec = importlib.util.spec_from_file_location("fid_floor", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps(runs.load_config("t2i-shapes")))
+    classifier.save(str(run / attributes.CLASSIFIER_DIR))                     # a judge put there by hand
+    out = tmp_path / "floor.json"
+    result = script.main([str(run), "--splits", "test", "--seeds", "1", "2", "--sizes", "100", "1000", "--out", str(out)])
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    small, large = result["rows"]
+    assert small["images"] == 100 and large["images"] == 1000
+    assert 0 < large["fid"] < small["fid"], (small, large)
+    test = load("shapes", "test").x
+    noise = attributes.feature_distances(classifier, test, torch.rand_like(test))
+    assert large["fid"] < 0.2 * noise["fid"] and abs(large["kid"]) < 0.05 * noise["kid"], (large, noise)
+    with pytest.raises(SystemExit):
+        script.main([str(run), "--seeds", "0", "--out", str(out)])              # the run's own seed
