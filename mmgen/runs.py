@@ -475,7 +475,7 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
             options["progress"] = progress
         return evaluate_run(run_dir, split, model=model, **options)
     model_name = config_name(config["model"])
-    for option in ("inception_weights", "condition"):
+    for option in ("inception_weights", "condition", "guidance_scale"):
         if overrides.get(option) is not None:
             raise ValueError(f"{option} applies to text-to-image runs only; this run's model is {model_name!r}")
     if evaluator is None and options:

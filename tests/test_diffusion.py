@@ -1,5 +1,6 @@
 """Gaussian diffusion (mmgen.models.Diffusion) on the real 8x8 digits: it learns, its class-conditional
 samples are the class asked for, its bound has the right units, guidance, DDIM and save/reload."""
+import functools
 import json
 import math
 import os
@@ -462,7 +463,24 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
     assert final["examples"] == 8 and 0 <= final["consistency_all"] <= 1 and "fid" in final
     assert "condition" not in final  # the GAN's conditioning augmentation: not a diffusion option
     assert cli.main(["eval", run_dir, "--split", "heldout", "--max-examples", "8"]) == 0
-    assert json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())["split"] == "heldout"
+    heldout = json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())
+    assert heldout["split"] == "heldout" and "guidance_scale" not in heldout          # the run's own guidance
+    # another guidance scale: its own file, the scale recorded, the sampler given it
+    calls = []
+    sample = Diffusion.sample
+
+    @functools.wraps(sample)  # keeps sample's signature: the evaluation reads it
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("guidance_scale"))
+        return sample(self, *args, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Diffusion, "sample", spy)
+        assert cli.main(["eval", run_dir, "--split", "val", "--max-examples", "8", "--guidance-scale", "1.5"]) == 0
+    assert calls and set(calls) == {1.5}
+    guided = json.loads(open(os.path.join(run_dir, "eval_t2i_val_guidance_1.5.json")).read())
+    assert guided["guidance_scale"] == 1.5 and guided["examples"] == 8
+    assert "guidance_scale must be a number >= 0, got -1.0" in cli_error(
+        capsys, ["eval", run_dir, "--guidance-scale", "-1"])
     assert cli.main(["sample", run_dir, "-n", "3", "--prompt", "a small red circle at the top left",
                      "--steps", "2", "--guidance-scale", "3"]) == 0
     assert os.path.getsize(os.path.join(run_dir, "samples", "prompt-a-small-red-circle-at-the-top-left-seed0.png")) > 100

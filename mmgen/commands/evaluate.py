@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--condition", choices=("mean", "sample"),
                    help="text-to-image runs: generate from the conditioning augmentation's mean (default) "
                         "or from a draw of it (written to eval_t2i_<split>_sampled.json)")
+    p.add_argument("--guidance-scale", type=float, metavar="S",
+                   help="caption-conditioned diffusion runs: sample with this classifier-free guidance scale "
+                        "instead of the run's (written to eval_t2i_<split>_guidance_<S>.json)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_threads_option(p)
     p.set_defaults(func=run)
@@ -52,6 +55,6 @@ def run(args) -> int:
     metrics = runs.evaluate(args.run_dir, args.split, metrics=args.metric,
                             metric_options=parse_metric_options(args.metric_option), k=args.k,
                             max_examples=args.max_examples, inception_weights=args.inception_weights,
-                            condition=args.condition, device=args.device)
+                            condition=args.condition, guidance_scale=args.guidance_scale, device=args.device)
     print(json.dumps(metrics, indent=2))
     return 0
