@@ -498,3 +498,44 @@ def test_docs_diffusion_example_runs(tmp_path, monkeypatch):
     assert scope["sevens"].shape == (16, 1, 8, 8) and scope["again"].shape == (4, 1, 8, 8)
     assert isinstance(scope["model"], Diffusion) and scope["model"].config["ema_decay"] == 0.999
     assert (tmp_path / "runs" / "diffusion" / "export" / "model.safetensors").exists()
+
+
+@pytest.mark.plugins("image", "text")
+def test_guidance_val_script_compares_scales_on_val_and_reads_saved_evaluations(tmp_path, monkeypatch):
+    """benchmarks/guidance_val.py: each scale judged on all of val (the run's own scale in
+    eval_t2i_val.json, another in its own file), saved evaluations of the whole split read back, and
+    the scale chosen by its rule (lowest FID among those within 2 sd of the own scale's consistency)."""
+    pytest.importorskip("torchmetrics")
+    import importlib.util
+
+    from mmgen import runs
+    from mmgen.eval import attributes
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "guidance_val.py")
+    spec = importlib.util.spec_from_file_location("guidance_val", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = runs.load_config("diffusion-shapes")
+    config["model"]["denoiser"]["hidden"] = 8
+    config["model"]["sample_steps"] = 2
+    config["train"].update(steps=2, batch_size=8, num_samples=4)
+    config["eval"] = {"max_examples": 8}
+    run_dir = str(tmp_path / "run")
+    train_classifier = attributes.train_classifier      # the run's judge, by a quick recipe (the path is tested)
+    monkeypatch.setattr(attributes, "train_classifier", lambda data: train_classifier(data, epochs=1, hidden=8))
+    runs.train(config, run_dir)                       # its val evaluation covers 8 examples: not reused
+    out = tmp_path / "guidance.json"
+    result = script.main([run_dir, "--scales", "3", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["chosen"] == result["chosen"] and result["split"] == "val"
+    assert [e["read_saved"] for e in result["evaluations"]] == [False, False]
+    own = json.loads(open(os.path.join(run_dir, "eval_t2i_val.json")).read())
+    other = json.loads(open(os.path.join(run_dir, "eval_t2i_val_guidance_1.json")).read())
+    assert own["examples"] == other["examples"] == 1000 and other["guidance_scale"] == 1
+    rows = {r["guidance_scale"]: r for r in result["rows"]}
+    assert rows[3.0]["fid"]["per_run"] == [own["fid"]] and rows[1.0]["fid"]["per_run"] == [other["fid"]]
+    qualified = [s for s, r in rows.items() if r["consistency_all"]["mean"] >= own["consistency_all"]]
+    assert result["chosen"] == min(qualified, key=lambda s: rows[s]["fid"]["mean"])
+    again = script.main([run_dir, "--scales", "3", "1", "--out", str(out)])
+    assert [e["read_saved"] for e in again["evaluations"]] == [True, True] and again["rows"] == result["rows"]
+    for bad in (["--scales", "1", "2"], ["--scales", "3", "-1"]):       # no baseline; a negative scale
+        with pytest.raises(SystemExit):
+            script.main([run_dir, *bad, "--out", str(out)])
