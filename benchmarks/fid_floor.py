@@ -7,8 +7,9 @@ size, position) again with fresh rendering noise (the jitter of size, place and 
 attribute value); with 1,000 images in 128 dimensions FID has a small-sample bias, so it would not
 score 0. This script measures that floor: each split's real images against the same attributes
 rendered again by generators seeded ``--seeds``, on the run's judge, at each ``--sizes`` (the first
-n images of both). For contrast, ``fid_other_draw``: against the split drawn again with dataset seed
-s (other attributes, the same mix in expectation). Writes ``benchmarks/results/fid_floor_shapes.json``.
+n images of both): ``rendered_again``. For contrast, ``other_draw``: against the split drawn again
+with dataset seed s (other attributes, the same mix in expectation). Each is FID and KID,
+mean / sd / min / max over the seeds. Writes ``benchmarks/results/fid_floor_shapes.json``.
 
     python benchmarks/fid_floor.py RUN [--splits test heldout] [--seeds 1 2 3] [--sizes 250 500 1000]
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 
 import torch
 
@@ -25,6 +25,7 @@ from mmgen import provenance, runs
 from mmgen.data.captions import render_shapes
 from mmgen.eval.attributes import feature_distances, run_classifier
 from mmgen.io import atomic_write_bytes
+from mmgen.record import summarize
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
     for split in args.splits:
         if split not in available:
             parser.error(f"split {split!r} not in {data['name']}'s splits {available}")
+        if max(args.sizes) > len(runs.dataset(config, split)):
+            parser.error(f"--sizes {max(args.sizes)} is more than {data['name']}/{split} holds "
+                         f"({len(runs.dataset(config, split))})")
     judge, made_by = run_classifier(args.run, config)
     rows = []
     for split in args.splits:
@@ -60,19 +64,14 @@ def main(argv: list[str] | None = None) -> dict:
                     for s in args.seeds}
         other = {s: runs.dataset({**config, "data": {**data, "seed": s}}, split).x for s in args.seeds}
         for n in args.sizes:
-            if n > len(real):
-                parser.error(f"--sizes {n} is more than {data['name']}/{split} holds ({len(real)})")
             row = {"split": split, "images": n}
-            for name, second in (("", rendered), ("_other_draw", other)):
+            for name, second in (("rendered_again", rendered), ("other_draw", other)):
                 found = [feature_distances(judge, real[:n], second[s][:n]) for s in args.seeds]
-                for key in ("fid", "kid"):
-                    values = [f[key] for f in found]
-                    row[key + name] = statistics.mean(values)
-                    row[f"{key}{name}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
-                    row[f"{key}{name}_per_seed"] = values
+                row[name] = summarize([{key: f[key] for key in ("fid", "kid")} for f in found])
             rows.append(row)
-            print(f"{split:8s} n={n:5d}  fid {row['fid']:.1f} ± {row['fid_sd']:.1f}  (another draw of the split: "
-                  f"{row['fid_other_draw']:.1f} ± {row['fid_other_draw_sd']:.1f})", flush=True)
+            floor, other_fid = row["rendered_again"]["fid"], row["other_draw"]["fid"]
+            print(f"{split:8s} n={n:5d}  fid {floor['mean']:.1f} ± {floor['sd']:.1f}  (another draw of the split: "
+                  f"{other_fid['mean']:.1f} ± {other_fid['sd']:.1f})", flush=True)
     result = {"benchmark": "fid_floor", **provenance.record(), "run": os.path.abspath(args.run),
               "dataset": data, "second_sets": {"rendered_again": {"generator_seeds": args.seeds},
                                                 "other_draw": {"dataset_seeds": args.seeds}},

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 
 import torch
 
 from mmgen import provenance, runs
 from mmgen.eval import attributes
 from mmgen.io import atomic_write_bytes
-from mmgen.record import stale_judge
+from mmgen.record import stale_judge, summarize
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 METRICS = ("consistency_all", "fid")
@@ -41,11 +40,6 @@ def val_evaluation(run: str, scale: float, own: float, examples: int, config: di
                 and stale_judge(saved, config) is None):
             return saved, True
     return attributes.evaluate_run(run, "val", **({} if scale == own else {"guidance_scale": scale})), False
-
-
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "per_run": values}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
             found.append(metrics)
             sources.append({"run": os.path.abspath(run), "guidance_scale": scale, "read_saved": read,
                             "eval_seconds": metrics.get("eval_seconds")})
-        rows.append({"guidance_scale": scale, **{m: summary([f[m] for f in found]) for m in METRICS}})
+        summary = summarize([{m: f[m] for m in METRICS} for f in found])
+        rows.append({"guidance_scale": scale, **{m: {**summary[m], "per_run": [f[m] for f in found]} for m in METRICS}})
         print(f"guidance {scale:g}: " + "  ".join(f"{m} {rows[-1][m]['mean']:.4g} ± {rows[-1][m]['sd']:.2g}"
                                                    for m in METRICS), flush=True)
     base = next(r for r in rows if r["guidance_scale"] == own)["consistency_all"]

@@ -175,12 +175,23 @@ def _feature_module(features) -> nn.Module:
 KID_SUBSETS, KID_SUBSET_SIZE = 50, 1000
 
 
-def _fid_module(features: nn.Module):
+class _Given(nn.Module):
+    """Features already extracted, as torchmetrics' feature extractor (each image's features once)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def _fid_metric(num_features: int):
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as exc:
         raise ImportError("FID and KID need torchmetrics: pip install 'mmgen[eval]' (or torchmetrics)") from exc
-    return FrechetInceptionDistance(feature=features, reset_real_features=False)
+    return FrechetInceptionDistance(feature=_Given(num_features), reset_real_features=False)
 
 
 def _mmd2(real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -226,9 +237,9 @@ def feature_distances(features, real: torch.Tensor, fake: torch.Tensor, batch_si
     if len(real) < 4 or len(fake) < 4:
         raise ValueError(f"FID and KID need at least 4 images per set, got {len(real)} real and {len(fake)} fake")
     module = _feature_module(features)
-    fid = _fid_module(module)
+    fid = _fid_metric(module.num_features)
     if device is not None:
-        fid = fid.to(device)
+        fid, module = fid.to(device), module.to(device)
     found = {True: [], False: []}
     with torch.no_grad():
         for images, is_real in ((real, True), (fake, False)):
@@ -236,8 +247,9 @@ def feature_distances(features, real: torch.Tensor, fake: torch.Tensor, batch_si
                 chunk = images[lo:lo + batch_size].float()
                 if device is not None:
                     chunk = chunk.to(device)
-                fid.update(chunk, real=is_real)
-                found[is_real].append(module(chunk).cpu())
+                extracted = module(chunk)
+                fid.update(extracted, real=is_real)
+                found[is_real].append(extracted.cpu())
         kid, kid_std = kernel_distance(torch.cat(found[True]), torch.cat(found[False]))
         name = FEATURES_NAME if isinstance(features, AttributeClassifier) else getattr(module, "name", type(module).__name__)
         return {"fid": fid.compute().item(), "kid": kid, "kid_std": kid_std, "features": name}
