@@ -31,15 +31,15 @@ METRICS = ("consistency_all", "fid")
 
 def val_evaluation(run: str, scale: float, own: float, examples: int, config: dict) -> tuple[dict, bool]:
     """The run's val evaluation at guidance ``scale`` and whether it was read from the run."""
-    name = "eval_t2i_val.json" if scale == own else f"eval_t2i_val_guidance_{scale:g}.json"
-    path = os.path.join(run, name)
+    sampling = None if scale == own else {"guidance_scale": scale}
+    path = os.path.join(run, runs.eval_file("val", sampling, t2i=True))
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        if (saved.get("examples") == examples and saved.get("guidance_scale", own) == scale
+        if (saved.get("examples") == examples and runs.evaluated_sampling(saved, config)["guidance_scale"] == scale
                 and stale_judge(saved, config) is None):
             return saved, True
-    return attributes.evaluate_run(run, "val", **({} if scale == own else {"guidance_scale": scale})), False
+    return attributes.evaluate_run(run, "val", sampling=sampling), False
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -123,7 +123,9 @@ def _vae_mnist_with(what: str, **options) -> dict:
 # image.unet noise predictor, the weights' EMA for sampling and the bound; the conditional ones drop
 # the condition 10% of the time (classifier-free guidance). Samples: the ancestral sampler on 100 of
 # the 1000 steps; DDIM in 25 or 100 steps left the shapes' backgrounds noisy at the preset's budget
-# (looked at on val samples of diffusion-shapes at step 3000; no record).
+# (looked at on val samples of diffusion-shapes at step 3000; no record). diffusion-shapes samples
+# at guidance 1, chosen over 3 on val with its three recorded runs (benchmarks/guidance_val.py,
+# results/guidance_shapes.json); diffusion-mnist-captions keeps 3 (not compared).
 _UNET = {"name": "image.unet", "hidden": 32, "channel_mult": [1, 2, 2]}
 _DIFFUSION_TRAIN = {"batch_size": 64, "lr": 1e-3, "schedule": "cosine", "grad_clip": 1.0, "log_every": 100,
                     "sample_every": 1000, "checkpoint_every": 1000}
@@ -261,7 +263,7 @@ PRESETS: dict[str, dict] = {
                        "compositional captions",
         "data": {"name": "shapes"},
         "model": {**_text_diffusion("shapes", {"name": "image.unet", "hidden": 16, "channel_mult": [1, 2, 4],
-                                                "condition_map": "spade"}, 3.0),
+                                                "condition_map": "spade"}, 1.0),
                   "prediction": "v", "zero_terminal_snr": True},
         "train": {**_DIFFUSION_TRAIN, "steps": 6000, "batch_size": 32},
     },

@@ -26,7 +26,7 @@ import statistics
 import tempfile
 import time
 
-from mmgen import provenance, runs
+from mmgen import models, provenance, runs
 from mmgen.io import atomic_write_bytes
 
 SPLITS = ("val", "test")
@@ -112,12 +112,17 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
     return summary
 
 
-def _saved_eval(run_dir: str, split: str) -> dict | None:
-    for name in (f"eval_{split}.json", f"eval_t2i_{split}.json"):
-        path = os.path.join(run_dir, name)
+def _saved_eval(run_dir: str, split: str, sampling: dict, wanted: dict) -> dict | None:
+    """The run's saved evaluation on ``split`` under the ``sampling`` settings that differ from its
+    own (file named by :func:`mmgen.runs.eval_file`), if it was made with the ``wanted`` settings."""
+    for t2i in (False, True):
+        path = os.path.join(run_dir, runs.eval_file(split, sampling, t2i=t2i))
         if os.path.exists(path):
             with open(path) as f:
-                return json.load(f)
+                saved = json.load(f)
+            if wanted and runs.evaluated_sampling(saved, runs.read_run_config(run_dir)) != wanted:
+                return None
+            return saved
     return None
 
 
@@ -150,13 +155,32 @@ def _stale_record(saved: dict, config: dict) -> str | None:
     return None
 
 
+def trained_config(config: dict) -> dict:
+    """``config`` without its model's sampling settings (:func:`mmgen.models.sampling_settings`):
+    two configs equal here train the same model."""
+    settings = models.sampling_settings(config["model"])
+    return {**config, "model": {k: v for k, v in config["model"].items() if k not in settings}}
+
+
 def _finished(run_dir: str, config: dict) -> bool:
-    """``run_dir`` holds the finished training of exactly ``config``."""
+    """``run_dir`` holds the finished training of ``config`` (sampling settings aside, see
+    :func:`trained_config`)."""
     try:
         saved = runs.read_run_config(run_dir)
     except FileNotFoundError:
         return False
-    return saved == config and os.path.isdir(os.path.join(run_dir, "model"))
+    if models.config_name(saved.get("model", {})) != models.config_name(config["model"]):
+        return False
+    return trained_config(saved) == trained_config(config) and os.path.isdir(os.path.join(run_dir, "model"))
+
+
+def sampling_changes(run_dir: str, config: dict) -> dict:
+    """The sampling settings of ``config`` that differ from those of the run in ``run_dir``."""
+    wanted = models.sampling_settings(config["model"])
+    if not wanted:
+        return {}
+    own = models.sampling_settings(runs.read_run_config(run_dir)["model"])
+    return {key: value for key, value in wanted.items() if own.get(key) != value}
 
 
 def _train_seconds(run_dir: str) -> float | None:
@@ -199,6 +223,10 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     """Train ``config`` with ``train.seed = seed`` in ``run_dir`` (reused when it holds that finished
     run, continued from its latest checkpoint when it holds that run unfinished) and evaluate it on
     ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``.
+    A finished run whose config differs from ``config`` only in sampling settings (a diffusion
+    model's guidance scale, sampler, steps: :func:`trained_config`) is reused and evaluated with
+    ``config``'s settings (its own evaluations are not read), and the result names them under
+    ``sampling_changed`` ``{option: [the run's, config's]}``.
     ``trained_by_child``: this command's child process (``--jobs``) just trained and evaluated the
     run, so its saved evaluations are read and it is not reported as reused."""
     seeded = runs.apply_overrides(config, [f"train.seed={seed}"])
@@ -206,6 +234,7 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     if trained_by_child and not finished:
         raise RuntimeError(f"seed {seed}: the child process that trained it left no finished run in {run_dir}")
     reused = finished and not trained_by_child
+    sampling = sampling_changes(run_dir, seeded) if finished else {}
     if trained_by_child:
         log(f"mmgen record: seed {seed}: reading the run its child process trained in {run_dir}")
     elif not reused:
@@ -222,16 +251,23 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     else:
         log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
     result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
+    if sampling:
+        own = models.sampling_settings(runs.read_run_config(run_dir)["model"])
+        result["sampling_changed"] = {key: [own[key], value] for key, value in sampling.items()}
+        log(f"mmgen record: seed {seed}: evaluating it with " + ", ".join(
+            f"{key}={value} (trained with {own[key]})" for key, value in sampling.items()))
+    wanted = models.sampling_settings(seeded["model"])
     device = device or seeded.get("train", {}).get("device", "cpu")  # where training evaluated val
     for split in splits:
         # training just wrote val; a reused run's evaluations were written when it was recorded (or by
         # a record of the same run under a comparison): the test split is read once per run
-        saved = _saved_eval(run_dir, split) if split == "val" or finished else None
+        saved = _saved_eval(run_dir, split, sampling, wanted) if split == "val" or finished else None
         why = stale_judge(saved, seeded) if saved is not None else None
         if why:
             log(f"mmgen record: seed {seed}: its saved {split} evaluation was {why}: evaluating it again")
             saved = None
-        result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device)
+        result[split] = saved if saved is not None else runs.evaluate(run_dir, split, device=device,
+                                                                      sampling=sampling or None)
     return result
 
 

@@ -420,10 +420,13 @@ def _validate_multimodal(model, data) -> dict:
 
 def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = None,
              metric_options: dict[str, dict] | None = None, strict: bool = True, device: str = "cpu",
-             progress: bool | None = None, **overrides) -> dict:
+             progress: bool | None = None, sampling: dict | None = None, **overrides) -> dict:
     """Metrics of a trained run on ``split``, written to ``RUN/eval_<split>.json`` (text-to-image
     runs: caption consistency and FID / KID, ``RUN/eval_t2i_<split>.json``); ``overrides`` replace
-    the run's eval options (None: keep).
+    the run's eval options (None: keep). ``sampling``: sampling settings other than the run's, for
+    models that have them (``{"guidance_scale": 1}``, see ``GenerativeModel.SAMPLING_OPTIONS``):
+    the model samples with them, the result records them as ``sampling`` and the file is named
+    after them (:func:`eval_file`).
 
     Registered metrics (``eval.metrics`` of the run config; ``metrics``, a list of names, replaces
     that list, ``metric_options`` ``{name: {key: value}}`` adds to their options) run too, their
@@ -437,7 +440,36 @@ def evaluate(run_dir: str, split: str = "val", *, metrics: list[str] | None = No
     config = read_run_config(run_dir)
     with denormals_as_trained(config, device):
         return _evaluate(run_dir, config, split, metrics=metrics, metric_options=metric_options, strict=strict,
-                         device=device, progress=progress, **overrides)
+                         device=device, progress=progress, sampling=sampling, **overrides)
+
+
+_SAMPLING_LABELS = {"guidance_scale": "guidance", "sample_steps": "steps"}
+
+
+def eval_file(split: str, sampling: dict | None = None, *, t2i: bool = False, sampled: bool = False) -> str:
+    """The name of a run's evaluation file on ``split``: ``eval_<split>.json`` (text-to-image runs
+    ``eval_t2i_<split>.json``, ``..._sampled`` from a draw of the conditioning augmentation), with
+    each sampling setting evaluated instead of the run's own appended in the order given:
+    ``{"guidance_scale": 1}`` -> ``eval_t2i_val_guidance_1.json``, ``{"sampler": "ddim",
+    "sample_steps": 25}`` -> ``..._sampler_ddim_steps_25`` (None steps: ``steps_all``)."""
+    name = f"eval_{'t2i_' if t2i else ''}{split}{'_sampled' if sampled else ''}"
+    for key, value in (sampling or {}).items():
+        shown = "all" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        name += f"_{_SAMPLING_LABELS.get(key, key)}_{shown}"
+    return name + ".json"
+
+
+def evaluated_sampling(result: dict, config: dict) -> dict:
+    """The sampling settings a saved evaluation ``result`` of a run of ``config`` was made with:
+    its ``sampling``, else (files written before it was recorded) the config's with the
+    ``guidance_scale`` the result names; {} for models without sampling settings."""
+    from mmgen.models import sampling_settings
+    if "sampling" in result:
+        return result["sampling"]
+    settings = sampling_settings(config["model"])
+    if "guidance_scale" in result and "guidance_scale" in settings:
+        settings["guidance_scale"] = result["guidance_scale"]
+    return settings
 
 
 def denormals_as_trained(config: dict, device: str):
@@ -449,10 +481,8 @@ def denormals_as_trained(config: dict, device: str):
 
 def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | None,
               metric_options: dict[str, dict] | None, strict: bool, device: str, progress: bool | None,
-              **overrides) -> dict:
+              sampling: dict | None = None, **overrides) -> dict:
     from mmgen.eval import metrics as eval_metrics
-    from mmgen.eval import uniform_nll
-    from mmgen.models import config_name
     options = {**config.get("eval", {}), **{k: v for k, v in overrides.items() if v is not None}}
     with section("eval"):
         requested = eval_metrics.normalize(options.pop("metrics", None), where="metrics")
@@ -465,6 +495,7 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
         requested[name] = {**requested[name], **extra}
     requested = eval_metrics.check(requested, where=None)
     model = load_model(run_dir, distributed.check_device(device))
+    model.sampling_settings(sampling)  # checked before any work
     evaluator = _evaluator(model)
     from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
     if evaluator is evaluate_text_to_image:  # judged by the run's attribute classifier
@@ -473,9 +504,25 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
                              "mmgen.eval.attributes.evaluate_run)")
         if progress is not None:
             options["progress"] = progress
-        return evaluate_run(run_dir, split, model=model, **options)
+        return evaluate_run(run_dir, split, model=model, sampling=sampling, **options)
+    with model.sampled_with(sampling) as settings:
+        result = _evaluate_likelihood(run_dir, config, split, model, evaluator, requested, options,
+                                      strict=strict, progress=progress, overrides=overrides)
+    if settings:
+        result["sampling"] = settings
+    atomic_write_bytes(os.path.join(run_dir, eval_file(split, sampling)), json.dumps(result, indent=2).encode())
+    return result
+
+
+def _evaluate_likelihood(run_dir: str, config: dict, split: str, model, evaluator, requested: dict, options: dict,
+                         *, strict: bool, progress: bool | None, overrides: dict) -> dict:
+    """The rest of :func:`_evaluate` for runs that are not text-to-image: the likelihood evaluator
+    and the registered metrics."""
+    from mmgen.eval import metrics as eval_metrics
+    from mmgen.eval import uniform_nll
+    from mmgen.models import config_name
     model_name = config_name(config["model"])
-    for option in ("inception_weights", "condition", "guidance_scale"):
+    for option in ("inception_weights", "condition"):
         if overrides.get(option) is not None:
             raise ValueError(f"{option} applies to text-to-image runs only; this run's model is {model_name!r}")
     if evaluator is None and options:
@@ -507,5 +554,4 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
         result["metrics"] = eval_metrics.run(model, data, requested)
     result["eval_seconds"] = time.perf_counter() - started
     result.update({"split": split, "dataset": config["data"], "threads": torch.get_num_threads()})
-    atomic_write_bytes(os.path.join(run_dir, f"eval_{split}.json"), json.dumps(result, indent=2).encode())
     return result

@@ -253,6 +253,29 @@ def test_guidance_scale_mixes_the_conditional_and_unconditional_predictions(trai
                                unconditional + 2.5 * (conditional - unconditional), rtol=1e-4, atol=1e-5)
 
 
+def test_sampled_with_sets_samples_defaults_checks_them_and_puts_the_models_back(trained):
+    model, _ = trained
+    own = model.sampling_settings()
+    assert set(own) == set(Diffusion.SAMPLING_OPTIONS) == {"sampler", "sample_steps", "guidance_scale"}
+    y = torch.arange(4)
+    with model.sampled_with({"sampler": "ddim", "sample_steps": 5, "guidance_scale": 2.0}) as settings:
+        assert settings == {"sampler": "ddim", "sample_steps": 5, "guidance_scale": 2.0}
+        inside = model.sample(4, y=y, noise=torch.zeros(4, 1, 8, 8))
+    given = model.sample(4, y=y, sampler="ddim", steps=5, guidance_scale=2.0, noise=torch.zeros(4, 1, 8, 8))
+    torch.testing.assert_close(inside, given)             # the defaults set are what sample() applies
+    assert model.sampling_settings() == own               # and the model's own come back
+    with pytest.raises(RuntimeError), model.sampled_with({"guidance_scale": 0.5}):
+        raise RuntimeError("an error inside")
+    assert model.sampling_settings() == own               # also after an error
+    for bad, message in (({"sample_steps": 0}, "sampling steps must be None"), ({"guidance_scale": -1}, ">= 0"),
+                         ({"guidance_scale": True}, ">= 0"), ({"sampler": "euler"}, "sampler must be one of"),
+                         ({"steps": 5}, r"sampling option\(s\) steps: a Diffusion has no such setting \(its sampling "
+                                       r"options: sampler, sample_steps, guidance_scale\)")):
+        with pytest.raises(ValueError, match=message), model.sampled_with(bad):
+            pass
+    assert model.sampling_settings() == own
+
+
 def test_ddim_is_deterministic_and_inverts_to_the_image(trained):
     model, _ = trained
     test = load("digits", "test")
@@ -464,21 +487,29 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
     assert "condition" not in final  # the GAN's conditioning augmentation: not a diffusion option
     assert cli.main(["eval", run_dir, "--split", "heldout", "--max-examples", "8"]) == 0
     heldout = json.loads(open(os.path.join(run_dir, "eval_t2i_heldout.json")).read())
-    assert heldout["split"] == "heldout" and "guidance_scale" not in heldout          # the run's own guidance
+    assert heldout["split"] == "heldout"  # the run's own sampling settings, recorded
+    assert heldout["sampling"] == {"sampler": "ddpm", "sample_steps": 2, "guidance_scale": 1.0}
     # another guidance scale: its own file, the scale recorded, the sampler given it
     calls = []
     sample = Diffusion.sample
 
     @functools.wraps(sample)  # keeps sample's signature: the evaluation reads it
     def spy(self, *args, **kwargs):
-        calls.append(kwargs.get("guidance_scale"))
+        given = kwargs.get("guidance_scale")
+        calls.append((self.guidance_scale if given is None else given, self.sampler, self.sample_steps))
         return sample(self, *args, **kwargs)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Diffusion, "sample", spy)
         assert cli.main(["eval", run_dir, "--split", "val", "--max-examples", "8", "--guidance-scale", "1.5"]) == 0
-    assert calls and set(calls) == {1.5}
+        assert calls and set(calls) == {(1.5, "ddpm", 2)}
+        calls.clear()  # the sampler and its steps likewise, named in the file in the order given
+        assert cli.main(["eval", run_dir, "--split", "val", "--max-examples", "8", "--sampler", "ddim",
+                         "--sample-steps", "3"]) == 0
+        assert calls and set(calls) == {(1.0, "ddim", 3)}
     guided = json.loads(open(os.path.join(run_dir, "eval_t2i_val_guidance_1.5.json")).read())
-    assert guided["guidance_scale"] == 1.5 and guided["examples"] == 8
+    assert guided["sampling"]["guidance_scale"] == 1.5 and guided["examples"] == 8
+    ddim = json.loads(open(os.path.join(run_dir, "eval_t2i_val_sampler_ddim_steps_3.json")).read())
+    assert ddim["sampling"] == {"sampler": "ddim", "sample_steps": 3, "guidance_scale": 1.0}
     assert "guidance_scale must be a number >= 0, got -1.0" in cli_error(
         capsys, ["eval", run_dir, "--guidance-scale", "-1"])
     assert cli.main(["sample", run_dir, "-n", "3", "--prompt", "a small red circle at the top left",
@@ -516,7 +547,7 @@ def test_guidance_val_script_compares_scales_on_val_and_reads_saved_evaluations(
     spec.loader.exec_module(script)
     config = runs.load_config("diffusion-shapes")
     config["model"]["denoiser"]["hidden"] = 8
-    config["model"]["sample_steps"] = 2
+    config["model"].update(sample_steps=2, guidance_scale=3.0)  # the scale the recorded runs were trained with
     config["train"].update(steps=2, batch_size=8, num_samples=4)
     config["eval"] = {"max_examples": 8}
     run_dir = str(tmp_path / "run")
@@ -529,7 +560,7 @@ def test_guidance_val_script_compares_scales_on_val_and_reads_saved_evaluations(
     assert [e["read_saved"] for e in result["evaluations"]] == [False, False]
     own = json.loads(open(os.path.join(run_dir, "eval_t2i_val.json")).read())
     other = json.loads(open(os.path.join(run_dir, "eval_t2i_val_guidance_1.json")).read())
-    assert own["examples"] == other["examples"] == 1000 and other["guidance_scale"] == 1
+    assert own["examples"] == other["examples"] == 1000 and other["sampling"]["guidance_scale"] == 1
     rows = {r["guidance_scale"]: r for r in result["rows"]}
     assert rows[3.0]["fid"]["per_run"] == [own["fid"]] and rows[1.0]["fid"]["per_run"] == [other["fid"]]
     qualified = [s for s, r in rows.items() if r["consistency_all"]["mean"] >= own["consistency_all"]]

@@ -185,6 +185,60 @@ def test_an_unfinished_run_is_continued_not_refused(tmp_path):
     assert max(e.get("step", 0) for e in events) == 6
 
 
+def test_a_run_trained_with_other_sampling_settings_is_reused_and_evaluated_with_the_configs(tmp_path, capsys):
+    """A diffusion run is the same trained run under another guidance scale, sampler or step count:
+    the record reuses it (no training), evaluates it with the config's settings into files named
+    after them, says so, and reads those evaluations back the next time."""
+    from mmgen import runs
+    small = ["--set", "train.steps=2", "--set", "train.batch_size=8", "--set", "model.denoiser.hidden=8",
+             "--set", "model.bound_timesteps=4", "--set", "eval.max_examples=8", "--set", "train.progress=false",
+             "--set", "train.sample_every=1000", "--set", "model.guidance_scale=3"]
+    out, folder = tmp_path / "record.json", tmp_path / "runs"
+    base = ["record", "diffusion-digits", "--seeds", "0", "--runs", str(folder), "--out", str(out), *small]
+    assert cli.main(base) == 0
+    trained = (folder / "seed0" / "metrics.jsonl").read_text()
+    first = json.loads(out.read_text())["runs"][0]
+    assert "sampling_changed" not in first and first["val"]["sampling"]["guidance_scale"] == 3
+    capsys.readouterr()
+    again = [*base, "--set", "model.guidance_scale=1", "--set", "model.sampler=ddim", "--set", "model.sample_steps=5"]
+    assert cli.main(again) == 0
+    printed = capsys.readouterr().out
+    assert "reusing the finished run" in printed and "training seed" not in printed
+    assert "evaluating it with sampler=ddim (trained with ddpm), sample_steps=5 (trained with None), " \
+           "guidance_scale=1 (trained with 3)" in printed
+    assert (folder / "seed0" / "metrics.jsonl").read_text() == trained  # not trained again
+    assert runs.read_run_config(str(folder / "seed0"))["model"]["guidance_scale"] == 3  # the run is left as it was
+    saved = json.loads(out.read_text())
+    run = saved["runs"][0]
+    assert run["reused"] and run["sampling_changed"] == {"sampler": ["ddpm", "ddim"], "sample_steps": [None, 5],
+                                                         "guidance_scale": [3, 1]}
+    assert saved["run_config"]["model"]["guidance_scale"] == 1
+    for split in ("val", "test"):
+        path = folder / "seed0" / f"eval_{split}_sampler_ddim_steps_5_guidance_1.json"
+        assert json.loads(path.read_text())["sampling"] == {"sampler": "ddim", "sample_steps": 5, "guidance_scale": 1}
+        assert run[split]["sampling"]["guidance_scale"] == 1
+    # the first settings' evaluations are still there, untouched
+    assert json.loads((folder / "seed0" / "eval_test.json").read_text())["sampling"]["guidance_scale"] == 3
+    # the third time the evaluations under these settings are read back, not made again
+    capsys.readouterr()
+    assert cli.main(again) == 0
+    assert json.loads(out.read_text())["runs"][0]["test"] == run["test"]
+    # a change in what training depends on is another run
+    assert "holds another run" in cli_error(capsys, [*base, "--set", "model.denoiser.hidden=4"])
+
+
+def test_an_evaluation_from_before_sampling_settings_were_recorded_names_its_guidance():
+    from mmgen import runs
+    config = runs.load_config("diffusion-shapes")
+    own = {"sampler": "ddpm", "sample_steps": 100, "guidance_scale": 1.0}
+    assert runs.evaluated_sampling({"consistency_all": 0.9}, config) == own
+    assert runs.evaluated_sampling({"guidance_scale": 3}, config) == {**own, "guidance_scale": 3}
+    assert runs.evaluated_sampling({"sampling": {**own, "sampler": "ddim"}}, config)["sampler"] == "ddim"
+    assert runs.evaluated_sampling({"elbo": -3.0}, runs.load_config("vae-digits")) == {}
+    assert runs.eval_file("val", {"sample_steps": None}) == "eval_val_steps_all.json"
+    assert runs.eval_file("test", {"guidance_scale": 1.5}, t2i=True, sampled=True) == "eval_t2i_test_sampled_guidance_1.5.json"
+
+
 def test_compare_records_each_source_and_writes_the_comparison(tmp_path, capsys):
     other = tmp_path / "vae_digits_latent8.json"
     config = json.loads(json.dumps(__import__("mmgen.presets", fromlist=["get"]).get("vae-digits")))
@@ -337,7 +391,8 @@ def test_an_evaluation_by_an_older_judge_is_evaluated_again_and_its_record_not_r
     (run_dir / "eval_t2i_test.json").write_text(json.dumps(older))
     monkeypatch.setattr(record, "_finished", lambda run_dir, config: True)
     evaluated = []
-    monkeypatch.setattr(runs, "evaluate", lambda run_dir, split, device: evaluated.append(split) or {**now, "split": split})
+    monkeypatch.setattr(runs, "evaluate",
+                        lambda run_dir, split, device, sampling: evaluated.append(split) or {**now, "split": split})
     logs = []
     result = record.run_seed(config, 0, str(run_dir), log=logs.append)
     assert evaluated == ["test"] and result["val"] == now and result["test"]["split"] == "test"

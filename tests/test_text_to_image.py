@@ -402,8 +402,10 @@ def test_consistency_metrics_of_a_model(classifier, shapes, capsys):
     assert capsys.readouterr().err.splitlines()[-1].startswith("example     60/60")   # progress, then the end
     attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=10, progress=False)
     assert capsys.readouterr().err == ""
-    with pytest.raises(ValueError, match="guidance_scale=2 is for models sampled with classifier-free guidance"):
-        attributes.evaluate_text_to_image(tiny(), classifier, shapes["test"], max_examples=10, guidance_scale=2)
+    assert "sampling" not in metrics  # the GAN has no sampling settings, and refuses one
+    with pytest.raises(ValueError, match=r"sampling option\(s\) guidance_scale: a TextToImageGAN has no such setting "
+                                         r"\(its sampling options: none\)"):
+        tiny().sampled_with({"guidance_scale": 2}).__enter__()
     for name in ("shape", "colour", "size", "position", "all"):
         assert 0 <= metrics[f"consistency_{name}"] <= 1
     assert metrics["classifier_real_colour"] > 0.9                 # real images: the classifier's ceiling

@@ -27,8 +27,12 @@ def add_parser(subparsers) -> None:
                    help="text-to-image runs: generate from the conditioning augmentation's mean (default) "
                         "or from a draw of it (written to eval_t2i_<split>_sampled.json)")
     p.add_argument("--guidance-scale", type=float, metavar="S",
-                   help="caption-conditioned diffusion runs: sample with this classifier-free guidance scale "
-                        "instead of the run's (written to eval_t2i_<split>_guidance_<S>.json)")
+                   help="conditional diffusion runs: sample with this classifier-free guidance scale instead "
+                        "of the run's (written to eval_t2i_<split>_guidance_<S>.json)")
+    p.add_argument("--sampler", choices=("ddpm", "ddim"),
+                   help="diffusion runs: sample with this sampler instead of the run's (file ..._sampler_<S>)")
+    p.add_argument("--sample-steps", type=int, metavar="N",
+                   help="diffusion runs: sample in N steps instead of the run's (file ..._steps_<N>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_threads_option(p)
     p.set_defaults(func=run)
@@ -50,11 +54,17 @@ def parse_metric_options(items: list[str]) -> dict[str, dict]:
     return options
 
 
+def sampling_overrides(args) -> dict:
+    """The sampling settings given on the command line, as model options (``sample_steps``, ...)."""
+    given = {"sampler": args.sampler, "sample_steps": args.sample_steps, "guidance_scale": args.guidance_scale}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def run(args) -> int:
     distributed.check_device(args.device, "--device")
     metrics = runs.evaluate(args.run_dir, args.split, metrics=args.metric,
                             metric_options=parse_metric_options(args.metric_option), k=args.k,
                             max_examples=args.max_examples, inception_weights=args.inception_weights,
-                            condition=args.condition, guidance_scale=args.guidance_scale, device=args.device)
+                            condition=args.condition, sampling=sampling_overrides(args), device=args.device)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -274,27 +274,18 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str, bat
         return fid.compute().item()
 
 
-def _check_guidance(model, guidance_scale) -> None:
-    if "guidance_scale" not in inspect.signature(model.sample).parameters:
-        raise ValueError(f"guidance_scale={guidance_scale!r} is for models sampled with classifier-free guidance "
-                         f"(a caption-conditioned Diffusion); a {type(model).__name__} has none")
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be a number >= 0, got {guidance_scale!r}")
-
-
 @torch.no_grad()
 def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed: int = 0,
                            max_examples: int | None = None, batch_size: int = 100,
                            inception_weights: str | None = None, condition: str = "mean",
-                           guidance_scale: float | None = None, progress: bool = True) -> dict:
+                           progress: bool = True) -> dict:
     """Caption consistency, classifier-feature FID / KID and, with ``inception_weights``, Inception
     FID of ``model`` on the captioned split ``data``: one image per example, generated from the
     caption chosen for it by ``seed``, with noise from a generator seeded ``seed`` and, for the
     text-to-image GAN, the conditioning augmentation's mean (``condition="mean"``) or a draw from it
     ("sample"). Any model with ``sample(n, prompts=..., generator=...)`` is judged the same way
-    (a caption-conditioned :class:`mmgen.models.Diffusion` with its configured sampler and guidance;
-    ``guidance_scale``: another classifier-free guidance scale, for models whose ``sample`` takes
-    one, recorded in the result).
+    (a caption-conditioned :class:`mmgen.models.Diffusion` with its sampler, steps and guidance
+    scale, recorded in the result as ``sampling``; ``model.sampled_with`` sets others).
     ``progress``: the examples generated so far and the ETA on stderr (``eval_seconds``: the wall time)."""
     from mmgen.eval import LINE_EVERY_S
     from mmgen.train.progress import Progress
@@ -304,9 +295,6 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     if condition != "mean" and not options:
         raise ValueError(f"condition={condition!r} is for models with a conditioning augmentation (the text-to-image "
                          f"GAN); a {type(model).__name__} takes only 'mean' (the default)")
-    if guidance_scale is not None:
-        _check_guidance(model, guidance_scale)
-        options["guidance_scale"] = guidance_scale
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -329,7 +317,9 @@ def evaluate_text_to_image(model, classifier: AttributeClassifier, data, *, seed
     model.train(was_training)
     fake, real, target = torch.cat(fakes), torch.cat(reals), torch.cat(targets)
     names = classifier.attribute_names
+    sampling = model.sampling_settings() if getattr(model, "SAMPLING_OPTIONS", ()) else None
     metrics = {"split": data.split, "examples": len(fake), "seed": seed, **options,
+               **({"sampling": sampling} if sampling else {}),
                **accuracy(classifier.predict(fake), target, names, "consistency_"),
                **accuracy(classifier.predict(real), target, names, "classifier_real_"),
                **feature_distances(classifier, real, fake)}
@@ -388,12 +378,14 @@ def run_classifier(run_dir: str, config: dict, log=None) -> tuple[AttributeClass
     return classifier, wanted
 
 
-def evaluate_run(run_dir: str, split: str = "val", *, model=None, **options) -> dict:
+def evaluate_run(run_dir: str, split: str = "val", *, model=None, sampling: dict | None = None, **options) -> dict:
     """:func:`evaluate_text_to_image` of a text-to-image run on ``split`` with ``options`` (seed,
-    max_examples, batch_size, inception_weights, condition, guidance_scale), written to
-    ``RUN/eval_t2i_<split>.json`` (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``,
-    ``RUN/eval_t2i_<split>_guidance_<g>.json`` with ``guidance_scale=g``), with the data config and
-    the judge's recipe and split. ``model``: the run's model if already loaded."""
+    max_examples, batch_size, inception_weights, condition), written to ``RUN/eval_t2i_<split>.json``
+    (``RUN/eval_t2i_<split>_sampled.json`` with ``condition="sample"``), with the data config and
+    the judge's recipe and split. ``sampling``: other sampling settings than the run's
+    (``{"guidance_scale": 1}``; :meth:`mmgen.models.GenerativeModel.sampled_with`), named in the
+    file (:func:`mmgen.runs.eval_file`: ``RUN/eval_t2i_<split>_guidance_1.json``).
+    ``model``: the run's model if already loaded."""
     accepted = [p for p in inspect.signature(evaluate_text_to_image).parameters if p not in ("model", "classifier", "data")]
     if set(options) - set(accepted):
         raise ValueError(f"text-to-image evaluation options are {', '.join(accepted)}; got "
@@ -401,14 +393,12 @@ def evaluate_run(run_dir: str, split: str = "val", *, model=None, **options) -> 
     from mmgen import runs
     config = runs.read_run_config(run_dir)
     model = runs.load_model(run_dir) if model is None else model
-    if options.get("guidance_scale") is not None:  # before a judge is trained
-        _check_guidance(model, options["guidance_scale"])
+    model.sampling_settings(sampling)  # checked before a judge is trained
     classifier, made_by = run_classifier(run_dir, config)
-    metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
+    with model.sampled_with(sampling):
+        metrics = evaluate_text_to_image(model, classifier, runs.dataset(config, split), **options)
     metrics.update({"dataset": config["data"], "classifier_recipe": made_by["recipe"],
                     "classifier_trained_on": made_by["trained_on"], "threads": torch.get_num_threads()})
-    suffix = "_sampled" if options.get("condition") == "sample" else ""
-    if options.get("guidance_scale") is not None:
-        suffix += f"_guidance_{options['guidance_scale']:g}"
-    atomic_write_bytes(os.path.join(run_dir, f"eval_t2i_{split}{suffix}.json"), json.dumps(metrics, indent=2).encode())
+    name = runs.eval_file(split, sampling, t2i=True, sampled=options.get("condition") == "sample")
+    atomic_write_bytes(os.path.join(run_dir, name), json.dumps(metrics, indent=2).encode())
     return metrics

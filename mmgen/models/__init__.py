@@ -142,6 +142,18 @@ def from_config(config: dict, **modules):
     return model
 
 
+def sampling_settings(config: dict) -> dict:
+    """The sampling settings a model config sets, ``{option: value}`` for each of its family's
+    ``SAMPLING_OPTIONS`` (the constructor's default where the config leaves one out); {} for a
+    family with none. Two run configs that differ only in these train the same model."""
+    cls = get(config_name(config)).obj
+    options = getattr(cls, "SAMPLING_OPTIONS", ())
+    if not options:
+        return {}
+    parameters = inspect.signature(cls).parameters
+    return {key: config.get(key, parameters[key].default if key in parameters else None) for key in options}
+
+
 def __getattr__(attr):
     if attr == "MODELS":
         raise AttributeError("mmgen.models.MODELS was replaced by the plugin registry: "
@@ -152,4 +164,5 @@ def __getattr__(attr):
 
 __all__ = ["GenerativeModel", "VAE", "PixelCNN", "GAN", "VQVAE", "GumbelVAE", "CVAE", "M2", "SentenceVAE",
            "TextToImageGAN", "MFM", "MVAE", "MMVAE", "MoPoE", "CouplingFlow", "AVB", "Diffusion", "from_config", "get", "registered", "config_name",
+           "sampling_settings",
            "component_name", "short_name", "UnknownModelError"]

@@ -1,6 +1,8 @@
 """What every mmgen model shares: a JSON config and saving as ``config.json`` + ``model.safetensors``."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from typing import Callable, Iterable, NamedTuple, NoReturn
@@ -102,9 +104,46 @@ class GenerativeModel(nn.Module):
       writes images ``[n, C, H, W]`` as a PNG grid) unless the model writes its own files with
       ``write_samples(prefix, n, generator, data=...)``; ``elbo`` / ``nll`` / ``log_prob`` (in nats)
       where it has a likelihood are what ``mmgen eval`` measures, besides registered metrics.
+    * ``SAMPLING_OPTIONS`` names the constructor options that only set ``sample``'s defaults
+      (diffusion: ``sampler``, ``sample_steps``, ``guidance_scale``), each kept in the attribute of
+      the same name. A run trained with other values of them is the same trained run: ``mmgen
+      record`` reuses it and evaluates it under the config's values (:meth:`sampled_with`).
     """
 
     config: dict
+    SAMPLING_OPTIONS: tuple[str, ...] = ()
+
+    def sampling_settings(self, overrides: dict | None = None) -> dict:
+        """This model's sampling settings ``{option: value}`` (``SAMPLING_OPTIONS``, read from its
+        attributes) with ``overrides`` applied and checked by :meth:`check_sampling_settings`; an
+        option it does not have raises a ValueError naming the ones it has."""
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(self.SAMPLING_OPTIONS))
+        if unknown:
+            has = ", ".join(self.SAMPLING_OPTIONS) or "none"
+            raise ValueError(f"sampling option(s) {', '.join(unknown)}: a {type(self).__name__} has no such "
+                             f"setting (its sampling options: {has})")
+        settings = {key: getattr(self, key) for key in self.SAMPLING_OPTIONS}
+        settings.update(overrides)
+        self.check_sampling_settings(settings)
+        return settings
+
+    def check_sampling_settings(self, settings: dict) -> None:
+        """Raise a ValueError naming a bad value of ``settings`` (:meth:`sampling_settings`)."""
+
+    @contextlib.contextmanager
+    def sampled_with(self, overrides: dict | None = None):
+        """A context in which ``sample`` defaults to the sampling settings with ``overrides``
+        (:meth:`sampling_settings`, which it yields); the model's own come back on leaving it."""
+        settings = self.sampling_settings(overrides)
+        before = {key: getattr(self, key) for key in settings}
+        try:
+            for key, value in settings.items():
+                setattr(self, key, value)
+            yield settings
+        finally:
+            for key, value in before.items():
+                setattr(self, key, value)
 
     def save_pretrained(self, path: str) -> None:
         """Write ``config.json`` and ``model.safetensors`` into the folder ``path`` (atomically each)."""

@@ -89,6 +89,7 @@ class Diffusion(GenerativeModel):
 
     data_components = {"denoiser": "denoiser"}
     data_fields = {"levels": "levels"}
+    SAMPLING_OPTIONS = ("sampler", "sample_steps", "guidance_scale")
 
     @classmethod
     def infer_config(cls, config: dict, info: dict) -> dict:
@@ -209,14 +210,17 @@ class Diffusion(GenerativeModel):
                 self.config["prompts"] = list(prompts)
         self.config = {k: v for k, v in self.config.items() if v is not None}  # None: the default
 
+    def check_sampling_settings(self, settings: dict) -> None:
+        self._check_sampling(settings["sampler"], settings["sample_steps"], settings["guidance_scale"], self.timesteps)
+
     @staticmethod
     def _check_sampling(sampler, steps, guidance_scale, timesteps) -> None:
         if sampler not in SAMPLERS:
             raise ValueError(f"Diffusion: sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= timesteps):
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= timesteps):
             raise ValueError(f"Diffusion: sampling steps must be None (all {timesteps}) or an int in "
                              f"[1, {timesteps}], got {steps!r}")
-        if not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0:
             raise ValueError(f"Diffusion: guidance_scale must be a number >= 0, got {guidance_scale!r}")
 
     # -- data and conditions -------------------------------------------------------------------
