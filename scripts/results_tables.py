@@ -309,8 +309,23 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
                      + " | ".join(cell(s, metric) for s in columns) + " |")
     lines += ["", f"Recorded with `{record.get('command', 'command not recorded')}`; "
                   f"{provenance_line(record)}"
-                  + (f"; training {_sig3(sum(seconds) / len(seconds))} s per seed" if seconds else "") + "."]
+                  + (f"; training {_sig3(sum(seconds) / len(seconds))} s per seed" if seconds else "") + "."
+                  + _sampling_changed(record)]
     return "\n".join(lines)
+
+
+def _sampling_changed(record: dict) -> str:
+    """A sentence naming the sampling settings under which reused runs were evaluated instead of the
+    ones they were trained with (``sampling_changed`` of the record's runs), else ""."""
+    changes = {}
+    for run in record.get("runs", []):
+        for key, (trained, evaluated) in run.get("sampling_changed", {}).items():
+            changes.setdefault((key, json.dumps(trained), json.dumps(evaluated)), []).append(str(run.get("seed")))
+    if not changes:
+        return ""
+    parts = [f"`{key}` {evaluated} (trained with {trained}; seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
+             for (key, trained, evaluated), seeds in changes.items()]
+    return " The runs were trained earlier and reused; they were evaluated with " + "; ".join(parts) + "."
 
 
 # ---------------------------------------------------------------------------------------------

@@ -328,6 +328,21 @@ def test_an_extra_report_split_gets_its_column_and_one_seed_says_so(workspace):
     assert "| `accuracy` (label accuracy, all modalities) | 0.500 | 0.500 |" in text   # no spread for one seed
 
 
+def test_runs_evaluated_with_other_sampling_settings_than_they_were_trained_with_are_named(workspace):
+    results, doc = workspace
+    rec = quality_record()
+    rec["runs"] = [{"seed": s, "sampling_changed": {"guidance_scale": [3.0, 1.0]}} for s in (0, 1, 2)]
+    (results / "quality_tiny_mfm.json").write_text(json.dumps(rec))
+    doc.write_text("<!-- results: quality_tiny_mfm metrics=accuracy -->\n<!-- /results -->\n")
+    assert run("--write", "--results", results, doc) == 0
+    assert ("The runs were trained earlier and reused; they were evaluated with `guidance_scale` 1.0 (trained with "
+            "3.0; seeds 0, 1, 2).") in doc.read_text()
+    rec["runs"] = [{"seed": 0}]
+    (results / "quality_tiny_mfm.json").write_text(json.dumps(rec))
+    assert run("--write", "--results", results, doc) == 0
+    assert "trained earlier" not in doc.read_text()
+
+
 def test_a_flow_nll_is_glossed_as_a_bound_and_a_pixelcnn_nll_as_exact(workspace):
     results, doc = workspace
     stats = {"mean": 88.0, "sd": 0.1, "min": 87.9, "max": 88.1, "n": 3}
