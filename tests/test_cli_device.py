@@ -61,4 +61,4 @@ def test_training_ends_with_its_evaluation_on_the_training_device(tmp_path, monk
     monkeypatch.setattr(runs, "train", lambda *args, **kw: None)
     calls.clear()
     record.run_seed(config, 0, str(tmp_path / "rec"), device="cuda:1", splits=("test",), log=lambda line: None)
-    assert calls == [("test", {"device": "cuda:1"})]
+    assert calls == [("test", {"device": "cuda:1", "sampling": None})]

@@ -515,6 +515,13 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
     assert cli.main(["sample", run_dir, "-n", "3", "--prompt", "a small red circle at the top left",
                      "--steps", "2", "--guidance-scale", "3"]) == 0
     assert os.path.getsize(os.path.join(run_dir, "samples", "prompt-a-small-red-circle-at-the-top-left-seed0.png")) > 100
+    assert "vocabulary has no" not in capsys.readouterr().err   # every word known: no warning
+    # a word the captions never use is named (it reads as <unk>), with the words the model knows
+    assert cli.main(["sample", run_dir, "-n", "2", "--prompt", "a small red circle in the middle, glowing",
+                     "--steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the model's vocabulary has no 'middle', 'glowing' (in 'a small red circle in the middle, " in err
+    assert "its words: a, and, at, big, blue, bottom, circle" in err
     assert "conditions on captions" in cli_error(capsys, ["sample", run_dir, "--label", "3"])
     from mmgen.demo import Demo  # mmgen demo's prompt box answers a caption with images
     demo = Demo(run_dir)

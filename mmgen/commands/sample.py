@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from mmgen import distributed, runs
+from mmgen import distributed, modalities, runs
 from mmgen.cli import add_threads_option
 from mmgen.io import image_grid, save_png
 
@@ -94,6 +94,22 @@ def _diffusion_options(args, model) -> dict:
     return given
 
 
+def _warn_unknown_words(model, prompt: str) -> None:
+    """A warning on stderr naming the words of ``prompt`` that the model's vocabulary lacks (they
+    read as <unk>, so the images follow the rest of the caption), with the words it knows."""
+    from mmgen.nn.text_condition import TextEmbedder, unknown_words
+    from mmgen.train.progress import note
+    unknown = unknown_words(model, prompt)
+    if not unknown:
+        return
+    embedder = next(m for m in model.modules() if isinstance(m, TextEmbedder))
+    specials = len(modalities.get("text").specials)
+    known = [w for w in embedder.tokenizer.vocab[specials:] if w.isalnum()]
+    shown = ", ".join(sorted(known)[:60]) + (", ..." if len(known) > 60 else "")
+    note(f"mmgen sample: warning: the model's vocabulary has no {', '.join(repr(w) for w in unknown)} (in "
+         f"{prompt!r}): read as <unk>, the images follow the rest of the caption; its words: {shown}")
+
+
 def _text_to_image(args, model) -> int:
     """PNG grids for ``--prompt`` and ``--interpolate`` (same seed, so the rows share their noise)."""
     takes_prompts = "prompts" in inspect.signature(model.sample).parameters  # text-to-image GAN, diffusion
@@ -104,6 +120,8 @@ def _text_to_image(args, model) -> int:
     extra = _diffusion_options(args, model)
     folder = args.out or os.path.join(args.run_dir, "samples")
     rows = []
+    for prompt in [*(args.prompt or []), *(args.interpolate or [])]:
+        _warn_unknown_words(model, prompt)
     for prompt in args.prompt or []:
         generator = torch.Generator(args.device).manual_seed(args.seed)
         images = (model.sample(args.n, prompts=prompt, generator=generator, **extra) if takes_prompts

@@ -8,7 +8,7 @@ from torch import nn
 
 from mmgen import plugins
 
-__all__ = ["TextEmbedder", "make_tokenizer"]
+__all__ = ["TextEmbedder", "make_tokenizer", "unknown_words"]
 
 
 def make_tokenizer(vocab):
@@ -22,6 +22,22 @@ def make_tokenizer(vocab):
         from mmgen.data import captions
         return text.tokenizer(text.vocabulary(captions.corpus(vocab)))
     return text.tokenizer(list(vocab))
+
+
+def unknown_words(model: nn.Module, caption: str) -> list[str]:
+    """The words of ``caption`` that the text encoder of ``model`` (its :class:`TextEmbedder`) reads
+    as <unk>, in order, each once; [] when every word is known or the encoder reads no token ids
+    (a frozen sentence encoder takes any text)."""
+    embedder = next((m for m in model.modules() if isinstance(m, TextEmbedder)), None)
+    if embedder is None or not embedder.reads_tokens:
+        return []
+    tokenizer, found = embedder.tokenizer, []
+    for chunk in caption.split():
+        if tokenizer.unk_id in tokenizer.encode(chunk, add_special=False):
+            word = chunk.strip(".,;:!?\"'()")
+            if word and word not in found:
+                found.append(word)
+    return found
 
 
 class TextEmbedder(nn.Module):
