@@ -200,6 +200,17 @@ def _train_seconds(run_dir: str) -> float | None:
     return total + segment if seen else None
 
 
+def _trained_at(run_dir: str) -> dict:
+    """``{"trained_at": {git_commit, git_dirty, date}}`` from the run's provenance (the commit that
+    trained it, or last resumed it), which a reused run does not share with the record; {} without."""
+    path = os.path.join(run_dir, runs.PROVENANCE_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)
+    return {"trained_at": {key: saved.get(key) for key in ("git_commit", "git_dirty", "date")}}
+
+
 def _splits_entry(also: tuple[str, ...]) -> dict:
     """A record's ``splits``: val selects, test reports, and the ``also`` splits are reported too."""
     return {"selection": "val", "report": "test", **({"also_reported": list(also)} if also else {})}
@@ -250,7 +261,8 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
         runs.train(seeded, run_dir, device=device, resume="auto")  # ends with the val evaluation
     else:
         log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
-    result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir)}
+    result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir),
+              **_trained_at(run_dir)}
     if sampling:
         own = models.sampling_settings(runs.read_run_config(run_dir)["model"])
         result["sampling_changed"] = {key: [own[key], value] for key, value in sampling.items()}

@@ -317,15 +317,19 @@ def render_quality(record: dict, path: str, doc_dir: str, metrics: list[str] | N
 def _sampling_changed(record: dict) -> str:
     """A sentence naming the sampling settings under which reused runs were evaluated instead of the
     ones they were trained with (``sampling_changed`` of the record's runs), else ""."""
-    changes = {}
+    changes, commits = {}, []
     for run in record.get("runs", []):
         for key, (trained, evaluated) in run.get("sampling_changed", {}).items():
             changes.setdefault((key, json.dumps(trained), json.dumps(evaluated)), []).append(str(run.get("seed")))
+            commit = (run.get("trained_at") or {}).get("git_commit")
+            if commit and commit[:7] not in commits:
+                commits.append(commit[:7])
     if not changes:
         return ""
     parts = [f"`{key}` {evaluated} (trained with {trained}; seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
              for (key, trained, evaluated), seeds in changes.items()]
-    return " The runs were trained earlier and reused; they were evaluated with " + "; ".join(parts) + "."
+    when = f" at commit{'s' if len(commits) > 1 else ''} {', '.join(f'`{c}`' for c in commits)}" if commits else " earlier"
+    return f" The runs were trained{when} and reused; they were evaluated with " + "; ".join(parts) + "."
 
 
 # ---------------------------------------------------------------------------------------------

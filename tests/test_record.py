@@ -213,6 +213,8 @@ def test_a_run_trained_with_other_sampling_settings_is_reused_and_evaluated_with
     assert run["reused"] and run["sampling_changed"] == {"sampler": ["ddpm", "ddim"], "sample_steps": [None, 5],
                                                          "guidance_scale": [3, 1]}
     assert saved["run_config"]["model"]["guidance_scale"] == 1
+    provenance = json.loads((folder / "seed0" / "provenance.json").read_text())
+    assert run["trained_at"] == {key: provenance[key] for key in ("git_commit", "git_dirty", "date")}
     for split in ("val", "test"):
         path = folder / "seed0" / f"eval_{split}_sampler_ddim_steps_5_guidance_1.json"
         assert json.loads(path.read_text())["sampling"] == {"sampler": "ddim", "sample_steps": 5, "guidance_scale": 1}

@@ -337,6 +337,11 @@ def test_runs_evaluated_with_other_sampling_settings_than_they_were_trained_with
     assert run("--write", "--results", results, doc) == 0
     assert ("The runs were trained earlier and reused; they were evaluated with `guidance_scale` 1.0 (trained with "
             "3.0; seeds 0, 1, 2).") in doc.read_text()
+    for r in rec["runs"]:  # the commit that trained them, from each run's provenance
+        r["trained_at"] = {"git_commit": "338e6054a72f4f0f2c6bd0eb2dcb21dbd9b2bc5e", "git_dirty": False}
+    (results / "quality_tiny_mfm.json").write_text(json.dumps(rec))
+    assert run("--write", "--results", results, doc) == 0
+    assert "The runs were trained at commit `338e605` and reused; they were evaluated with" in doc.read_text()
     rec["runs"] = [{"seed": 0}]
     (results / "quality_tiny_mfm.json").write_text(json.dumps(rec))
     assert run("--write", "--results", results, doc) == 0
