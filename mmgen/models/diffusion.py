@@ -80,6 +80,8 @@ class Diffusion(GenerativeModel):
             (what a run config says instead of stating the number).
         condition_dropout: probability of training on the null condition.
         ema_decay: sample and bound with an exponential moving average of the weights (0: the live ones).
+        ema_warmup: the average's decay grows with the updates, min(ema_decay, (1 + k) / (10 + k))
+            (:func:`mmgen.models.ema.ema_of`), so the initial weights do not linger in it.
         guidance_scale, sampler ("ddpm" or "ddim"), sample_steps (None: all T): ``sample``'s defaults.
         bound_timesteps: terms L_{t-1} (t = 2..T) that ``elbo`` computes: None for all T - 1, or k
             (one t drawn per example in each of k strata, weighted by the stratum's size: an unbiased
@@ -107,7 +109,8 @@ class Diffusion(GenerativeModel):
                  vocab: list[str] | str | None = None, prompts: list[str] | str | None = None,
                  condition_dim: int = 64, condition_dropout: float = 0.1, guidance_scale: float = 1.0,
                  sampler: str = "ddpm", sample_steps: int | None = None, bound_timesteps: int | None = None,
-                 ema_decay: float = 0.0, class_conditional: bool = False, prediction: str = "epsilon",
+                 ema_decay: float = 0.0, ema_warmup: bool = False, class_conditional: bool = False,
+                 prediction: str = "epsilon",
                  zero_terminal_snr: bool = False, min_snr_gamma: float | None = None):
         super().__init__()
         name = type(self).__name__
@@ -172,9 +175,11 @@ class Diffusion(GenerativeModel):
             raise ValueError(f"{name}: ema_decay must lie in [0, 1), got {ema_decay!r}")
         self.channels, self.image_size = module.in_channels, module.size
         self.live = ConditionalDenoiser(module, condition_dim, num_classes, text)
-        self.ema_decay = float(ema_decay)
+        if not isinstance(ema_warmup, bool):
+            raise ValueError(f"{name}: ema_warmup must be true or false, got {ema_warmup!r}")
+        self.ema_decay, self.ema_warmup = float(ema_decay), ema_warmup
         if self.ema_decay > 0:
-            self.network_ema = ema_of(self.live, self.ema_decay)
+            self.network_ema = ema_of(self.live, self.ema_decay, warmup=self.ema_warmup)
         self.condition_on_labels = conditional
         self.condition_key = "captions" if text is not None else "y"
         self.text_to_image = text is not None  # judged by the attribute classifier (mmgen.eval.attributes)
@@ -197,7 +202,8 @@ class Diffusion(GenerativeModel):
                        "data_range": list(self.data_range), "levels": levels, "condition_dim": condition_dim,
                        "condition_dropout": self.condition_dropout, "guidance_scale": self.guidance_scale,
                        "sampler": sampler, "sample_steps": sample_steps, "bound_timesteps": bound_timesteps,
-                       "ema_decay": self.ema_decay, "prediction": prediction, "min_snr_gamma": self.min_snr_gamma}
+                       "ema_decay": self.ema_decay, "ema_warmup": self.ema_warmup, "prediction": prediction,
+                       "min_snr_gamma": self.min_snr_gamma}
         self.config["zero_terminal_snr"] = self.config.pop("rescale_betas_zero_snr")
         del self.config["num_train_timesteps"]
         if num_classes is not None:
