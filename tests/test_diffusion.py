@@ -355,6 +355,48 @@ def test_save_and_reload_round_trip_with_ema(tmp_path):
                                again.sample(4, y=3, sampler="ddim", steps=5, noise=noise))
 
 
+def test_ema_warmup_forgets_the_initial_weights_and_resumes_its_count(tmp_path):
+    """With ema_warmup the k-th update decays by min(decay, (1 + k) / (10 + k)): after a few
+    hundred steps of a constant live weight the average holds almost none of the initial one,
+    where the plain EMA at 0.999 still holds decay^k of it; the count is saved and goes on."""
+    from mmgen.models.ema import ema_of
+    start = torch.zeros(3)
+    for warmup, kept in ((False, 0.999 ** 300), (True, None)):
+        live = torch.nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            live.weight.zero_()
+        ema = ema_of(live, 0.999, warmup=warmup)
+        with torch.no_grad():
+            live.weight.fill_(1.0)
+        for _ in range(300):
+            ema.update_parameters(live)
+        share = 1 - ema.module.weight.detach()[0]  # of the initial weights (0) left in the average
+        if warmup:  # prod over k = 1..300 of (1 + k) / (10 + k) = 10! * 301! / (1! * 310!) < 1e-15
+            assert share.abs().max() < 1e-6, share
+        else:
+            torch.testing.assert_close(share, torch.full_like(start, kept), rtol=1e-4, atol=1e-6)
+    # the first updates: decay 2/11, then 3/12
+    live = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        live.weight.zero_()
+    ema = ema_of(live, 0.999, warmup=True)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+    ema.update_parameters(live)
+    assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
+    ema.update_parameters(live)
+    assert ema.module.weight.item() == pytest.approx(1 - (2 / 11) * (3 / 12))
+    # a model saves the option and the count; reloaded, its next update uses the count it reached
+    model = digits_diffusion(ema_decay=0.999, ema_warmup=True)
+    for _ in range(4):
+        model.update_ema()
+    model.save_pretrained(str(tmp_path / "m"))
+    again = GenerativeModel.from_pretrained(str(tmp_path / "m"))
+    assert again.config["ema_warmup"] is True and int(again.network_ema.n_averaged) == 5
+    with pytest.raises(ValueError, match="ema_warmup must be true or false, got 'yes'"):
+        digits_diffusion(ema_decay=0.999, ema_warmup="yes")
+
+
 def test_the_unet_takes_pixel_coordinates_as_two_more_channels(tmp_path):
     import mmgen
     plain, placed = (mmgen.build("denoiser", "image.unet", in_channels=3, size=8, hidden=8, channel_mult=[1, 2],
