@@ -569,6 +569,9 @@ def test_caption_preset_trains_is_judged_by_attributes_and_samples_prompts_on_th
     demo = Demo(run_dir)
     answer = demo.answer({"action": "prompt", "prompt": "a small red circle at the top left", "n": 2})
     assert demo.mode == "prompt" and answer["items"][0]["html"].startswith('<img src="data:image/png;base64,')
+    assert "warning" not in answer
+    answer = demo.answer({"action": "prompt", "prompt": "a small red circle in the middle", "n": 1})
+    assert answer["warning"].startswith("the model's vocabulary has no 'middle' (in 'a small red circle in the middle')")
 
 
 def test_docs_diffusion_example_runs(tmp_path, monkeypatch):

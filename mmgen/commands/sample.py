@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from mmgen import distributed, modalities, runs
+from mmgen import distributed, runs
 from mmgen.cli import add_threads_option
 from mmgen.io import image_grid, save_png
 
@@ -95,19 +95,12 @@ def _diffusion_options(args, model) -> dict:
 
 
 def _warn_unknown_words(model, prompt: str) -> None:
-    """A warning on stderr naming the words of ``prompt`` that the model's vocabulary lacks (they
-    read as <unk>, so the images follow the rest of the caption), with the words it knows."""
-    from mmgen.nn.text_condition import TextEmbedder, unknown_words
+    """A warning on stderr naming the words of ``prompt`` that the model's vocabulary lacks."""
+    from mmgen.nn.text_condition import unknown_words_warning
     from mmgen.train.progress import note
-    unknown = unknown_words(model, prompt)
-    if not unknown:
-        return
-    embedder = next(m for m in model.modules() if isinstance(m, TextEmbedder))
-    specials = len(modalities.get("text").specials)
-    known = [w for w in embedder.tokenizer.vocab[specials:] if w.isalnum()]
-    shown = ", ".join(sorted(known)[:60]) + (", ..." if len(known) > 60 else "")
-    note(f"mmgen sample: warning: the model's vocabulary has no {', '.join(repr(w) for w in unknown)} (in "
-         f"{prompt!r}): read as <unk>, the images follow the rest of the caption; its words: {shown}")
+    warning = unknown_words_warning(model, prompt)
+    if warning:
+        note(f"mmgen sample: warning: {warning}")
 
 
 def _text_to_image(args, model) -> int:

@@ -82,7 +82,8 @@ class Demo:
 
     # -- answers -------------------------------------------------------------------------------
     def answer(self, request: dict) -> dict:
-        """``{"items": [{"caption", "html"}], "seconds"}`` for a request ``{"action": "sample" |
+        """``{"items": [{"caption", "html"}], "seconds"}`` (and for a prompt with words the model's
+        vocabulary lacks, ``"warning"`` naming them) for a request ``{"action": "sample" |
         "prompt" | "class" | "upload", "n", "seed", "prompt", "label", "modality", "file" (base64),
         "filename", "text"}``; a bad request raises :class:`DemoRequestError` naming the field."""
         if not isinstance(request, dict):
@@ -102,7 +103,13 @@ class Demo:
                 handler = modalities.for_file(path)  # the modality's plugin shows its file
                 if handler is not None:
                     items.append({"caption": _caption(path), "html": handler.html(path)})
-        return {"items": items, "seconds": round(time.perf_counter() - started, 3)}
+        answer = {"items": items, "seconds": round(time.perf_counter() - started, 3)}
+        if action == "prompt":
+            from mmgen.nn.text_condition import unknown_words_warning
+            warning = unknown_words_warning(self.model, request["prompt"].strip())
+            if warning:
+                answer["warning"] = warning
+        return answer
 
     def _images(self, images: torch.Tensor, prefix: str) -> list[str]:
         """Image samples [n, C, H, W] written as a grid (grey levels scaled to [0, 1])."""

@@ -52,7 +52,7 @@ async function submit(form) {
   outputs.replaceChildren(...answer.items.map(item => { const figure = document.createElement("figure");
     const caption = document.createElement("figcaption"); caption.textContent = item.caption;
     figure.append(caption); figure.insertAdjacentHTML("beforeend", item.html); return figure; }));
-  status.textContent = `done in ${answer.seconds} s`;
+  status.textContent = `done in ${answer.seconds} s` + (answer.warning ? `; ${answer.warning}` : "");
 }
 for (const form of document.querySelectorAll("form[data-action]")) {
   form.addEventListener("submit", event => { event.preventDefault();

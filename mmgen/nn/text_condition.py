@@ -8,7 +8,7 @@ from torch import nn
 
 from mmgen import plugins
 
-__all__ = ["TextEmbedder", "make_tokenizer", "unknown_words"]
+__all__ = ["TextEmbedder", "make_tokenizer", "unknown_words", "unknown_words_warning"]
 
 
 def make_tokenizer(vocab):
@@ -38,6 +38,21 @@ def unknown_words(model: nn.Module, caption: str) -> list[str]:
             if word and word not in found:
                 found.append(word)
     return found
+
+
+def unknown_words_warning(model: nn.Module, caption: str, shown: int = 60) -> str | None:
+    """What to tell a user whose ``caption`` has words ``model``'s vocabulary lacks
+    (:func:`unknown_words`): the words, what becomes of them and the words the model knows (the
+    first ``shown`` in alphabetical order); None when every word is known."""
+    unknown = unknown_words(model, caption)
+    if not unknown:
+        return None
+    from mmgen import modalities
+    embedder = next(m for m in model.modules() if isinstance(m, TextEmbedder))
+    known = sorted(w for w in embedder.tokenizer.vocab[len(modalities.get("text").specials):] if w.isalnum())
+    words = ", ".join(known[:shown]) + (", ..." if len(known) > shown else "")
+    return (f"the model's vocabulary has no {', '.join(repr(w) for w in unknown)} (in {caption!r}): read as "
+            f"<unk>, the images follow the rest of the caption; its words: {words}")
 
 
 class TextEmbedder(nn.Module):
