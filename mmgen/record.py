@@ -236,7 +236,8 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``.
     A finished run whose config differs from ``config`` only in sampling settings (a diffusion
     model's guidance scale, sampler, steps: :func:`trained_config`) is reused and evaluated with
-    ``config``'s settings (its own evaluations are not read), and the result names them under
+    ``config``'s settings (the evaluations made with its own are not read; those made with
+    ``config``'s, in files named after them, are), and the result names them under
     ``sampling_changed`` ``{option: [the run's, config's]}``.
     ``trained_by_child``: this command's child process (``--jobs``) just trained and evaluated the
     run, so its saved evaluations are read and it is not reported as reused."""
