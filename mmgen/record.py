@@ -155,23 +155,17 @@ def _stale_record(saved: dict, config: dict) -> str | None:
     return None
 
 
-def trained_config(config: dict) -> dict:
-    """``config`` without its model's sampling settings (:func:`mmgen.models.sampling_settings`):
-    two configs equal here train the same model."""
-    settings = models.sampling_settings(config["model"])
-    return {**config, "model": {k: v for k, v in config["model"].items() if k not in settings}}
-
-
 def _finished(run_dir: str, config: dict) -> bool:
     """``run_dir`` holds the finished training of ``config`` (sampling settings aside, see
-    :func:`trained_config`)."""
+    :func:`mmgen.runs.trained_config`)."""
     try:
         saved = runs.read_run_config(run_dir)
     except FileNotFoundError:
         return False
     if models.config_name(saved.get("model", {})) != models.config_name(config["model"]):
         return False
-    return trained_config(saved) == trained_config(config) and os.path.isdir(os.path.join(run_dir, "model"))
+    return (runs.trained_config(saved) == runs.trained_config(config)
+            and os.path.isdir(os.path.join(run_dir, "model")))
 
 
 def sampling_changes(run_dir: str, config: dict) -> dict:
@@ -235,8 +229,8 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     run, continued from its latest checkpoint when it holds that run unfinished) and evaluate it on
     ``splits``, on the training device; returns ``{seed, run_dir, reused, train_seconds, <split>: {...}}``.
     A finished run whose config differs from ``config`` only in sampling settings (a diffusion
-    model's guidance scale, sampler, steps: :func:`trained_config`) is reused and evaluated with
-    ``config``'s settings (the evaluations made with its own are not read; those made with
+    model's guidance scale, sampler, steps: :func:`mmgen.runs.trained_config`) is reused and
+    evaluated with ``config``'s settings (the evaluations made with its own are not read; those made with
     ``config``'s, in files named after them, are), and the result names them under
     ``sampling_changed`` ``{option: [the run's, config's]}``.
     ``trained_by_child``: this command's child process (``--jobs``) just trained and evaluated the
@@ -255,7 +249,9 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
                 previous = runs.read_run_config(run_dir)
             except FileNotFoundError:
                 previous = None
-            if previous is not None and (previous.get("model"), previous.get("data")) != (seeded["model"], seeded["data"]):
+            trained = runs.trained_config(seeded)
+            if previous is not None and (runs.trained_config(previous).get("model"), previous.get("data")) != (
+                    trained["model"], trained["data"]):
                 raise ValueError(f"{run_dir} holds another run; give mmgen record another --runs folder")
         log(f"mmgen record: training seed {seed} in {run_dir}")
         # an unfinished run of this config (interrupted) continues from its latest checkpoint

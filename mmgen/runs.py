@@ -315,6 +315,16 @@ def clear_run_folder(run_dir: str) -> None:
             os.unlink(path)
 
 
+def trained_config(config: dict) -> dict:
+    """``config`` without its model's sampling settings (:func:`mmgen.models.sampling_settings`):
+    two run configs equal here train the same model (a run resumes, and ``mmgen record`` reuses a
+    finished one, under other sampling settings)."""
+    from mmgen.models import sampling_settings
+    model = config.get("model", {})
+    settings = sampling_settings(model) if isinstance(model, dict) and ("model" in model or "name" in model) else {}
+    return {**config, "model": {k: v for k, v in model.items() if k not in settings}}
+
+
 def prepare(config: dict, run_dir: str, device: str | None = None, *, resume=False,
             overwrite: bool = False) -> Trainer:
     """Check the run config and the run folder and build its data, model and trainer, without
@@ -329,7 +339,7 @@ def prepare(config: dict, run_dir: str, device: str | None = None, *, resume=Fal
     found = check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     if found and found["checkpoint"] and not overwrite and os.path.isfile(os.path.join(run_dir, RUN_FILE)):
         previous = read_run_config(run_dir)
-        if previous["model"] != config["model"] or previous["data"] != config["data"]:
+        if trained_config(previous)["model"] != trained_config(config)["model"] or previous["data"] != config["data"]:
             raise ValueError(f"{run_dir} holds a run with another model or data; use a new folder (or "
                              "--overwrite to replace it)")
     train_data, val_data = dataset(config, "train"), dataset(config, "val")

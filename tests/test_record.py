@@ -229,6 +229,26 @@ def test_a_run_trained_with_other_sampling_settings_is_reused_and_evaluated_with
     assert "holds another run" in cli_error(capsys, [*base, "--set", "model.denoiser.hidden=4"])
 
 
+def test_an_unfinished_run_continues_under_other_sampling_settings(tmp_path):
+    from mmgen import presets, runs
+    config = runs.apply_overrides(presets.get("diffusion-digits"), [
+        "train.steps=4", "train.batch_size=8", "model.denoiser.hidden=8", "model.bound_timesteps=4",
+        "eval.max_examples=8", "train.progress=false", "train.checkpoint_every=2", "train.sample_every=1000",
+        "model.guidance_scale=3"])
+    run_dir = str(tmp_path / "seed0")
+    runs.train(runs.apply_overrides(config, ["train.seed=0"]), run_dir)
+    longer = runs.apply_overrides(config, ["train.steps=6", "model.guidance_scale=1"])
+    result = record.run_seed(longer, 0, run_dir, splits=("val",), log=lambda line: None)
+    assert not result["reused"] and "sampling_changed" not in result   # trained on, under the new settings
+    assert runs.read_run_config(run_dir)["model"]["guidance_scale"] == 1
+    assert result["val"]["sampling"]["guidance_scale"] == 1
+    events = [json.loads(line) for line in open(tmp_path / "seed0" / "metrics.jsonl")]
+    assert [e["from"] for e in events if e.get("event") == "resumed"] == ["step-000004"]
+    with pytest.raises(ValueError, match="holds a run with another model or data"):  # a trained setting: refused
+        runs.train(runs.apply_overrides(longer, ["train.seed=0", "train.steps=8", "model.denoiser.hidden=4"]),
+                   run_dir, resume=True)
+
+
 def test_an_evaluation_from_before_sampling_settings_were_recorded_names_its_guidance():
     from mmgen import runs
     config = runs.load_config("diffusion-shapes")
