@@ -360,28 +360,28 @@ def test_ema_warmup_forgets_the_initial_weights_and_resumes_its_count(tmp_path):
     hundred steps of a constant live weight the average holds almost none of the initial one,
     where the plain EMA at 0.999 still holds decay^k of it; the count is saved and goes on."""
     from mmgen.models.ema import ema_of
-    start = torch.zeros(3)
-    for warmup, kept in ((False, 0.999 ** 300), (True, None)):
-        live = torch.nn.Linear(3, 1, bias=False)
+
+    def averaged(warmup: bool, size: int):
+        """A live weight of zeros averaged from now, then set to ones: the average's distance from
+        one is the share of the initial weights left in it."""
+        live = torch.nn.Linear(size, 1, bias=False)
         with torch.no_grad():
             live.weight.zero_()
         ema = ema_of(live, 0.999, warmup=warmup)
         with torch.no_grad():
             live.weight.fill_(1.0)
+        return live, ema
+
+    for warmup in (False, True):
+        live, ema = averaged(warmup, 3)
         for _ in range(300):
             ema.update_parameters(live)
-        share = 1 - ema.module.weight.detach()[0]  # of the initial weights (0) left in the average
+        share = 1 - ema.module.weight.detach()[0]
         if warmup:  # prod over k = 1..300 of (1 + k) / (10 + k) = 10! * 301! / (1! * 310!) < 1e-15
             assert share.abs().max() < 1e-6, share
         else:
-            torch.testing.assert_close(share, torch.full_like(start, kept), rtol=1e-4, atol=1e-6)
-    # the first updates: decay 2/11, then 3/12
-    live = torch.nn.Linear(1, 1, bias=False)
-    with torch.no_grad():
-        live.weight.zero_()
-    ema = ema_of(live, 0.999, warmup=True)
-    with torch.no_grad():
-        live.weight.fill_(1.0)
+            torch.testing.assert_close(share, torch.full((3,), 0.999 ** 300), rtol=1e-4, atol=1e-6)
+    live, ema = averaged(True, 1)  # the first updates: decay 2/11, then 3/12
     ema.update_parameters(live)
     assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
     ema.update_parameters(live)
