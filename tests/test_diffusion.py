@@ -622,3 +622,36 @@ def test_guidance_val_script_compares_scales_on_val_and_reads_saved_evaluations(
     for bad in (["--scales", "1", "2"], ["--scales", "3", "-1"]):       # no baseline; a negative scale
         with pytest.raises(SystemExit):
             script.main([run_dir, *bad, "--out", str(out)])
+
+
+def test_ema_init_share_script_takes_the_initial_weights_out_of_the_average_exactly(tmp_path):
+    """benchmarks/ema_init_share.py: after two updates at decay d the plain average is
+    d^2 w0 + d (1 - d) w1 + (1 - d) w2; with w0's share taken out it must be the live weights of
+    steps 1 and 2 (read from the run's checkpoints) weighted d (1 - d) and (1 - d), over 1 - d^2."""
+    import importlib.util
+
+    from mmgen import runs
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "ema_init_share.py")
+    spec = importlib.util.spec_from_file_location("ema_init_share", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = runs.apply_overrides(runs.load_config("diffusion-digits"), [
+        "train.steps=2", "train.batch_size=8", "model.denoiser.hidden=8", "model.bound_timesteps=4",
+        "eval.max_examples=8", "train.progress=false", "train.checkpoint_every=1", "train.sample_every=1000",
+        "model.ema_decay=0.5", "model.ema_warmup=false"])
+    run_dir = str(tmp_path / "seed0")
+    runs.train(config, run_dir)
+    out = tmp_path / "share.json"
+    result = script.main([run_dir, "--out-dir", str(tmp_path / "copies"), "--out", str(out)])
+    row = result["runs"][0]
+    assert row["updates"] == 2 and row["initial_share"] == 0.25 and json.loads(out.read_text())["split"] == "val"
+    assert row["elbo"] == json.loads(open(os.path.join(run_dir, "eval_val.json")).read())["elbo"]
+    live = [dict(GenerativeModel.from_pretrained(os.path.join(run_dir, "checkpoints", f"step-00000{s}"))
+                 .live.named_parameters()) for s in (1, 2)]
+    copy = GenerativeModel.from_pretrained(str(tmp_path / "copies" / "seed0" / "model"))
+    for name, weight in copy.network_ema.module.named_parameters():
+        torch.testing.assert_close(weight, (0.25 * live[0][name] + 0.5 * live[1][name]) / 0.75, rtol=1e-4, atol=1e-6)
+    assert json.loads((tmp_path / "copies" / "seed0" / "eval_val.json").read_text())["elbo"] == row["elbo_without_initial"]
+    with pytest.raises(ValueError, match="not a run with a plain weight average"):
+        runs.train(runs.apply_overrides(config, ["model.ema_warmup=true"]), str(tmp_path / "warm"))
+        script.main([str(tmp_path / "warm"), "--out-dir", str(tmp_path / "copies"), "--out", str(out)])
