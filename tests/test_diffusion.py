@@ -652,6 +652,8 @@ def test_ema_init_share_script_takes_the_initial_weights_out_of_the_average_exac
     for name, weight in copy.network_ema.module.named_parameters():
         torch.testing.assert_close(weight, (0.25 * live[0][name] + 0.5 * live[1][name]) / 0.75, rtol=1e-4, atol=1e-6)
     assert json.loads((tmp_path / "copies" / "seed0" / "eval_val.json").read_text())["elbo"] == row["elbo_without_initial"]
+    warm = runs.load_model(run_dir)  # the same run with a warm-up average: refused
+    warm.config["ema_warmup"] = True
+    warm.save_pretrained(str(tmp_path / "copies" / "seed0" / "model"))
     with pytest.raises(ValueError, match="not a run with a plain weight average"):
-        runs.train(runs.apply_overrides(config, ["model.ema_warmup=true"]), str(tmp_path / "warm"))
-        script.main([str(tmp_path / "warm"), "--out-dir", str(tmp_path / "copies"), "--out", str(out)])
+        script.without_initial_weights(str(tmp_path / "copies" / "seed0"), str(tmp_path / "again"))
