@@ -18,7 +18,6 @@ digit right). m = 1 is the measure on the real images themselves. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 
@@ -26,7 +25,7 @@ import torch
 
 from mmgen import provenance
 from mmgen.data.captions import DigitMeasure, mnist_captions
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_write_json
 
 ATTRIBUTES = ("thickness", "slant", "size")
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "caption_mean_ceiling.json")
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{split:4s} m={m:3d} " + " ".join(f"{a} {row[a]:.3f}" for a in (*ATTRIBUTES, "all")), flush=True)
     result = {"benchmark": "caption_mean_ceiling", **provenance.record(), "seeds": args.seeds,
               "judge": "DigitMeasure fitted on the train split, true digit", "pool": "train", "rows": rows}
-    atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -22,7 +22,7 @@ import shutil
 import torch
 
 from mmgen import provenance, runs
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_write_json
 from mmgen.models import from_config
 from mmgen.record import summarize
 from mmgen.train import TrainConfig
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
               "summary": summarize([{k: r[k] for k in ("elbo", "elbo_without_initial")} for r in rows]),
               "runs": rows}
     out = args.out or os.path.join(RESULTS, f"ema_init_share_{dataset.replace('-', '_')}.json")
-    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(out, result)
     print(f"wrote {out}")
     return result
 

@@ -16,7 +16,6 @@ mean / sd / min / max over the seeds. Writes ``benchmarks/results/fid_floor_shap
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from mmgen import provenance, runs
 from mmgen.data.captions import render_shapes
 from mmgen.eval.attributes import feature_distances, run_classifier
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_write_json
 from mmgen.record import summarize
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
               "dataset": data, "second_sets": {"rendered_again": {"generator_seeds": args.seeds},
                                                 "other_draw": {"dataset_seeds": args.seeds}},
               "judge": made_by, "features": found[0]["features"], "rows": rows}
-    atomic_write_bytes(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -22,7 +22,7 @@ import torch
 
 from mmgen import provenance, runs
 from mmgen.eval import attributes
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_write_json
 from mmgen.record import stale_judge, summarize
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
               "rule": "lowest mean val fid among scales whose mean val consistency_all >= the own scale's mean - 2 sd",
               "consistency_all_bar": bar, "chosen": chosen, "rows": rows, "evaluations": sources}
     out = args.out or os.path.join(RESULTS, f"guidance_{configs[0]['data']['name'].replace('-', '_')}.json")
-    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(out, result)
     print(f"wrote {out}")
     return result
 

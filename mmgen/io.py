@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import tempfile
 from typing import Iterator
@@ -43,6 +44,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file, fsync and rename: never a half-written file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
+
+
+def atomic_write_json(path: str, value) -> None:
+    """``value`` as indented JSON with a final newline (a result file), by :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 from mmgen import models, provenance, runs
-from mmgen.io import atomic_write_bytes
+from mmgen.io import atomic_write_json
 
 SPLITS = ("val", "test")
 # bookkeeping fields of an evaluation: recorded per run, not summarized or checked
@@ -112,15 +112,16 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
     return summary
 
 
-def _saved_eval(run_dir: str, split: str, sampling: dict, wanted: dict) -> dict | None:
-    """The run's saved evaluation on ``split`` under the ``sampling`` settings that differ from its
-    own (file named by :func:`mmgen.runs.eval_file`), if it was made with the ``wanted`` settings."""
+def _saved_eval(run_dir: str, run_config: dict, split: str, sampling: dict, wanted: dict) -> dict | None:
+    """The saved evaluation on ``split`` of the run of ``run_config`` in ``run_dir``, under the
+    ``sampling`` settings that differ from its own (file named by :func:`mmgen.runs.eval_file`), if
+    it was made with the ``wanted`` settings."""
     for t2i in (False, True):
         path = os.path.join(run_dir, runs.eval_file(split, sampling, t2i=t2i))
         if os.path.exists(path):
             with open(path) as f:
                 saved = json.load(f)
-            if wanted and runs.evaluated_sampling(saved, runs.read_run_config(run_dir)) != wanted:
+            if wanted and runs.evaluated_sampling(saved, run_config) != wanted:
                 return None
             return saved
     return None
@@ -168,13 +169,12 @@ def _finished(run_dir: str, config: dict) -> bool:
             and os.path.isdir(os.path.join(run_dir, "model")))
 
 
-def sampling_changes(run_dir: str, config: dict) -> dict:
-    """The sampling settings of ``config`` that differ from those of the run in ``run_dir``."""
-    wanted = models.sampling_settings(config["model"])
-    if not wanted:
-        return {}
-    own = models.sampling_settings(runs.read_run_config(run_dir)["model"])
-    return {key: value for key, value in wanted.items() if own.get(key) != value}
+def sampling_changes(run_config: dict, config: dict) -> dict:
+    """The sampling settings in which ``config`` differs from ``run_config`` (a run's):
+    ``{option: [the run's value, config's]}``."""
+    own = models.sampling_settings(run_config["model"])
+    return {key: [own.get(key), value] for key, value in models.sampling_settings(config["model"]).items()
+            if own.get(key) != value}
 
 
 def _train_seconds(run_dir: str) -> float | None:
@@ -240,7 +240,6 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
     if trained_by_child and not finished:
         raise RuntimeError(f"seed {seed}: the child process that trained it left no finished run in {run_dir}")
     reused = finished and not trained_by_child
-    sampling = sampling_changes(run_dir, seeded) if finished else {}
     if trained_by_child:
         log(f"mmgen record: seed {seed}: reading the run its child process trained in {run_dir}")
     elif not reused:
@@ -260,17 +259,19 @@ def run_seed(config: dict, seed: int, run_dir: str, *, device: str | None = None
         log(f"mmgen record: seed {seed}: reusing the finished run in {run_dir}")
     result = {"seed": seed, "run_dir": run_dir, "reused": reused, "train_seconds": _train_seconds(run_dir),
               **_trained_at(run_dir)}
-    if sampling:
-        own = models.sampling_settings(runs.read_run_config(run_dir)["model"])
-        result["sampling_changed"] = {key: [own[key], value] for key, value in sampling.items()}
+    wanted = models.sampling_settings(seeded["model"])  # {} for a model without sampling settings
+    run_config = runs.read_run_config(run_dir) if wanted else None  # what the run was trained (or resumed) with
+    changed = sampling_changes(run_config, seeded) if finished and wanted else {}
+    sampling = {key: value for key, (_, value) in changed.items()}
+    if changed:
+        result["sampling_changed"] = changed
         log(f"mmgen record: seed {seed}: evaluating it with " + ", ".join(
-            f"{key}={value} (trained with {own[key]})" for key, value in sampling.items()))
-    wanted = models.sampling_settings(seeded["model"])
+            f"{key}={value} (trained with {own})" for key, (own, value) in changed.items()))
     device = device or seeded.get("train", {}).get("device", "cpu")  # where training evaluated val
     for split in splits:
         # training just wrote val; a reused run's evaluations were written when it was recorded (or by
         # a record of the same run under a comparison): the test split is read once per run
-        saved = _saved_eval(run_dir, split, sampling, wanted) if split == "val" or finished else None
+        saved = _saved_eval(run_dir, run_config, split, sampling, wanted) if split == "val" or finished else None
         why = stale_judge(saved, seeded) if saved is not None else None
         if why:
             log(f"mmgen record: seed {seed}: its saved {split} evaluation was {why}: evaluating it again")
@@ -363,7 +364,7 @@ def record(source: str, seeds: list[int], *, overrides: list[str] = (), name: st
                "summary": {split: summarize([numeric_metrics(r[split]) for r in per_seed]) for split in splits},
                "runs": per_seed, "run_config": config}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+    atomic_write_json(path, payload)
     log(f"mmgen record: wrote {path}")
     return path
 
@@ -448,7 +449,7 @@ def compare(sources: list[str], seeds: list[int], name: str, *, overrides: list[
                "seeds": list(seeds),
                "splits": _splits_entry(also),
                "models": models}
-    atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
+    atomic_write_json(out, payload)
     log(f"mmgen record: wrote {out}")
     return out
 

@@ -505,7 +505,6 @@ def _evaluate(run_dir: str, config: dict, split: str, *, metrics: list[str] | No
         requested[name] = {**requested[name], **extra}
     requested = eval_metrics.check(requested, where=None)
     model = load_model(run_dir, distributed.check_device(device))
-    model.sampling_settings(sampling)  # checked before any work
     evaluator = _evaluator(model)
     from mmgen.eval.attributes import evaluate_run, evaluate_text_to_image
     if evaluator is evaluate_text_to_image:  # judged by the run's attribute classifier

@@ -73,12 +73,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.out_dir):
         raise SystemExit(f"gpu_check_summary: {args.out_dir} is not a folder")
-    from mmgen.io import atomic_write_bytes
+    from mmgen.io import atomic_write_json
     summary = summarize(args.out_dir, ["bash", "scripts/gpu_check.sh"])
-    data = (json.dumps(summary, indent=2) + "\n").encode()
     for folder in dict.fromkeys([args.out_dir, args.results]):
         os.makedirs(folder, exist_ok=True)
-        atomic_write_bytes(os.path.join(folder, NAME), data)
+        atomic_write_json(os.path.join(folder, NAME), summary)
         print(f"wrote {os.path.join(folder, NAME)}")
     return 0
 

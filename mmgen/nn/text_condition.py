@@ -8,7 +8,7 @@ from torch import nn
 
 from mmgen import plugins
 
-__all__ = ["TextEmbedder", "make_tokenizer", "unknown_words", "unknown_words_warning"]
+__all__ = ["TextEmbedder", "make_tokenizer", "unknown_words_warning"]
 
 
 def make_tokenizer(vocab):
@@ -24,14 +24,15 @@ def make_tokenizer(vocab):
     return text.tokenizer(list(vocab))
 
 
-def unknown_words(model: nn.Module, caption: str) -> list[str]:
-    """The words of ``caption`` that the text encoder of ``model`` (its :class:`TextEmbedder`) reads
-    as <unk>, in order, each once; [] when every word is known or the encoder reads no token ids
-    (a frozen sentence encoder takes any text)."""
+def _token_embedder(model: nn.Module):
+    """``model``'s :class:`TextEmbedder` if its encoder reads token ids, else None."""
     embedder = next((m for m in model.modules() if isinstance(m, TextEmbedder)), None)
-    if embedder is None or not embedder.reads_tokens:
-        return []
-    tokenizer, found = embedder.tokenizer, []
+    return embedder if embedder is not None and embedder.reads_tokens else None
+
+
+def _unknown_words(tokenizer, caption: str) -> list[str]:
+    """The words of ``caption`` that ``tokenizer`` reads as <unk>, in order, each once."""
+    found = []
     for chunk in caption.split():
         if tokenizer.unk_id in tokenizer.encode(chunk, add_special=False):
             word = chunk.strip(".,;:!?\"'()")
@@ -41,14 +42,15 @@ def unknown_words(model: nn.Module, caption: str) -> list[str]:
 
 
 def unknown_words_warning(model: nn.Module, caption: str, shown: int = 60) -> str | None:
-    """What to tell a user whose ``caption`` has words ``model``'s vocabulary lacks
-    (:func:`unknown_words`): the words, what becomes of them and the words the model knows (the
-    first ``shown`` in alphabetical order); None when every word is known."""
-    unknown = unknown_words(model, caption)
+    """What to tell a user whose ``caption`` has words that ``model``'s text encoder reads as <unk>:
+    the words, what becomes of them and the words the model knows (the first ``shown`` in
+    alphabetical order); None when every word is known or the encoder reads no token ids (a frozen
+    sentence encoder takes any text)."""
+    embedder = _token_embedder(model)
+    unknown = [] if embedder is None else _unknown_words(embedder.tokenizer, caption)
     if not unknown:
         return None
     from mmgen import modalities
-    embedder = next(m for m in model.modules() if isinstance(m, TextEmbedder))
     known = sorted(w for w in embedder.tokenizer.vocab[len(modalities.get("text").specials):] if w.isalnum())
     words = ", ".join(known[:shown]) + (", ..." if len(known) > shown else "")
     return (f"the model's vocabulary has no {', '.join(repr(w) for w in unknown)} (in {caption!r}): read as "
